@@ -1,0 +1,3 @@
+from noor_daemon.cli import main
+
+main()

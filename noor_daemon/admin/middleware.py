@@ -1,0 +1,63 @@
+"""Who may use the admin API, and how its failures are answered."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import logging
+
+from aiohttp import web
+
+from noor_daemon.admin.errors import AdminError, error_response
+from noor_daemon.keys import ADMIN_TOKEN_HASH, SETTINGS
+from noor_daemon.ledger.accounts import Conflict, NotFound
+
+log = logging.getLogger(__name__)
+
+OPEN_PATHS = {"/admin/v1/openapi.json"}
+
+
+def is_loopback(remote: str | None) -> bool:
+    if not remote:
+        return False
+    try:
+        return ipaddress.ip_address(remote.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+@web.middleware
+async def admin_errors(request: web.Request, handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except AdminError as exc:
+        return error_response(exc.status, exc.code, exc.message)
+    except NotFound as exc:
+        return error_response(404, "not_found", str(exc))
+    except Conflict as exc:
+        return error_response(409, "conflict", str(exc))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+    except Exception as exc:  # never a traceback to the caller, never content in the log
+        log.error("admin %s %s failed: %s", request.method, request.path, type(exc).__name__)
+        return error_response(500, "internal_error", "The admin API failed; see the daemon's log.")
+
+
+@web.middleware
+async def admin_auth(request: web.Request, handler) -> web.StreamResponse:
+    settings = request.config_dict[SETTINGS]
+    if not settings.config.config.server.admin_remote and not is_loopback(request.remote):
+        raise AdminError(403, "forbidden", "The admin API answers loopback clients only ([server] admin_remote).")
+    if request.path in OPEN_PATHS:
+        return await handler(request)
+    auth = request.headers.get("Authorization", "")
+    scheme, _, token = auth.partition(" ")
+    expected = request.config_dict[ADMIN_TOKEN_HASH]
+    presented = hashlib.sha256(token.strip().encode()).digest()
+    if scheme.lower() != "bearer" or not hmac.compare_digest(presented, expected):
+        raise AdminError(401, "unauthorized", "Missing or wrong admin token (NOOR_ADMIN_TOKEN, or see `noor doctor`).")
+    return await handler(request)
+

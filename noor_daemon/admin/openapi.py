@@ -1,0 +1,212 @@
+"""The OpenAPI document of the admin API, served at /admin/v1/openapi.json."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from noor_daemon import __version__
+
+routes = web.RouteTableDef()
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict, description: str = "OK") -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_ERRORS = {
+    "400": _json(_ref("Error"), "Invalid request"),
+    "401": _json(_ref("Error"), "Missing or wrong admin token"),
+    "404": _json(_ref("Error"), "Not found"),
+}
+
+_REF_PARAM = {"name": "ref", "in": "path", "required": True, "schema": {"type": "string"}, "description": "Account id or email"}
+_KEY_PARAM = {"name": "key_id", "in": "path", "required": True, "schema": {"type": "string"}}
+
+_TIME = {"type": ["string", "null"], "format": "date-time"}
+
+SCHEMAS = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["status", "code", "message"],
+                "properties": {"status": {"type": "integer"}, "code": {"type": "string"}, "message": {"type": "string"}},
+            }
+        },
+    },
+    "Account": {
+        "type": "object",
+        "required": ["id", "email", "plan", "status", "created_at"],
+        "properties": {
+            "id": {"type": "string"},
+            "email": {"type": "string"},
+            "plan": {"type": "string"},
+            "status": {"type": "string", "enum": ["active", "suspended"]},
+            "created_at": _TIME,
+        },
+    },
+    "Key": {
+        "type": "object",
+        "required": ["id", "account_id", "prefix", "state", "created_at"],
+        "properties": {
+            "id": {"type": "string"},
+            "account_id": {"type": "string"},
+            "prefix": {"type": "string"},
+            "masked": {"type": "string"},
+            "name": {"type": ["string", "null"]},
+            "models": {"type": ["array", "null"], "items": {"type": "string"}},
+            "limits": {"type": ["object", "null"]},
+            "status": {"type": "string"},
+            "state": {"type": "string", "enum": ["active", "suspended", "revoked", "expired"]},
+            "created_at": _TIME,
+            "expires_at": _TIME,
+            "revoked_at": _TIME,
+            "last_used_at": _TIME,
+        },
+    },
+    "IssuedKey": {
+        "allOf": [_ref("Key"), {"type": "object", "required": ["key"], "properties": {"key": {"type": "string"}}}],
+        "description": "A key with its full secret: returned once, at creation or rotation.",
+    },
+}
+
+
+def document() -> dict:
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "NoorAPI admin API", "version": __version__},
+        "servers": [{"url": "/admin/v1"}],
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {"admin": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"admin": []}],
+        "paths": {
+            "/accounts": {
+                "get": {
+                    "summary": "List accounts",
+                    "responses": {"200": _json({"type": "object", "properties": {"data": {"type": "array", "items": _ref("Account")}}}), **_ERRORS},
+                },
+                "post": {
+                    "summary": "Create an account",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["email"],
+                                    "properties": {"email": {"type": "string", "format": "email"}, "plan": {"type": "string"}},
+                                }
+                            }
+                        },
+                    },
+                    "responses": {"201": _json(_ref("Account"), "Created"), "409": _json(_ref("Error"), "Email taken"), **_ERRORS},
+                },
+            },
+            "/accounts/{ref}": {
+                "parameters": [_REF_PARAM],
+                "get": {"summary": "Get an account", "responses": {"200": _json(_ref("Account")), **_ERRORS}},
+                "patch": {
+                    "summary": "Change an account's email, plan or status",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "email": {"type": "string", "format": "email"},
+                                        "plan": {"type": "string"},
+                                        "status": {"type": "string", "enum": ["active", "suspended"]},
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {"200": _json(_ref("Account")), "409": _json(_ref("Error"), "Email taken"), **_ERRORS},
+                },
+                "delete": {
+                    "summary": "Delete an account with its keys and usage",
+                    "responses": {"200": _json({"type": "object", "properties": {"id": {"type": "string"}, "deleted": {"type": "boolean"}}}), **_ERRORS},
+                },
+            },
+            "/accounts/{ref}/export": {
+                "parameters": [
+                    _REF_PARAM,
+                    {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["json", "csv"]}},
+                ],
+                "get": {
+                    "summary": "Export an account's data (streamed)",
+                    "responses": {
+                        "200": {"description": "The export", "content": {"application/json": {"schema": {"type": "object"}}, "text/csv": {"schema": {"type": "string"}}}},
+                        **_ERRORS,
+                    },
+                },
+            },
+            "/keys": {
+                "get": {
+                    "summary": "List keys (masked)",
+                    "parameters": [{"name": "account", "in": "query", "schema": {"type": "string"}}],
+                    "responses": {"200": _json({"type": "object", "properties": {"data": {"type": "array", "items": _ref("Key")}}}), **_ERRORS},
+                },
+                "post": {
+                    "summary": "Create a key; the full key is in the answer once",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["account"],
+                                    "properties": {
+                                        "account": {"type": "string"},
+                                        "name": {"type": "string"},
+                                        "models": {"type": "array", "items": {"type": "string"}},
+                                        "expires_in": {"type": "integer", "minimum": 1},
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {"201": _json(_ref("IssuedKey"), "Created"), **_ERRORS},
+                },
+            },
+            "/keys/{key_id}": {
+                "parameters": [_KEY_PARAM],
+                "get": {"summary": "Get a key (masked)", "responses": {"200": _json(_ref("Key")), **_ERRORS}},
+            },
+            "/keys/{key_id}/revoke": {
+                "parameters": [_KEY_PARAM],
+                "post": {"summary": "Revoke a key at once", "responses": {"200": _json(_ref("Key")), **_ERRORS}},
+            },
+            "/keys/{key_id}/rotate": {
+                "parameters": [_KEY_PARAM],
+                "post": {
+                    "summary": "Revoke a key and issue its replacement",
+                    "responses": {"201": _json(_ref("IssuedKey"), "Created"), "409": _json(_ref("Error"), "Key revoked"), **_ERRORS},
+                },
+            },
+            "/usage/summary": {
+                "get": {
+                    "summary": "Usage totals per model from the hourly rollups",
+                    "parameters": [
+                        {"name": "hours", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 8784}},
+                        {"name": "account", "in": "query", "schema": {"type": "string"}},
+                    ],
+                    "responses": {"200": _json({"type": "object"}), **_ERRORS},
+                }
+            },
+        },
+    }
+
+
+@routes.get("/openapi.json")
+async def openapi_json(request: web.Request) -> web.Response:
+    return web.json_response(document())

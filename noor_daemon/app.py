@@ -1,0 +1,84 @@
+"""The application factory: config, ledger, keys, upstreams and routes, wired once.
+
+`noor daemon` and the tests both build the daemon with `create_app`, so what is tested
+is what runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+from noor_daemon import __version__, paths
+from noor_daemon.admin import create_admin_app
+from noor_daemon.gateway.auth import KeyRing
+from noor_daemon.gateway.proxy import Proxy
+from noor_daemon.gateway.routing import Router
+from noor_daemon.gateway.simulator import SimulatorUpstream
+from noor_daemon.gateway.upstreams import HttpUpstream, Upstream
+from noor_daemon.keys import ACCOUNTS, ADMIN_TOKEN_HASH, KEYRING, LEDGER, PROXY, SETTINGS, DaemonSettings
+from noor_daemon.ledger.accounts import AccountStore
+from noor_daemon.ledger.database import Ledger
+from noor_daemon.secret_store import resolve
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: DaemonSettings) -> web.Application:
+    config = settings.config.config
+    secrets = {p.name: resolve(p.api_key, what=f"provider {p.name!r} api_key") for p in config.providers}
+    paths.ensure_private_dir(settings.data_dir)
+
+    ledger = Ledger(paths.database_file(settings.data_dir))
+    keyring = KeyRing()
+    ledger.pending_key_touches = keyring.drain_touches
+    accounts = AccountStore(ledger, keyring, settings.clock)
+    proxy = Proxy(config=config, keyring=keyring, ledger=ledger, clock=settings.clock)
+
+    app = web.Application(client_max_size=config.server.max_body_bytes)
+    app[SETTINGS] = settings
+    app[LEDGER] = ledger
+    app[KEYRING] = keyring
+    app[ACCOUNTS] = accounts
+    app[PROXY] = proxy
+    app[ADMIN_TOKEN_HASH] = hashlib.sha256(settings.admin_token.encode()).digest()
+
+    async def ledger_ctx(app: web.Application) -> AsyncIterator[None]:
+        await ledger.open()
+        await accounts.load()
+        yield
+        await ledger.close()
+
+    async def upstreams_ctx(app: web.Application) -> AsyncIterator[None]:
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=60)
+        async with aiohttp.ClientSession(connector=connector, auto_decompress=True) as session:
+            upstreams: dict[str, Upstream] = {}
+            for provider in config.providers:
+                if provider.kind == "simulator":
+                    upstreams[provider.name] = SimulatorUpstream(provider.name, provider.latency_scale)
+                else:
+                    upstreams[provider.name] = HttpUpstream(provider, secrets[provider.name], session)
+            proxy.router = Router(config, upstreams)
+            yield
+
+    app.cleanup_ctx.append(ledger_ctx)
+    app.cleanup_ctx.append(upstreams_ctx)
+    app.add_routes(proxy.routes())
+    app.add_routes([web.get("/healthz", healthz)])
+    app.add_subapp("/admin/v1", create_admin_app())
+    return app
+
+
+async def healthz(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    return web.json_response(
+        {
+            "status": "ok",
+            "version": __version__,
+            "simulator_only": settings.config.path is None,
+        }
+    )

@@ -1,0 +1,231 @@
+"""The TOML config schema.
+
+One file holds providers, model routes, plans, retention and server settings. Errors are
+reported with the file, the line and the key, because a user editing TOML by hand needs
+to know where to look, not a pydantic traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from noor_daemon import paths
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used; the message is meant for a person."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8787, ge=0, le=65535)
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    """Requests larger than this are refused with 413 before they are read."""
+    admin_remote: bool = False
+    """Answer the admin API to non-loopback clients (requires TLS)."""
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    shutdown_timeout: float = Field(30.0, ge=0)
+
+
+class ProviderConfig(_Section):
+    name: str = Field(min_length=1)
+    kind: Literal["openai", "anthropic", "simulator"]
+    base_url: str | None = None
+    api_key: str | None = None
+    """A secret reference: `keyring:NAME` or `env:VAR`; never the secret itself."""
+    connect_timeout: float = Field(10.0, gt=0)
+    first_byte_timeout: float = Field(120.0, gt=0)
+    idle_timeout: float = Field(120.0, gt=0)
+    latency_scale: float = Field(1.0, ge=0)
+    """Simulator only: 1.0 streams at a realistic pace, 0 answers at once."""
+
+    @field_validator("api_key")
+    @classmethod
+    def _must_be_reference(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"(keyring|env):[A-Za-z0-9_.\-]+", value):
+            raise ValueError("must be a secret reference like 'keyring:openai' or 'env:OPENAI_API_KEY', never the key itself")
+        return value
+
+    @model_validator(mode="after")
+    def _default_base_url(self) -> "ProviderConfig":
+        if self.base_url is None and self.kind != "simulator":
+            default = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com"}[self.kind]
+            object.__setattr__(self, "base_url", default)
+        return self
+
+
+class RouteConfig(_Section):
+    provider: str
+    model: str
+    weight: float = Field(1.0, gt=0)
+    priority: int = 0
+
+
+class ModelConfig(_Section):
+    name: str = Field(min_length=1)
+    routes: list[RouteConfig] = Field(min_length=1)
+
+
+class PlanConfig(_Section):
+    requests_per_minute: int | None = Field(None, ge=1)
+    tokens_per_minute: int | None = Field(None, ge=1)
+    concurrent_requests: int | None = Field(None, ge=1)
+    requests_per_day: int | None = Field(None, ge=1)
+    tokens_per_day: int | None = Field(None, ge=1)
+    tokens_per_month: int | None = Field(None, ge=1)
+    allowed_models: list[str] | None = None
+
+
+class RetentionConfig(_Section):
+    usage_days: int = Field(90, ge=1)
+
+
+class Config(_Section):
+    server: ServerConfig = ServerConfig()
+    providers: list[ProviderConfig] = Field(default_factory=list)
+    models: list[ModelConfig] = Field(default_factory=list)
+    plans: dict[str, PlanConfig] = Field(default_factory=dict)
+    default_plan: str = "free"
+    retention: RetentionConfig = RetentionConfig()
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> "Config":
+        names = [p.name for p in self.providers]
+        for dup in {n for n in names if names.count(n) > 1}:
+            raise ValueError(f"provider name {dup!r} is used twice")
+        for model in self.models:
+            for route in model.routes:
+                if route.provider not in names:
+                    raise ValueError(f"model {model.name!r} routes to unknown provider {route.provider!r}")
+        if self.plans and self.default_plan not in self.plans:
+            raise ValueError(f"default_plan {self.default_plan!r} is not one of the plans: {', '.join(self.plans)}")
+        return self
+
+    def plan(self, name: str) -> PlanConfig | None:
+        if not self.plans and name == "free":
+            return PlanConfig()
+        return self.plans.get(name)
+
+    @property
+    def plan_names(self) -> list[str]:
+        return list(self.plans) or ["free"]
+
+
+SIMULATOR_CONFIG = {
+    "providers": [{"name": "simulator", "kind": "simulator"}],
+    "models": [
+        {"name": "sim-gpt", "routes": [{"provider": "simulator", "model": "sim-gpt"}]},
+        {"name": "sim-claude", "routes": [{"provider": "simulator", "model": "sim-claude"}]},
+        {"name": "sim-embed", "routes": [{"provider": "simulator", "model": "sim-embed"}]},
+    ],
+}
+"""What a daemon with no config file serves: the built-in simulator, so it works offline."""
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    config: Config
+    path: Path | None
+    """None when no file existed and the simulator defaults are in use."""
+
+
+def default_config_path() -> Path:
+    return paths.config_dir() / "config.toml"
+
+
+def load(path: str | os.PathLike[str] | None = None) -> LoadedConfig:
+    """Load the config from `path`, `NOOR_CONFIG`, or the default location.
+
+    An explicitly named file must exist; a missing default file means "simulator only".
+    """
+    explicit = path or os.environ.get("NOOR_CONFIG")
+    file = Path(explicit) if explicit else default_config_path()
+    if not file.exists():
+        if explicit:
+            raise ConfigError(f"{file}: no such config file")
+        return LoadedConfig(Config.model_validate(SIMULATOR_CONFIG), None)
+    return LoadedConfig(parse(file.read_text(encoding="utf-8"), str(file)), file)
+
+
+def parse(text: str, filename: str = "<config>") -> Config:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{filename}: {exc}") from None
+    if not data.get("providers") and not data.get("models"):
+        data = {**SIMULATOR_CONFIG, **data}
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, text, filename)) from None
+
+
+def _describe(exc: ValidationError, text: str, filename: str) -> str:
+    lines = []
+    for error in exc.errors():
+        loc = tuple(error["loc"])
+        key = ".".join(str(part) for part in loc) or "(top level)"
+        line = locate(text, loc)
+        where = f"{filename}:{line}" if line else filename
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        else:
+            message = error["msg"].removeprefix("Value error, ")
+        lines.append(f"{where}: {key}: {message}")
+    return "\n".join(lines)
+
+
+_HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+_KEY = re.compile(r"^\s*([A-Za-z0-9_\-\.\"']+)\s*=")
+
+
+def locate(text: str, loc: tuple[object, ...]) -> int | None:
+    """The 1-based line that best matches a pydantic error location.
+
+    tomllib keeps no positions, so we replay the table headers: `[[providers]]` for the
+    second time means ("providers", 1), and a key line under it extends that path.
+    """
+    best_line, best_len = None, 0
+    table: tuple[object, ...] = ()
+    array_counts: dict[tuple[object, ...], int] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        header = _HEADER.match(raw)
+        if header:
+            parts = tuple(p.strip().strip("\"'") for p in header.group(2).split("."))
+            if header.group(1) == "[[":
+                index = array_counts.get(parts, -1) + 1
+                array_counts[parts] = index
+                table = parts + (index,)
+            else:
+                table = parts
+            path = table
+        else:
+            key = _KEY.match(raw)
+            if not key:
+                continue
+            path = table + tuple(p.strip().strip("\"'") for p in key.group(1).split("."))
+        matched = _common_prefix(path, loc)
+        if matched > best_len or (matched == best_len and matched == len(path) and best_line is None):
+            best_line, best_len = number, matched
+    return best_line
+
+
+def _common_prefix(path: tuple[object, ...], loc: tuple[object, ...]) -> int:
+    if len(path) > len(loc):
+        return 0
+    for i, part in enumerate(path):
+        if str(part) != str(loc[i]):
+            return 0
+    return len(path)

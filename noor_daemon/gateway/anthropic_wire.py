@@ -1,0 +1,100 @@
+"""Anthropic's wire format: error bodies, usage in messages and in SSE streams."""
+
+from __future__ import annotations
+
+import orjson
+from aiohttp import web
+
+from noor_daemon.gateway.errors import GatewayError
+from noor_daemon.gateway.sse import event_field, event_json
+from noor_daemon.gateway.usage_meter import StreamMeter, Usage
+
+_TYPES = {
+    "invalid_request": "invalid_request_error",
+    "authentication": "authentication_error",
+    "permission": "permission_error",
+    "not_found": "not_found_error",
+    "request_too_large": "request_too_large",
+    "rate_limit": "rate_limit_error",
+    "insufficient_quota": "rate_limit_error",
+    "upstream": "api_error",
+    "timeout": "api_error",
+    "unavailable": "api_error",
+    "overloaded": "overloaded_error",
+}
+
+DEFAULT_VERSION = "2023-06-01"
+
+
+def error_body(error: GatewayError) -> bytes:
+    return orjson.dumps({"type": "error", "error": {"type": _TYPES.get(error.kind, "api_error"), "message": error.message}})
+
+
+def error_response(error: GatewayError) -> web.Response:
+    return web.Response(
+        status=error.status, body=error_body(error), content_type="application/json", headers=error.headers
+    )
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and value >= 0 else 0
+
+
+def _input_tokens(usage: dict) -> int:
+    """Input as billed: plain input plus prompt-cache reads and writes."""
+    return (
+        _int(usage.get("input_tokens"))
+        + _int(usage.get("cache_creation_input_tokens"))
+        + _int(usage.get("cache_read_input_tokens"))
+    )
+
+
+def usage_from_body(endpoint: str, payload: dict) -> Usage | None:
+    if endpoint == "messages/count_tokens":
+        return Usage(0, 0)  # counting is free; it consumes nothing
+    usage = payload.get("usage")
+    if not isinstance(usage, dict):
+        return None
+    return Usage(_input_tokens(usage), _int(usage.get("output_tokens")))
+
+
+class MessagesStreamMeter(StreamMeter):
+    """Input tokens come in `message_start`, the running output count in `message_delta`."""
+
+    def on_event(self, event: bytes) -> tuple[bool, bool]:
+        name = event_field(event, b"event")
+        if name == b"content_block_delta":
+            self.content_events += 1
+        elif name == b"message_start":
+            data = event_json(event) or {}
+            message = data.get("message") or {}
+            usage = message.get("usage") if isinstance(message, dict) else None
+            if isinstance(usage, dict):
+                self.usage = Usage(_input_tokens(usage), _int(usage.get("output_tokens")))
+        elif name == b"message_delta":
+            data = event_json(event) or {}
+            usage = data.get("usage")
+            if isinstance(usage, dict):
+                current = self.usage or Usage()
+                if "input_tokens" in usage and usage["input_tokens"] is not None:
+                    current.prompt_tokens = _input_tokens(usage)
+                current.completion_tokens = _int(usage.get("output_tokens"))
+                self.usage = current
+        elif name == b"message_stop":
+            return True, True
+        return True, False
+
+
+def prepare_request(payload: dict, upstream_model: str) -> dict:
+    if payload.get("model") != upstream_model:
+        payload = {**payload, "model": upstream_model}
+    return payload
+
+
+def models_list(names: list[str]) -> bytes:
+    data = [
+        {"type": "model", "id": n, "display_name": n, "created_at": "1970-01-01T00:00:00Z"} for n in names
+    ]
+    return orjson.dumps(
+        {"data": data, "has_more": False, "first_id": names[0] if names else None, "last_id": names[-1] if names else None}
+    )

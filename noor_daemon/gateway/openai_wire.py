@@ -1,0 +1,127 @@
+"""OpenAI's wire format: error bodies, usage in responses and in SSE streams."""
+
+from __future__ import annotations
+
+import orjson
+from aiohttp import web
+
+from noor_daemon.gateway.errors import GatewayError
+from noor_daemon.gateway.sse import event_field, event_json
+from noor_daemon.gateway.usage_meter import StreamMeter, Usage
+
+_TYPES = {
+    "invalid_request": "invalid_request_error",
+    "authentication": "invalid_request_error",
+    "permission": "invalid_request_error",
+    "not_found": "invalid_request_error",
+    "request_too_large": "invalid_request_error",
+    "rate_limit": "requests",
+    "insufficient_quota": "insufficient_quota",
+    "upstream": "server_error",
+    "timeout": "server_error",
+    "unavailable": "server_error",
+    "overloaded": "server_error",
+}
+
+
+def error_body(error: GatewayError) -> bytes:
+    return orjson.dumps(
+        {
+            "error": {
+                "message": error.message,
+                "type": _TYPES.get(error.kind, "server_error"),
+                "param": error.param,
+                "code": error.code,
+            }
+        }
+    )
+
+
+def error_response(error: GatewayError) -> web.Response:
+    return web.Response(
+        status=error.status, body=error_body(error), content_type="application/json", headers=error.headers
+    )
+
+
+def usage_from_body(endpoint: str, payload: dict) -> Usage | None:
+    usage = payload.get("usage")
+    if not isinstance(usage, dict):
+        return None
+    if endpoint == "responses":
+        return Usage(_int(usage.get("input_tokens")), _int(usage.get("output_tokens")))
+    return Usage(_int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens")))
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and value >= 0 else 0
+
+
+class ChatStreamMeter(StreamMeter):
+    """`chat/completions` and `completions` streams.
+
+    Usage arrives in a final chunk with empty `choices` when `stream_options.include_usage`
+    is set. We always ask for it; if the client did not, that chunk is not forwarded.
+    """
+
+    def __init__(self, strip_usage_chunk: bool) -> None:
+        super().__init__()
+        self.strip_usage_chunk = strip_usage_chunk
+
+    def on_event(self, event: bytes) -> tuple[bool, bool]:
+        if event.startswith(b"data: [DONE]") or event_field(event, b"data") == b"[DONE]":
+            return True, True
+        if b'"usage":{' in event or b'"usage": {' in event:
+            chunk = event_json(event)
+            usage = chunk.get("usage") if chunk else None
+            if isinstance(usage, dict):
+                self.usage = Usage(_int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens")))
+                if self.strip_usage_chunk and not chunk.get("choices"):
+                    return False, False
+        self.content_events += 1
+        return True, False
+
+
+_RESPONSE_TERMINALS = (b"response.completed", b"response.failed", b"response.incomplete")
+
+
+class ResponsesStreamMeter(StreamMeter):
+    """The Responses API stream: usage is inside the terminal `response.completed` event."""
+
+    def on_event(self, event: bytes) -> tuple[bool, bool]:
+        name = event_field(event, b"event")
+        if name is None:
+            data = event_json(event)
+            name = data.get("type", "").encode() if data else None
+        if name in _RESPONSE_TERMINALS:
+            data = event_json(event) or {}
+            response = data.get("response") or {}
+            usage = response.get("usage") if isinstance(response, dict) else None
+            if isinstance(usage, dict):
+                self.usage = Usage(_int(usage.get("input_tokens")), _int(usage.get("output_tokens")))
+            return True, True
+        if name == b"response.output_text.delta":
+            self.content_events += 1
+        return True, False
+
+
+def prepare_request(endpoint: str, payload: dict, upstream_model: str) -> tuple[dict, bool]:
+    """Adjust a client request for the upstream. Returns (payload, strip_usage_chunk).
+
+    The payload is only copied when something must change, so an unchanged request can be
+    forwarded as the very bytes the client sent.
+    """
+    strip = False
+    if payload.get("model") != upstream_model:
+        payload = {**payload, "model": upstream_model}
+    if endpoint in ("chat/completions", "completions") and payload.get("stream") is True:
+        options = payload.get("stream_options")
+        if not (isinstance(options, dict) and options.get("include_usage") is True):
+            strip = True
+            payload = {**payload, "stream_options": {**(options if isinstance(options, dict) else {}), "include_usage": True}}
+    return payload, strip
+
+
+def models_list(names: list[str]) -> bytes:
+    return orjson.dumps(
+        {"object": "list", "data": [{"id": n, "object": "model", "created": 0, "owned_by": "noorapi"} for n in names]}
+    )

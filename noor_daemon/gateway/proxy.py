@@ -1,0 +1,329 @@
+"""The request path: auth → body → route → upstream → stream back → meter.
+
+Nothing here waits on anything slow but the upstream: the key lookup is a dict, and the
+only ledger wait is the group commit that makes a response's usage row durable before
+its final bytes go out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+
+import orjson
+from aiohttp import web
+
+from noor_daemon.clock import Clock
+from noor_daemon.config import Config
+from noor_daemon.gateway import anthropic_wire, errors, openai_wire
+from noor_daemon.gateway.auth import ApiKey, KeyRing
+from noor_daemon.gateway.errors import GatewayError
+from noor_daemon.gateway.routing import Route, Router
+from noor_daemon.gateway.sse import EventSplitter
+from noor_daemon.gateway.usage_meter import StreamMeter, Usage, estimate_tokens
+from noor_daemon.ledger.database import Ledger, LedgerUnavailable
+from noor_daemon.ledger.usage import UsageEvent
+
+log = logging.getLogger(__name__)
+
+CLIENT_CLOSED = 499  # nginx's convention: the client went away before the answer was whole
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    path: str
+    family: str  # "openai" | "anthropic"
+    wire: ModuleType
+    stream_meter: Callable[[bool], StreamMeter] | None
+
+
+ENDPOINTS = {
+    "chat/completions": Endpoint("chat/completions", "openai", openai_wire, openai_wire.ChatStreamMeter),
+    "completions": Endpoint("completions", "openai", openai_wire, openai_wire.ChatStreamMeter),
+    "embeddings": Endpoint("embeddings", "openai", openai_wire, None),
+    "responses": Endpoint("responses", "openai", openai_wire, lambda _strip: openai_wire.ResponsesStreamMeter()),
+    "messages": Endpoint("messages", "anthropic", anthropic_wire, lambda _strip: anthropic_wire.MessagesStreamMeter()),
+    "messages/count_tokens": Endpoint("messages/count_tokens", "anthropic", anthropic_wire, None),
+}
+
+
+class Call:
+    """Everything the ledger will learn about one call, filled in as it proceeds."""
+
+    __slots__ = (
+        "ts", "started", "endpoint", "key", "model", "provider", "status", "usage", "ttft_ms", "stream", "estimated",
+        "metered",
+    )
+
+    def __init__(self, endpoint: str, ts: int) -> None:
+        self.ts = ts
+        self.started = time.perf_counter()
+        self.endpoint = endpoint
+        self.key: ApiKey | None = None
+        self.model = ""
+        self.provider: str | None = None
+        self.status = 500
+        self.usage = Usage()
+        self.ttft_ms: float | None = None
+        self.stream = False
+        self.estimated = False
+        self.metered = False
+
+    def elapsed_ms(self) -> float:
+        return (time.perf_counter() - self.started) * 1000
+
+    def event(self) -> UsageEvent:
+        return UsageEvent(
+            ts=self.ts,
+            model=self.model,
+            endpoint=self.endpoint,
+            status=self.status,
+            latency_ms=round(self.elapsed_ms(), 3),
+            account_id=self.key.account_id if self.key else None,
+            key_id=self.key.id if self.key else None,
+            provider=self.provider,
+            prompt_tokens=self.usage.prompt_tokens,
+            completion_tokens=self.usage.completion_tokens,
+            ttft_ms=round(self.ttft_ms, 3) if self.ttft_ms is not None else None,
+            stream=self.stream,
+            estimated=self.estimated,
+        )
+
+
+def presented_key(request: web.Request) -> str | None:
+    auth = request.headers.get("Authorization")
+    if auth:
+        scheme, _, value = auth.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    return request.headers.get("x-api-key") or None
+
+
+class Proxy:
+    def __init__(self, *, config: Config, keyring: KeyRing, ledger: Ledger, clock: Clock) -> None:
+        self.config = config
+        self.keyring = keyring
+        self.router: Router  # set by the app once the upstreams exist (they need its ClientSession)
+        self.ledger = ledger
+        self.clock = clock
+
+    def routes(self) -> list[web.RouteDef]:
+        defs = [web.post(f"/v1/{path}", self._handler(endpoint)) for path, endpoint in ENDPOINTS.items()]
+        defs.append(web.get("/v1/models", self.list_models))
+        return defs
+
+    def _handler(self, endpoint: Endpoint):
+        async def handler(request: web.Request) -> web.StreamResponse:
+            return await self.handle(request, endpoint)
+
+        return handler
+
+    # -- checks ----------------------------------------------------------------------
+
+    def authenticate(self, request: web.Request) -> ApiKey:
+        presented = presented_key(request)
+        if not presented:
+            raise errors.bad_key("Missing API key. Send it as `Authorization: Bearer sk-noor-…` or `x-api-key`.")
+        key = self.keyring.lookup(presented)
+        if key is None:
+            raise errors.bad_key()
+        now_ms = int(self.clock.now() * 1000)
+        if key.expires_at is not None and key.expires_at <= now_ms:
+            raise errors.bad_key("This API key has expired.")
+        account = self.keyring.accounts.get(key.account_id)
+        if account is None:
+            raise errors.bad_key()
+        if key.status != "active":
+            raise errors.forbidden("This API key is suspended. Ask the gateway's administrator.", code="key_suspended")
+        if account.status != "active":
+            raise errors.forbidden("This account is suspended. Ask the gateway's administrator.", code="account_suspended")
+        self.keyring.touch(key, now_ms)
+        return key
+
+    def may_use(self, key: ApiKey, model: str) -> bool:
+        if key.allowed_models is not None and model not in key.allowed_models:
+            return False
+        account = self.keyring.accounts.get(key.account_id)
+        plan = self.config.plan(account.plan) if account else None
+        if plan is not None and plan.allowed_models is not None and model not in plan.allowed_models:
+            return False
+        return True
+
+    async def read_payload(self, request: web.Request) -> tuple[bytes, dict]:
+        limit = self.config.server.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise errors.too_large(limit)
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise errors.too_large(limit) from None
+        try:
+            payload = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise errors.bad_request(
+                "We could not parse the JSON body of your request. Send a JSON object with Content-Type: application/json."
+            ) from None
+        if not isinstance(payload, dict):
+            raise errors.bad_request("The request body must be a JSON object.")
+        model = payload.get("model")
+        if not isinstance(model, str) or not model:
+            raise errors.bad_request("You must provide a model parameter.", param="model")
+        if "stream" in payload and payload["stream"] is not None and not isinstance(payload["stream"], bool):
+            raise errors.bad_request("`stream` must be a boolean.", param="stream")
+        return raw, payload
+
+    # -- the path --------------------------------------------------------------------
+
+    async def handle(self, request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
+        call = Call(endpoint.path, int(self.clock.now() * 1000))
+        try:
+            call.key = self.authenticate(request)
+            raw, payload = await self.read_payload(request)
+            call.model = payload["model"]
+            call.stream = payload.get("stream") is True and endpoint.stream_meter is not None
+            routes = self.router.routes(call.model, endpoint.family)
+            if not self.may_use(call.key, call.model):
+                raise errors.forbidden(f"This key may not use the model `{call.model}`.", code="model_not_allowed")
+            return await self.forward(request, endpoint, call, raw, payload, routes[0])
+        except GatewayError as error:
+            call.status = error.status
+            call.usage = Usage()
+            await self.meter(call, quietly=True)
+            return endpoint.wire.error_response(error)
+        except asyncio.CancelledError:
+            # The daemon is shutting down or the client vanished: meter without waiting.
+            if not call.metered:
+                call.status = CLIENT_CLOSED
+                self.ledger.enqueue(call.event())
+            raise
+
+    async def meter(self, call: Call, *, quietly: bool = False) -> None:
+        """Commit the call's usage row. Raises `LedgerUnavailable` unless `quietly`."""
+        call.metered = True
+        try:
+            await self.ledger.record(call.event())
+        except LedgerUnavailable:
+            if not quietly:
+                raise
+
+    def _upstream_body(self, endpoint: Endpoint, raw: bytes, payload: dict, route: Route) -> tuple[bytes, bool]:
+        if endpoint.family == "anthropic":
+            changed = anthropic_wire.prepare_request(payload, route.model)
+            strip = False
+        else:
+            changed, strip = openai_wire.prepare_request(endpoint.path, payload, route.model)
+        return (raw if changed is payload else orjson.dumps(changed)), strip
+
+    async def forward(
+        self, request: web.Request, endpoint: Endpoint, call: Call, raw: bytes, payload: dict, route: Route
+    ) -> web.StreamResponse:
+        body, strip = self._upstream_body(endpoint, raw, payload, route)
+        call.provider = route.upstream.name
+        reply = await route.upstream.send(endpoint.path, body, request.headers)
+        try:
+            call.status = reply.status
+            if call.stream and reply.status < 400 and reply.content_type == "text/event-stream":
+                assert endpoint.stream_meter is not None
+                return await self._stream(request, endpoint, call, raw, reply, endpoint.stream_meter(strip))
+            call.stream = False
+            data = await reply.read()
+        finally:
+            reply.release()
+        call.usage, call.estimated = self._usage_of_body(endpoint, raw, data, reply.status)
+        try:
+            await self.meter(call)
+        except LedgerUnavailable as exc:
+            return endpoint.wire.error_response(GatewayError(503, "unavailable", str(exc), code="ledger_unavailable"))
+        return web.Response(
+            status=reply.status, body=data, content_type=reply.content_type or "application/json", headers=reply.headers
+        )
+
+    @staticmethod
+    def _usage_of_body(endpoint: Endpoint, raw: bytes, data: bytes, status: int) -> tuple[Usage, bool]:
+        if status >= 400:
+            return Usage(), False
+        usage = None
+        try:
+            parsed = orjson.loads(data)
+            if isinstance(parsed, dict):
+                usage = endpoint.wire.usage_from_body(endpoint.path, parsed)
+        except orjson.JSONDecodeError:
+            pass
+        if usage is not None:
+            return usage, False
+        return Usage(estimate_tokens(len(raw)), estimate_tokens(len(data))), True
+
+    async def _stream(
+        self, request: web.Request, endpoint: Endpoint, call: Call, raw: bytes, reply, meter: StreamMeter
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(
+            status=200,
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", **reply.headers},
+        )
+        await response.prepare(request)
+        splitter = EventSplitter()
+        held: list[bytes] = []
+        failure: GatewayError | None = None
+        try:
+            async for chunk in reply.chunks():
+                for event in splitter.feed(chunk):
+                    forward, terminal = meter.on_event(event)
+                    if terminal or held:
+                        held.append(event)
+                    elif forward:
+                        if call.ttft_ms is None:
+                            call.ttft_ms = call.elapsed_ms()
+                        await response.write(event)
+        except GatewayError as error:
+            failure = error
+        except (ConnectionResetError, ConnectionError):
+            call.status = CLIENT_CLOSED
+        finally:
+            reply.release()
+        if failure is not None:
+            call.status = failure.status
+        if meter.usage is not None and call.status == 200:
+            call.usage = meter.usage
+        else:
+            call.usage = meter.usage or Usage(estimate_tokens(len(raw)), meter.content_events)
+            call.estimated = meter.usage is None
+        try:
+            await self.meter(call)
+        except LedgerUnavailable as exc:
+            failure = GatewayError(503, "unavailable", str(exc), code="ledger_unavailable")
+            held.clear()
+        if call.status == CLIENT_CLOSED:
+            return response
+        try:
+            if failure is not None:
+                await response.write(_stream_error(endpoint, failure))
+            for event in held:
+                await response.write(event)
+            await response.write_eof()
+        except (ConnectionResetError, ConnectionError):
+            pass
+        return response
+
+    # -- models ----------------------------------------------------------------------
+
+    async def list_models(self, request: web.Request) -> web.Response:
+        """Listing models is not an LLM call, so it is answered but not metered."""
+        wire = anthropic_wire if "anthropic-version" in request.headers else openai_wire
+        try:
+            key = self.authenticate(request)
+        except GatewayError as error:
+            return wire.error_response(error)
+        names = [m for m in self.router.model_names if self.may_use(key, m)]
+        return web.Response(body=wire.models_list(names), content_type="application/json")
+
+
+def _stream_error(endpoint: Endpoint, error: GatewayError) -> bytes:
+    """An in-stream error event, so SDKs raise instead of seeing a silently short answer."""
+    body = endpoint.wire.error_body(error)
+    if endpoint.family == "anthropic":
+        return b"event: error\ndata: " + body + b"\n\n"
+    return b"data: " + body + b"\n\n"

@@ -1,0 +1,107 @@
+"""Upstream providers behind one interface, all HTTP ones on the app's one ClientSession."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from typing import Protocol
+
+import aiohttp
+
+from noor_daemon.config import ProviderConfig
+from noor_daemon.gateway import errors
+
+# Client headers worth passing on; everything else (cookies, our own key) stays here.
+_FORWARD_REQUEST_HEADERS = ("anthropic-version", "anthropic-beta", "openai-beta")
+_FORWARD_RESPONSE_HEADERS = ("x-request-id", "request-id", "openai-processing-ms")
+
+
+class UpstreamReply(Protocol):
+    status: int
+    content_type: str
+    headers: Mapping[str, str]
+
+    def chunks(self) -> AsyncIterator[bytes]: ...
+
+    async def read(self) -> bytes: ...
+
+    def release(self) -> None: ...
+
+
+class Upstream(Protocol):
+    name: str
+    kind: str
+
+    async def send(self, endpoint: str, body: bytes, client_headers: Mapping[str, str]) -> UpstreamReply: ...
+
+
+class HttpReply:
+    __slots__ = ("_response", "status", "content_type", "headers", "_provider")
+
+    def __init__(self, response: aiohttp.ClientResponse, provider: str) -> None:
+        self._response = response
+        self._provider = provider
+        self.status = response.status
+        self.content_type = response.content_type
+        self.headers = {h: response.headers[h] for h in _FORWARD_RESPONSE_HEADERS if h in response.headers}
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._response.content.iter_any():
+                yield chunk
+        except TimeoutError:
+            raise errors.upstream_failed(self._provider, 504, "stream went idle") from None
+        except aiohttp.ClientError as exc:
+            raise errors.upstream_failed(self._provider, 502, f"stream broke ({type(exc).__name__})") from None
+
+    async def read(self) -> bytes:
+        try:
+            return await self._response.read()
+        except TimeoutError:
+            raise errors.upstream_failed(self._provider, 504, "timed out reading the response") from None
+        except aiohttp.ClientError as exc:
+            raise errors.upstream_failed(self._provider, 502, f"response broke ({type(exc).__name__})") from None
+
+    def release(self) -> None:
+        self._response.close()
+
+
+class HttpUpstream:
+    """An OpenAI- or Anthropic-compatible HTTP provider."""
+
+    def __init__(self, config: ProviderConfig, secret: str | None, session: aiohttp.ClientSession) -> None:
+        self.name = config.name
+        self.kind = config.kind
+        self.config = config
+        self._session = session
+        self._base = (config.base_url or "").rstrip("/")
+        self._auth: dict[str, str] = {}
+        if secret:
+            self._auth = {"x-api-key": secret} if self.kind == "anthropic" else {"Authorization": f"Bearer {secret}"}
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=config.connect_timeout, sock_read=config.idle_timeout
+        )
+
+    def url(self, endpoint: str) -> str:
+        if self.kind == "anthropic":
+            return f"{self._base}/v1/{endpoint}"
+        return f"{self._base}/{endpoint}"
+
+    async def send(self, endpoint: str, body: bytes, client_headers: Mapping[str, str]) -> UpstreamReply:
+        headers = {"Content-Type": "application/json", **self._auth}
+        for name in _FORWARD_REQUEST_HEADERS:
+            value = client_headers.get(name)
+            if value:
+                headers[name] = value
+        if self.kind == "anthropic" and "anthropic-version" not in headers:
+            headers["anthropic-version"] = "2023-06-01"
+        try:
+            async with asyncio.timeout(self.config.first_byte_timeout):
+                response = await self._session.post(self.url(endpoint), data=body, headers=headers, timeout=self._timeout)
+        except TimeoutError:
+            raise errors.upstream_failed(self.name, 504, "no response before the first-byte timeout") from None
+        except aiohttp.ClientConnectorError:
+            raise errors.upstream_failed(self.name, 502, "could not connect") from None
+        except aiohttp.ClientError as exc:
+            raise errors.upstream_failed(self.name, 502, f"request failed ({type(exc).__name__})") from None
+        return HttpReply(response, self.name)

@@ -1,0 +1,35 @@
+"""Typed application state: every shared object of the daemon, under one `web.AppKey` each."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+
+from noor_daemon.clock import Clock
+from noor_daemon.config import LoadedConfig
+from noor_daemon.gateway.auth import KeyRing
+from noor_daemon.gateway.proxy import Proxy
+from noor_daemon.ledger.accounts import AccountStore
+from noor_daemon.ledger.database import Ledger
+
+
+@dataclass
+class DaemonSettings:
+    """What `noor daemon` and the tests decide before the app is built."""
+
+    config: LoadedConfig
+    data_dir: Path
+    admin_token: str
+    admin_token_source: str = "given"
+    clock: Clock = field(default_factory=Clock)
+
+
+SETTINGS = web.AppKey("settings", DaemonSettings)
+LEDGER = web.AppKey("ledger", Ledger)
+KEYRING = web.AppKey("keyring", KeyRing)
+ACCOUNTS = web.AppKey("accounts", AccountStore)
+PROXY = web.AppKey("proxy", Proxy)
+ADMIN_TOKEN_HASH = web.AppKey("admin_token_hash", bytes)
+"""SHA-256 of the admin token: the daemon keeps no plaintext copy to compare against."""

@@ -1,0 +1,258 @@
+"""Accounts and API keys: the rows in the ledger and the in-memory `KeyRing`, kept in step.
+
+Every change commits to SQLite first and then updates the KeyRing, so the request path
+(which only reads the KeyRing) sees a revocation the moment the admin call returns.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import aiosqlite
+
+from noor_daemon.clock import Clock
+from noor_daemon.gateway.auth import Account, ApiKey, KeyRing, display_prefix, generate_key, hash_key, new_id
+from noor_daemon.ledger.database import Ledger
+
+
+class NotFound(LookupError):
+    pass
+
+
+class Conflict(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    """A key as returned once, at creation or rotation: the only time `secret` exists."""
+
+    key: ApiKey
+    secret: str
+
+
+def _account_from_row(row) -> Account:
+    return Account(id=row["id"], email=row["email"], plan=row["plan"], status=row["status"], created_at=row["created_at"])
+
+
+def _key_from_row(row) -> ApiKey:
+    models = json.loads(row["allowed_models"]) if row["allowed_models"] else None
+    return ApiKey(
+        id=row["id"],
+        account_id=row["account_id"],
+        key_hash=row["key_hash"],
+        prefix=row["prefix"],
+        name=row["name"],
+        allowed_models=frozenset(models) if models is not None else None,
+        created_at=row["created_at"],
+        expires_at=row["expires_at"],
+        revoked_at=row["revoked_at"],
+        last_used_at=row["last_used_at"],
+        status=row["status"],
+        limits=json.loads(row["limits"]) if row["limits"] else {},
+    )
+
+
+class AccountStore:
+    def __init__(self, ledger: Ledger, keyring: KeyRing, clock: Clock) -> None:
+        self.ledger = ledger
+        self.keyring = keyring
+        self.clock = clock
+
+    def _now(self) -> int:
+        return int(self.clock.now() * 1000)
+
+    async def load(self) -> None:
+        """Fill the KeyRing from the ledger at start: every account and unrevoked key."""
+        for row in await self.ledger.fetchall("SELECT * FROM accounts"):
+            self.keyring.put_account(_account_from_row(row))
+        for row in await self.ledger.fetchall("SELECT * FROM api_keys WHERE revoked_at IS NULL"):
+            self.keyring.put_key(_key_from_row(row))
+
+    # -- accounts ------------------------------------------------------------------
+
+    async def create_account(self, email: str, plan: str) -> Account:
+        account = Account(id=new_id("acct"), email=email, plan=plan, created_at=self._now())
+
+        async def insert(db: aiosqlite.Connection) -> None:
+            async with db.execute("SELECT 1 FROM accounts WHERE email = ?", (email,)) as cur:
+                if await cur.fetchone():
+                    raise Conflict(f"an account with email {email} already exists")
+            await db.execute(
+                "INSERT INTO accounts (id, email, plan, status, created_at) VALUES (?, ?, ?, ?, ?)",
+                (account.id, account.email, account.plan, account.status, account.created_at),
+            )
+
+        await self.ledger.write(insert)
+        self.keyring.put_account(account)
+        return account
+
+    async def list_accounts(self) -> list[Account]:
+        rows = await self.ledger.fetchall("SELECT * FROM accounts ORDER BY created_at, id")
+        return [_account_from_row(r) for r in rows]
+
+    async def get_account(self, ref: str) -> Account:
+        """An account by id (`acct_…`) or by email."""
+        column = "id" if ref.startswith("acct_") else "email"
+        row = await self.ledger.fetchone(f"SELECT * FROM accounts WHERE {column} = ?", (ref,))
+        if row is None:
+            raise NotFound(f"no account {ref}")
+        return _account_from_row(row)
+
+    async def update_account(
+        self, account_id: str, *, email: str | None = None, plan: str | None = None, status: str | None = None
+    ) -> Account:
+        account = await self.get_account(account_id)
+        changes = {k: v for k, v in (("email", email), ("plan", plan), ("status", status)) if v is not None}
+        if not changes:
+            return account
+
+        async def update(db: aiosqlite.Connection) -> None:
+            if email is not None:
+                async with db.execute("SELECT 1 FROM accounts WHERE email = ? AND id != ?", (email, account.id)) as cur:
+                    if await cur.fetchone():
+                        raise Conflict(f"an account with email {email} already exists")
+            assignments = ", ".join(f"{column} = ?" for column in changes)
+            await db.execute(f"UPDATE accounts SET {assignments} WHERE id = ?", (*changes.values(), account.id))
+
+        await self.ledger.write(update)
+        for column, value in changes.items():
+            setattr(account, column, value)
+        live = self.keyring.accounts.get(account.id)
+        if live is not None:
+            for column, value in changes.items():
+                setattr(live, column, value)
+        else:
+            self.keyring.put_account(account)
+        return account
+
+    async def delete_account(self, account_id: str) -> Account:
+        """Remove the account, its keys, its usage rows and its rollups."""
+        account = await self.get_account(account_id)
+        self.keyring.drop_account(account.id)  # refuse its keys before the rows go
+
+        async def delete(db: aiosqlite.Connection) -> None:
+            await db.execute("DELETE FROM usage_events WHERE account_id = ?", (account.id,))
+            await db.execute("DELETE FROM usage_hourly WHERE account_id = ?", (account.id,))
+            await db.execute("DELETE FROM api_keys WHERE account_id = ?", (account.id,))
+            await db.execute("DELETE FROM accounts WHERE id = ?", (account.id,))
+
+        await self.ledger.write(delete)
+        return account
+
+    # -- keys ----------------------------------------------------------------------
+
+    async def create_key(
+        self,
+        account_id: str,
+        *,
+        name: str | None = None,
+        allowed_models: list[str] | None = None,
+        expires_at: int | None = None,
+        limits: dict[str, int] | None = None,
+    ) -> IssuedKey:
+        account = await self.get_account(account_id)
+        secret = generate_key()
+        key = ApiKey(
+            id=new_id("key"),
+            account_id=account.id,
+            key_hash=hash_key(secret),
+            prefix=display_prefix(secret),
+            name=name,
+            allowed_models=frozenset(allowed_models) if allowed_models is not None else None,
+            created_at=self._now(),
+            expires_at=expires_at,
+            limits=dict(limits or {}),
+        )
+        await self.ledger.write(lambda db: self._insert_key(db, key))
+        self.keyring.put_key(key)
+        return IssuedKey(key, secret)
+
+    @staticmethod
+    async def _insert_key(db: aiosqlite.Connection, key: ApiKey) -> None:
+        await db.execute(
+            """INSERT INTO api_keys (id, account_id, key_hash, prefix, name, allowed_models, limits,
+                   status, created_at, expires_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            (
+                key.id,
+                key.account_id,
+                key.key_hash,
+                key.prefix,
+                key.name,
+                json.dumps(sorted(key.allowed_models)) if key.allowed_models is not None else None,
+                json.dumps(key.limits) if key.limits else None,
+                key.status,
+                key.created_at,
+                key.expires_at,
+            ),
+        )
+
+    async def list_keys(self, account_id: str | None = None) -> list[ApiKey]:
+        if account_id:
+            rows = await self.ledger.fetchall(
+                "SELECT * FROM api_keys WHERE account_id = ? ORDER BY created_at, id", (account_id,)
+            )
+        else:
+            rows = await self.ledger.fetchall("SELECT * FROM api_keys ORDER BY created_at, id")
+        keys = [_key_from_row(r) for r in rows]
+        for key in keys:  # last use is kept in memory between batches
+            live = self.keyring.keys.get(key.id)
+            if live is not None and live.last_used_at:
+                key.last_used_at = live.last_used_at
+        return keys
+
+    async def get_key(self, key_id: str) -> ApiKey:
+        row = await self.ledger.fetchone("SELECT * FROM api_keys WHERE id = ?", (key_id,))
+        if row is None:
+            raise NotFound(f"no key {key_id}")
+        return _key_from_row(row)
+
+    async def revoke_key(self, key_id: str) -> ApiKey:
+        key = await self.get_key(key_id)
+        if key.revoked:
+            return key
+        self.keyring.drop_key(key.id)  # refused from this instant
+        key.revoked_at = self._now()
+        await self.ledger.write(
+            lambda db: db.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ?", (key.revoked_at, key.id))
+        )
+        return key
+
+    async def rotate_key(self, key_id: str) -> IssuedKey:
+        """Revoke `key_id` and issue a replacement with the same name, models and limits."""
+        old = await self.get_key(key_id)
+        if old.revoked:
+            raise Conflict(f"key {key_id} is revoked; create a new one instead")
+        secret = generate_key()
+        new = ApiKey(
+            id=new_id("key"),
+            account_id=old.account_id,
+            key_hash=hash_key(secret),
+            prefix=display_prefix(secret),
+            name=old.name,
+            allowed_models=old.allowed_models,
+            created_at=self._now(),
+            expires_at=old.expires_at,
+            limits=old.limits,
+            status=old.status,
+        )
+        self.keyring.drop_key(old.id)
+
+        async def swap(db: aiosqlite.Connection) -> None:
+            await db.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ?", (new.created_at, old.id))
+            await self._insert_key(db, new)
+
+        await self.ledger.write(swap)
+        self.keyring.put_key(new)
+        return IssuedKey(new, secret)
+
+    async def set_key_status(self, key_id: str, status: str) -> ApiKey:
+        key = await self.get_key(key_id)
+        await self.ledger.write(lambda db: db.execute("UPDATE api_keys SET status = ? WHERE id = ?", (status, key.id)))
+        key.status = status
+        live = self.keyring.keys.get(key.id)
+        if live is not None:
+            live.status = status
+        return key

@@ -1,0 +1,196 @@
+"""The ledger's connections: one writer with group commit, one reader.
+
+Every write goes through the writer connection, serialised by one lock (as datasette
+does with its write thread). Usage events are not written one by one: callers enqueue
+an event and await the commit of the batch it joined, so a thousand concurrent calls
+cost a handful of commits while each caller still knows its row is durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import aiosqlite
+
+from noor_daemon.ledger import schema
+from noor_daemon.ledger.usage import (
+    INSERT_EVENT,
+    UPSERT_ROUTE_HOURLY,
+    UPSERT_USAGE_HOURLY,
+    UsageEvent,
+    rollup_rows,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+CommitListener = Callable[[list[UsageEvent]], None]
+
+_PRAGMAS = """
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = NORMAL;
+PRAGMA foreign_keys = ON;
+PRAGMA busy_timeout = 5000;
+PRAGMA temp_store = MEMORY;
+"""
+
+
+def _consume_exception(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()  # a caller that stopped waiting must not trigger "never retrieved"
+
+
+class LedgerUnavailable(Exception):
+    """The ledger cannot commit (disk full, database locked); calls must not go unmetered."""
+
+
+class Ledger:
+    MAX_BATCH = 2048
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+        self._queue: asyncio.Queue[tuple[UsageEvent, asyncio.Future[None]]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._listeners: list[CommitListener] = []
+        self.pending_key_touches: Callable[[], list[tuple[int, str]]] = lambda: []
+        self.batches_committed = 0
+        self.events_committed = 0
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def open(self) -> None:
+        new = not self.path.exists()
+        self._writer = await aiosqlite.connect(self.path, isolation_level=None)
+        if new:
+            os.chmod(self.path, 0o600)
+        await self._writer.executescript(_PRAGMAS)
+        await schema.migrate(self._writer)
+        self._reader = await aiosqlite.connect(self.path, isolation_level=None)
+        await self._reader.executescript("PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;")
+        self._reader.row_factory = aiosqlite.Row
+        for suffix in ("-wal", "-shm"):
+            side = Path(f"{self.path}{suffix}")
+            if side.exists():
+                os.chmod(side, 0o600)
+        self._task = asyncio.create_task(self._run_writer(), name="ledger-writer")
+
+    async def close(self) -> None:
+        """Commit everything queued, then close. Nothing enqueued is dropped."""
+        if self._task is not None:
+            await self._queue.join()
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        for conn in (self._reader, self._writer):
+            if conn is not None:
+                await conn.close()
+        self._reader = self._writer = None
+
+    # -- usage events ----------------------------------------------------------------
+
+    def add_listener(self, listener: CommitListener) -> None:
+        """Call `listener` with every batch once it is committed (quotas, live feed)."""
+        self._listeners.append(listener)
+
+    async def record(self, event: UsageEvent) -> None:
+        """Enqueue `event` and return once the batch holding it is committed."""
+        await self.enqueue(event)
+
+    def enqueue(self, event: UsageEvent) -> asyncio.Future[None]:
+        """Enqueue `event` without waiting; the future resolves at its batch's commit."""
+        done = asyncio.get_running_loop().create_future()
+        done.add_done_callback(_consume_exception)
+        self._queue.put_nowait((event, done))
+        return done
+
+    async def _run_writer(self) -> None:
+        while True:
+            first = await self._queue.get()
+            batch = [first]
+            while len(batch) < self.MAX_BATCH:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except asyncio.QueueEmpty:
+                    break
+            events = [event for event, _ in batch]
+            try:
+                async with self._lock:
+                    await self._commit_batch(events)
+            except Exception as exc:  # disk full, locked: every waiter learns it
+                log.error("ledger commit failed for %d events: %s", len(events), type(exc).__name__)
+                failure = LedgerUnavailable(f"the usage ledger cannot be written: {type(exc).__name__}")
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(failure)
+            else:
+                self.batches_committed += 1
+                self.events_committed += len(events)
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
+                for listener in self._listeners:
+                    try:
+                        listener(events)
+                    except Exception:
+                        log.exception("commit listener failed")
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _commit_batch(self, events: list[UsageEvent]) -> None:
+        db = self._writer
+        assert db is not None
+        usage, routes = rollup_rows(events)
+        touches = self.pending_key_touches()
+        await db.execute("BEGIN")
+        try:
+            await db.executemany(INSERT_EVENT, [e.row() for e in events])
+            await db.executemany(UPSERT_USAGE_HOURLY, usage)
+            if routes:
+                await db.executemany(UPSERT_ROUTE_HOURLY, routes)
+            if touches:
+                await db.executemany("UPDATE api_keys SET last_used_at = ? WHERE id = ?", touches)
+            await db.execute("COMMIT")
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+
+    # -- other writes and reads ----------------------------------------------------
+
+    async def write(self, fn: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+        """Run `fn` in one transaction on the writer connection, between batches."""
+        async with self._lock:
+            db = self._writer
+            assert db is not None
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                result = await fn(db)
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
+            await db.execute("COMMIT")
+            return result
+
+    @property
+    def reader(self) -> aiosqlite.Connection:
+        assert self._reader is not None, "ledger is not open"
+        return self._reader
+
+    async def fetchall(self, sql: str, params: tuple | dict = ()) -> list[aiosqlite.Row]:
+        async with self.reader.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+    async def fetchone(self, sql: str, params: tuple | dict = ()) -> aiosqlite.Row | None:
+        async with self.reader.execute(sql, params) as cursor:
+            return await cursor.fetchone()

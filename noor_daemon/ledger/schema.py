@@ -1,0 +1,96 @@
+"""The ledger's schema, as forward-only migrations applied at start.
+
+A usage row holds model, token counts, latency, status and time (plus ids) and nothing
+else about a request: that is a promise of the privacy policy, so keep it that way.
+"""
+
+from __future__ import annotations
+
+import aiosqlite
+
+MIGRATIONS: list[str] = [
+    # 1: accounts, keys, usage events and hourly rollups.
+    """
+    CREATE TABLE accounts (
+        id          TEXT PRIMARY KEY,
+        email       TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        plan        TEXT NOT NULL,
+        status      TEXT NOT NULL DEFAULT 'active',
+        created_at  INTEGER NOT NULL
+    );
+    CREATE TABLE api_keys (
+        id              TEXT PRIMARY KEY,
+        account_id      TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        key_hash        TEXT NOT NULL UNIQUE,
+        prefix          TEXT NOT NULL,
+        name            TEXT,
+        allowed_models  TEXT,
+        limits          TEXT,
+        status          TEXT NOT NULL DEFAULT 'active',
+        created_at      INTEGER NOT NULL,
+        expires_at      INTEGER,
+        revoked_at      INTEGER,
+        last_used_at    INTEGER
+    );
+    CREATE INDEX api_keys_account ON api_keys(account_id);
+    CREATE TABLE usage_events (
+        id                 INTEGER PRIMARY KEY,
+        ts                 INTEGER NOT NULL,
+        account_id         TEXT,
+        key_id             TEXT,
+        model              TEXT NOT NULL,
+        provider           TEXT,
+        endpoint           TEXT NOT NULL,
+        status             INTEGER NOT NULL,
+        prompt_tokens      INTEGER NOT NULL DEFAULT 0,
+        completion_tokens  INTEGER NOT NULL DEFAULT 0,
+        latency_ms         REAL NOT NULL,
+        ttft_ms            REAL,
+        stream             INTEGER NOT NULL DEFAULT 0,
+        estimated          INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX usage_events_ts ON usage_events(ts);
+    CREATE INDEX usage_events_account_ts ON usage_events(account_id, ts);
+    CREATE TABLE usage_hourly (
+        hour               INTEGER NOT NULL,
+        account_id         TEXT NOT NULL,
+        key_id             TEXT NOT NULL,
+        model              TEXT NOT NULL,
+        requests           INTEGER NOT NULL,
+        errors             INTEGER NOT NULL,
+        prompt_tokens      INTEGER NOT NULL,
+        completion_tokens  INTEGER NOT NULL,
+        latency_ms_sum     REAL NOT NULL,
+        PRIMARY KEY (hour, account_id, key_id, model)
+    ) WITHOUT ROWID;
+    CREATE INDEX usage_hourly_account ON usage_hourly(account_id, hour);
+    CREATE TABLE route_hourly (
+        hour               INTEGER NOT NULL,
+        provider           TEXT NOT NULL,
+        model              TEXT NOT NULL,
+        requests           INTEGER NOT NULL,
+        errors             INTEGER NOT NULL,
+        prompt_tokens      INTEGER NOT NULL,
+        completion_tokens  INTEGER NOT NULL,
+        latency_ms_sum     REAL NOT NULL,
+        ttft_ms_sum        REAL NOT NULL,
+        ttft_count         INTEGER NOT NULL,
+        PRIMARY KEY (hour, provider, model)
+    ) WITHOUT ROWID;
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+async def migrate(db: aiosqlite.Connection) -> int:
+    """Bring `db` up to `SCHEMA_VERSION`; returns the version it started at."""
+    async with db.execute("PRAGMA user_version") as cursor:
+        (current,) = await cursor.fetchone()
+    if current > SCHEMA_VERSION:
+        raise RuntimeError(
+            f"the ledger has schema version {current}, newer than this NoorAPI understands ({SCHEMA_VERSION})"
+        )
+    for version in range(current, SCHEMA_VERSION):
+        await db.executescript(f"BEGIN;\n{MIGRATIONS[version]}\nPRAGMA user_version = {version + 1};\nCOMMIT;")
+    return current

@@ -1,0 +1,1 @@
+"""Data rights: export, deletion, privacy requests, retention and policy versions."""
