@@ -20,8 +20,9 @@ from noor_daemon.gateway.proxy import Proxy
 from noor_daemon.gateway.routing import Router
 from noor_daemon.gateway.simulator import SimulatorUpstream
 from noor_daemon.gateway.upstreams import HttpUpstream, Upstream
-from noor_daemon.keys import ACCOUNTS, ADMIN_TOKEN_HASH, KEYRING, LEDGER, PROXY, SETTINGS, DaemonSettings
+from noor_daemon.keys import ACCOUNTS, ADMIN_TOKEN_HASH, AUDIT, KEYRING, LEDGER, PROXY, SETTINGS, DaemonSettings
 from noor_daemon.ledger.accounts import AccountStore
+from noor_daemon.ledger.audit import AuditLog
 from noor_daemon.ledger.database import Ledger
 from noor_daemon.secret_store import resolve
 
@@ -36,7 +37,8 @@ def create_app(settings: DaemonSettings) -> web.Application:
     ledger = Ledger(paths.database_file(settings.data_dir))
     keyring = KeyRing()
     ledger.pending_key_touches = keyring.drain_touches
-    accounts = AccountStore(ledger, keyring, settings.clock)
+    audit = AuditLog(ledger, settings.clock)
+    accounts = AccountStore(ledger, keyring, settings.clock, audit)
     proxy = Proxy(config=config, keyring=keyring, ledger=ledger, clock=settings.clock)
 
     app = web.Application(client_max_size=config.server.max_body_bytes)
@@ -44,6 +46,7 @@ def create_app(settings: DaemonSettings) -> web.Application:
     app[LEDGER] = ledger
     app[KEYRING] = keyring
     app[ACCOUNTS] = accounts
+    app[AUDIT] = audit
     app[PROXY] = proxy
     app[ADMIN_TOKEN_HASH] = hashlib.sha256(settings.admin_token.encode()).digest()
 

@@ -12,6 +12,7 @@ from noor_daemon.config import LoadedConfig
 from noor_daemon.gateway.auth import KeyRing
 from noor_daemon.gateway.proxy import Proxy
 from noor_daemon.ledger.accounts import AccountStore
+from noor_daemon.ledger.audit import AuditLog
 from noor_daemon.ledger.database import Ledger
 
 
@@ -30,6 +31,7 @@ SETTINGS = web.AppKey("settings", DaemonSettings)
 LEDGER = web.AppKey("ledger", Ledger)
 KEYRING = web.AppKey("keyring", KeyRing)
 ACCOUNTS = web.AppKey("accounts", AccountStore)
+AUDIT = web.AppKey("audit", AuditLog)
 PROXY = web.AppKey("proxy", Proxy)
 ADMIN_TOKEN_HASH = web.AppKey("admin_token_hash", bytes)
 """SHA-256 of the admin token: the daemon keeps no plaintext copy to compare against."""

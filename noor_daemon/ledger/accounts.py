@@ -13,6 +13,7 @@ import aiosqlite
 
 from noor_daemon.clock import Clock
 from noor_daemon.gateway.auth import Account, ApiKey, KeyRing, display_prefix, generate_key, hash_key, new_id
+from noor_daemon.ledger.audit import AuditEntry, AuditLog
 from noor_daemon.ledger.database import Ledger
 
 
@@ -55,10 +56,11 @@ def _key_from_row(row) -> ApiKey:
 
 
 class AccountStore:
-    def __init__(self, ledger: Ledger, keyring: KeyRing, clock: Clock) -> None:
+    def __init__(self, ledger: Ledger, keyring: KeyRing, clock: Clock, audit: AuditLog) -> None:
         self.ledger = ledger
         self.keyring = keyring
         self.clock = clock
+        self.audit = audit
 
     def _now(self) -> int:
         return int(self.clock.now() * 1000)
@@ -72,7 +74,7 @@ class AccountStore:
 
     # -- accounts ------------------------------------------------------------------
 
-    async def create_account(self, email: str, plan: str) -> Account:
+    async def create_account(self, email: str, plan: str, *, actor: str = "admin") -> Account:
         account = Account(id=new_id("acct"), email=email, plan=plan, created_at=self._now())
 
         async def insert(db: aiosqlite.Connection) -> None:
@@ -82,6 +84,9 @@ class AccountStore:
             await db.execute(
                 "INSERT INTO accounts (id, email, plan, status, created_at) VALUES (?, ?, ?, ?, ?)",
                 (account.id, account.email, account.plan, account.status, account.created_at),
+            )
+            await self.audit.add_in(
+                db, AuditEntry("account.created", actor, "account", account.id, account.id, {"plan": plan})
             )
 
         await self.ledger.write(insert)
@@ -101,7 +106,13 @@ class AccountStore:
         return _account_from_row(row)
 
     async def update_account(
-        self, account_id: str, *, email: str | None = None, plan: str | None = None, status: str | None = None
+        self,
+        account_id: str,
+        *,
+        email: str | None = None,
+        plan: str | None = None,
+        status: str | None = None,
+        actor: str = "admin",
     ) -> Account:
         account = await self.get_account(account_id)
         changes = {k: v for k, v in (("email", email), ("plan", plan), ("status", status)) if v is not None}
@@ -115,6 +126,9 @@ class AccountStore:
                         raise Conflict(f"an account with email {email} already exists")
             assignments = ", ".join(f"{column} = ?" for column in changes)
             await db.execute(f"UPDATE accounts SET {assignments} WHERE id = ?", (*changes.values(), account.id))
+            # The audit entry says what changed, never the email itself.
+            details = {k: v for k, v in changes.items() if k != "email"} | ({"email": "changed"} if email else {})
+            await self.audit.add_in(db, AuditEntry("account.updated", actor, "account", account.id, account.id, details))
 
         await self.ledger.write(update)
         for column, value in changes.items():
@@ -127,7 +141,7 @@ class AccountStore:
             self.keyring.put_account(account)
         return account
 
-    async def delete_account(self, account_id: str) -> Account:
+    async def delete_account(self, account_id: str, *, actor: str = "admin") -> Account:
         """Remove the account, its keys, its usage rows and its rollups."""
         account = await self.get_account(account_id)
         self.keyring.drop_account(account.id)  # refuse its keys before the rows go
@@ -137,6 +151,7 @@ class AccountStore:
             await db.execute("DELETE FROM usage_hourly WHERE account_id = ?", (account.id,))
             await db.execute("DELETE FROM api_keys WHERE account_id = ?", (account.id,))
             await db.execute("DELETE FROM accounts WHERE id = ?", (account.id,))
+            await self.audit.add_in(db, AuditEntry("account.deleted", actor, "account", account.id, account.id))
 
         await self.ledger.write(delete)
         return account
@@ -151,6 +166,7 @@ class AccountStore:
         allowed_models: list[str] | None = None,
         expires_at: int | None = None,
         limits: dict[str, int] | None = None,
+        actor: str = "admin",
     ) -> IssuedKey:
         account = await self.get_account(account_id)
         secret = generate_key()
@@ -165,7 +181,11 @@ class AccountStore:
             expires_at=expires_at,
             limits=dict(limits or {}),
         )
-        await self.ledger.write(lambda db: self._insert_key(db, key))
+        async def insert(db: aiosqlite.Connection) -> None:
+            await self._insert_key(db, key)
+            await self.audit.add_in(db, AuditEntry("key.created", actor, "key", key.id, key.account_id, {"prefix": key.prefix}))
+
+        await self.ledger.write(insert)
         self.keyring.put_key(key)
         return IssuedKey(key, secret)
 
@@ -209,18 +229,21 @@ class AccountStore:
             raise NotFound(f"no key {key_id}")
         return _key_from_row(row)
 
-    async def revoke_key(self, key_id: str) -> ApiKey:
+    async def revoke_key(self, key_id: str, *, actor: str = "admin") -> ApiKey:
         key = await self.get_key(key_id)
         if key.revoked:
             return key
         self.keyring.drop_key(key.id)  # refused from this instant
         key.revoked_at = self._now()
-        await self.ledger.write(
-            lambda db: db.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ?", (key.revoked_at, key.id))
-        )
+
+        async def revoke(db: aiosqlite.Connection) -> None:
+            await db.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ?", (key.revoked_at, key.id))
+            await self.audit.add_in(db, AuditEntry("key.revoked", actor, "key", key.id, key.account_id, {"prefix": key.prefix}))
+
+        await self.ledger.write(revoke)
         return key
 
-    async def rotate_key(self, key_id: str) -> IssuedKey:
+    async def rotate_key(self, key_id: str, *, actor: str = "admin") -> IssuedKey:
         """Revoke `key_id` and issue a replacement with the same name, models and limits."""
         old = await self.get_key(key_id)
         if old.revoked:
@@ -243,14 +266,23 @@ class AccountStore:
         async def swap(db: aiosqlite.Connection) -> None:
             await db.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ?", (new.created_at, old.id))
             await self._insert_key(db, new)
+            await self.audit.add_in(
+                db, AuditEntry("key.rotated", actor, "key", old.id, old.account_id, {"replacement": new.id, "prefix": new.prefix})
+            )
 
         await self.ledger.write(swap)
         self.keyring.put_key(new)
         return IssuedKey(new, secret)
 
-    async def set_key_status(self, key_id: str, status: str) -> ApiKey:
+    async def set_key_status(self, key_id: str, status: str, *, actor: str = "admin", reason: str | None = None) -> ApiKey:
         key = await self.get_key(key_id)
-        await self.ledger.write(lambda db: db.execute("UPDATE api_keys SET status = ? WHERE id = ?", (status, key.id)))
+
+        async def update(db: aiosqlite.Connection) -> None:
+            await db.execute("UPDATE api_keys SET status = ? WHERE id = ?", (status, key.id))
+            details = {"status": status} | ({"reason": reason} if reason else {})
+            await self.audit.add_in(db, AuditEntry(f"key.{'suspended' if status == 'suspended' else 'unsuspended'}", actor, "key", key.id, key.account_id, details))
+
+        await self.ledger.write(update)
         key.status = status
         live = self.keyring.keys.get(key.id)
         if live is not None:

@@ -78,6 +78,22 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (hour, provider, model)
     ) WITHOUT ROWID;
     """,
+    # 2: the audit log. Admin actions and abuse flags, with time and actor; never content,
+    # never an email (a deleted account is named by a salted hash of its email only).
+    """
+    CREATE TABLE audit_log (
+        id          INTEGER PRIMARY KEY,
+        ts          INTEGER NOT NULL,
+        actor       TEXT NOT NULL,
+        action      TEXT NOT NULL,
+        target_type TEXT,
+        target_id   TEXT,
+        account_id  TEXT,
+        details     TEXT
+    );
+    CREATE INDEX audit_log_ts ON audit_log(ts);
+    CREATE INDEX audit_log_account ON audit_log(account_id, ts);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

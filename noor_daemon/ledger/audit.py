@@ -1,0 +1,81 @@
+"""The audit log: who did what to which account or key, and when. No content, no emails."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import aiosqlite
+
+from noor_daemon.clock import Clock, iso
+from noor_daemon.ledger.database import Ledger
+
+INSERT = """INSERT INTO audit_log (ts, actor, action, target_type, target_id, account_id, details)
+            VALUES (?, ?, ?, ?, ?, ?, ?)"""
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    action: str
+    """Dotted verb: account.created, key.revoked, abuse.spike_flagged, retention.ran…"""
+    actor: str = "admin"
+    target_type: str | None = None
+    target_id: str | None = None
+    account_id: str | None = None
+    details: dict | None = None
+
+
+class AuditLog:
+    def __init__(self, ledger: Ledger, clock: Clock) -> None:
+        self.ledger = ledger
+        self.clock = clock
+
+    def _row(self, entry: AuditEntry) -> tuple:
+        details = json.dumps(entry.details, sort_keys=True) if entry.details else None
+        return (
+            int(self.clock.now() * 1000),
+            entry.actor,
+            entry.action,
+            entry.target_type,
+            entry.target_id,
+            entry.account_id,
+            details,
+        )
+
+    async def add_in(self, db: aiosqlite.Connection, entry: AuditEntry) -> None:
+        """Write `entry` inside a transaction the caller already holds (same commit as the change)."""
+        await db.execute(INSERT, self._row(entry))
+
+    async def add(self, entry: AuditEntry) -> None:
+        await self.ledger.write(lambda db: self.add_in(db, entry))
+
+    async def entries(
+        self, *, account_id: str | None = None, action: str | None = None, limit: int = 100, before_id: int | None = None
+    ) -> list[dict]:
+        clauses, params = [], []
+        if account_id:
+            clauses.append("account_id = ?")
+            params.append(account_id)
+        if action:
+            clauses.append("action LIKE ?")
+            params.append(action.replace("*", "%"))
+        if before_id:
+            clauses.append("id < ?")
+            params.append(before_id)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = await self.ledger.fetchall(
+            f"SELECT * FROM audit_log {where} ORDER BY id DESC LIMIT ?", (*params, limit)
+        )
+        return [
+            {
+                "id": r["id"],
+                "ts": iso(r["ts"]),
+                "actor": r["actor"],
+                "action": r["action"],
+                "target_type": r["target_type"],
+                "target_id": r["target_id"],
+                "account_id": r["account_id"],
+                "details": json.loads(r["details"]) if r["details"] else None,
+            }
+            for r in rows
+        ]

@@ -1,0 +1,124 @@
+"""Shared fixtures: a real daemon on a loopback port, built by the same factory `noor daemon` uses."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from noor_daemon import config as config_module
+from noor_daemon.app import create_app
+from noor_daemon.clock import Clock, ManualClock
+from noor_daemon.keys import ACCOUNTS, LEDGER, DaemonSettings
+
+ADMIN_TOKEN = "noor-admin-test-token"
+
+SIMULATOR_CONFIG = """
+[[providers]]
+name = "simulator"
+kind = "simulator"
+latency_scale = 0
+
+[[models]]
+name = "sim-gpt"
+routes = [{ provider = "simulator", model = "sim-gpt" }]
+
+[[models]]
+name = "sim-claude"
+routes = [{ provider = "simulator", model = "sim-claude" }]
+
+[[models]]
+name = "sim-embed"
+routes = [{ provider = "simulator", model = "sim-embed" }]
+"""
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reads the developer's real config, data dir or keyring."""
+    for var in ("NOOR_CONFIG", "NOOR_DATA_DIR", "NOOR_ADMIN_TOKEN", "NOOR_URL", "NOOR_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
+
+
+@dataclass
+class Daemon:
+    app: web.Application
+    url: str
+    data_dir: Path
+    clock: Clock
+    admin_token: str = ADMIN_TOKEN
+    runner: web.AppRunner | None = field(default=None, repr=False)
+
+    @property
+    def base_url(self) -> str:
+        """What an OpenAI SDK takes as base_url."""
+        return f"{self.url}/v1"
+
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.admin_token}"}
+
+    async def create_key(self, email: str = "dev@example.com", plan: str | None = None, **key_options) -> str:
+        """A fresh API key (the full secret) on the account `email`, created if need be."""
+        store = self.app[ACCOUNTS]
+        try:
+            account = await store.get_account(email)
+        except LookupError:
+            account = await store.create_account(email, plan or "free")
+        issued = await store.create_key(account.id, **key_options)
+        return issued.secret
+
+    async def usage_rows(self) -> list[dict]:
+        rows = await self.app[LEDGER].fetchall("SELECT * FROM usage_events ORDER BY id")
+        return [dict(r) for r in rows]
+
+
+StartDaemon = Callable[..., Awaitable[Daemon]]
+
+
+@pytest.fixture
+async def start_daemon(tmp_path: Path) -> AsyncIterator[StartDaemon]:
+    """Start daemons on loopback: `await start_daemon(config_text, clock=..., data_dir=...)`."""
+    runners: list[web.AppRunner] = []
+
+    async def start(
+        config_text: str = SIMULATOR_CONFIG, *, clock: Clock | None = None, data_dir: Path | None = None
+    ) -> Daemon:
+        loaded = config_module.LoadedConfig(config_module.parse(config_text, "test.toml"), None)
+        data = data_dir or tmp_path / f"data{len(runners)}"
+        the_clock = clock or Clock()
+        app = create_app(DaemonSettings(loaded, data, ADMIN_TOKEN, "test", the_clock))
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        runners.append(runner)
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return Daemon(app, f"http://127.0.0.1:{port}", data, the_clock, runner=runner)
+
+    yield start
+    for runner in reversed(runners):
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def daemon(start_daemon: StartDaemon) -> Daemon:
+    return await start_daemon()
+
+
+@pytest.fixture
+def manual_clock() -> ManualClock:
+    import time
+
+    return ManualClock(start=time.time())
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ.setdefault("NO_COLOR", "1")
