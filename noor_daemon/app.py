@@ -15,6 +15,7 @@ from aiohttp import web
 
 from noor_daemon import __version__, paths
 from noor_daemon.admin import create_admin_app
+from noor_daemon.gateway import me
 from noor_daemon.gateway.auth import KeyRing
 from noor_daemon.gateway.proxy import Proxy
 from noor_daemon.gateway.routing import Router
@@ -41,7 +42,7 @@ def create_app(settings: DaemonSettings) -> web.Application:
     accounts = AccountStore(ledger, keyring, settings.clock, audit)
     proxy = Proxy(config=config, keyring=keyring, ledger=ledger, clock=settings.clock)
 
-    app = web.Application(client_max_size=config.server.max_body_bytes)
+    app = web.Application(client_max_size=config.server.max_body_bytes, middlewares=[me.me_errors])
     app[SETTINGS] = settings
     app[LEDGER] = ledger
     app[KEYRING] = keyring
@@ -71,6 +72,7 @@ def create_app(settings: DaemonSettings) -> web.Application:
     app.cleanup_ctx.append(ledger_ctx)
     app.cleanup_ctx.append(upstreams_ctx)
     app.add_routes(proxy.routes())
+    app.add_routes(me.routes)
     app.add_routes([web.get("/healthz", healthz)])
     app.add_subapp("/admin/v1", create_admin_app())
     return app
