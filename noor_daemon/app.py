@@ -21,10 +21,13 @@ from noor_daemon.gateway.proxy import Proxy
 from noor_daemon.gateway.routing import Router
 from noor_daemon.gateway.simulator import SimulatorUpstream
 from noor_daemon.gateway.upstreams import HttpUpstream, Upstream
-from noor_daemon.keys import ACCOUNTS, ADMIN_TOKEN_HASH, AUDIT, KEYRING, LEDGER, PROXY, SETTINGS, DaemonSettings
+from noor_daemon.keys import ACCOUNTS, ADMIN_TOKEN_HASH, AUDIT, KEYRING, LEDGER, LIMITER, PROXY, SETTINGS, DaemonSettings
 from noor_daemon.ledger.accounts import AccountStore
 from noor_daemon.ledger.audit import AuditLog
 from noor_daemon.ledger.database import Ledger
+from noor_daemon.limits.abuse import AuthFailures, SpikeDetector
+from noor_daemon.limits.enforcer import Limiter
+from noor_daemon.limits.periods import PeriodCounters
 from noor_daemon.secret_store import resolve
 
 log = logging.getLogger(__name__)
@@ -40,7 +43,19 @@ def create_app(settings: DaemonSettings) -> web.Application:
     ledger.pending_key_touches = keyring.drain_touches
     audit = AuditLog(ledger, settings.clock)
     accounts = AccountStore(ledger, keyring, settings.clock, audit)
-    proxy = Proxy(config=config, keyring=keyring, ledger=ledger, clock=settings.clock)
+    counters = PeriodCounters(settings.clock)
+    ledger.add_listener(counters.on_commit)
+    limiter = Limiter(config, settings.clock, counters)
+    proxy = Proxy(
+        config=config,
+        keyring=keyring,
+        ledger=ledger,
+        clock=settings.clock,
+        limiter=limiter,
+        auth_failures=AuthFailures(config.abuse, settings.clock),
+        spikes=SpikeDetector(config.abuse, settings.clock),
+        report_abuse=audit.add_soon,
+    )
 
     app = web.Application(client_max_size=config.server.max_body_bytes, middlewares=[me.me_errors])
     app[SETTINGS] = settings
@@ -49,12 +64,15 @@ def create_app(settings: DaemonSettings) -> web.Application:
     app[ACCOUNTS] = accounts
     app[AUDIT] = audit
     app[PROXY] = proxy
+    app[LIMITER] = limiter
     app[ADMIN_TOKEN_HASH] = hashlib.sha256(settings.admin_token.encode()).digest()
 
     async def ledger_ctx(app: web.Application) -> AsyncIterator[None]:
         await ledger.open()
         await accounts.load()
+        await counters.load(ledger)
         yield
+        await audit.drain()
         await ledger.close()
 
     async def upstreams_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -88,6 +88,19 @@ class PlanConfig(_Section):
     allowed_models: list[str] | None = None
 
 
+class AbuseConfig(_Section):
+    auth_failure_threshold: int = Field(20, ge=1)
+    """Failed authentications from one address within the window before it cools off."""
+    auth_failure_window: float = Field(60.0, gt=0)
+    cooloff_seconds: float = Field(300.0, gt=0)
+    exempt_loopback: bool = True
+    """Never lock out 127.0.0.1/::1, so one broken local script cannot lock out a team."""
+    spike_factor: float = Field(10.0, gt=1)
+    """Flag a key whose requests this minute exceed this multiple of its recent baseline…"""
+    spike_min_requests: int = Field(120, ge=1)
+    """…and this many requests in the minute."""
+
+
 class RetentionConfig(_Section):
     usage_days: int = Field(90, ge=1)
 
@@ -99,6 +112,7 @@ class Config(_Section):
     plans: dict[str, PlanConfig] = Field(default_factory=dict)
     default_plan: str = "free"
     retention: RetentionConfig = RetentionConfig()
+    abuse: AbuseConfig = AbuseConfig()
 
     @model_validator(mode="after")
     def _cross_references(self) -> "Config":

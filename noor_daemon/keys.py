@@ -14,6 +14,7 @@ from noor_daemon.gateway.proxy import Proxy
 from noor_daemon.ledger.accounts import AccountStore
 from noor_daemon.ledger.audit import AuditLog
 from noor_daemon.ledger.database import Ledger
+from noor_daemon.limits.enforcer import Limiter
 
 
 @dataclass
@@ -33,5 +34,6 @@ KEYRING = web.AppKey("keyring", KeyRing)
 ACCOUNTS = web.AppKey("accounts", AccountStore)
 AUDIT = web.AppKey("audit", AuditLog)
 PROXY = web.AppKey("proxy", Proxy)
+LIMITER = web.AppKey("limiter", Limiter)
 ADMIN_TOKEN_HASH = web.AppKey("admin_token_hash", bytes)
 """SHA-256 of the admin token: the daemon keeps no plaintext copy to compare against."""

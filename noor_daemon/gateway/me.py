@@ -15,7 +15,7 @@ routes = web.RouteTableDef()
 
 def caller(request: web.Request) -> ApiKey:
     """The key making this request; raises GatewayError (401/403) like the proxy does."""
-    return request.app[PROXY].authenticate(request)
+    return request.app[PROXY].guarded_authenticate(request)
 
 
 @web.middleware

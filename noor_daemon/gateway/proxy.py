@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +26,10 @@ from noor_daemon.gateway.errors import GatewayError
 from noor_daemon.gateway.routing import Route, Router
 from noor_daemon.gateway.sse import EventSplitter
 from noor_daemon.gateway.usage_meter import StreamMeter, Usage, estimate_tokens
+from noor_daemon.ledger.audit import AuditEntry
 from noor_daemon.ledger.database import Ledger, LedgerUnavailable
+from noor_daemon.limits.abuse import AuthFailures, SpikeDetector
+from noor_daemon.limits.enforcer import Admission, Limiter
 from noor_daemon.ledger.usage import UsageEvent
 
 log = logging.getLogger(__name__)
@@ -103,13 +107,34 @@ def presented_key(request: web.Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
+def token_estimate(raw: bytes, payload: dict) -> int:
+    """What a call may cost before it runs: its prompt's size plus the completion it asked room for."""
+    room = payload.get("max_tokens") or payload.get("max_completion_tokens") or payload.get("max_output_tokens")
+    return estimate_tokens(len(raw)) + (room if isinstance(room, int) and room > 0 else 0)
+
+
 class Proxy:
-    def __init__(self, *, config: Config, keyring: KeyRing, ledger: Ledger, clock: Clock) -> None:
+    def __init__(
+        self,
+        *,
+        config: Config,
+        keyring: KeyRing,
+        ledger: Ledger,
+        clock: Clock,
+        limiter: Limiter,
+        auth_failures: AuthFailures,
+        spikes: SpikeDetector,
+        report_abuse: Callable[[AuditEntry], None],
+    ) -> None:
         self.config = config
         self.keyring = keyring
         self.router: Router  # set by the app once the upstreams exist (they need its ClientSession)
         self.ledger = ledger
         self.clock = clock
+        self.limiter = limiter
+        self.auth_failures = auth_failures
+        self.spikes = spikes
+        self.report_abuse = report_abuse
 
     def routes(self) -> list[web.RouteDef]:
         defs = [web.post(f"/v1/{path}", self._handler(endpoint)) for path, endpoint in ENDPOINTS.items()]
@@ -178,28 +203,76 @@ class Proxy:
 
     # -- the path --------------------------------------------------------------------
 
+    def guarded_authenticate(self, request: web.Request) -> ApiKey:
+        """`authenticate`, refusing addresses in a cooling-off period and counting failures."""
+        address = request.remote
+        wait = self.auth_failures.blocked_for(address)
+        if wait:
+            raise GatewayError(
+                429,
+                "rate_limit",
+                f"Too many failed authentications from your address; try again in {math.ceil(wait)}s.",
+                code="too_many_failed_authentications",
+                headers={"retry-after": str(math.ceil(wait))},
+            )
+        try:
+            return self.authenticate(request)
+        except GatewayError as error:
+            if error.status == 401 and self.auth_failures.record_failure(address):
+                self.report_abuse(
+                    AuditEntry(
+                        "abuse.address_blocked",
+                        "system",
+                        "address",
+                        address,
+                        details={"cooloff_seconds": self.config.abuse.cooloff_seconds},
+                    )
+                )
+            raise
+
     async def handle(self, request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
         call = Call(endpoint.path, int(self.clock.now() * 1000))
+        admission: Admission | None = None
         try:
-            call.key = self.authenticate(request)
+            call.key = key = self.guarded_authenticate(request)
             raw, payload = await self.read_payload(request)
             call.model = payload["model"]
             call.stream = payload.get("stream") is True and endpoint.stream_meter is not None
             routes = self.router.routes(call.model, endpoint.family)
-            if not self.may_use(call.key, call.model):
+            if not self.may_use(key, call.model):
                 raise errors.forbidden(f"This key may not use the model `{call.model}`.", code="model_not_allowed")
-            return await self.forward(request, endpoint, call, raw, payload, routes[0])
+            account = self.keyring.accounts[key.account_id]
+            admission = self.limiter.admit(key, account, token_estimate(raw, payload), endpoint.family)
+            spike = self.spikes.observe(key.id, account.id)
+            if spike is not None:
+                self.report_abuse(
+                    AuditEntry(
+                        "abuse.spike_flagged",
+                        "system",
+                        "key",
+                        key.id,
+                        account.id,
+                        {"requests_this_minute": spike.requests_this_minute, "baseline_per_minute": spike.baseline_per_minute},
+                    )
+                )
+            return await self.forward(request, endpoint, call, raw, payload, routes[0], admission.headers)
         except GatewayError as error:
             call.status = error.status
             call.usage = Usage()
             await self.meter(call, quietly=True)
-            return endpoint.wire.error_response(error)
+            response = endpoint.wire.error_response(error)
+            if admission is not None:
+                response.headers.update(admission.headers)
+            return response
         except asyncio.CancelledError:
             # The daemon is shutting down or the client vanished: meter without waiting.
             if not call.metered:
                 call.status = CLIENT_CLOSED
                 self.ledger.enqueue(call.event())
             raise
+        finally:
+            if admission is not None:
+                self.limiter.finish(admission, call.usage.prompt_tokens + call.usage.completion_tokens)
 
     async def meter(self, call: Call, *, quietly: bool = False) -> None:
         """Commit the call's usage row. Raises `LedgerUnavailable` unless `quietly`."""
@@ -219,7 +292,14 @@ class Proxy:
         return (raw if changed is payload else orjson.dumps(changed)), strip
 
     async def forward(
-        self, request: web.Request, endpoint: Endpoint, call: Call, raw: bytes, payload: dict, route: Route
+        self,
+        request: web.Request,
+        endpoint: Endpoint,
+        call: Call,
+        raw: bytes,
+        payload: dict,
+        route: Route,
+        limit_headers: dict[str, str],
     ) -> web.StreamResponse:
         body, strip = self._upstream_body(endpoint, raw, payload, route)
         call.provider = route.upstream.name
@@ -228,7 +308,8 @@ class Proxy:
             call.status = reply.status
             if call.stream and reply.status < 400 and reply.content_type == "text/event-stream":
                 assert endpoint.stream_meter is not None
-                return await self._stream(request, endpoint, call, raw, reply, endpoint.stream_meter(strip))
+                meter = endpoint.stream_meter(strip)
+                return await self._stream(request, endpoint, call, raw, reply, meter, limit_headers)
             call.stream = False
             data = await reply.read()
         finally:
@@ -239,7 +320,10 @@ class Proxy:
         except LedgerUnavailable as exc:
             return endpoint.wire.error_response(GatewayError(503, "unavailable", str(exc), code="ledger_unavailable"))
         return web.Response(
-            status=reply.status, body=data, content_type=reply.content_type or "application/json", headers=reply.headers
+            status=reply.status,
+            body=data,
+            content_type=reply.content_type or "application/json",
+            headers={**reply.headers, **limit_headers},
         )
 
     @staticmethod
@@ -258,11 +342,18 @@ class Proxy:
         return Usage(estimate_tokens(len(raw)), estimate_tokens(len(data))), True
 
     async def _stream(
-        self, request: web.Request, endpoint: Endpoint, call: Call, raw: bytes, reply, meter: StreamMeter
+        self,
+        request: web.Request,
+        endpoint: Endpoint,
+        call: Call,
+        raw: bytes,
+        reply,
+        meter: StreamMeter,
+        limit_headers: dict[str, str],
     ) -> web.StreamResponse:
         response = web.StreamResponse(
             status=200,
-            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", **reply.headers},
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", **reply.headers, **limit_headers},
         )
         await response.prepare(request)
         splitter = EventSplitter()
@@ -314,7 +405,7 @@ class Proxy:
         """Listing models is not an LLM call, so it is answered but not metered."""
         wire = anthropic_wire if "anthropic-version" in request.headers else openai_wire
         try:
-            key = self.authenticate(request)
+            key = self.guarded_authenticate(request)
         except GatewayError as error:
             return wire.error_response(error)
         names = [m for m in self.router.model_names if self.may_use(key, m)]

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from dataclasses import dataclass
 
 import aiosqlite
 
 from noor_daemon.clock import Clock, iso
 from noor_daemon.ledger.database import Ledger
+
+log = logging.getLogger(__name__)
 
 INSERT = """INSERT INTO audit_log (ts, actor, action, target_type, target_id, account_id, details)
             VALUES (?, ?, ?, ?, ?, ?, ?)"""
@@ -29,6 +33,7 @@ class AuditLog:
     def __init__(self, ledger: Ledger, clock: Clock) -> None:
         self.ledger = ledger
         self.clock = clock
+        self._pending: set[asyncio.Task[None]] = set()
 
     def _row(self, entry: AuditEntry) -> tuple:
         details = json.dumps(entry.details, sort_keys=True) if entry.details else None
@@ -48,6 +53,23 @@ class AuditLog:
 
     async def add(self, entry: AuditEntry) -> None:
         await self.ledger.write(lambda db: self.add_in(db, entry))
+
+    def add_soon(self, entry: AuditEntry) -> None:
+        """Write `entry` in the background: for the request path, which must not wait on it."""
+        task = asyncio.get_running_loop().create_task(self._add_logged(entry))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _add_logged(self, entry: AuditEntry) -> None:
+        try:
+            await self.add(entry)
+        except Exception as exc:
+            log.error("audit entry %s could not be written: %s", entry.action, type(exc).__name__)
+
+    async def drain(self) -> None:
+        """Wait for background entries; called before the ledger closes."""
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
 
     async def entries(
         self, *, account_id: str | None = None, action: str | None = None, limit: int = 100, before_id: int | None = None

@@ -1,0 +1,271 @@
+"""The limiter the proxy consults on every call: rates, concurrency and period quotas, in memory.
+
+An account's limits come from its plan; a key may carry tighter overrides of its own, so
+each call is checked against two scopes. Checks and charges happen with no `await` in
+between, which makes them atomic on the event loop: hundreds of concurrent calls at the
+limit cannot slip more through than the limit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from noor_daemon.clock import Clock
+from noor_daemon.config import Config, PlanConfig
+from noor_daemon.gateway.auth import Account, ApiKey
+from noor_daemon.gateway.errors import GatewayError
+from noor_daemon.limits import gcra
+from noor_daemon.limits.gcra import Rate
+from noor_daemon.limits.periods import PeriodCounters, period_bounds
+
+LIMIT_NAMES = (
+    "requests_per_minute",
+    "tokens_per_minute",
+    "concurrent_requests",
+    "requests_per_day",
+    "tokens_per_day",
+    "tokens_per_month",
+)
+
+# (limit name, period, counts requests or tokens)
+PERIOD_LIMITS = (
+    ("requests_per_day", "day", "requests"),
+    ("tokens_per_day", "day", "tokens"),
+    ("tokens_per_month", "month", "tokens"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    kind: str  # "account" | "key"
+    ident: str
+    limits: dict[str, int]
+
+
+class Admission:
+    """What one admitted call holds: its scopes, its token estimate and its concurrency slot."""
+
+    __slots__ = ("scopes", "estimate", "finished", "headers")
+
+    def __init__(self, scopes: list[Scope], estimate: int, headers: dict[str, str]) -> None:
+        self.scopes = scopes
+        self.estimate = estimate
+        self.finished = False
+        self.headers = headers
+
+
+def plan_limits(plan: PlanConfig | None) -> dict[str, int]:
+    if plan is None:
+        return {}
+    return {name: value for name in LIMIT_NAMES if (value := getattr(plan, name)) is not None}
+
+
+def format_duration(seconds: float) -> str:
+    """OpenAI's reset format: `20ms`, `1.5s`, `6m0s`."""
+    if seconds < 1:
+        return f"{max(0, math.ceil(seconds * 1000))}ms"
+    if seconds < 60:
+        return f"{round(seconds, 3):g}s"
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes)}m{round(rest, 3):g}s"
+
+
+def rfc3339(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class Limiter:
+    def __init__(self, config: Config, clock: Clock, counters: PeriodCounters) -> None:
+        self.config = config
+        self.clock = clock
+        self.counters = counters
+        self._tat: dict[tuple[str, str, str], float] = {}
+        self._active: dict[tuple[str, str], int] = {}
+        self._reserved: dict[tuple[str, str], list[int]] = {}
+
+    # -- which limits apply -----------------------------------------------------------
+
+    def scopes(self, key: ApiKey, account: Account) -> list[Scope]:
+        scopes = []
+        account_limits = plan_limits(self.config.plan(account.plan))
+        if account_limits:
+            scopes.append(Scope("account", account.id, account_limits))
+        key_limits = {n: v for n, v in key.limits.items() if n in LIMIT_NAMES}
+        if key_limits:
+            scopes.append(Scope("key", key.id, key_limits))
+        return scopes
+
+    # -- the request path -------------------------------------------------------------
+
+    def admit(self, key: ApiKey, account: Account, estimate: int, family: str) -> Admission:
+        """Charge one call or raise a 429 `GatewayError` carrying `retry-after`."""
+        now = self.clock.now()
+        scopes = self.scopes(key, account)
+        for scope in scopes:
+            self._check_periods(scope, now, family)
+            limit = scope.limits.get("concurrent_requests")
+            if limit is not None and self._active.get((scope.kind, scope.ident), 0) >= limit:
+                raise self._rate_error(
+                    family, scopes, now, 1.0, f"Too many concurrent requests (limit {limit}) for this {scope.kind}.",
+                    code="concurrency_limit_exceeded",
+                )
+        charges: list[tuple[tuple[str, str, str], float]] = []
+        for scope in scopes:
+            for name, cost in (("requests_per_minute", 1), ("tokens_per_minute", estimate)):
+                limit = scope.limits.get(name)
+                if limit is None:
+                    continue
+                slot = (scope.kind, scope.ident, name)
+                allowed, new_tat, retry_after = gcra.take(self._tat.get(slot, 0.0), now, cost, Rate(limit))
+                if not allowed:
+                    what = "requests" if name == "requests_per_minute" else "tokens"
+                    raise self._rate_error(
+                        family, scopes, now, retry_after,
+                        f"Rate limit reached for {what} per minute (limit {limit}) on this {scope.kind}. "
+                        f"Please try again in {format_duration(retry_after)}.",
+                        code="rate_limit_exceeded",
+                    )
+                charges.append((slot, new_tat))
+        for slot, new_tat in charges:
+            self._tat[slot] = new_tat
+        for scope in scopes:
+            ident = (scope.kind, scope.ident)
+            self._active[ident] = self._active.get(ident, 0) + 1
+            reserved = self._reserved.setdefault(ident, [0, 0])
+            reserved[0] += 1
+            reserved[1] += estimate
+        return Admission(scopes, estimate, self.headers(scopes, now, family))
+
+    def finish(self, admission: Admission, tokens_used: int) -> None:
+        """Settle a call on every exit path: correct the token charge, free the slot.
+
+        Called after the usage row is committed, so the period counters already hold the
+        real tokens and the reservation can go. Safe to call twice.
+        """
+        if admission.finished:
+            return
+        admission.finished = True
+        now = self.clock.now()
+        delta = tokens_used - admission.estimate
+        for scope in admission.scopes:
+            ident = (scope.kind, scope.ident)
+            limit = scope.limits.get("tokens_per_minute")
+            if limit is not None and delta:
+                slot = (scope.kind, scope.ident, "tokens_per_minute")
+                self._tat[slot] = gcra.adjust(self._tat.get(slot, 0.0), now, delta, Rate(limit))
+            active = self._active.get(ident, 1) - 1
+            if active > 0:
+                self._active[ident] = active
+            else:
+                self._active.pop(ident, None)
+            reserved = self._reserved.get(ident)
+            if reserved is not None:
+                reserved[0] -= 1
+                reserved[1] -= admission.estimate
+                if reserved[0] <= 0:
+                    del self._reserved[ident]
+
+    def in_flight(self, kind: str, ident: str) -> int:
+        return self._active.get((kind, ident), 0)
+
+    # -- checks and answers -----------------------------------------------------------
+
+    def _check_periods(self, scope: Scope, now: float, family: str) -> None:
+        reserved = self._reserved.get((scope.kind, scope.ident), (0, 0))
+        for name, period, unit in PERIOD_LIMITS:
+            limit = scope.limits.get(name)
+            if limit is None:
+                continue
+            requests, tokens = self.counters.used(scope.kind, scope.ident, period)
+            used = requests + reserved[0] if unit == "requests" else tokens + reserved[1]
+            if used >= limit:
+                _, resets = period_bounds(period, now)
+                raise GatewayError(
+                    429,
+                    "insufficient_quota",
+                    f"You exceeded this {scope.kind}'s {name.replace('_', ' ')} quota ({limit}). "
+                    f"It resets at {rfc3339(resets)}.",
+                    code="insufficient_quota",
+                    headers={"retry-after": str(max(1, math.ceil(resets - now)))},
+                )
+
+    def _rate_error(
+        self, family: str, scopes: list[Scope], now: float, retry_after: float, message: str, *, code: str
+    ) -> GatewayError:
+        headers = self.headers(scopes, now, family)
+        headers["retry-after"] = str(max(1, math.ceil(retry_after)))
+        headers["retry-after-ms"] = str(max(1, math.ceil(retry_after * 1000)))
+        return GatewayError(429, "rate_limit", message, code=code, headers=headers)
+
+    def _tightest(self, scopes: list[Scope], name: str, now: float) -> tuple[int, int, float] | None:
+        """(limit, remaining, seconds to full) of the scope with the least left for `name`."""
+        best = None
+        for scope in scopes:
+            limit = scope.limits.get(name)
+            if limit is None:
+                continue
+            rate = Rate(limit)
+            tat = self._tat.get((scope.kind, scope.ident, name), 0.0)
+            candidate = (limit, gcra.remaining(tat, now, rate), gcra.reset_after(tat, now))
+            if best is None or candidate[1] < best[1]:
+                best = candidate
+        return best
+
+    def headers(self, scopes: list[Scope], now: float, family: str) -> dict[str, str]:
+        """Rate-limit headers in the caller's dialect: OpenAI's x-ratelimit-* or anthropic-ratelimit-*."""
+        headers: dict[str, str] = {}
+        for unit, name in (("requests", "requests_per_minute"), ("tokens", "tokens_per_minute")):
+            state = self._tightest(scopes, name, now)
+            if state is None:
+                continue
+            limit, left, reset = state
+            if family == "anthropic":
+                headers[f"anthropic-ratelimit-{unit}-limit"] = str(limit)
+                headers[f"anthropic-ratelimit-{unit}-remaining"] = str(left)
+                headers[f"anthropic-ratelimit-{unit}-reset"] = rfc3339(now + reset)
+            else:
+                headers[f"x-ratelimit-limit-{unit}"] = str(limit)
+                headers[f"x-ratelimit-remaining-{unit}"] = str(left)
+                headers[f"x-ratelimit-reset-{unit}"] = format_duration(reset)
+        return headers
+
+    # -- status for people ------------------------------------------------------------
+
+    def status(self, key: ApiKey | None, account: Account) -> list[dict]:
+        """Every limit that applies, with used, remaining and reset time (UTC)."""
+        now = self.clock.now()
+        scopes = self.scopes(key or _NO_KEY, account)
+        rows = []
+        for scope in scopes:
+            for name, limit in scope.limits.items():
+                if name in ("requests_per_minute", "tokens_per_minute"):
+                    rate = Rate(limit)
+                    tat = self._tat.get((scope.kind, scope.ident, name), 0.0)
+                    left = gcra.remaining(tat, now, rate)
+                    used, resets = limit - left, now + gcra.reset_after(tat, now)
+                elif name == "concurrent_requests":
+                    used = self.in_flight(scope.kind, scope.ident)
+                    left, resets = max(0, limit - used), None
+                else:
+                    period = "month" if name.endswith("month") else "day"
+                    requests, tokens = self.counters.used(scope.kind, scope.ident, period)
+                    used = requests if name.startswith("requests") else tokens
+                    left, resets = max(0, limit - used), period_bounds(period, now)[1]
+                rows.append(
+                    {
+                        "scope": scope.kind,
+                        "scope_id": scope.ident,
+                        "limit": name,
+                        "value": limit,
+                        "used": used,
+                        "remaining": left,
+                        "resets_at": rfc3339(resets) if resets is not None else None,
+                    }
+                )
+        return rows
+
+
+_NO_KEY = ApiKey(id="", account_id="", key_hash="", prefix="")
+"""A key with no overrides, for an account's own status."""

@@ -1,0 +1,93 @@
+"""Day and month quotas: usage counted from the ledger at start, then kept current as batches commit.
+
+Counting only committed rows (plus the in-flight reservations the limiter holds) means a
+restart neither forgets usage nor counts a call twice.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from noor_daemon.clock import Clock
+from noor_daemon.ledger.database import Ledger
+from noor_daemon.ledger.usage import UsageEvent
+
+PERIODS = ("day", "month")
+
+
+def period_bounds(kind: str, now: float) -> tuple[float, float]:
+    """Start and end (seconds since the epoch) of the UTC day or calendar month holding `now`."""
+    moment = datetime.fromtimestamp(now, UTC)
+    if kind == "day":
+        start = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+        end_ts = start.timestamp() + 86400
+        return start.timestamp(), end_ts
+    start = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
+    return start.timestamp(), end.timestamp()
+
+
+def counts_toward_quota(event: UsageEvent) -> bool:
+    """Successful calls count as requests; every call's tokens count (failed ones carry none)."""
+    return event.status < 400
+
+
+class PeriodCounters:
+    """Requests and tokens used this day and this month, per account and per key."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        # (scope, id, period) -> [period_start, requests, tokens]
+        self._used: dict[tuple[str, str, str], list] = {}
+
+    async def load(self, ledger: Ledger) -> None:
+        now = self.clock.now()
+        for kind in PERIODS:
+            start, _ = period_bounds(kind, now)
+            rows = await ledger.fetchall(
+                """SELECT account_id, key_id, sum(requests - errors) AS requests,
+                          sum(prompt_tokens + completion_tokens) AS tokens
+                   FROM usage_hourly WHERE hour >= ? AND account_id != '' GROUP BY account_id, key_id""",
+                (int(start * 1000),),
+            )
+            for row in rows:
+                self._add(("account", row["account_id"], kind), start, row["requests"], row["tokens"])
+                if row["key_id"]:
+                    self._add(("key", row["key_id"], kind), start, row["requests"], row["tokens"])
+
+    def _add(self, slot: tuple[str, str, str], start: float, requests: int, tokens: int) -> None:
+        entry = self._used.get(slot)
+        if entry is None or start > entry[0]:
+            self._used[slot] = [start, requests, tokens]
+        elif start == entry[0]:
+            entry[1] += requests
+            entry[2] += tokens
+        # else: a call from a period that has already ended; it no longer counts
+
+    def on_commit(self, events: list[UsageEvent]) -> None:
+        """Ledger listener: fold committed rows into the current periods."""
+        for event in events:
+            if event.account_id is None:
+                continue
+            requests = 1 if counts_toward_quota(event) else 0
+            tokens = event.total_tokens
+            if not requests and not tokens:
+                continue
+            ts = event.ts / 1000
+            for kind in PERIODS:
+                start, _ = period_bounds(kind, ts)
+                self._add(("account", event.account_id, kind), start, requests, tokens)
+                if event.key_id:
+                    self._add(("key", event.key_id, kind), start, requests, tokens)
+
+    def used(self, scope: str, ident: str, kind: str) -> tuple[int, int]:
+        """(requests, tokens) used in the current `kind` period."""
+        entry = self._used.get((scope, ident, kind))
+        start, _ = period_bounds(kind, self.clock.now())
+        if entry is None or entry[0] != start:
+            return 0, 0
+        return entry[1], entry[2]
+
+    def forget(self, scope: str, ident: str) -> None:
+        for kind in PERIODS:
+            self._used.pop((scope, ident, kind), None)
