@@ -14,6 +14,13 @@ from noor_daemon import config as config_module
 from noor_daemon.app import create_app
 from noor_daemon.clock import Clock, ManualClock
 from noor_daemon.keys import ACCOUNTS, LEDGER, DaemonSettings
+from standin_upstream import (
+    ANTHROPIC_KEY_ENV,
+    OPENAI_KEY_ENV,
+    UPSTREAM_ANTHROPIC_SECRET,
+    UPSTREAM_OPENAI_SECRET,
+    StandIn,
+)
 
 ADMIN_TOKEN = "noor-admin-test-token"
 
@@ -111,6 +118,21 @@ async def start_daemon(tmp_path: Path) -> AsyncIterator[StartDaemon]:
 @pytest.fixture
 async def daemon(start_daemon: StartDaemon) -> Daemon:
     return await start_daemon()
+
+
+@pytest.fixture
+async def standin(start_daemon: StartDaemon, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[StandIn]:
+    """A stand-in upstream (OpenAI and Anthropic shapes) on loopback; see tests/standin_upstream.py.
+
+    Its provider secrets are in the environment for `standin_config(...)`'s `env:` references.
+    It depends on `start_daemon` only so that it stops first: a daemon call waiting on a
+    hung stand-in is released before the daemon shuts down.
+    """
+    monkeypatch.setenv(OPENAI_KEY_ENV, UPSTREAM_OPENAI_SECRET)
+    monkeypatch.setenv(ANTHROPIC_KEY_ENV, UPSTREAM_ANTHROPIC_SECRET)
+    server = await StandIn().start()
+    yield server
+    await server.stop()
 
 
 @pytest.fixture

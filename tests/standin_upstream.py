@@ -1,0 +1,591 @@
+"""A stand-in upstream provider: a real aiohttp server on loopback speaking OpenAI and Anthropic.
+
+It answers the shapes the real APIs answer (bodies, SSE event sequences, usage), echoes the
+last user message inside its completion (so a canary in a prompt comes back in the
+completion), counts tokens deterministically, records every request it received, and can
+be told per test to misbehave: answer an error status, hang, close mid-stream, or report
+no usage.
+
+    standin.fail(500, "boom")          # every following call answers 500 with "boom" in its body
+    standin.hang()                     # no response headers until the test ends
+    standin.hang_mid_stream(after=2)   # two events, then silence
+    standin.close_mid_stream(after=2)  # two events, then the connection is cut
+    standin.no_usage()                 # bodies and streams carry no usage
+    standin.reset()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import json
+import struct
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+UPSTREAM_OPENAI_SECRET = "sk-upstream-openai-standin-secret"
+UPSTREAM_ANTHROPIC_SECRET = "sk-ant-upstream-standin-secret"
+OPENAI_KEY_ENV = "STANDIN_OPENAI_KEY"
+ANTHROPIC_KEY_ENV = "STANDIN_ANTHROPIC_KEY"
+
+MODELS = ("standin-gpt", "standin-gpt-mini", "standin-embed", "standin-claude")
+
+
+def count_tokens(text: str) -> int:
+    """The stand-in's tokenizer: one token per whitespace-separated word. Deterministic."""
+    return len(text.split())
+
+
+@dataclass
+class Received:
+    """One request as the stand-in saw it."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    raw: bytes
+    body: dict | None
+    usage: tuple[int, int] | None = None
+    """(prompt/input tokens, completion/output tokens) the stand-in reported, if it did."""
+    completed: bool = False
+    """True once the whole answer was written."""
+
+
+@dataclass
+class Behaviour:
+    mode: str = "ok"  # ok | status | hang | hang_mid_stream | close | close_mid_stream | no_usage
+    status: int = 500
+    message: str = "stand-in failure"
+    headers: dict[str, str] = field(default_factory=dict)
+    after_events: int = 2
+
+
+class StandIn:
+    def __init__(self) -> None:
+        self.requests: list[Received] = []
+        self.behaviour = Behaviour()
+        self.stream_delay = 0.0
+        """Seconds between streamed events (0: as fast as possible)."""
+        self._release = asyncio.Event()
+        self._ids = itertools.count(1)
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> StandIn:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.add_routes(
+            [
+                web.post("/v1/chat/completions", self.chat),
+                web.post("/v1/completions", self.completions),
+                web.post("/v1/embeddings", self.embeddings),
+                web.post("/v1/responses", self.responses),
+                web.get("/v1/models", self.models),
+                web.post("/v1/messages", self.messages),
+                web.post("/v1/messages/count_tokens", self.count_tokens),
+            ]
+        )
+        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    async def stop(self) -> None:
+        self._release.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @property
+    def url(self) -> str:
+        """The Anthropic-kind base URL (the SDK appends /v1/messages)."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def openai_base(self) -> str:
+        return f"{self.url}/v1"
+
+    # -- test controls ----------------------------------------------------------------
+
+    def reset(self) -> None:
+        self.behaviour = Behaviour()
+        self.stream_delay = 0.0
+
+    def fail(self, status: int, message: str = "stand-in failure", headers: dict[str, str] | None = None) -> None:
+        self.behaviour = Behaviour("status", status, message, dict(headers or {}))
+
+    def hang(self) -> None:
+        self.behaviour = Behaviour("hang")
+
+    def hang_mid_stream(self, after: int = 2) -> None:
+        self.behaviour = Behaviour("hang_mid_stream", after_events=after)
+
+    def close(self) -> None:
+        """Cut the connection before any response bytes."""
+        self.behaviour = Behaviour("close")
+
+    def close_mid_stream(self, after: int = 2) -> None:
+        self.behaviour = Behaviour("close_mid_stream", after_events=after)
+
+    def no_usage(self) -> None:
+        self.behaviour = Behaviour("no_usage")
+
+    @property
+    def last(self) -> Received:
+        return self.requests[-1]
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    async def _receive(self, request: web.Request) -> Received:
+        raw = await request.read()
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        seen = Received(request.method, request.path, dict(request.headers), raw, body if isinstance(body, dict) else None)
+        self.requests.append(seen)
+        return seen
+
+    def _error_body(self, path: str, status: int, message: str) -> dict:
+        if path.startswith("/v1/messages"):
+            kind = {400: "invalid_request_error", 401: "authentication_error", 429: "rate_limit_error", 529: "overloaded_error"}
+            return {"type": "error", "error": {"type": kind.get(status, "api_error"), "message": message}}
+        kind = {400: "invalid_request_error", 401: "invalid_request_error", 429: "rate_limit_exceeded"}
+        return {"error": {"message": message, "type": kind.get(status, "server_error"), "param": None, "code": None}}
+
+    async def _misbehave_before(self, request: web.Request, seen: Received) -> web.StreamResponse | None:
+        """Failures that happen before any answer; None when the call should proceed."""
+        b = self.behaviour
+        if b.mode == "status":
+            return web.json_response(self._error_body(request.path, b.status, b.message), status=b.status, headers=b.headers)
+        if b.mode == "hang":
+            await self._release.wait()
+            raise ConnectionResetError("released at teardown")
+        if b.mode == "close":
+            assert request.transport is not None
+            request.transport.close()
+            raise ConnectionResetError("closed on purpose")
+        return None
+
+    @property
+    def _usage_on(self) -> bool:
+        return self.behaviour.mode != "no_usage"
+
+    async def _json(self, seen: Received, payload: dict, usage: tuple[int, int]) -> web.Response:
+        if self._usage_on:
+            seen.usage = usage
+        seen.completed = True
+        return web.json_response(payload, headers={"x-request-id": f"req_standin_{next(self._ids)}"})
+
+    async def _stream(self, request: web.Request, seen: Received, events: list[bytes], usage: tuple[int, int] | None):
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "x-request-id": f"req_standin_{next(self._ids)}"}
+        )
+        await response.prepare(request)
+        b = self.behaviour
+        if usage is not None and self._usage_on:
+            seen.usage = usage
+        for index, event in enumerate(events):
+            if b.mode in ("hang_mid_stream", "close_mid_stream") and index == b.after_events:
+                if b.mode == "hang_mid_stream":
+                    await self._release.wait()
+                assert request.transport is not None
+                request.transport.close()
+                raise ConnectionResetError("cut mid-stream on purpose")
+            if index and self.stream_delay:
+                await asyncio.sleep(self.stream_delay)
+            await response.write(event)
+        await response.write_eof()
+        seen.completed = True
+        return response
+
+    # -- OpenAI -----------------------------------------------------------------------
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        seen = await self._receive(request)
+        if (early := await self._misbehave_before(request, seen)) is not None:
+            return early
+        body = seen.body or {}
+        messages = body.get("messages") or []
+        prompt_tokens = sum(count_tokens(_text(m.get("content"))) + 3 for m in messages if isinstance(m, dict))
+        text = reply_text(_last_user(messages))
+        completion_tokens = count_tokens(text)
+        usage = _openai_usage(prompt_tokens, completion_tokens)
+        ident, created, model = f"chatcmpl-standin{next(self._ids)}", int(time.time()), body.get("model")
+        if body.get("stream") is not True:
+            payload = {
+                "id": ident,
+                "object": "chat.completion",
+                "created": created,
+                "model": model,
+                "system_fingerprint": "fp_standin",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": text, "refusal": None, "annotations": []},
+                        "logprobs": None,
+                        "finish_reason": "stop",
+                    }
+                ],
+                "service_tier": "default",
+            }
+            if self._usage_on:
+                payload["usage"] = usage
+            return await self._json(seen, payload, (prompt_tokens, completion_tokens))
+        include_usage = (body.get("stream_options") or {}).get("include_usage") is True and self._usage_on
+        base: dict[str, Any] = {
+            "id": ident,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "service_tier": "default",
+            "system_fingerprint": "fp_standin",
+        }
+        if include_usage:
+            base["usage"] = None  # as OpenAI does on every chunk but the last when include_usage is set
+
+        def chunk(delta: dict, finish: str | None = None) -> bytes:
+            return _sse({**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]})
+
+        events = [chunk({"role": "assistant", "content": "", "refusal": None})]
+        events += [chunk({"content": piece}) for piece in _pieces(text)]
+        events.append(chunk({}, "stop"))
+        if include_usage:
+            events.append(_sse({**base, "choices": [], "usage": usage}))
+        events.append(b"data: [DONE]\n\n")
+        return await self._stream(request, seen, events, (prompt_tokens, completion_tokens) if include_usage else None)
+
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        seen = await self._receive(request)
+        if (early := await self._misbehave_before(request, seen)) is not None:
+            return early
+        body = seen.body or {}
+        prompt = body.get("prompt")
+        prompt_text = prompt if isinstance(prompt, str) else " ".join(p for p in prompt or [] if isinstance(p, str))
+        prompt_tokens = count_tokens(prompt_text)
+        text = reply_text(prompt_text)
+        completion_tokens = count_tokens(text)
+        usage = _openai_usage(prompt_tokens, completion_tokens)
+        base = {"id": f"cmpl-standin{next(self._ids)}", "object": "text_completion", "created": int(time.time()), "model": body.get("model")}
+        if body.get("stream") is not True:
+            payload: dict[str, Any] = {**base, "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": "stop"}]}
+            if self._usage_on:
+                payload["usage"] = usage
+            return await self._json(seen, payload, (prompt_tokens, completion_tokens))
+        include_usage = (body.get("stream_options") or {}).get("include_usage") is True and self._usage_on
+        extra = {"usage": None} if include_usage else {}
+        events = [
+            _sse({**base, **extra, "choices": [{"index": 0, "text": piece, "logprobs": None, "finish_reason": None}]})
+            for piece in _pieces(text)
+        ]
+        events.append(_sse({**base, **extra, "choices": [{"index": 0, "text": "", "logprobs": None, "finish_reason": "stop"}]}))
+        if include_usage:
+            events.append(_sse({**base, "choices": [], "usage": usage}))
+        events.append(b"data: [DONE]\n\n")
+        return await self._stream(request, seen, events, (prompt_tokens, completion_tokens) if include_usage else None)
+
+    async def embeddings(self, request: web.Request) -> web.StreamResponse:
+        seen = await self._receive(request)
+        if (early := await self._misbehave_before(request, seen)) is not None:
+            return early
+        body = seen.body or {}
+        inputs = body.get("input")
+        items = inputs if isinstance(inputs, list) else [inputs]
+        prompt_tokens = sum(count_tokens(i) if isinstance(i, str) else len(i) for i in items)
+        dims = body.get("dimensions") if isinstance(body.get("dimensions"), int) else 8
+        data = []
+        for index, item in enumerate(items):
+            vector = [((len(str(item)) * 31 + index * 7 + d) % 97) / 97.0 for d in range(dims)]
+            if body.get("encoding_format") == "base64":
+                encoded: Any = base64.b64encode(struct.pack(f"<{dims}f", *vector)).decode()
+            else:
+                encoded = vector
+            data.append({"object": "embedding", "index": index, "embedding": encoded})
+        payload: dict[str, Any] = {"object": "list", "data": data, "model": body.get("model")}
+        if self._usage_on:
+            payload["usage"] = {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}
+        return await self._json(seen, payload, (prompt_tokens, 0))
+
+    async def responses(self, request: web.Request) -> web.StreamResponse:
+        seen = await self._receive(request)
+        if (early := await self._misbehave_before(request, seen)) is not None:
+            return early
+        body = seen.body or {}
+        user_text, all_text = _responses_input(body)
+        input_tokens = count_tokens(all_text) + 3
+        text = reply_text(user_text)
+        output_tokens = count_tokens(text)
+        n = next(self._ids)
+        message = {
+            "type": "message",
+            "id": f"msg_standin{n}",
+            "status": "completed",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}],
+        }
+        response: dict[str, Any] = {
+            "id": f"resp_standin{n}",
+            "object": "response",
+            "created_at": int(time.time()),
+            "status": "completed",
+            "error": None,
+            "incomplete_details": None,
+            "instructions": body.get("instructions"),
+            "max_output_tokens": body.get("max_output_tokens"),
+            "model": body.get("model"),
+            "output": [message],
+            "parallel_tool_calls": True,
+            "previous_response_id": None,
+            "temperature": 1.0,
+            "text": {"format": {"type": "text"}},
+            "tool_choice": "auto",
+            "tools": [],
+            "top_p": 1.0,
+            "truncation": "disabled",
+            "metadata": {},
+        }
+        if self._usage_on:
+            response["usage"] = {
+                "input_tokens": input_tokens,
+                "input_tokens_details": {"cached_tokens": 0},
+                "output_tokens": output_tokens,
+                "output_tokens_details": {"reasoning_tokens": 0},
+                "total_tokens": input_tokens + output_tokens,
+            }
+        else:
+            response["usage"] = None
+        if body.get("stream") is not True:
+            return await self._json(seen, response, (input_tokens, output_tokens))
+        seq = itertools.count()
+        pending = {**response, "status": "in_progress", "output": [], "usage": None}
+        item_id = message["id"]
+        in_progress_item = {**message, "status": "in_progress", "content": []}
+        part0 = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+
+        def ev(kind: str, **fields: Any) -> bytes:
+            return _sse({"type": kind, "sequence_number": next(seq), **fields}, event=kind)
+
+        events = [
+            ev("response.created", response=pending),
+            ev("response.in_progress", response=pending),
+            ev("response.output_item.added", output_index=0, item=in_progress_item),
+            ev("response.content_part.added", item_id=item_id, output_index=0, content_index=0, part=part0),
+        ]
+        events += [
+            ev("response.output_text.delta", item_id=item_id, output_index=0, content_index=0, delta=piece, logprobs=[])
+            for piece in _pieces(text)
+        ]
+        events += [
+            ev("response.output_text.done", item_id=item_id, output_index=0, content_index=0, text=text, logprobs=[]),
+            ev("response.content_part.done", item_id=item_id, output_index=0, content_index=0, part=message["content"][0]),
+            ev("response.output_item.done", output_index=0, item=message),
+            ev("response.completed", response=response),
+        ]
+        return await self._stream(request, seen, events, (input_tokens, output_tokens))
+
+    async def models(self, request: web.Request) -> web.Response:
+        seen = await self._receive(request)
+        if (early := await self._misbehave_before(request, seen)) is not None:
+            return early  # type: ignore[return-value]
+        data = [{"id": m, "object": "model", "created": 1700000000, "owned_by": "standin"} for m in MODELS]
+        return web.json_response({"object": "list", "data": data})
+
+    # -- Anthropic --------------------------------------------------------------------
+
+    async def messages(self, request: web.Request) -> web.StreamResponse:
+        seen = await self._receive(request)
+        if (early := await self._misbehave_before(request, seen)) is not None:
+            return early
+        body = seen.body or {}
+        input_tokens = _anthropic_input_tokens(body)
+        text = reply_text(_last_user(body.get("messages") or []))
+        output_tokens = count_tokens(text)
+        ident, model = f"msg_standin{next(self._ids)}", body.get("model")
+        usage_on = self._usage_on
+        if body.get("stream") is not True:
+            payload: dict[str, Any] = {
+                "id": ident,
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": [{"type": "text", "text": text}],
+                "stop_reason": "end_turn",
+                "stop_sequence": None,
+            }
+            if usage_on:
+                payload["usage"] = {
+                    "input_tokens": input_tokens,
+                    "cache_creation_input_tokens": 0,
+                    "cache_read_input_tokens": 0,
+                    "output_tokens": output_tokens,
+                    "service_tier": "standard",
+                }
+            return await self._json(seen, payload, (input_tokens, output_tokens))
+        start_usage = (
+            {"input_tokens": input_tokens, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, "output_tokens": 1}
+            if usage_on
+            else {}
+        )
+        message = {
+            "id": ident,
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": start_usage,
+        }
+        events = [
+            _sse({"type": "message_start", "message": message}, "message_start"),
+            _sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}, "content_block_start"),
+            _sse({"type": "ping"}, "ping"),
+        ]
+        events += [
+            _sse({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}, "content_block_delta")
+            for piece in _pieces(text)
+        ]
+        events.append(_sse({"type": "content_block_stop", "index": 0}, "content_block_stop"))
+        delta: dict[str, Any] = {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None}}
+        delta["usage"] = {"output_tokens": output_tokens} if usage_on else {}
+        events.append(_sse(delta, "message_delta"))
+        events.append(_sse({"type": "message_stop"}, "message_stop"))
+        return await self._stream(request, seen, events, (input_tokens, output_tokens))
+
+    async def count_tokens(self, request: web.Request) -> web.StreamResponse:
+        seen = await self._receive(request)
+        if (early := await self._misbehave_before(request, seen)) is not None:
+            return early
+        seen.completed = True
+        return web.json_response({"input_tokens": _anthropic_input_tokens(seen.body or {})})
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+
+def reply_text(user_text: str) -> str:
+    """The stand-in's completion: it quotes the user's last message."""
+    return f"Stand-in reply. You said: {user_text} -- end of reply."
+
+
+def _pieces(text: str) -> list[str]:
+    words = text.split(" ")
+    return [w if i == 0 else " " + w for i, w in enumerate(words)]
+
+
+def _sse(data: object, event: str | None = None) -> bytes:
+    head = f"event: {event}\n".encode() if event else b""
+    return head + b"data: " + json.dumps(data).encode() + b"\n\n"
+
+
+def _text(content: object) -> str:
+    """The text of an OpenAI/Anthropic message content: a string or a list of parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(
+            part.get("text", "") for part in content if isinstance(part, dict) and isinstance(part.get("text"), str)
+        )
+    return ""
+
+
+def _last_user(messages: list) -> str:
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get("role") == "user":
+            return _text(message.get("content"))
+    return ""
+
+
+def _openai_usage(prompt: int, completion: int) -> dict:
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
+    }
+
+
+def _responses_input(body: dict) -> tuple[str, str]:
+    """(the last user text, all input text) of a Responses API request."""
+    given = body.get("input")
+    instructions = body.get("instructions") if isinstance(body.get("instructions"), str) else ""
+    if isinstance(given, str):
+        return given, f"{instructions} {given}"
+    texts, last_user = [], ""
+    for item in given or []:
+        if isinstance(item, dict):
+            text = _text(item.get("content"))
+            texts.append(text)
+            if item.get("role") == "user":
+                last_user = text
+    return last_user, " ".join([instructions, *texts])
+
+
+def _anthropic_input_tokens(body: dict) -> int:
+    system = body.get("system")
+    total = count_tokens(_text(system)) if system else 0
+    for message in body.get("messages") or []:
+        if isinstance(message, dict):
+            total += count_tokens(_text(message.get("content"))) + 4
+    return total
+
+
+def standin_config(
+    standin: StandIn,
+    *,
+    max_body_bytes: int | None = None,
+    first_byte_timeout: float | None = None,
+    idle_timeout: float | None = None,
+    extra: str = "",
+) -> str:
+    """A daemon config routing test models to the stand-in, secrets by `env:` reference.
+
+    gpt-test, gpt-test-mini, embed-test → the openai-kind provider at the stand-in's /v1;
+    claude-test → the anthropic-kind provider at the stand-in's base URL. The client-facing
+    names differ from the upstream ones, so tests can see the route's model was sent.
+    """
+    server = f"[server]\nmax_body_bytes = {max_body_bytes}\n" if max_body_bytes else ""
+    timeouts = ""
+    if first_byte_timeout is not None:
+        timeouts += f"first_byte_timeout = {first_byte_timeout}\n"
+    if idle_timeout is not None:
+        timeouts += f"idle_timeout = {idle_timeout}\n"
+    return f"""
+{server}
+[[providers]]
+name = "standin-openai"
+kind = "openai"
+base_url = "{standin.openai_base}"
+api_key = "env:{OPENAI_KEY_ENV}"
+{timeouts}
+[[providers]]
+name = "standin-anthropic"
+kind = "anthropic"
+base_url = "{standin.url}"
+api_key = "env:{ANTHROPIC_KEY_ENV}"
+{timeouts}
+[[models]]
+name = "gpt-test"
+routes = [{{ provider = "standin-openai", model = "standin-gpt" }}]
+
+[[models]]
+name = "gpt-test-mini"
+routes = [{{ provider = "standin-openai", model = "standin-gpt-mini" }}]
+
+[[models]]
+name = "embed-test"
+routes = [{{ provider = "standin-openai", model = "standin-embed" }}]
+
+[[models]]
+name = "claude-test"
+routes = [{{ provider = "standin-anthropic", model = "standin-claude" }}]
+
+{extra}
+"""
