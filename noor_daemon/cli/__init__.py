@@ -5,16 +5,40 @@ from __future__ import annotations
 import click
 
 from noor_daemon import __version__
+from noor_daemon.cli.account import account
 from noor_daemon.cli.daemon import daemon
+from noor_daemon.cli.demo import demo
+from noor_daemon.cli.doctor import doctor
+from noor_daemon.cli.key import key
+from noor_daemon.cli.privacy import privacy
+from noor_daemon.cli.usage import usage
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class NoorGroup(click.Group):
+    """Turns an unexpected failure into one line on stderr and exit 1; NOOR_DEBUG=1 shows the traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            from noor_daemon.cli.common import debug_enabled
+
+            if debug_enabled():
+                raise
+            click.echo(f"noor: unexpected error ({type(exc).__name__}); rerun with NOOR_DEBUG=1 for details", err=True)
+            raise click.exceptions.Exit(1) from None
+
+
+@click.group(cls=NoorGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="noor")
 def cli() -> None:
     """NoorAPI: a self-hosted LLM API gateway with a terminal dashboard."""
 
 
-cli.add_command(daemon)
+for command in (daemon, account, key, usage, privacy, doctor, demo):
+    cli.add_command(command)
 
 
 def main() -> None:

@@ -1,0 +1,107 @@
+"""`noor doctor`: what is configured, where the data lives, and whether the daemon answers.
+
+It reads only paths and the config file; it never opens the ledger and never prints a secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import click
+
+from noor_daemon import __version__, paths
+from noor_daemon.cli.common import connection_options, find_token, json_option, print_json
+from noor_daemon.client import AdminApiError, AdminClient, DaemonUnreachable
+
+
+def _config_report(config_path: str | None) -> dict[str, Any]:
+    from noor_daemon.config import ConfigError, default_config_path, load
+
+    path = config_path or str(default_config_path())
+    report: dict[str, Any] = {"path": path, "explicit": config_path is not None, "exists": Path(path).is_file()}
+    try:
+        loaded = load(config_path)
+    except ConfigError as exc:
+        return {**report, "valid": False, "error": str(exc), "simulator_only": None}
+    except OSError as exc:
+        return {**report, "valid": False, "error": f"unreadable: {exc.strerror}", "simulator_only": None}
+    return {**report, "valid": True, "error": None, "simulator_only": loaded.path is None}
+
+
+async def _daemon_report(url: str, token: str | None) -> dict[str, Any]:
+    report: dict[str, Any] = {"url": url, "reachable": False, "version": None, "simulator_only": None,
+                              "admin_token_accepted": None, "error": None}
+    async with AdminClient(url, token, timeout=3.0) as admin:
+        try:
+            health = await admin.healthz()
+        except (DaemonUnreachable, AdminApiError) as exc:
+            return {**report, "error": str(exc)}
+        report.update(reachable=True, version=health.version, simulator_only=health.simulator_only)
+        try:
+            await admin.usage_summary(hours=1)
+            report["admin_token_accepted"] = True
+        except AdminApiError as exc:
+            report["admin_token_accepted"] = False
+            report["error"] = exc.message
+        except DaemonUnreachable as exc:
+            report["error"] = str(exc)
+    return report
+
+
+def collect(url: str, data_dir: str | None, config_path: str | None) -> dict[str, Any]:
+    from noor_daemon.secret_store import keyring_backend_name, keyring_usable
+
+    data = paths.data_dir(data_dir)
+    token, token_source = find_token(data_dir)
+    return {
+        "version": __version__,
+        "config": _config_report(config_path),
+        "data_dir": {"path": str(data), "exists": data.is_dir()},
+        "ledger": {"path": str(paths.database_file(data)), "exists": paths.database_file(data).is_file()},
+        "keyring": {"backend": keyring_backend_name(), "usable": keyring_usable()},
+        "admin_token": {"found": token is not None, "source": token_source},
+        "daemon": asyncio.run(_daemon_report(url, token)),
+    }
+
+
+def _describe(report: dict[str, Any]) -> list[tuple[str, str]]:
+    config, daemon, ring = report["config"], report["daemon"], report["keyring"]
+    if not config["exists"] and not config["explicit"]:
+        config_text = f"{config['path']} (not found: the built-in simulator is used)"
+    elif config["valid"]:
+        config_text = f"{config['path']} (valid)"
+    else:
+        config_text = f"{config['path']} (INVALID: {config['error']})"
+    if daemon["reachable"]:
+        mode = ", simulator only" if daemon["simulator_only"] else ""
+        token_state = {True: "admin token accepted", False: "admin token REFUSED"}.get(daemon["admin_token_accepted"], "")
+        daemon_text = f"{daemon['url']}: answering (version {daemon['version']}{mode}); {token_state}"
+    else:
+        daemon_text = f"{daemon['url']}: not answering; start it with `noor daemon`"
+    exists = {True: "exists", False: "not created yet"}
+    return [
+        ("version", report["version"]),
+        ("config file", config_text),
+        ("data dir", f"{report['data_dir']['path']} ({exists[report['data_dir']['exists']]})"),
+        ("ledger", f"{report['ledger']['path']} ({exists[report['ledger']['exists']]})"),
+        ("keyring", f"{ring['backend']} ({'usable' if ring['usable'] else 'not usable: tokens go to a 0600 file in the data dir'})"),
+        ("admin token", report["admin_token"]["source"]),
+        ("daemon", daemon_text),
+    ]
+
+
+@click.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None, envvar="NOOR_CONFIG",
+              help="The TOML config file to check [env: NOOR_CONFIG].")
+@json_option
+@connection_options
+def doctor(config_path: str | None, as_json: bool, url: str, data_dir: str | None) -> None:
+    """Show what is configured, where the data lives and whether the daemon answers."""
+    report = collect(url, data_dir, config_path)
+    if as_json:
+        print_json(report)
+        return
+    for label, text in _describe(report):
+        click.echo(f"{label:<12} {text}")

@@ -1,0 +1,107 @@
+"""`noor key …`: API keys. The full key is printed once, at creation or rotation."""
+
+from __future__ import annotations
+
+import click
+
+from noor_daemon.cli.common import (
+    Duration,
+    comma_list,
+    connection_options,
+    json_option,
+    print_json,
+    print_table,
+    run_admin,
+    short_time,
+    show_issued_key,
+)
+from noor_daemon.client import AdminClient, KeyInfo
+
+
+@click.group()
+def key() -> None:
+    """Create, list, revoke and rotate API keys."""
+
+
+@key.command("create")
+@click.option("--account", "account_ref", required=True, metavar="EMAIL", help="The account (email or id) the key belongs to.")
+@click.option("--name", default=None, help="A label, such as the machine or program using the key.")
+@click.option("--models", default=None, metavar="A,B", help="Only these models (comma-separated) [default: all].")
+@click.option("--expires", type=Duration(), default=None, metavar="DURATION", help="Expire after 90m, 12h, 30d, 2w…")
+@json_option
+@connection_options
+def create(
+    account_ref: str, name: str | None, models: str | None, expires: int | None, as_json: bool, url: str, data_dir: str | None
+) -> None:
+    """Create a key; it is shown this once (with --json, in the field `key`)."""
+    model_list = comma_list(models)
+    issued = run_admin(
+        url, data_dir, lambda admin: admin.create_key(account_ref, name=name, models=model_list, expires_in=expires)
+    )
+    if as_json:
+        print_json(issued.to_json())
+    else:
+        label = f" ({issued.name})" if issued.name else ""
+        show_issued_key(issued.key, f"Created key {issued.id}{label} for {account_ref}:")
+
+
+@key.command("list")
+@click.option("--account", "account_ref", default=None, metavar="EMAIL", help="Only this account's keys.")
+@json_option
+@connection_options
+def list_(account_ref: str | None, as_json: bool, url: str, data_dir: str | None) -> None:
+    """List keys, masked: only a key's prefix is ever shown again."""
+
+    async def fetch(admin: AdminClient) -> tuple[list[KeyInfo], dict[str, str]]:
+        keys = await admin.list_keys(account_ref)
+        emails = {} if as_json else {a.id: a.email for a in await admin.list_accounts()}
+        return keys, emails
+
+    keys, emails = run_admin(url, data_dir, fetch)
+    if as_json:
+        print_json([k.to_json() for k in keys])
+        return
+    if not keys:
+        click.echo("No keys. Create one with `noor key create --account EMAIL`.")
+        return
+    rows = [
+        (
+            k.id,
+            emails.get(k.account_id, k.account_id),
+            k.name,
+            k.masked,
+            k.state,
+            ",".join(k.models) if k.models is not None else "all",
+            short_time(k.created_at),
+            short_time(k.last_used_at),
+            short_time(k.expires_at),
+        )
+        for k in keys
+    ]
+    print_table(("ID", "ACCOUNT", "NAME", "KEY", "STATE", "MODELS", "CREATED", "LAST USED", "EXPIRES"), rows)
+
+
+@key.command("revoke")
+@click.argument("key_id", metavar="ID")
+@json_option
+@connection_options
+def revoke(key_id: str, as_json: bool, url: str, data_dir: str | None) -> None:
+    """Revoke the key ID; requests with it are refused at once."""
+    revoked = run_admin(url, data_dir, lambda admin: admin.revoke_key(key_id))
+    if as_json:
+        print_json(revoked.to_json())
+    else:
+        click.echo(f"Revoked key {revoked.id} ({revoked.masked}).")
+
+
+@key.command("rotate")
+@click.argument("key_id", metavar="ID")
+@json_option
+@connection_options
+def rotate(key_id: str, as_json: bool, url: str, data_dir: str | None) -> None:
+    """Revoke the key ID and issue its replacement, shown this once."""
+    issued = run_admin(url, data_dir, lambda admin: admin.rotate_key(key_id))
+    if as_json:
+        print_json(issued.to_json())
+    else:
+        show_issued_key(issued.key, f"Revoked {key_id}; its replacement is {issued.id}:")
