@@ -94,6 +94,57 @@ MIGRATIONS: list[str] = [
     CREATE INDEX audit_log_ts ON audit_log(ts);
     CREATE INDEX audit_log_account ON audit_log(account_id, ts);
     """,
+    # 3: privacy. Data-rights requests with their 30-day due dates (an erased account is named
+    # by its pseudonym), one-off values (the pseudonym salt, the last retention run), policy
+    # versions, and the mail outbox. An outbox row holds its recipient and message only until
+    # the message is sent or given up; a `forget` row (the deletion notice) is removed whole.
+    """
+    CREATE TABLE privacy_requests (
+        id                  INTEGER PRIMARY KEY,
+        kind                TEXT NOT NULL,
+        account_id          TEXT NOT NULL,
+        source              TEXT NOT NULL,
+        status              TEXT NOT NULL DEFAULT 'open',
+        received_at         INTEGER NOT NULL,
+        due_at              INTEGER NOT NULL,
+        completed_at        INTEGER,
+        confirm_hash        TEXT UNIQUE,
+        confirm_expires_at  INTEGER,
+        note                TEXT
+    );
+    CREATE INDEX privacy_requests_account ON privacy_requests(account_id);
+    CREATE INDEX privacy_requests_status ON privacy_requests(status, due_at);
+    CREATE TABLE privacy_state (
+        key    TEXT PRIMARY KEY,
+        value  TEXT NOT NULL
+    );
+    CREATE TABLE policy_versions (
+        version       INTEGER PRIMARY KEY,
+        published_at  INTEGER NOT NULL,
+        effective_at  INTEGER NOT NULL,
+        summary       TEXT NOT NULL,
+        material      INTEGER NOT NULL,
+        url           TEXT,
+        notices       INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE mail_outbox (
+        id               INTEGER PRIMARY KEY,
+        kind             TEXT NOT NULL,
+        account_id       TEXT,
+        recipient        TEXT,
+        message          BLOB,
+        status           TEXT NOT NULL DEFAULT 'pending',
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at  INTEGER NOT NULL,
+        created_at       INTEGER NOT NULL,
+        sent_at          INTEGER,
+        last_error       TEXT,
+        maildir_key      TEXT,
+        forget           INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX mail_outbox_due ON mail_outbox(status, next_attempt_at);
+    CREATE INDEX mail_outbox_account ON mail_outbox(account_id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
