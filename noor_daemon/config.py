@@ -105,6 +105,35 @@ class RetentionConfig(_Section):
     usage_days: int = Field(90, ge=1)
 
 
+class SmtpConfig(_Section):
+    """Transactional mail over SMTP. Without an `[smtp]` section mail goes to a Maildir in the data dir."""
+
+    host: str = Field(min_length=1)
+    port: int | None = Field(None, ge=1, le=65535)
+    """Default: 465 with `security = "tls"`, 587 with "starttls", 25 with "none"."""
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str | None = None
+    password: str | None = None
+    """A secret reference: `keyring:NAME` or `env:VAR`; never the password itself."""
+    from_address: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
+    timeout: float = Field(30.0, gt=0)
+
+    @field_validator("password")
+    @classmethod
+    def _password_is_reference(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"(keyring|env):[A-Za-z0-9_.\-]+", value):
+            raise ValueError("must be a secret reference like 'keyring:smtp' or 'env:SMTP_PASSWORD', never the password itself")
+        return value
+
+    @model_validator(mode="after")
+    def _credentials(self) -> "SmtpConfig":
+        if self.password is not None and self.username is None:
+            raise ValueError("a password needs a username")
+        if self.password is not None and self.security == "none" and self.host not in ("localhost", "127.0.0.1", "::1"):
+            raise ValueError('sending a password with security = "none" is allowed to a loopback host only')
+        return self
+
+
 class Config(_Section):
     server: ServerConfig = ServerConfig()
     providers: list[ProviderConfig] = Field(default_factory=list)
@@ -113,6 +142,7 @@ class Config(_Section):
     default_plan: str = "free"
     retention: RetentionConfig = RetentionConfig()
     abuse: AbuseConfig = AbuseConfig()
+    smtp: SmtpConfig | None = None
 
     @model_validator(mode="after")
     def _cross_references(self) -> "Config":
