@@ -6,6 +6,7 @@ from aiohttp import web
 
 from noor_daemon.admin import requests
 from noor_daemon.admin.errors import bad_request
+from noor_daemon.admin.limits import parse_limits
 from noor_daemon.admin.serialize import key_json
 from noor_daemon.keys import ACCOUNTS, SETTINGS
 from noor_daemon.ledger.accounts import IssuedKey
@@ -51,6 +52,7 @@ async def create_key(request: web.Request) -> web.Response:
         name=requests.optional_str(body, "name"),
         allowed_models=models,
         expires_at=_now_ms(request) + expires_in * 1000 if expires_in else None,
+        limits=parse_limits(body),
     )
     return web.json_response(_issued_json(request, issued), status=201)
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from noor_daemon.admin.limits import quota_report
 from noor_daemon.admin.serialize import account_json, key_json
 from noor_daemon.gateway import openai_wire
 from noor_daemon.gateway.auth import ApiKey
 from noor_daemon.gateway.errors import GatewayError
-from noor_daemon.keys import ACCOUNTS, KEYRING, PROXY, SETTINGS
+from noor_daemon.keys import ACCOUNTS, KEYRING, LIMITER, PROXY, SETTINGS
 
 routes = web.RouteTableDef()
 
@@ -38,3 +39,12 @@ async def me(request: web.Request) -> web.Response:
     return web.json_response(
         {"account": account_json(account), "key": key_json(key, now_ms), "api_keys": [key_json(k, now_ms) for k in keys]}
     )
+
+
+@routes.get("/v1/me/quota")
+async def my_quota(request: web.Request) -> web.Response:
+    """The caller's own limits: its account's plan and its key's overrides, with use and reset times."""
+    key = caller(request)
+    account = request.app[KEYRING].accounts[key.account_id]
+    now_ms = int(request.app[SETTINGS].clock.now() * 1000)
+    return web.json_response(await quota_report(request.app[LIMITER], request.app[ACCOUNTS], account, now_ms, key.id))

@@ -128,7 +128,8 @@ class AccountStore:
             await db.execute(f"UPDATE accounts SET {assignments} WHERE id = ?", (*changes.values(), account.id))
             # The audit entry says what changed, never the email itself.
             details = {k: v for k, v in changes.items() if k != "email"} | ({"email": "changed"} if email else {})
-            await self.audit.add_in(db, AuditEntry("account.updated", actor, "account", account.id, account.id, details))
+            action = {"suspended": "account.suspended", "active": "account.unsuspended"}.get(status or "", "account.updated")
+            await self.audit.add_in(db, AuditEntry(action, actor, "account", account.id, account.id, details))
 
         await self.ledger.write(update)
         for column, value in changes.items():
@@ -273,6 +274,21 @@ class AccountStore:
         await self.ledger.write(swap)
         self.keyring.put_key(new)
         return IssuedKey(new, secret)
+
+    async def set_key_limits(self, key_id: str, limits: dict[str, int], *, actor: str = "admin") -> ApiKey:
+        """Replace a key's own limit overrides (its account's plan still applies on top)."""
+        key = await self.get_key(key_id)
+
+        async def update(db: aiosqlite.Connection) -> None:
+            await db.execute("UPDATE api_keys SET limits = ? WHERE id = ?", (json.dumps(limits) if limits else None, key.id))
+            await self.audit.add_in(db, AuditEntry("key.limits_changed", actor, "key", key.id, key.account_id, {"limits": limits}))
+
+        await self.ledger.write(update)
+        key.limits = dict(limits)
+        live = self.keyring.keys.get(key.id)
+        if live is not None:
+            live.limits = dict(limits)
+        return key
 
     async def set_key_status(self, key_id: str, status: str, *, actor: str = "admin", reason: str | None = None) -> ApiKey:
         key = await self.get_key(key_id)

@@ -101,10 +101,10 @@ class Limiter:
 
     def admit(self, key: ApiKey, account: Account, estimate: int, family: str) -> Admission:
         """Charge one call or raise a 429 `GatewayError` carrying `retry-after`."""
-        now = self.clock.now()
+        now = self.clock.monotonic()  # small numbers keep float rounding far below one unit
         scopes = self.scopes(key, account)
         for scope in scopes:
-            self._check_periods(scope, now, family)
+            self._check_periods(scope, family)
             limit = scope.limits.get("concurrent_requests")
             if limit is not None and self._active.get((scope.kind, scope.ident), 0) >= limit:
                 raise self._rate_error(
@@ -147,7 +147,7 @@ class Limiter:
         if admission.finished:
             return
         admission.finished = True
-        now = self.clock.now()
+        now = self.clock.monotonic()
         delta = tokens_used - admission.estimate
         for scope in admission.scopes:
             ident = (scope.kind, scope.ident)
@@ -172,7 +172,8 @@ class Limiter:
 
     # -- checks and answers -----------------------------------------------------------
 
-    def _check_periods(self, scope: Scope, now: float, family: str) -> None:
+    def _check_periods(self, scope: Scope, family: str) -> None:
+        now = self.clock.now()
         reserved = self._reserved.get((scope.kind, scope.ident), (0, 0))
         for name, period, unit in PERIOD_LIMITS:
             limit = scope.limits.get(name)
@@ -224,7 +225,7 @@ class Limiter:
             if family == "anthropic":
                 headers[f"anthropic-ratelimit-{unit}-limit"] = str(limit)
                 headers[f"anthropic-ratelimit-{unit}-remaining"] = str(left)
-                headers[f"anthropic-ratelimit-{unit}-reset"] = rfc3339(now + reset)
+                headers[f"anthropic-ratelimit-{unit}-reset"] = rfc3339(self.clock.now() + reset)
             else:
                 headers[f"x-ratelimit-limit-{unit}"] = str(limit)
                 headers[f"x-ratelimit-remaining-{unit}"] = str(left)
@@ -235,7 +236,7 @@ class Limiter:
 
     def status(self, key: ApiKey | None, account: Account) -> list[dict]:
         """Every limit that applies, with used, remaining and reset time (UTC)."""
-        now = self.clock.now()
+        now, wall = self.clock.monotonic(), self.clock.now()
         scopes = self.scopes(key or _NO_KEY, account)
         rows = []
         for scope in scopes:
@@ -244,7 +245,7 @@ class Limiter:
                     rate = Rate(limit)
                     tat = self._tat.get((scope.kind, scope.ident, name), 0.0)
                     left = gcra.remaining(tat, now, rate)
-                    used, resets = limit - left, now + gcra.reset_after(tat, now)
+                    used, resets = limit - left, wall + gcra.reset_after(tat, now)
                 elif name == "concurrent_requests":
                     used = self.in_flight(scope.kind, scope.ident)
                     left, resets = max(0, limit - used), None
@@ -252,7 +253,7 @@ class Limiter:
                     period = "month" if name.endswith("month") else "day"
                     requests, tokens = self.counters.used(scope.kind, scope.ident, period)
                     used = requests if name.startswith("requests") else tokens
-                    left, resets = max(0, limit - used), period_bounds(period, now)[1]
+                    left, resets = max(0, limit - used), period_bounds(period, wall)[1]
                 rows.append(
                     {
                         "scope": scope.kind,

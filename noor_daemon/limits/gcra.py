@@ -30,7 +30,7 @@ def take(tat: float, now: float, cost: float, rate: Rate) -> tuple[bool, float, 
     cost = min(cost, rate.limit)
     new_tat = max(tat, now) + cost * rate.interval
     overshoot = new_tat - now - rate.period
-    if overshoot > 1e-9:
+    if overshoot > rate.interval * 1e-6:  # tolerate float rounding, never a whole unit
         return False, tat, overshoot
     return True, new_tat, 0.0
 
@@ -42,7 +42,7 @@ def adjust(tat: float, now: float, delta: float, rate: Rate) -> float:
 
 def remaining(tat: float, now: float, rate: Rate) -> int:
     used = max(0.0, tat - now)
-    return max(0, min(rate.limit, math.floor((rate.period - used) / rate.interval + 1e-9)))
+    return max(0, min(rate.limit, math.floor((rate.period - used) / rate.interval + 1e-6)))
 
 
 def reset_after(tat: float, now: float) -> float:

@@ -1,0 +1,109 @@
+"""/admin/v1: quota status per account, suspensions, and what abuse detection has seen."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from noor_daemon.admin import requests
+from noor_daemon.admin.errors import bad_request
+from noor_daemon.admin.serialize import account_json, key_json
+from noor_daemon.gateway.auth import Account
+from noor_daemon.keys import ACCOUNTS, AUDIT, KEYRING, LIMITER, PROXY, SETTINGS
+from noor_daemon.limits.enforcer import LIMIT_NAMES, Limiter
+
+routes = web.RouteTableDef()
+
+
+def _now_ms(request: web.Request) -> int:
+    return int(request.config_dict[SETTINGS].clock.now() * 1000)
+
+
+async def quota_report(limiter: Limiter, store, account: Account, now_ms: int, key_id: str | None = None) -> dict:
+    """Every limit of the account and of each live key: used, remaining, reset time."""
+    keys = [k for k in await store.list_keys(account.id) if k.revoked_at is None]
+    if key_id is not None:
+        keys = [k for k in keys if k.id == key_id]
+    return {
+        "account": account_json(account),
+        "limits": limiter.status(None, account),
+        "keys": [
+            {**key_json(k, now_ms), "limits": [row for row in limiter.status(k, account) if row["scope"] == "key"]}
+            for k in keys
+        ],
+    }
+
+
+def parse_limits(body: dict) -> dict[str, int] | None:
+    limits = body.get("limits")
+    if limits is None:
+        return None
+    if not isinstance(limits, dict):
+        raise bad_request("`limits` must be an object of limit name to a positive whole number.")
+    for name, value in limits.items():
+        if name not in LIMIT_NAMES:
+            raise bad_request(f"Unknown limit {name!r}; known: {', '.join(LIMIT_NAMES)}.")
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise bad_request(f"Limit {name!r} must be a positive whole number.")
+    return limits
+
+
+@routes.get("/accounts/{ref}/quota")
+async def account_quota(request: web.Request) -> web.Response:
+    store = request.config_dict[ACCOUNTS]
+    account = await store.get_account(request.match_info["ref"])
+    live = request.config_dict[KEYRING].accounts.get(account.id, account)
+    return web.json_response(await quota_report(request.config_dict[LIMITER], store, live, _now_ms(request)))
+
+
+async def _set_account_status(request: web.Request, status: str) -> web.Response:
+    store = request.config_dict[ACCOUNTS]
+    account = await store.get_account(request.match_info["ref"])
+    account = await store.update_account(account.id, status=status)
+    return web.json_response(account_json(account))
+
+
+@routes.post("/accounts/{ref}/suspend")
+async def suspend_account(request: web.Request) -> web.Response:
+    return await _set_account_status(request, "suspended")
+
+
+@routes.post("/accounts/{ref}/unsuspend")
+async def unsuspend_account(request: web.Request) -> web.Response:
+    return await _set_account_status(request, "active")
+
+
+async def _set_key_status(request: web.Request, status: str) -> web.Response:
+    body = await requests.json_body(request)
+    reason = requests.optional_str(body, "reason")
+    key = await request.config_dict[ACCOUNTS].set_key_status(request.match_info["key_id"], status, reason=reason)
+    return web.json_response(key_json(key, _now_ms(request)))
+
+
+@routes.post("/keys/{key_id}/suspend")
+async def suspend_key(request: web.Request) -> web.Response:
+    return await _set_key_status(request, "suspended")
+
+
+@routes.post("/keys/{key_id}/unsuspend")
+async def unsuspend_key(request: web.Request) -> web.Response:
+    return await _set_key_status(request, "active")
+
+
+@routes.patch("/keys/{key_id}")
+async def update_key(request: web.Request) -> web.Response:
+    body = await requests.json_body(request)
+    limits = parse_limits(body)
+    if limits is None:
+        raise bad_request("Nothing to change: send `limits`.")
+    key = await request.config_dict[ACCOUNTS].set_key_limits(request.match_info["key_id"], limits)
+    return web.json_response(key_json(key, _now_ms(request)))
+
+
+@routes.get("/abuse")
+async def abuse(request: web.Request) -> web.Response:
+    proxy = request.config_dict[PROXY]
+    flags = await request.config_dict[AUDIT].entries(action="abuse.*", limit=200)
+    blocked = [
+        {"address": address, "seconds_left": round(left, 1)} for address, left in proxy.auth_failures.blocked().items()
+    ]
+    return web.json_response({"blocked_addresses": blocked, "flags": flags})
