@@ -37,7 +37,10 @@ PRAGMA synchronous = NORMAL;
 PRAGMA foreign_keys = ON;
 PRAGMA busy_timeout = 5000;
 PRAGMA temp_store = MEMORY;
+PRAGMA secure_delete = ON;
 """
+# secure_delete: a deleted row's bytes are overwritten, so an erased account leaves nothing in
+# the database file's free space (the WAL is truncated by `checkpoint` after an erasure).
 
 
 def _consume_exception(future: asyncio.Future[None]) -> None:
@@ -181,6 +184,19 @@ class Ledger:
                 raise
             await db.execute("COMMIT")
             return result
+
+    async def checkpoint(self) -> bool:
+        """Copy the WAL into the database file and truncate it to zero bytes.
+
+        After an erasure the WAL still holds old page images; this removes them. Returns
+        False when a reader kept the checkpoint from completing (call again later).
+        """
+        async with self._lock:
+            db = self._writer
+            assert db is not None
+            async with db.execute("PRAGMA wal_checkpoint(TRUNCATE)") as cursor:
+                busy, _, _ = await cursor.fetchone()
+            return busy == 0
 
     @property
     def reader(self) -> aiosqlite.Connection:
