@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from noor_daemon.cli.common import EXIT_USAGE, as_path, connection_options, fail, json_option, print_json, run_admin
@@ -25,7 +27,7 @@ class _ProgressBar:
             return
         if self._bar is None:
             self._bar = click.progressbar(
-                length=total, label="Exporting usage events", file=click.get_text_stream("stderr")
+                length=total, label="Exporting usage events", file=sys.stderr
             )
             self._bar.__enter__()
         self._bar.update(done - self._shown)
