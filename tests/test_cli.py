@@ -141,6 +141,7 @@ def test_help_everywhere(command: list[str]) -> None:
         ["privacy", "export", "a@example.com"],  # --output is required
         ["privacy", "export", "a@example.com", "--output", "x", "--format", "xml"],
         ["account", "create"],
+        ["account", "list", "--url", "localhost:8787"],
         ["no-such-command"],
     ],
 )
@@ -406,3 +407,15 @@ def test_demo_runs_offline_and_prints_a_summary() -> None:
     assert result.exit_code == 0, result.output
     for expected in ("sim-gpt", "sim-claude", "sim-embed", "401", "429", "413", "Usage in the last", "TOTAL"):
         assert expected in result.stdout
+
+
+def test_an_unexpected_failure_is_one_line_not_a_traceback(live_daemon: LiveDaemon, monkeypatch) -> None:
+    from noor_daemon.client import AdminClient
+
+    async def broken(self) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(AdminClient, "list_accounts", broken)
+    result = CliRunner().invoke(cli, ["account", "list"], env=live_daemon.env)
+    assert result.exit_code == 1
+    assert "NOOR_DEBUG" in result.stderr and "Traceback" not in result.output

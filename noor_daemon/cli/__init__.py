@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import io
+import os
+import sys
+
 import click
 
 from noor_daemon import __version__
@@ -22,6 +26,9 @@ class NoorGroup(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
+        except BrokenPipeError:  # `noor … | head`: the reader left; say nothing more
+            _silence_stdout()
+            raise click.exceptions.Exit(1) from None
         except Exception as exc:
             from noor_daemon.cli.common import debug_enabled
 
@@ -29,6 +36,15 @@ class NoorGroup(click.Group):
                 raise
             click.echo(f"noor: unexpected error ({type(exc).__name__}); rerun with NOOR_DEBUG=1 for details", err=True)
             raise click.exceptions.Exit(1) from None
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so Python's exit-time flush cannot fail on the closed pipe again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass
 
 
 @click.group(cls=NoorGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import click
 
-from noor_daemon.cli.common import EXIT_USAGE, connection_options, fail, json_option, print_json, print_table, run_admin, short_time
+from noor_daemon.cli.common import (
+    EXIT_USAGE,
+    connection_options,
+    fail,
+    json_option,
+    print_json,
+    print_table,
+    run_admin,
+    short_time,
+)
 
 
 @click.group()

@@ -35,6 +35,12 @@ def fail(message: str, code: int = EXIT_API_ERROR) -> NoReturn:
 # -- options ---------------------------------------------------------------------
 
 
+def _check_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if not re.match(r"^https?://[^/\s]+", value or ""):
+        raise click.BadParameter(f"{value!r} is not an http:// or https:// URL like {DEFAULT_URL}", ctx, param)
+    return value
+
+
 def url_option(f: F) -> F:
     return click.option(
         "--url",
@@ -42,6 +48,7 @@ def url_option(f: F) -> F:
         default=DEFAULT_URL,
         show_default=True,
         metavar="URL",
+        callback=_check_url,
         help="Where the daemon listens [env: NOOR_URL].",
     )(f)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import aiohttp
 import click
+import orjson
 
 from noor_daemon.cli.usage import print_summary
 from noor_daemon.client import AdminClient
@@ -74,20 +75,24 @@ def _bearer(key: str) -> dict[str, str]:
 
 
 async def _post(http: aiohttp.ClientSession, url: str, headers: dict[str, str], body: dict | bytes) -> int:
-    kwargs = {"data": body, "headers": {**headers, "Content-Type": "application/json"}} if isinstance(body, bytes) else {"json": body, "headers": headers}
-    async with http.post(url, **kwargs) as response:
+    if isinstance(body, dict):
+        body = orjson.dumps(body)
+    async with http.post(url, data=body, headers={**headers, "Content-Type": "application/json"}) as response:
         async for _ in response.content.iter_any():  # read to the end: streams are metered when whole
             pass
         return response.status
 
 
+def _chat_body(prompt: str, *, stream: bool = False) -> dict:
+    return {"model": "sim-gpt", "messages": [{"role": "user", "content": prompt}], "max_tokens": 24, "stream": stream}
+
+
 async def chat(http: aiohttp.ClientSession, url: str, key: str) -> int:
-    body = {"model": "sim-gpt", "messages": [{"role": "user", "content": "Say hello to the NoorAPI demo."}], "max_tokens": 24}
-    return await _post(http, f"{url}/v1/chat/completions", _bearer(key), body)
+    return await _post(http, f"{url}/v1/chat/completions", _bearer(key), _chat_body("Say hello to the NoorAPI demo."))
 
 
 async def chat_stream(http: aiohttp.ClientSession, url: str, key: str) -> int:
-    body = {"model": "sim-gpt", "messages": [{"role": "user", "content": "Stream a short greeting."}], "max_tokens": 24, "stream": True}
+    body = _chat_body("Stream a short greeting.", stream=True)
     return await _post(http, f"{url}/v1/chat/completions", _bearer(key), body)
 
 
@@ -176,8 +181,10 @@ def _print_calls(results: dict[str, Counter[int]], refused: list[tuple[str, int,
 
 
 @click.command()
-@click.option("--seconds", type=click.FloatRange(0.5, 120), default=4.0, show_default=True, help="How long to send traffic.")
-@click.option("--no-tui", is_flag=True, help="Print a usage summary instead of opening the dashboard (the only mode until the dashboard exists).")
+@click.option("--seconds", type=click.FloatRange(0.5, 120), default=4.0, show_default=True,
+              help="How long to send traffic.")
+@click.option("--no-tui", is_flag=True,
+              help="Print a usage summary instead of opening the dashboard (the only mode until the dashboard exists).")
 def demo(seconds: float, no_tui: bool) -> None:
     """Run the gateway offline on a simulated LLM, with traffic and a usage summary."""
     asyncio.run(run_demo(seconds))

@@ -40,7 +40,8 @@ class _ProgressBar:
 
 @privacy.command("export")
 @click.argument("email")
-@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), metavar="FILE", help="Where to write the export (mode 0600).")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), metavar="FILE",
+              help="Where to write the export (mode 0600).")
 @click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True,
               help="json: account, api_keys and usage_events; csv: the usage events.")
 @click.option("--force", is_flag=True, help="Replace FILE if it exists.")
