@@ -166,11 +166,11 @@ class StandIn:
             return web.json_response(self._error_body(request.path, b.status, b.message), status=b.status, headers=b.headers)
         if b.mode == "hang":
             await self._release.wait()
-            raise ConnectionResetError("released at teardown")
+            return web.Response(status=503, text="released at teardown")
         if b.mode == "close":
             assert request.transport is not None
             request.transport.close()
-            raise ConnectionResetError("closed on purpose")
+            return web.Response(status=204)  # never sent: the connection is gone
         return None
 
     @property
@@ -195,9 +195,9 @@ class StandIn:
             if b.mode in ("hang_mid_stream", "close_mid_stream") and index == b.after_events:
                 if b.mode == "hang_mid_stream":
                     await self._release.wait()
-                assert request.transport is not None
-                request.transport.close()
-                raise ConnectionResetError("cut mid-stream on purpose")
+                if request.transport is not None:
+                    request.transport.close()
+                return response
             if index and self.stream_delay:
                 await asyncio.sleep(self.stream_delay)
             await response.write(event)
@@ -427,12 +427,8 @@ class StandIn:
                     "service_tier": "standard",
                 }
             return await self._json(seen, payload, (input_tokens, output_tokens))
-        start_usage = (
-            {"input_tokens": input_tokens, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, "output_tokens": 1}
-            if usage_on
-            else {}
-        )
-        message = {
+        start_usage = {"input_tokens": input_tokens, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, "output_tokens": 1}
+        message: dict[str, Any] = {
             "id": ident,
             "type": "message",
             "role": "assistant",
@@ -440,8 +436,9 @@ class StandIn:
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": start_usage,
         }
+        if usage_on:
+            message["usage"] = start_usage
         events = [
             _sse({"type": "message_start", "message": message}, "message_start"),
             _sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}, "content_block_start"),
@@ -453,7 +450,8 @@ class StandIn:
         ]
         events.append(_sse({"type": "content_block_stop", "index": 0}, "content_block_stop"))
         delta: dict[str, Any] = {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None}}
-        delta["usage"] = {"output_tokens": output_tokens} if usage_on else {}
+        if usage_on:
+            delta["usage"] = {"output_tokens": output_tokens}
         events.append(_sse(delta, "message_delta"))
         events.append(_sse({"type": "message_stop"}, "message_stop"))
         return await self._stream(request, seen, events, (input_tokens, output_tokens))

@@ -25,7 +25,7 @@ from noor_daemon.gateway.auth import ApiKey, KeyRing
 from noor_daemon.gateway.errors import GatewayError
 from noor_daemon.gateway.routing import Route, Router
 from noor_daemon.gateway.sse import EventSplitter
-from noor_daemon.gateway.usage_meter import StreamMeter, Usage, estimate_tokens
+from noor_daemon.gateway.usage_meter import StreamMeter, Usage, estimate_tokens, stream_usage
 from noor_daemon.ledger.audit import AuditEntry
 from noor_daemon.ledger.database import Ledger, LedgerUnavailable
 from noor_daemon.limits.abuse import AuthFailures, SpikeDetector
@@ -377,11 +377,7 @@ class Proxy:
             reply.release()
         if failure is not None:
             call.status = failure.status
-        if meter.usage is not None and call.status == 200:
-            call.usage = meter.usage
-        else:
-            call.usage = meter.usage or Usage(estimate_tokens(len(raw)), meter.content_events)
-            call.estimated = meter.usage is None
+        call.usage, call.estimated = stream_usage(meter, len(raw), complete=call.status == 200)
         try:
             await self.meter(call)
         except LedgerUnavailable as exc:

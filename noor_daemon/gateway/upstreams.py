@@ -13,7 +13,8 @@ from noor_daemon.gateway import errors
 
 # Client headers worth passing on; everything else (cookies, our own key) stays here.
 _FORWARD_REQUEST_HEADERS = ("anthropic-version", "anthropic-beta", "openai-beta")
-_FORWARD_RESPONSE_HEADERS = ("x-request-id", "request-id", "openai-processing-ms")
+# Retry-After travels with an upstream 429/503 so the caller's SDK backs off as the provider asked.
+_FORWARD_RESPONSE_HEADERS = ("x-request-id", "request-id", "openai-processing-ms", "retry-after", "retry-after-ms")
 
 
 class UpstreamReply(Protocol):
