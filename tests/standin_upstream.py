@@ -57,7 +57,7 @@ class Received:
 
 @dataclass
 class Behaviour:
-    mode: str = "ok"  # ok | status | hang | hang_mid_stream | close | close_mid_stream | no_usage
+    mode: str = "ok"  # ok | status | hang | hang_mid_stream | close | close_mid_stream | no_usage | empty_usage
     status: int = 500
     message: str = "stand-in failure"
     headers: dict[str, str] = field(default_factory=dict)
@@ -136,6 +136,10 @@ class StandIn:
     def no_usage(self) -> None:
         self.behaviour = Behaviour("no_usage")
 
+    def empty_usage(self) -> None:
+        """Send `"usage": {}` where usage belongs, as some compatible servers do."""
+        self.behaviour = Behaviour("empty_usage")
+
     @property
     def last(self) -> Received:
         return self.requests[-1]
@@ -175,7 +179,11 @@ class StandIn:
 
     @property
     def _usage_on(self) -> bool:
-        return self.behaviour.mode != "no_usage"
+        return self.behaviour.mode not in ("no_usage", "empty_usage")
+
+    @property
+    def _empty_usage(self) -> bool:
+        return self.behaviour.mode == "empty_usage"
 
     async def _json(self, seen: Received, payload: dict, usage: tuple[int, int]) -> web.Response:
         if self._usage_on:
@@ -237,6 +245,8 @@ class StandIn:
             }
             if self._usage_on:
                 payload["usage"] = usage
+            elif self._empty_usage:
+                payload["usage"] = {}
             return await self._json(seen, payload, (prompt_tokens, completion_tokens))
         include_usage = (body.get("stream_options") or {}).get("include_usage") is True and self._usage_on
         base: dict[str, Any] = {
@@ -426,6 +436,8 @@ class StandIn:
                     "output_tokens": output_tokens,
                     "service_tier": "standard",
                 }
+            elif self._empty_usage:
+                payload["usage"] = {}
             return await self._json(seen, payload, (input_tokens, output_tokens))
         start_usage = {"input_tokens": input_tokens, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, "output_tokens": 1}
         message: dict[str, Any] = {
@@ -439,6 +451,8 @@ class StandIn:
         }
         if usage_on:
             message["usage"] = start_usage
+        elif self._empty_usage:
+            message["usage"] = {}
         events = [
             _sse({"type": "message_start", "message": message}, "message_start"),
             _sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}, "content_block_start"),
@@ -452,6 +466,8 @@ class StandIn:
         delta: dict[str, Any] = {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None}}
         if usage_on:
             delta["usage"] = {"output_tokens": output_tokens}
+        elif self._empty_usage:
+            delta["usage"] = {}
         events.append(_sse(delta, "message_delta"))
         events.append(_sse({"type": "message_stop"}, "message_stop"))
         return await self._stream(request, seen, events, (input_tokens, output_tokens))

@@ -49,11 +49,20 @@ def _input_tokens(usage: dict) -> int:
     )
 
 
+def _reports(usage: object, *fields: str) -> bool:
+    """True when `usage` is an object holding at least one of `fields` as a number.
+
+    An empty or null usage (some compatible servers send `"usage": {}`) is no usage at all,
+    so the row is estimated rather than metered as zero tokens.
+    """
+    return isinstance(usage, dict) and any(isinstance(usage.get(f), int) for f in fields)
+
+
 def usage_from_body(endpoint: str, payload: dict) -> Usage | None:
     if endpoint == "messages/count_tokens":
         return Usage(0, 0)  # counting is free; it consumes nothing
     usage = payload.get("usage")
-    if not isinstance(usage, dict):
+    if not _reports(usage, "input_tokens", "output_tokens"):
         return None
     return Usage(_input_tokens(usage), _int(usage.get("output_tokens")))
 
@@ -69,12 +78,12 @@ class MessagesStreamMeter(StreamMeter):
             data = event_json(event) or {}
             message = data.get("message") or {}
             usage = message.get("usage") if isinstance(message, dict) else None
-            if isinstance(usage, dict):
+            if _reports(usage, "input_tokens"):
                 self.usage = Usage(_input_tokens(usage), _int(usage.get("output_tokens")))
         elif name == b"message_delta":
             data = event_json(event) or {}
             usage = data.get("usage")
-            if isinstance(usage, dict):
+            if _reports(usage, "output_tokens"):
                 current = self.usage or Usage()
                 if "input_tokens" in usage and usage["input_tokens"] is not None:
                     current.prompt_tokens = _input_tokens(usage)

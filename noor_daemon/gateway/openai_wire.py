@@ -45,8 +45,9 @@ def error_response(error: GatewayError) -> web.Response:
 
 def usage_from_body(endpoint: str, payload: dict) -> Usage | None:
     usage = payload.get("usage")
-    if not isinstance(usage, dict):
-        return None
+    fields = ("input_tokens", "output_tokens") if endpoint == "responses" else ("prompt_tokens", "completion_tokens")
+    if not isinstance(usage, dict) or not any(isinstance(usage.get(f), int) for f in fields):
+        return None  # absent, null or empty: the row will be estimated, not metered as zero
     if endpoint == "responses":
         return Usage(_int(usage.get("input_tokens")), _int(usage.get("output_tokens")))
     return Usage(_int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens")))
