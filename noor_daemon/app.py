@@ -84,7 +84,7 @@ def create_app(settings: DaemonSettings) -> web.Application:
                     upstreams[provider.name] = SimulatorUpstream(provider.name, provider.latency_scale)
                 else:
                     upstreams[provider.name] = HttpUpstream(provider, secrets[provider.name], session)
-            proxy.router = Router(config, upstreams)
+            proxy.router = Router(config, upstreams, settings.clock)
             yield
 
     app.cleanup_ctx.append(ledger_ctx)

@@ -68,14 +68,40 @@ class ProviderConfig(_Section):
 
 class RouteConfig(_Section):
     provider: str
-    model: str
+    model: str | None = None
+    """The name the provider knows the model by; default: the name the client sent."""
     weight: float = Field(1.0, gt=0)
+    """For `strategy = "weighted"`: this route's share of the traffic."""
     priority: int = 0
+    """For `strategy = "priority"`: lower goes first; the others are fallbacks."""
 
 
 class ModelConfig(_Section):
     name: str = Field(min_length=1)
+    """The name clients send; may end in `*` ("gpt-*") to match a family of names."""
     routes: list[RouteConfig] = Field(min_length=1)
+    strategy: Literal["priority", "weighted", "latency"] = "priority"
+    aliases: list[str] = Field(default_factory=list)
+    """Other names clients may send for this model."""
+
+
+class RoutingConfig(_Section):
+    max_attempts: int = Field(3, ge=1, le=10)
+    """Routes tried for one call (the first plus fallbacks), while nothing was sent to the client."""
+    total_deadline: float = Field(120.0, gt=0)
+    """Seconds from arrival after which no further route is tried."""
+    breaker_failures: int = Field(5, ge=1)
+    """Consecutive failures that open a route's circuit breaker."""
+    breaker_cooldown: float = Field(30.0, gt=0)
+    """Seconds an open breaker waits before letting one probe call through."""
+    health_check_interval: float = Field(0.0, ge=0)
+    """Seconds between active health checks of open routes; 0 turns them off."""
+
+
+class LedgerConfig(_Section):
+    fail_open: bool = False
+    """When the ledger cannot be written (disk full, locked): false answers 503 rather than
+    serve unmetered calls; true serves them and keeps their rows in memory until it can."""
 
 
 class PlanConfig(_Section):
@@ -142,6 +168,8 @@ class Config(_Section):
     default_plan: str = "free"
     retention: RetentionConfig = RetentionConfig()
     abuse: AbuseConfig = AbuseConfig()
+    routing: RoutingConfig = RoutingConfig()
+    ledger: LedgerConfig = LedgerConfig()
     smtp: SmtpConfig | None = None
 
     @model_validator(mode="after")

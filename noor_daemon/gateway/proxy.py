@@ -25,12 +25,13 @@ from noor_daemon.gateway.auth import ApiKey, KeyRing
 from noor_daemon.gateway.errors import GatewayError
 from noor_daemon.gateway.routing import Route, Router
 from noor_daemon.gateway.sse import EventSplitter
+from noor_daemon.gateway.upstreams import UpstreamReply
 from noor_daemon.gateway.usage_meter import StreamMeter, Usage, estimate_tokens, stream_usage
 from noor_daemon.ledger.audit import AuditEntry
 from noor_daemon.ledger.database import Ledger, LedgerUnavailable
+from noor_daemon.ledger.usage import RouteSample, UsageEvent
 from noor_daemon.limits.abuse import AuthFailures, SpikeDetector
 from noor_daemon.limits.enforcer import Admission, Limiter
-from noor_daemon.ledger.usage import UsageEvent
 
 log = logging.getLogger(__name__)
 
@@ -255,7 +256,7 @@ class Proxy:
                         {"requests_this_minute": spike.requests_this_minute, "baseline_per_minute": spike.baseline_per_minute},
                     )
                 )
-            return await self.forward(request, endpoint, call, raw, payload, routes[0], admission.headers)
+            return await self.forward(request, endpoint, call, raw, payload, routes, admission.headers)
         except GatewayError as error:
             call.status = error.status
             call.usage = Usage()
@@ -275,11 +276,18 @@ class Proxy:
                 self.limiter.finish(admission, call.usage.prompt_tokens + call.usage.completion_tokens)
 
     async def meter(self, call: Call, *, quietly: bool = False) -> None:
-        """Commit the call's usage row. Raises `LedgerUnavailable` unless `quietly`."""
+        """Commit the call's usage row. Raises `LedgerUnavailable` unless `quietly`.
+
+        When the ledger fails, the row stays queued for retry; in fail-closed mode the client
+        is answered 503 instead, so the row is changed to say so before it is written.
+        """
         call.metered = True
+        event = call.event()
         try:
-            await self.ledger.record(call.event())
+            await self.ledger.record(event)
         except LedgerUnavailable:
+            if not self.config.ledger.fail_open and not quietly:
+                event.status, event.prompt_tokens, event.completion_tokens = 503, 0, 0
             if not quietly:
                 raise
 
@@ -298,27 +306,87 @@ class Proxy:
         call: Call,
         raw: bytes,
         payload: dict,
+        routes: list[Route],
+        limit_headers: dict[str, str],
+    ) -> web.StreamResponse:
+        """Try the routes in order until one answers; fall back only while nothing was sent.
+
+        Connection errors, timeouts, 429 and 5xx move the call on. The last route's answer,
+        whatever it is, goes to the client; each abandoned attempt counts against its route.
+        """
+        if not self.ledger.healthy and not self.config.ledger.fail_open:
+            raise GatewayError(
+                503, "unavailable", "The usage ledger cannot be written (disk full or database locked); retry shortly.",
+                code="ledger_unavailable", headers={"retry-after": "1"},
+            )
+        deadline = call.started + self.config.routing.total_deadline
+        failure: GatewayError | None = None
+        for index, route in enumerate(routes):
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                break
+            body, strip = self._upstream_body(endpoint, raw, payload, route)
+            call.provider = route.upstream.name
+            route.health.on_attempt()
+            attempt_started = time.perf_counter()
+            try:
+                async with asyncio.timeout(remaining):
+                    reply = await route.upstream.send(endpoint.path, body, request.headers)
+            except TimeoutError:
+                failure = errors.upstream_failed(route.upstream.name, 504, "no answer before the call's deadline")
+            except GatewayError as error:
+                failure = error
+            else:
+                retryable = reply.status == 429 or reply.status >= 500
+                if not retryable or index == len(routes) - 1:
+                    try:
+                        return await self._answer(request, endpoint, call, raw, reply, strip, route, limit_headers)
+                    except _NothingSent as unsent:
+                        failure = unsent.error
+                else:
+                    reply.release()
+                    failure = errors.upstream_failed(route.upstream.name, 502, f"answered {reply.status}")
+                    failure.status = reply.status
+            self._attempt_failed(call, route, failure.status, attempt_started)
+        raise failure or errors.upstream_failed(call.provider or "upstream", 504, "no answer before the call's deadline")
+
+    def _attempt_failed(self, call: Call, route: Route, status: int, started: float) -> None:
+        route.health.on_failure(self.clock.monotonic())
+        self.ledger.note_attempt(
+            RouteSample(call.ts, route.upstream.name, call.model, status, (time.perf_counter() - started) * 1000)
+        )
+
+    async def _answer(
+        self,
+        request: web.Request,
+        endpoint: Endpoint,
+        call: Call,
+        raw: bytes,
+        reply: UpstreamReply,
+        strip: bool,
         route: Route,
         limit_headers: dict[str, str],
     ) -> web.StreamResponse:
-        body, strip = self._upstream_body(endpoint, raw, payload, route)
-        call.provider = route.upstream.name
-        reply = await route.upstream.send(endpoint.path, body, request.headers)
         try:
             call.status = reply.status
             if call.stream and reply.status < 400 and reply.content_type == "text/event-stream":
                 assert endpoint.stream_meter is not None
                 meter = endpoint.stream_meter(strip)
-                return await self._stream(request, endpoint, call, raw, reply, meter, limit_headers)
+                return await self._stream(request, endpoint, call, raw, reply, meter, route, limit_headers)
             call.stream = False
             data = await reply.read()
         finally:
             reply.release()
+        if reply.status >= 500 or reply.status == 429:
+            route.health.on_failure(self.clock.monotonic())
+        else:
+            route.health.on_success(call.elapsed_ms())
         call.usage, call.estimated = self._usage_of_body(endpoint, raw, data, reply.status)
         try:
             await self.meter(call)
         except LedgerUnavailable as exc:
-            return endpoint.wire.error_response(GatewayError(503, "unavailable", str(exc), code="ledger_unavailable"))
+            if not self.config.ledger.fail_open:
+                return endpoint.wire.error_response(GatewayError(503, "unavailable", str(exc), code="ledger_unavailable"))
         return web.Response(
             status=reply.status,
             body=data,
@@ -347,15 +415,17 @@ class Proxy:
         endpoint: Endpoint,
         call: Call,
         raw: bytes,
-        reply,
+        reply: UpstreamReply,
         meter: StreamMeter,
+        route: Route,
         limit_headers: dict[str, str],
     ) -> web.StreamResponse:
+        """Relay events as they come. Headers go out with the first event, so an upstream that
+        fails before it can still be replaced by another route."""
         response = web.StreamResponse(
             status=200,
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", **reply.headers, **limit_headers},
         )
-        await response.prepare(request)
         splitter = EventSplitter()
         held: list[bytes] = []
         failure: GatewayError | None = None
@@ -368,8 +438,12 @@ class Proxy:
                     elif forward:
                         if call.ttft_ms is None:
                             call.ttft_ms = call.elapsed_ms()
+                            await response.prepare(request)
                         await response.write(event)
         except GatewayError as error:
+            if not response.prepared:
+                reply.release()
+                raise _NothingSent(error) from None
             failure = error
         except (ConnectionResetError, ConnectionError):
             call.status = CLIENT_CLOSED
@@ -377,15 +451,21 @@ class Proxy:
             reply.release()
         if failure is not None:
             call.status = failure.status
+            route.health.on_failure(self.clock.monotonic())
+        elif call.status == 200:
+            route.health.on_success(call.ttft_ms)
         call.usage, call.estimated = stream_usage(meter, len(raw), complete=call.status == 200)
         try:
             await self.meter(call)
         except LedgerUnavailable as exc:
-            failure = GatewayError(503, "unavailable", str(exc), code="ledger_unavailable")
-            held.clear()
+            if not self.config.ledger.fail_open:
+                failure = GatewayError(503, "unavailable", str(exc), code="ledger_unavailable")
+                held.clear()
         if call.status == CLIENT_CLOSED:
             return response
         try:
+            if not response.prepared:
+                await response.prepare(request)
             if failure is not None:
                 await response.write(_stream_error(endpoint, failure))
             for event in held:
@@ -406,6 +486,14 @@ class Proxy:
             return wire.error_response(error)
         names = [m for m in self.router.model_names if self.may_use(key, m)]
         return web.Response(body=wire.models_list(names), content_type="application/json")
+
+
+class _NothingSent(Exception):
+    """A stream failed before its first byte reached the client: another route may take it."""
+
+    def __init__(self, error: GatewayError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def _stream_error(endpoint: Endpoint, error: GatewayError) -> bytes:

@@ -1,15 +1,73 @@
-"""From the model name a client sends to the upstream that serves it."""
+"""From the model name a client sends to the upstreams that may serve it, best first.
+
+Each route keeps a circuit breaker and moving aggregates of its own latency and errors.
+They carry no account identity: routing learns from the traffic as a whole.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import fnmatch
+import random
+from dataclasses import dataclass, field
 
-from noor_daemon.config import Config
+from noor_daemon.clock import Clock
+from noor_daemon.config import Config, ModelConfig, RoutingConfig
 from noor_daemon.gateway import errors
 from noor_daemon.gateway.upstreams import Upstream
 
 # Which provider kinds can answer which API family without translation.
 FAMILY_KINDS = {"openai": {"openai", "simulator"}, "anthropic": {"anthropic", "simulator"}}
+
+CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+
+
+@dataclass
+class RouteHealth:
+    """A circuit breaker and moving aggregates for one (provider, upstream model) pair."""
+
+    failures_to_open: int
+    cooldown: float
+    state: str = CLOSED
+    consecutive_failures: int = 0
+    opened_at: float = 0.0
+    probing: bool = False
+    ttft_ms: float | None = None
+    """Exponentially weighted time to first token (or to the whole answer when not streaming)."""
+    error_rate: float = 0.0
+    requests: int = 0
+    failures: int = 0
+    ALPHA = 0.2
+
+    def available(self, now: float) -> bool:
+        """May a call go this way now? An open breaker lets one probe through after its cool-down."""
+        if self.state == CLOSED:
+            return True
+        if self.state == OPEN and now - self.opened_at >= self.cooldown:
+            self.state = HALF_OPEN
+            self.probing = False
+        if self.state == HALF_OPEN and not self.probing:
+            return True
+        return False
+
+    def on_attempt(self) -> None:
+        if self.state == HALF_OPEN:
+            self.probing = True
+
+    def on_success(self, latency_ms: float | None) -> None:
+        self.requests += 1
+        self.consecutive_failures = 0
+        self.state, self.probing = CLOSED, False
+        self.error_rate += self.ALPHA * (0.0 - self.error_rate)
+        if latency_ms is not None:
+            self.ttft_ms = latency_ms if self.ttft_ms is None else self.ttft_ms + self.ALPHA * (latency_ms - self.ttft_ms)
+
+    def on_failure(self, now: float) -> None:
+        self.requests += 1
+        self.failures += 1
+        self.consecutive_failures += 1
+        self.error_rate += self.ALPHA * (1.0 - self.error_rate)
+        if self.state == HALF_OPEN or self.consecutive_failures >= self.failures_to_open:
+            self.state, self.opened_at, self.probing = OPEN, now, False
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,37 +75,134 @@ class Route:
     upstream: Upstream
     model: str
     """The model name the upstream knows it by."""
+    health: RouteHealth = field(compare=False, hash=False)
     weight: float = 1.0
     priority: int = 0
 
+    @property
+    def label(self) -> str:
+        return f"{self.upstream.name}/{self.model}"
+
+
+@dataclass
+class _ModelRoutes:
+    config: ModelConfig
+    routes: list[tuple[Upstream, str | None, float, int]]
+    """(upstream, upstream model or None for "as sent", weight, priority)."""
+
 
 class Router:
-    def __init__(self, config: Config, upstreams: dict[str, Upstream]) -> None:
-        self._routes: dict[str, list[Route]] = {}
+    def __init__(
+        self,
+        config: Config,
+        upstreams: dict[str, Upstream],
+        clock: Clock | None = None,
+        health: dict[tuple[str, str], RouteHealth] | None = None,
+    ) -> None:
+        self.settings: RoutingConfig = config.routing
+        self.clock = clock or Clock()
+        self.health: dict[tuple[str, str], RouteHealth] = health if health is not None else {}
+        """Breakers by (provider, upstream model); handed on across a config reload."""
+        self._exact: dict[str, _ModelRoutes] = {}
+        self._patterns: list[tuple[str, _ModelRoutes]] = []
+        self._rng = random.Random()
         for model in config.models:
-            self._routes[model.name] = sorted(
-                (Route(upstreams[r.provider], r.model, r.weight, r.priority) for r in model.routes),
-                key=lambda route: route.priority,
+            entry = _ModelRoutes(
+                model, [(upstreams[r.provider], r.model, r.weight, r.priority) for r in model.routes]
             )
+            for route in model.routes:
+                if route.model is not None:
+                    self._health(route.provider, route.model)  # known from the start, for status pages
+            for name in (model.name, *model.aliases):
+                if "*" in name or "?" in name:
+                    self._patterns.append((name, entry))
+                else:
+                    self._exact[name] = entry
 
     @property
     def model_names(self) -> list[str]:
-        return list(self._routes)
+        """Names a client can send as they are (patterns are not listed)."""
+        return list(self._exact)
 
     def knows(self, model: str) -> bool:
-        return model in self._routes
+        return self._lookup(model) is not None
+
+    def _lookup(self, model: str) -> _ModelRoutes | None:
+        entry = self._exact.get(model)
+        if entry is not None:
+            return entry
+        for pattern, candidate in self._patterns:
+            if fnmatch.fnmatchcase(model, pattern):
+                return candidate
+        return None
+
+    def _health(self, provider: str, model: str) -> RouteHealth:
+        key = (provider, model)
+        health = self.health.get(key)
+        if health is None:
+            health = self.health[key] = RouteHealth(self.settings.breaker_failures, self.settings.breaker_cooldown)
+        return health
 
     def routes(self, model: str, family: str) -> list[Route]:
-        """The routes able to serve `model` on this API family, best first."""
-        routes = self._routes.get(model)
-        if routes is None:
+        """The routes to try for `model`, in order, at most `max_attempts` of them.
+
+        Routes whose breaker is open are left out; if that leaves none, the call fails fast
+        with 503 instead of waiting on an upstream known to be down.
+        """
+        entry = self._lookup(model)
+        if entry is None:
             raise errors.unknown_model(model)
-        usable = [r for r in routes if r.upstream.kind in FAMILY_KINDS[family]]
-        if not usable:
+        candidates = [
+            Route(up, name := (target or model), self._health(up.name, name), weight, priority)
+            for up, target, weight, priority in entry.routes
+            if up.kind in FAMILY_KINDS[family]
+        ]
+        if not candidates:
             other = "/v1/chat/completions" if family == "anthropic" else "/v1/messages"
             raise errors.bad_request(
                 f"The model `{model}` is served by a provider that does not speak this API; call it through {other}.",
                 param="model",
                 code="model_api_mismatch",
             )
-        return usable
+        now = self.clock.monotonic()
+        healthy = [r for r in candidates if r.health.available(now)]
+        if not healthy:
+            raise errors.upstream_failed(
+                ", ".join(sorted({r.upstream.name for r in candidates})),
+                503,
+                "every route for this model is failing (circuit open); retry shortly",
+            )
+        return self._order(entry.config.strategy, healthy)[: self.settings.max_attempts]
+
+    def _order(self, strategy: str, routes: list[Route]) -> list[Route]:
+        if strategy == "weighted":
+            ordered, pool = [], list(routes)
+            while pool:
+                pick = self._rng.choices(pool, weights=[r.weight for r in pool])[0]
+                ordered.append(pick)
+                pool.remove(pick)
+            return ordered
+        if strategy == "latency":
+            # Unmeasured routes go first so that every route gets measured.
+            return sorted(routes, key=lambda r: (r.health.ttft_ms is not None, r.health.ttft_ms or 0.0, r.priority))
+        return sorted(routes, key=lambda r: r.priority)
+
+    def snapshot(self) -> list[dict]:
+        """Route states for the admin API, /metrics and the dashboard."""
+        now = self.clock.monotonic()
+        rows = []
+        for (provider, model), health in sorted(self.health.items()):
+            health.available(now)  # moves an expired open breaker to half-open
+            rows.append(
+                {
+                    "provider": provider,
+                    "model": model,
+                    "state": health.state,
+                    "consecutive_failures": health.consecutive_failures,
+                    "ttft_ms": round(health.ttft_ms, 3) if health.ttft_ms is not None else None,
+                    "error_rate": round(health.error_rate, 4),
+                    "requests": health.requests,
+                    "failures": health.failures,
+                }
+            )
+        return rows

@@ -20,6 +20,7 @@ import aiosqlite
 from noor_daemon.ledger import schema
 from noor_daemon.ledger.usage import (
     INSERT_EVENT,
+    RouteSample,
     UPSERT_ROUTE_HOURLY,
     UPSERT_USAGE_HOURLY,
     UsageEvent,
@@ -54,13 +55,17 @@ class LedgerUnavailable(Exception):
 
 class Ledger:
     MAX_BATCH = 2048
+    MAX_UNWRITTEN = 1_000_000
+    RETRY_SECONDS = 1.0
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
-        self._queue: asyncio.Queue[tuple[UsageEvent, asyncio.Future[None]]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[UsageEvent | RouteSample, asyncio.Future[None] | None]] = asyncio.Queue()
+        self._unwritten: list[UsageEvent] = []
+        """Events whose commit failed; retried until the disk has room or the lock is gone."""
         self._task: asyncio.Task[None] | None = None
         self._listeners: list[CommitListener] = []
         self.pending_key_touches: Callable[[], list[tuple[int, str]]] = lambda: []
@@ -117,30 +122,57 @@ class Ledger:
         self._queue.put_nowait((event, done))
         return done
 
+    def note_attempt(self, sample: RouteSample) -> None:
+        """Count a failed upstream attempt in the route rollups, without a usage row or a wait."""
+        self._queue.put_nowait((sample, None))
+
+    @property
+    def healthy(self) -> bool:
+        """False from a failed commit until a retry succeeds (disk full, database locked)."""
+        return not self._unwritten
+
+    async def _next_batch(self) -> list[tuple[UsageEvent | RouteSample, asyncio.Future[None] | None]]:
+        if self._unwritten:
+            # Unhealthy: wake at least once a second to retry what could not be written.
+            try:
+                first = await asyncio.wait_for(self._queue.get(), self.RETRY_SECONDS)
+            except TimeoutError:
+                return []
+        else:
+            first = await self._queue.get()
+        batch = [first]
+        while len(batch) < self.MAX_BATCH:
+            try:
+                batch.append(self._queue.get_nowait())
+            except asyncio.QueueEmpty:
+                break
+        return batch
+
     async def _run_writer(self) -> None:
         while True:
-            first = await self._queue.get()
-            batch = [first]
-            while len(batch) < self.MAX_BATCH:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except asyncio.QueueEmpty:
-                    break
-            events = [event for event, _ in batch]
+            batch = await self._next_batch()
+            retrying = self._unwritten
+            events = retrying + [item for item, _ in batch if isinstance(item, UsageEvent)]
+            samples = [item for item, _ in batch if isinstance(item, RouteSample)]
             try:
-                async with self._lock:
-                    await self._commit_batch(events)
-            except Exception as exc:  # disk full, locked: every waiter learns it
+                if events or samples:
+                    async with self._lock:
+                        await self._commit_batch(events, samples)
+            except Exception as exc:  # disk full, locked: every waiter learns it, no row is lost
                 log.error("ledger commit failed for %d events: %s", len(events), type(exc).__name__)
-                failure = LedgerUnavailable(f"the usage ledger cannot be written: {type(exc).__name__}")
+                self._unwritten = events[-self.MAX_UNWRITTEN :]
+                failure = LedgerUnavailable(f"the usage ledger cannot be written ({type(exc).__name__})")
                 for _, done in batch:
-                    if not done.done():
+                    if done is not None and not done.done():
                         done.set_exception(failure)
             else:
+                if retrying:
+                    log.warning("ledger writable again; committed %d delayed events", len(retrying))
+                self._unwritten = []
                 self.batches_committed += 1
                 self.events_committed += len(events)
                 for _, done in batch:
-                    if not done.done():
+                    if done is not None and not done.done():
                         done.set_result(None)
                 for listener in self._listeners:
                     try:
@@ -151,10 +183,10 @@ class Ledger:
                 for _ in batch:
                     self._queue.task_done()
 
-    async def _commit_batch(self, events: list[UsageEvent]) -> None:
+    async def _commit_batch(self, events: list[UsageEvent], samples: list[RouteSample]) -> None:
         db = self._writer
         assert db is not None
-        usage, routes = rollup_rows(events)
+        usage, routes = rollup_rows(events, samples)
         touches = self.pending_key_touches()
         await db.execute("BEGIN")
         try:

@@ -50,6 +50,21 @@ class UsageEvent:
         )
 
 
+@dataclass(slots=True)
+class RouteSample:
+    """One failed attempt at an upstream that the call then left for another route.
+
+    It counts in the route rollups (routing learns from it) but is not a usage row: the
+    caller is charged once, for the attempt that answered.
+    """
+
+    ts: int
+    provider: str
+    model: str
+    status: int
+    latency_ms: float
+
+
 INSERT_EVENT = """
 INSERT INTO usage_events (ts, account_id, key_id, model, provider, endpoint, status,
     prompt_tokens, completion_tokens, latency_ms, ttft_ms, stream, estimated)
@@ -83,7 +98,7 @@ ON CONFLICT (hour, provider, model) DO UPDATE SET
 """
 
 
-def rollup_rows(events: list[UsageEvent]) -> tuple[list[tuple], list[tuple]]:
+def rollup_rows(events: list[UsageEvent], samples: list[RouteSample] = ()) -> tuple[list[tuple], list[tuple]]:
     """Fold a batch into per-account and per-route hourly increments.
 
     Rolling up in Python first means one upsert per (hour, account, key, model) per batch
@@ -110,4 +125,9 @@ def rollup_rows(events: list[UsageEvent]) -> tuple[list[tuple], list[tuple]]:
             if e.ttft_ms is not None:
                 r[5] += e.ttft_ms
                 r[6] += 1
+    for sample in samples:
+        r = routes.setdefault((sample.ts - sample.ts % HOUR_MS, sample.provider, sample.model), [0, 0, 0, 0, 0.0, 0.0, 0])
+        r[0] += 1
+        r[1] += 1
+        r[4] += sample.latency_ms
     return ([k + tuple(v) for k, v in usage.items()], [k + tuple(v) for k, v in routes.items()])
