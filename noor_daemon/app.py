@@ -28,6 +28,7 @@ from noor_daemon.ledger.database import Ledger
 from noor_daemon.limits.abuse import AuthFailures, SpikeDetector
 from noor_daemon.limits.enforcer import Limiter
 from noor_daemon.limits.periods import PeriodCounters
+from noor_daemon.privacy.service import install_privacy
 from noor_daemon.secret_store import resolve
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,7 @@ def create_app(settings: DaemonSettings) -> web.Application:
 
     app.cleanup_ctx.append(ledger_ctx)
     app.cleanup_ctx.append(upstreams_ctx)
+    install_privacy(app)  # mail outbox, retention job, data-rights hooks, /v1/me export and deletion
     app.add_routes(proxy.routes())
     app.add_routes(me.routes)
     app.add_routes([web.get("/healthz", healthz)])

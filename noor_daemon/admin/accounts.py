@@ -8,6 +8,7 @@ from noor_daemon.admin import requests
 from noor_daemon.admin.errors import bad_request
 from noor_daemon.admin.serialize import account_json
 from noor_daemon.keys import ACCOUNTS, SETTINGS
+from noor_daemon.privacy.service import PRIVACY
 
 routes = web.RouteTableDef()
 
@@ -59,5 +60,6 @@ async def update_account(request: web.Request) -> web.Response:
 
 @routes.delete("/accounts/{ref}")
 async def delete_account(request: web.Request) -> web.Response:
-    account = await request.config_dict[ACCOUNTS].delete_account(request.match_info["ref"])
-    return web.json_response({"id": account.id, "deleted": True})
+    """Erase the account: keys refused at once, usage and rollups gone, audit pseudonymous, request recorded."""
+    erasure = await request.config_dict[PRIVACY].delete_account(request.match_info["ref"], actor="admin")
+    return web.json_response(erasure.json())
