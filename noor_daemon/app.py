@@ -28,6 +28,7 @@ from noor_daemon.ledger.database import Ledger
 from noor_daemon.limits.abuse import AuthFailures, SpikeDetector
 from noor_daemon.limits.enforcer import Limiter
 from noor_daemon.limits.periods import PeriodCounters
+from noor_daemon.metrics import Metrics
 from noor_daemon.privacy.service import install_privacy
 from noor_daemon.secret_store import resolve
 
@@ -93,17 +94,23 @@ def create_app(settings: DaemonSettings) -> web.Application:
     install_privacy(app)  # mail outbox, retention job, data-rights hooks, /v1/me export and deletion
     app.add_routes(proxy.routes())
     app.add_routes(me.routes)
-    app.add_routes([web.get("/healthz", healthz)])
+    metrics = Metrics(lambda: proxy.router.snapshot(), lambda: ledger.healthy)
+    ledger.add_listener(metrics.on_commit)
+    app.add_routes([web.get("/healthz", healthz), web.get("/metrics", metrics.handler)])
     app.add_subapp("/admin/v1", create_admin_app())
     return app
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """200 while calls can be served and metered; 503 while the ledger cannot be written."""
     settings = request.app[SETTINGS]
+    healthy = request.app[LEDGER].healthy
     return web.json_response(
         {
-            "status": "ok",
+            "status": "ok" if healthy else "degraded",
+            "ledger": "ok" if healthy else "unwritable",
             "version": __version__,
             "simulator_only": settings.config.path is None,
-        }
+        },
+        status=200 if healthy else 503,
     )

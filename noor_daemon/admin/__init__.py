@@ -4,14 +4,22 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from noor_daemon.admin import accounts, api_keys, exports, limits, openapi, usage
+from noor_daemon.admin import accounts, api_keys, exports, limits, openapi, routes, usage
 from noor_daemon.admin import audit, mail, privacy
 from noor_daemon.admin.middleware import admin_auth, admin_errors
 
 
 def create_admin_app() -> web.Application:
     app = web.Application(middlewares=[admin_errors, admin_auth])
-    for table in (accounts.routes, api_keys.routes, exports.routes, limits.routes, usage.routes, openapi.routes):
+    for table in (
+        accounts.routes,
+        api_keys.routes,
+        exports.routes,
+        limits.routes,
+        routes.routes,
+        usage.routes,
+        openapi.routes,
+    ):
         app.add_routes(table)
     for table in (audit.routes, mail.routes, privacy.routes):  # data rights, audit log, mail outbox
         app.add_routes(table)

@@ -1,0 +1,78 @@
+"""GET /metrics in Prometheus text format: aggregates per model and provider only.
+
+Never an account, a key or an email: a metrics scraper is not someone who may learn who
+is calling. Counters are fed from committed ledger batches, off the request path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+
+from noor_daemon.ledger.usage import UsageEvent
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+class _LiveState(Collector):
+    """Route breaker states and ledger health, read at scrape time."""
+
+    def __init__(self, routes: Callable[[], list[dict]], ledger_healthy: Callable[[], bool]) -> None:
+        self._routes = routes
+        self._ledger_healthy = ledger_healthy
+
+    def collect(self) -> Iterable[Metric]:
+        state = GaugeMetricFamily("noor_route_state", "1 for the route's current breaker state", labels=["provider", "model", "state"])
+        failures = GaugeMetricFamily(
+            "noor_route_consecutive_failures", "Consecutive failed attempts per route", labels=["provider", "model"]
+        )
+        errors = GaugeMetricFamily("noor_route_error_rate", "Moving error rate per route (0..1)", labels=["provider", "model"])
+        for row in self._routes():
+            for name in ("closed", "open", "half_open"):
+                state.add_metric([row["provider"], row["model"], name], 1.0 if row["state"] == name else 0.0)
+            failures.add_metric([row["provider"], row["model"]], row["consecutive_failures"])
+            errors.add_metric([row["provider"], row["model"]], row["error_rate"])
+        yield state
+        yield failures
+        yield errors
+        yield GaugeMetricFamily("noor_ledger_healthy", "1 while usage rows commit", value=1.0 if self._ledger_healthy() else 0.0)
+
+
+class Metrics:
+    def __init__(self, routes: Callable[[], list[dict]], ledger_healthy: Callable[[], bool]) -> None:
+        self.registry = CollectorRegistry()
+        labels = ["model", "provider"]
+        self.requests = Counter(
+            "noor_requests", "Metered calls", [*labels, "endpoint", "status"], registry=self.registry
+        )
+        self.tokens = Counter("noor_tokens", "Tokens metered", [*labels, "kind"], registry=self.registry)
+        self.latency = Histogram(
+            "noor_request_latency_seconds", "Whole-call latency", labels, buckets=_LATENCY_BUCKETS, registry=self.registry
+        )
+        self.ttft = Histogram(
+            "noor_time_to_first_token_seconds", "Time to the first streamed event", labels, buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.registry.register(_LiveState(routes, ledger_healthy))
+
+    def on_commit(self, events: list[UsageEvent]) -> None:
+        """Ledger listener: count what was committed."""
+        for event in events:
+            model, provider = event.model or "-", event.provider or "-"
+            self.requests.labels(model, provider, event.endpoint, str(event.status)).inc()
+            if event.prompt_tokens:
+                self.tokens.labels(model, provider, "prompt").inc(event.prompt_tokens)
+            if event.completion_tokens:
+                self.tokens.labels(model, provider, "completion").inc(event.completion_tokens)
+            self.latency.labels(model, provider).observe(event.latency_ms / 1000)
+            if event.ttft_ms is not None:
+                self.ttft.labels(model, provider).observe(event.ttft_ms / 1000)
+
+    async def handler(self, request: web.Request) -> web.Response:
+        body = generate_latest(self.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
