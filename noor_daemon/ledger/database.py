@@ -28,6 +28,9 @@ from noor_daemon.ledger.usage import (
 )
 
 log = logging.getLogger(__name__)
+# aiosqlite's debug lines carry every statement's parameters (emails, mail bodies): never let them out,
+# whatever level the daemon logs at.
+logging.getLogger("aiosqlite").setLevel(logging.INFO)
 
 T = TypeVar("T")
 CommitListener = Callable[[list[UsageEvent]], None]
