@@ -160,6 +160,15 @@ class SmtpConfig(_Section):
         return self
 
 
+class PriceConfig(_Section):
+    """`[prices."MODEL"]`: what a model costs, for the dashboard's estimates (a glob like "gpt-4o*" also works)."""
+
+    input_per_million: float = Field(ge=0)
+    """Price of a million prompt tokens."""
+    output_per_million: float = Field(ge=0)
+    """Price of a million completion tokens."""
+
+
 class Config(_Section):
     server: ServerConfig = ServerConfig()
     providers: list[ProviderConfig] = Field(default_factory=list)
@@ -171,6 +180,7 @@ class Config(_Section):
     routing: RoutingConfig = RoutingConfig()
     ledger: LedgerConfig = LedgerConfig()
     smtp: SmtpConfig | None = None
+    prices: dict[str, PriceConfig] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _cross_references(self) -> "Config":
