@@ -1,12 +1,13 @@
-"""/admin/v1/accounts/{ref}/export: the account's data, streamed."""
+"""/admin/v1/accounts/{ref}/export: the account's data, streamed; each export is recorded as an access request."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from noor_daemon.admin.errors import bad_request
-from noor_daemon.keys import ACCOUNTS, LEDGER, SETTINGS
+from noor_daemon.keys import ACCOUNTS
 from noor_daemon.privacy import export
+from noor_daemon.privacy.service import PRIVACY
 
 routes = web.RouteTableDef()
 
@@ -16,24 +17,5 @@ async def export_account(request: web.Request) -> web.StreamResponse:
     fmt = request.query.get("format", "json")
     if fmt not in ("json", "csv"):
         raise bad_request("`format` must be json or csv.")
-    store = request.config_dict[ACCOUNTS]
-    ledger = request.config_dict[LEDGER]
-    account = await store.get_account(request.match_info["ref"])
-    total = await export.count_events(ledger, account.id)
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "application/json" if fmt == "json" else "text/csv",
-            "Content-Disposition": f'attachment; filename="noorapi-export-{account.id}.{fmt}"',
-            "X-Noor-Export-Events": str(total),
-        }
-    )
-    await response.prepare(request)
-    if fmt == "json":
-        now_ms = int(request.config_dict[SETTINGS].clock.now() * 1000)
-        chunks = export.export_json(ledger, account, await store.list_keys(account.id), now_ms)
-    else:
-        chunks = export.export_csv(ledger, account)
-    async for chunk in chunks:
-        await response.write(chunk)
-    await response.write_eof()
-    return response
+    account = await request.config_dict[ACCOUNTS].get_account(request.match_info["ref"])
+    return await export.respond(request, request.config_dict[PRIVACY], account, fmt, actor="admin")

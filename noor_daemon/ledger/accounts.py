@@ -7,6 +7,7 @@ Every change commits to SQLite first and then updates the KeyRing, so the reques
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import aiosqlite
@@ -61,6 +62,16 @@ class AccountStore:
         self.keyring = keyring
         self.clock = clock
         self.audit = audit
+        # Hooks (privacy, billing). The first three run inside the change's own transaction, so
+        # what they write commits with it or not at all; `on_account_deleted` runs after the commit.
+        self.on_created: list[Callable[[aiosqlite.Connection, Account, str], Awaitable[None]]] = []
+        """(db, account, actor): e.g. queue the "account created" mail."""
+        self.on_email_changed: list[Callable[[aiosqlite.Connection, Account, str, str], Awaitable[None]]] = []
+        """(db, account as it was, new email, actor): e.g. the confirmation mail, the correction request."""
+        self.on_erase: list[Callable[[aiosqlite.Connection, Account, list[tuple[str, str]], str], Awaitable[None]]] = []
+        """(db, account, [(key id, key prefix)], actor), after its rows are gone: erase what else names it."""
+        self.on_account_deleted: list[Callable[[Account], Awaitable[None]]] = []
+        """(account), after the deletion committed: e.g. billing deletes the Stripe customer here."""
 
     def _now(self) -> int:
         return int(self.clock.now() * 1000)
@@ -88,6 +99,8 @@ class AccountStore:
             await self.audit.add_in(
                 db, AuditEntry("account.created", actor, "account", account.id, account.id, {"plan": plan})
             )
+            for hook in self.on_created:
+                await hook(db, account, actor)
 
         await self.ledger.write(insert)
         self.keyring.put_account(account)
@@ -130,6 +143,9 @@ class AccountStore:
             details = {k: v for k, v in changes.items() if k != "email"} | ({"email": "changed"} if email else {})
             action = {"suspended": "account.suspended", "active": "account.unsuspended"}.get(status or "", "account.updated")
             await self.audit.add_in(db, AuditEntry(action, actor, "account", account.id, account.id, details))
+            if email is not None and email.lower() != account.email.lower():
+                for hook in self.on_email_changed:
+                    await hook(db, account, email, actor)
 
         await self.ledger.write(update)
         for column, value in changes.items():
@@ -148,13 +164,19 @@ class AccountStore:
         self.keyring.drop_account(account.id)  # refuse its keys before the rows go
 
         async def delete(db: aiosqlite.Connection) -> None:
+            async with db.execute("SELECT id, prefix FROM api_keys WHERE account_id = ?", (account.id,)) as cur:
+                keys = [(row[0], row[1]) for row in await cur.fetchall()]
             await db.execute("DELETE FROM usage_events WHERE account_id = ?", (account.id,))
             await db.execute("DELETE FROM usage_hourly WHERE account_id = ?", (account.id,))
             await db.execute("DELETE FROM api_keys WHERE account_id = ?", (account.id,))
             await db.execute("DELETE FROM accounts WHERE id = ?", (account.id,))
             await self.audit.add_in(db, AuditEntry("account.deleted", actor, "account", account.id, account.id))
+            for hook in self.on_erase:
+                await hook(db, account, keys, actor)
 
         await self.ledger.write(delete)
+        for callback in self.on_account_deleted:
+            await callback(account)
         return account
 
     # -- keys ----------------------------------------------------------------------

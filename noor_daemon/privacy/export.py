@@ -1,9 +1,15 @@
-"""An account's data as JSON or CSV, streamed page by page so a million rows need no more memory than one page."""
+"""An account's data as JSON or CSV, streamed page by page so a million rows need no more memory than one page.
+
+JSON: `exported_at`, `account`, `api_keys` (metadata, never hashes), `retention`, `quota`,
+`privacy_requests`, then the streamed `audit_log` (entries about the account) and
+`usage_events` (those within retention). CSV: the usage events.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import AsyncIterator
 
 import orjson
@@ -14,6 +20,7 @@ from noor_daemon.gateway.auth import Account, ApiKey
 from noor_daemon.ledger.database import Ledger
 
 PAGE = 5000
+AUDIT_PAGE = 1000
 
 USAGE_FIELDS = (
     "id", "ts", "key_id", "model", "provider", "endpoint", "status",
@@ -21,17 +28,20 @@ USAGE_FIELDS = (
 )
 
 
-async def count_events(ledger: Ledger, account_id: str) -> int:
-    row = await ledger.fetchone("SELECT count(*) FROM usage_events WHERE account_id = ?", (account_id,))
+async def count_events(ledger: Ledger, account_id: str, since_ms: int = 0) -> int:
+    row = await ledger.fetchone(
+        "SELECT count(*) FROM usage_events WHERE account_id = ? AND ts >= ?", (account_id, since_ms)
+    )
     return row[0] if row else 0
 
 
-async def _event_pages(ledger: Ledger, account_id: str) -> AsyncIterator[list[dict]]:
+async def _event_pages(ledger: Ledger, account_id: str, since_ms: int = 0) -> AsyncIterator[list[dict]]:
     last_id = 0
     while True:
         rows = await ledger.fetchall(
-            f"SELECT {', '.join(USAGE_FIELDS)} FROM usage_events WHERE account_id = ? AND id > ? ORDER BY id LIMIT ?",
-            (account_id, last_id, PAGE),
+            f"""SELECT {', '.join(USAGE_FIELDS)} FROM usage_events
+                WHERE account_id = ? AND id > ? AND ts >= ? ORDER BY id LIMIT ?""",
+            (account_id, last_id, since_ms, PAGE),
         )
         if not rows:
             return
@@ -42,33 +52,107 @@ async def _event_pages(ledger: Ledger, account_id: str) -> AsyncIterator[list[di
         ]
 
 
+async def _audit_pages(ledger: Ledger, account_id: str) -> AsyncIterator[list[dict]]:
+    last_id = 0
+    while True:
+        rows = await ledger.fetchall(
+            "SELECT * FROM audit_log WHERE account_id = ? AND id > ? ORDER BY id LIMIT ?",
+            (account_id, last_id, AUDIT_PAGE),
+        )
+        if not rows:
+            return
+        last_id = rows[-1]["id"]
+        yield [
+            {
+                "id": r["id"],
+                "ts": iso(r["ts"]),
+                "actor": r["actor"],
+                "action": r["action"],
+                "target_type": r["target_type"],
+                "target_id": r["target_id"],
+                "details": json.loads(r["details"]) if r["details"] else None,
+            }
+            for r in rows
+        ]
+
+
+async def _array(name: bytes, pages: AsyncIterator[list[dict]], *, one_per_line: bool) -> AsyncIterator[bytes]:
+    """`, "name": [...]`; usage events one per line (the CLI counts lines for its progress bar)."""
+    sep = b",\n" if one_per_line else b","
+    lead = b"\n" if one_per_line else b""
+    yield b', "' + name + b'": ['
+    first = True
+    async for page in pages:
+        body = sep.join(orjson.dumps(item) for item in page)
+        yield (lead if first else sep) + body
+        first = False
+    yield lead + b"]" if not first else b"]"
+
+
 async def export_json(
-    ledger: Ledger, account: Account, keys: list[ApiKey], now_ms: int, extra: dict | None = None
+    ledger: Ledger,
+    account: Account,
+    keys: list[ApiKey],
+    now_ms: int,
+    extra: dict | None = None,
+    *,
+    since_ms: int = 0,
+    include_audit: bool = True,
 ) -> AsyncIterator[bytes]:
-    """`{"account", "api_keys", …extra, "usage_events": [...]}` with events streamed last."""
+    """`{"account", "api_keys", …extra, "audit_log": [...], "usage_events": [...]}`, the arrays streamed last."""
     head = {
         "exported_at": iso(now_ms),
         "account": account_json(account),
         "api_keys": [key_json(k, now_ms) for k in keys],
         **(extra or {}),
     }
-    yield orjson.dumps(head)[:-1] + b', "usage_events": ['
-    first = True
-    async for page in _event_pages(ledger, account.id):
-        body = b",\n".join(orjson.dumps(event) for event in page)
-        yield (b"\n" if first else b",\n") + body
-        first = False
-    yield b"\n]}\n"
+    yield orjson.dumps(head)[:-1]
+    if include_audit:
+        async for chunk in _array(b"audit_log", _audit_pages(ledger, account.id), one_per_line=False):
+            yield chunk
+    async for chunk in _array(b"usage_events", _event_pages(ledger, account.id, since_ms), one_per_line=True):
+        yield chunk
+    yield b"}\n"
 
 
-async def export_csv(ledger: Ledger, account: Account) -> AsyncIterator[bytes]:
+async def export_csv(ledger: Ledger, account: Account, *, since_ms: int = 0) -> AsyncIterator[bytes]:
     """The usage events, one row each, with a header line."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(USAGE_FIELDS)
     yield buffer.getvalue().encode()
-    async for page in _event_pages(ledger, account.id):
+    async for page in _event_pages(ledger, account.id, since_ms):
         buffer.seek(0)
         buffer.truncate()
         writer.writerows([event[f] for f in USAGE_FIELDS] for event in page)
         yield buffer.getvalue().encode()
+
+
+async def respond(request, service, account: Account, fmt: str, *, actor: str):
+    """Stream the export of `account` as the answer to `request`; once whole, record it (access request, audit)."""
+    from aiohttp import web
+
+    ledger = service.ledger
+    since = service.export_since()
+    total = await count_events(ledger, account.id, since)
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "application/json" if fmt == "json" else "text/csv",
+            "Content-Disposition": f'attachment; filename="noorapi-export-{account.id}.{fmt}"',
+            "X-Noor-Export-Events": str(total),
+            "Cache-Control": "no-store",
+        }
+    )
+    if fmt == "json":
+        now_ms = int(service.clock.now() * 1000)
+        keys = await service.accounts.list_keys(account.id)
+        extra = await service.export_extra(account)
+        chunks = export_json(ledger, account, keys, now_ms, extra, since_ms=since)
+    else:
+        chunks = export_csv(ledger, account, since_ms=since)
+    await response.prepare(request)
+    async for chunk in chunks:
+        await response.write(chunk)
+    await response.write_eof()
+    await service.record_export(account, fmt=fmt, events=total, actor=actor)
+    return response
