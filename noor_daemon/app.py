@@ -19,9 +19,19 @@ from noor_daemon.gateway import me
 from noor_daemon.gateway.auth import KeyRing
 from noor_daemon.gateway.proxy import Proxy
 from noor_daemon.gateway.routing import Router
-from noor_daemon.gateway.simulator import SimulatorUpstream
-from noor_daemon.gateway.upstreams import HttpUpstream, Upstream
-from noor_daemon.keys import ACCOUNTS, ADMIN_TOKEN_HASH, AUDIT, KEYRING, LEDGER, LIMITER, PROXY, SETTINGS, DaemonSettings
+from noor_daemon.gateway.upstreams import build_upstreams, resolve_secrets
+from noor_daemon.keys import (
+    ACCOUNTS,
+    ADMIN_TOKEN_HASH,
+    AUDIT,
+    HTTP_SESSION,
+    KEYRING,
+    LEDGER,
+    LIMITER,
+    PROXY,
+    SETTINGS,
+    DaemonSettings,
+)
 from noor_daemon.ledger.accounts import AccountStore
 from noor_daemon.ledger.audit import AuditLog
 from noor_daemon.ledger.database import Ledger
@@ -29,15 +39,15 @@ from noor_daemon.limits.abuse import AuthFailures, SpikeDetector
 from noor_daemon.limits.enforcer import Limiter
 from noor_daemon.limits.periods import PeriodCounters
 from noor_daemon.metrics import Metrics
+from noor_daemon.reload import sighup_ctx
 from noor_daemon.privacy.service import install_privacy
-from noor_daemon.secret_store import resolve
 
 log = logging.getLogger(__name__)
 
 
 def create_app(settings: DaemonSettings) -> web.Application:
     config = settings.config.config
-    secrets = {p.name: resolve(p.api_key, what=f"provider {p.name!r} api_key") for p in config.providers}
+    secrets = resolve_secrets(config)
     paths.ensure_private_dir(settings.data_dir)
 
     ledger = Ledger(paths.database_file(settings.data_dir))
@@ -80,17 +90,13 @@ def create_app(settings: DaemonSettings) -> web.Application:
     async def upstreams_ctx(app: web.Application) -> AsyncIterator[None]:
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=60)
         async with aiohttp.ClientSession(connector=connector, auto_decompress=True) as session:
-            upstreams: dict[str, Upstream] = {}
-            for provider in config.providers:
-                if provider.kind == "simulator":
-                    upstreams[provider.name] = SimulatorUpstream(provider.name, provider.latency_scale)
-                else:
-                    upstreams[provider.name] = HttpUpstream(provider, secrets[provider.name], session)
-            proxy.router = Router(config, upstreams, settings.clock)
+            app[HTTP_SESSION] = session
+            proxy.router = Router(config, build_upstreams(config, secrets, session), settings.clock)
             yield
 
     app.cleanup_ctx.append(ledger_ctx)
     app.cleanup_ctx.append(upstreams_ctx)
+    app.cleanup_ctx.append(sighup_ctx)
     install_privacy(app)  # mail outbox, retention job, data-rights hooks, /v1/me export and deletion
     app.add_routes(proxy.routes())
     app.add_routes(me.routes)

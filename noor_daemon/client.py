@@ -251,6 +251,16 @@ class AdminClient:
         """Revoke the key and issue its replacement; the new secret is in `key`."""
         return _from_json(IssuedKey, await self._admin("POST", f"/keys/{_segment(key_id)}/rotate"))
 
+    # -- config and routes -----------------------------------------------------------
+
+    async def reload_config(self) -> dict[str, Any]:
+        """Ask the daemon to re-read its config file; a bad file raises AdminApiError (400)."""
+        return await self._admin("POST", "/config/reload")
+
+    async def routes(self) -> list[dict[str, Any]]:
+        """Every upstream route with its breaker state and moving latency/error aggregates."""
+        return (await self._admin("GET", "/routes"))["data"]
+
     # -- usage ---------------------------------------------------------------------
 
     async def usage_summary(self, hours: int = 24, account: str | None = None) -> UsageSummary:

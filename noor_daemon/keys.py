@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
 from aiohttp import web
 
 from noor_daemon.clock import Clock
@@ -26,6 +27,8 @@ class DaemonSettings:
     admin_token: str
     admin_token_source: str = "given"
     clock: Clock = field(default_factory=Clock)
+    handle_signals: bool = False
+    """`noor daemon` sets this: SIGHUP reloads the config. Off for in-process test daemons."""
 
 
 SETTINGS = web.AppKey("settings", DaemonSettings)
@@ -35,5 +38,7 @@ ACCOUNTS = web.AppKey("accounts", AccountStore)
 AUDIT = web.AppKey("audit", AuditLog)
 PROXY = web.AppKey("proxy", Proxy)
 LIMITER = web.AppKey("limiter", Limiter)
+HTTP_SESSION = web.AppKey("http_session", aiohttp.ClientSession)
+"""The one ClientSession every HTTP upstream shares (one connection pool per host)."""
 ADMIN_TOKEN_HASH = web.AppKey("admin_token_hash", bytes)
 """SHA-256 of the admin token: the daemon keeps no plaintext copy to compare against."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from noor_daemon.admin import accounts, api_keys, exports, limits, openapi, routes, usage
+from noor_daemon.admin import accounts, api_keys, config, exports, limits, openapi, routes, usage
 from noor_daemon.admin import audit, mail, privacy
 from noor_daemon.admin.middleware import admin_auth, admin_errors
 
@@ -13,6 +13,7 @@ def create_admin_app() -> web.Application:
     app = web.Application(middlewares=[admin_errors, admin_auth])
     for table in (
         accounts.routes,
+        config.routes,
         api_keys.routes,
         exports.routes,
         limits.routes,

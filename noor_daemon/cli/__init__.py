@@ -10,6 +10,7 @@ import click
 
 from noor_daemon import __version__
 from noor_daemon.cli.account import account
+from noor_daemon.cli.config import config_group, routes
 from noor_daemon.cli.daemon import daemon
 from noor_daemon.cli.demo import demo
 from noor_daemon.cli.doctor import doctor
@@ -53,7 +54,7 @@ def cli() -> None:
     """NoorAPI: a self-hosted LLM API gateway with a terminal dashboard."""
 
 
-for command in (daemon, account, key, usage, privacy, doctor, demo):
+for command in (daemon, account, key, usage, privacy, config_group, routes, doctor, demo):
     cli.add_command(command)
 
 

@@ -31,7 +31,7 @@ def daemon(host: str | None, port: int | None, data_dir: str | None, config_path
         loaded = load(config_path)
         data = paths.ensure_private_dir(paths.data_dir(data_dir))
         token = ensure_admin_token(data)
-        app = create_app(DaemonSettings(loaded, data, token.value, token.source))
+        app = create_app(DaemonSettings(loaded, data, token.value, token.source, handle_signals=True))
     except (ConfigError, SecretError) as exc:
         click.echo(f"noor daemon: {exc}", err=True)
         sys.exit(2)

@@ -8,8 +8,9 @@ from typing import Protocol
 
 import aiohttp
 
-from noor_daemon.config import ProviderConfig
+from noor_daemon.config import Config, ProviderConfig
 from noor_daemon.gateway import errors
+from noor_daemon.secret_store import resolve
 
 # Client headers worth passing on; everything else (cookies, our own key) stays here.
 _FORWARD_REQUEST_HEADERS = ("anthropic-version", "anthropic-beta", "openai-beta")
@@ -106,3 +107,20 @@ class HttpUpstream:
         except aiohttp.ClientError as exc:
             raise errors.upstream_failed(self.name, 502, f"request failed ({type(exc).__name__})") from None
         return HttpReply(response, self.name)
+
+
+def resolve_secrets(config: Config) -> dict[str, str | None]:
+    """Every provider's API key, from the keyring or the environment. Raises `SecretError`."""
+    return {p.name: resolve(p.api_key, what=f"provider {p.name!r} api_key") for p in config.providers}
+
+
+def build_upstreams(config: Config, secrets: dict[str, str | None], session: aiohttp.ClientSession) -> dict[str, Upstream]:
+    from noor_daemon.gateway.simulator import SimulatorUpstream
+
+    upstreams: dict[str, Upstream] = {}
+    for provider in config.providers:
+        if provider.kind == "simulator":
+            upstreams[provider.name] = SimulatorUpstream(provider.name, provider.latency_scale)
+        else:
+            upstreams[provider.name] = HttpUpstream(provider, secrets[provider.name], session)
+    return upstreams
