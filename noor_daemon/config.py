@@ -23,6 +23,14 @@ class ConfigError(Exception):
     """A config file that cannot be used; the message is meant for a person."""
 
 
+class _Misreference(ValueError):
+    """A value naming something that is not there; `loc` is where that value sits, for the line number."""
+
+    def __init__(self, message: str, loc: tuple[str | int, ...]) -> None:
+        super().__init__(message)
+        self.loc = loc
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -185,14 +193,20 @@ class Config(_Section):
     @model_validator(mode="after")
     def _cross_references(self) -> "Config":
         names = [p.name for p in self.providers]
-        for dup in {n for n in names if names.count(n) > 1}:
-            raise ValueError(f"provider name {dup!r} is used twice")
-        for model in self.models:
-            for route in model.routes:
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                raise _Misreference(f"provider name {name!r} is used twice", ("providers", index, "name"))
+        for m, model in enumerate(self.models):
+            for r, route in enumerate(model.routes):
                 if route.provider not in names:
-                    raise ValueError(f"model {model.name!r} routes to unknown provider {route.provider!r}")
+                    raise _Misreference(
+                        f"model {model.name!r} routes to unknown provider {route.provider!r}",
+                        ("models", m, "routes", r, "provider"),
+                    )
         if self.plans and self.default_plan not in self.plans:
-            raise ValueError(f"default_plan {self.default_plan!r} is not one of the plans: {', '.join(self.plans)}")
+            raise _Misreference(
+                f"default_plan {self.default_plan!r} is not one of the plans: {', '.join(self.plans)}", ("default_plan",)
+            )
         return self
 
     def plan(self, name: str) -> PlanConfig | None:
@@ -245,6 +259,10 @@ def parse(text: str, filename: str = "<config>") -> Config:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
+        # tomllib puts the position at the end ("... (at line 3, column 7)"); lead with it like every other error.
+        found = re.fullmatch(r"(.*) \(at line (\d+), column (\d+)\)", str(exc), re.DOTALL)
+        if found:
+            raise ConfigError(f"{filename}:{found[2]}: {found[1]} (column {found[3]})") from None
         raise ConfigError(f"{filename}: {exc}") from None
     if not data.get("providers") and not data.get("models"):
         data = {**SIMULATOR_CONFIG, **data}
@@ -258,6 +276,9 @@ def _describe(exc: ValidationError, text: str, filename: str) -> str:
     lines = []
     for error in exc.errors():
         loc = tuple(error["loc"])
+        cause = (error.get("ctx") or {}).get("error")
+        if isinstance(cause, _Misreference):
+            loc = cause.loc
         key = ".".join(str(part) for part in loc) or "(top level)"
         line = locate(text, loc)
         where = f"{filename}:{line}" if line else filename
