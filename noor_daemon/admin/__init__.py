@@ -6,6 +6,7 @@ from aiohttp import web
 
 from noor_daemon.admin import accounts, api_keys, config, exports, limits, openapi, routes, usage
 from noor_daemon.admin import audit, mail, privacy
+from noor_daemon.admin import events, overview, series
 from noor_daemon.admin.middleware import admin_auth, admin_errors
 
 
@@ -23,5 +24,7 @@ def create_admin_app() -> web.Application:
     ):
         app.add_routes(table)
     for table in (audit.routes, mail.routes, privacy.routes):  # data rights, audit log, mail outbox
+        app.add_routes(table)
+    for table in (events.routes, overview.routes, series.routes):  # the dashboard: live feed, charts, usage series
         app.add_routes(table)
     return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from noor_daemon import __version__
+from noor_daemon.admin import openapi_dashboard
 
 routes = web.RouteTableDef()
 
@@ -88,6 +89,7 @@ def document() -> dict:
         },
         "security": [{"admin": []}],
         "paths": {
+            **openapi_dashboard.PATHS,  # events, overview, upstreams, usage series
             "/accounts": {
                 "get": {
                     "summary": "List accounts",

@@ -1,0 +1,289 @@
+"""/admin/v1/usage/series: requests and tokens over time by model, key or account, with estimated cost.
+
+Ranges read the hourly rollups (`usage_hourly`), never raw rows; the hour range, which
+needs minutes, reads the daemon's in-memory last hour (`live.MinuteUsage`). Costs come
+from the config's `[prices."MODEL"]` table; a model without a price is listed as unpriced
+rather than counted as free.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from noor_daemon.admin.errors import bad_request
+from noor_daemon.admin.live import LIVE, MinuteUsage
+from noor_daemon.clock import iso
+from noor_daemon.config import Config, PriceConfig
+from noor_daemon.gateway.auth import KeyRing
+from noor_daemon.keys import ACCOUNTS, KEYRING, LEDGER, SETTINGS
+from noor_daemon.ledger.database import Ledger
+
+routes = web.RouteTableDef()
+
+MINUTE_MS = 60_000
+HOUR_MS = 3_600_000
+DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True)
+class Range:
+    name: str
+    bucket_ms: int
+    buckets: int
+
+
+RANGES = {
+    r.name: r
+    for r in (
+        Range("hour", MINUTE_MS, 60),
+        Range("day", HOUR_MS, 24),
+        Range("7d", 3 * HOUR_MS, 56),
+        Range("30d", DAY_MS, 30),
+        Range("90d", DAY_MS, 90),
+    )
+}
+GROUPS = ("model", "key", "account")
+OTHER = "(other)"
+
+
+def price_for(prices: dict[str, PriceConfig], model: str) -> PriceConfig | None:
+    """The model's price: an exact entry first, then the first glob that matches."""
+    price = prices.get(model)
+    if price is not None:
+        return price
+    for pattern, candidate in prices.items():
+        if any(ch in pattern for ch in "*?[") and fnmatch.fnmatchcase(model, pattern):
+            return candidate
+    return None
+
+
+def cost_of(price: PriceConfig | None, prompt_tokens: int, completion_tokens: int) -> float | None:
+    if price is None:
+        return None
+    return (prompt_tokens * price.input_per_million + completion_tokens * price.output_per_million) / 1_000_000
+
+
+class _Group:
+    __slots__ = ("key", "requests", "errors", "prompt", "completion", "cost", "unpriced")
+
+    def __init__(self, key: str, points: int) -> None:
+        self.key = key
+        self.requests = [0] * points
+        self.errors = [0] * points
+        self.prompt = [0] * points
+        self.completion = [0] * points
+        self.cost = 0.0
+        self.unpriced: set[str] = set()
+
+    @property
+    def tokens(self) -> int:
+        return sum(self.prompt) + sum(self.completion)
+
+    def absorb(self, other: _Group) -> None:
+        for mine, theirs in (
+            (self.requests, other.requests), (self.errors, other.errors),
+            (self.prompt, other.prompt), (self.completion, other.completion),
+        ):
+            for i, value in enumerate(theirs):
+                mine[i] += value
+        self.cost += other.cost
+        self.unpriced |= other.unpriced
+
+
+async def _hourly_rows(
+    ledger: Ledger, column: str, start: int, bucket_ms: int, account_id: str | None
+) -> list[tuple[int, str, str, int, int, int, int]]:
+    sql = f"""SELECT (hour - ?) / ? AS b, {column} AS g, model, sum(requests), sum(errors),
+                     sum(prompt_tokens), sum(completion_tokens)
+              FROM usage_hourly WHERE hour >= ?"""
+    params: list = [start, bucket_ms, start]
+    if account_id is not None:
+        sql += " AND account_id = ?"
+        params.append(account_id)
+    sql += " GROUP BY b, g, model"
+    async with ledger.reader.execute(sql, params) as cursor:
+        return [tuple(row) for row in await cursor.fetchall()]
+
+
+def _minute_rows(
+    minutes: MinuteUsage, group: str, start: int, account_id: str | None
+) -> list[tuple[int, str, str, int, int, int, int]]:
+    folded: dict[tuple[int, str, str], list[int]] = {}
+    for minute, account, key, model, requests, errors, prompt, completion in minutes.rows(start, account_id):
+        g = {"model": model, "key": key, "account": account}[group]
+        row = folded.setdefault(((minute - start) // MINUTE_MS, g, model), [0, 0, 0, 0])
+        row[0] += requests
+        row[1] += errors
+        row[2] += prompt
+        row[3] += completion
+    return [(b, g, model, *values) for (b, g, model), values in folded.items()]
+
+
+async def _labels(ledger: Ledger, keyring: KeyRing, group: str, keys: list[str]) -> dict[str, dict]:
+    """A readable name for each group: the key's prefix and name, the account's email."""
+    labels: dict[str, dict] = {}
+    missing = []
+    for g in keys:
+        if g == OTHER:
+            labels[g] = {"label": OTHER}
+        elif group == "model":
+            labels[g] = {"label": g}
+        elif not g:
+            labels[g] = {"label": "(no key)" if group == "key" else "(no account)"}
+        elif group == "key" and g in keyring.keys:
+            k = keyring.keys[g]
+            labels[g] = {"label": k.prefix + (f" {k.name}" if k.name else ""), "account_id": k.account_id}
+        elif group == "account" and g in keyring.accounts:
+            labels[g] = {"label": keyring.accounts[g].email}
+        else:
+            missing.append(g)
+    if missing:
+        marks = ",".join("?" * len(missing))
+        if group == "key":
+            rows = await ledger.fetchall(f"SELECT id, prefix, name, account_id FROM api_keys WHERE id IN ({marks})", missing)
+            for r in rows:
+                labels[r["id"]] = {"label": r["prefix"] + (f" {r['name']}" if r["name"] else ""), "account_id": r["account_id"]}
+        else:
+            rows = await ledger.fetchall(f"SELECT id, email FROM accounts WHERE id IN ({marks})", missing)
+            for r in rows:
+                labels[r["id"]] = {"label": r["email"]}
+        for g in missing:
+            labels.setdefault(g, {"label": g})
+    return labels
+
+
+async def usage_series(
+    *,
+    ledger: Ledger,
+    keyring: KeyRing,
+    minutes: MinuteUsage,
+    config: Config,
+    now_ms: int,
+    range_name: str,
+    group: str,
+    account_id: str | None = None,
+    limit: int = 8,
+) -> dict:
+    """The usage series document: buckets, one series per group (top `limit`, the rest folded), totals."""
+    span = RANGES[range_name]
+    last = now_ms - now_ms % span.bucket_ms
+    start = last - (span.buckets - 1) * span.bucket_ms
+    if span.name == "hour":
+        rows = _minute_rows(minutes, group, start, account_id)
+        source = "memory"
+    else:
+        column = {"model": "model", "key": "key_id", "account": "account_id"}[group]
+        rows = await _hourly_rows(ledger, column, start, span.bucket_ms, account_id)
+        source = "usage_hourly"
+    groups: dict[str, _Group] = {}
+    unpriced: set[str] = set()
+    total_cost = 0.0
+    for b, g, model, requests, errors, prompt, completion in rows:
+        if not 0 <= b < span.buckets:
+            continue
+        entry = groups.get(g)
+        if entry is None:
+            entry = groups[g] = _Group(g, span.buckets)
+        entry.requests[b] += requests
+        entry.errors[b] += errors
+        entry.prompt[b] += prompt
+        entry.completion[b] += completion
+        cost = cost_of(price_for(config.prices, model), prompt, completion)
+        if cost is None:
+            if prompt or completion:
+                entry.unpriced.add(model)
+                unpriced.add(model)
+        else:
+            entry.cost += cost
+            total_cost += cost
+    ranked = sorted(groups.values(), key=lambda e: (-e.tokens, -sum(e.requests), e.key))
+    shown = ranked[:limit]
+    if len(ranked) > limit:
+        other = _Group(OTHER, span.buckets)
+        for entry in ranked[limit:]:
+            other.absorb(entry)
+        shown.append(other)
+    labels = await _labels(ledger, keyring, group, [e.key for e in shown])
+    series = []
+    for entry in shown:
+        series.append(
+            {
+                "key": entry.key,
+                **labels.get(entry.key, {"label": entry.key}),
+                "requests": entry.requests,
+                "errors": entry.errors,
+                "prompt_tokens": entry.prompt,
+                "completion_tokens": entry.completion,
+                "totals": {
+                    "requests": sum(entry.requests),
+                    "errors": sum(entry.errors),
+                    "prompt_tokens": sum(entry.prompt),
+                    "completion_tokens": sum(entry.completion),
+                    "cost": None if entry.unpriced and not entry.cost else round(entry.cost, 6),
+                    "unpriced_models": sorted(entry.unpriced),
+                },
+            }
+        )
+    return {
+        "range": span.name,
+        "group": group,
+        "account_id": account_id,
+        "bucket_seconds": span.bucket_ms // 1000,
+        "start": iso(start),
+        "end": iso(last + span.bucket_ms),
+        "now": iso(now_ms),
+        "buckets": [iso(start + i * span.bucket_ms) for i in range(span.buckets)],
+        "source": source,
+        "series": series,
+        "groups": len(groups),
+        "totals": {
+            "requests": sum(sum(e.requests) for e in groups.values()),
+            "errors": sum(sum(e.errors) for e in groups.values()),
+            "prompt_tokens": sum(sum(e.prompt) for e in groups.values()),
+            "completion_tokens": sum(sum(e.completion) for e in groups.values()),
+            "cost": round(total_cost, 6),
+            "unpriced_models": sorted(unpriced),
+            "priced": bool(config.prices),
+        },
+    }
+
+
+def parse_query(request: web.Request, groups: tuple[str, ...] = GROUPS) -> tuple[str, str, int]:
+    range_name = request.query.get("range", "day")
+    if range_name not in RANGES:
+        raise bad_request(f"`range` must be one of: {', '.join(RANGES)}.")
+    group = request.query.get("group", "model")
+    if group not in groups:
+        raise bad_request(f"`group` must be one of: {', '.join(groups)}.")
+    try:
+        limit = int(request.query.get("limit", "8"))
+    except ValueError:
+        raise bad_request("`limit` must be a whole number.") from None
+    if not 1 <= limit <= 50:
+        raise bad_request("`limit` must be between 1 and 50.")
+    return range_name, group, limit
+
+
+@routes.get("/usage/series")
+async def series(request: web.Request) -> web.Response:
+    range_name, group, limit = parse_query(request)
+    account_id = None
+    if ref := request.query.get("account"):
+        account_id = (await request.config_dict[ACCOUNTS].get_account(ref)).id
+    settings = request.config_dict[SETTINGS]
+    return web.json_response(
+        await usage_series(
+            ledger=request.config_dict[LEDGER],
+            keyring=request.config_dict[KEYRING],
+            minutes=request.config_dict[LIVE].minutes,
+            config=settings.config.config,
+            now_ms=int(settings.clock.now() * 1000),
+            range_name=range_name,
+            group=group,
+            account_id=account_id,
+            limit=limit,
+        )
+    )
