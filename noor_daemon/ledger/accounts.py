@@ -7,6 +7,7 @@ Every change commits to SQLite first and then updates the KeyRing, so the reques
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -16,6 +17,8 @@ from noor_daemon.clock import Clock
 from noor_daemon.gateway.auth import Account, ApiKey, KeyRing, display_prefix, generate_key, hash_key, new_id
 from noor_daemon.ledger.audit import AuditEntry, AuditLog
 from noor_daemon.ledger.database import Ledger
+
+log = logging.getLogger(__name__)
 
 
 class NotFound(LookupError):
@@ -176,7 +179,10 @@ class AccountStore:
 
         await self.ledger.write(delete)
         for callback in self.on_account_deleted:
-            await callback(account)
+            try:
+                await callback(account)
+            except Exception as exc:  # the deletion stands; a follow-up that failed says so in the log
+                log.error("after deleting an account, %s failed: %s", getattr(callback, "__qualname__", "a hook"), type(exc).__name__)
         return account
 
     # -- keys ----------------------------------------------------------------------
