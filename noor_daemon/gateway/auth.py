@@ -44,7 +44,8 @@ def well_formed(key: str) -> bool:
         return False
     body = key[len(KEY_PREFIX) : len(KEY_PREFIX) + _BODY_LEN]
     check = key[-_CHECK_LEN:]
-    if any(c not in _ALPHABET for c in body):
+    # The checksum too: compare_digest raises on non-ASCII text, which would turn a forged key into a 500.
+    if any(c not in _ALPHABET for c in body) or any(c not in _ALPHABET for c in check):
         return False
     return hmac.compare_digest(_checksum(body), check)
 
