@@ -8,8 +8,9 @@ the caller's job.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -293,23 +294,67 @@ class AdminClient:
         if target.exists() and not overwrite:
             raise FileExistsError(f"{target} already exists")
         url = f"{self.base_url}{ADMIN_PREFIX}/accounts/{_segment(ref)}/export"
-        partial = _private_temp_file(target)
-        try:
-            try:
-                async with self._http().get(url, params={"format": format}) as response:
-                    if response.status >= 400:
-                        raise await _error_from(response)
-                    total = _int_or_none(response.headers.get(EXPORT_EVENTS_HEADER))
-                    written = await _write_counting(response, partial, format, total, progress)
-            except aiohttp.ClientConnectionError as exc:
-                raise DaemonUnreachable(self.base_url, _reason(exc)) from None
-            except asyncio.TimeoutError:
-                raise DaemonUnreachable(self.base_url, "timed out") from None
-            os.replace(partial, target)
-        except BaseException:
-            partial.unlink(missing_ok=True)
-            raise
-        return ExportResult(str(target), format, total, written)
+        return await _download_export(self._http(), self.base_url, url, target, format, progress, _error_from)
+
+    # -- the dashboard: live feed, overview, upstream health, usage series, quotas ------
+
+    async def events(self, *, after: int | None = None, backlog: int | None = None) -> AsyncIterator[CallEvent | FeedGap]:
+        """The live feed of metered calls (server-sent events), until the daemon ends it.
+
+        `after` resumes after a call's `seq` (the daemon replays what it still holds);
+        `backlog` asks for that many recent calls first (default: the daemon's, 50).
+        A `FeedGap` says the daemon dropped calls because this reader fell behind.
+        """
+        params = {"backlog": str(backlog)} if backlog is not None else None
+        headers = {"Last-Event-ID": str(after)} if after is not None else None
+        async for name, data in _sse_stream(
+            self._http(), self.base_url, f"{self.base_url}{ADMIN_PREFIX}/events", params, headers, _error_from
+        ):
+            if name == "call":
+                yield _from_json(CallEvent, data)
+            elif name == "dropped":
+                yield FeedGap(int(data.get("dropped", 0)))
+
+    async def overview(self, *, window: int = 3600, step: int = 60) -> Overview:
+        """Rates, error rate and latency percentiles over the last `window` seconds, in `step`-second points."""
+        data = await self._admin("GET", "/overview", params={"window": str(window), "step": str(step)})
+        return _overview(data)
+
+    async def upstreams(self) -> Upstreams:
+        data = await self._admin("GET", "/upstreams")
+        return Upstreams(
+            since=data["since"],
+            now=data["now"],
+            providers=[_from_json(ProviderHealth, p) for p in data["providers"]],
+            routes=[_from_json(RouteStatus, r) for r in data["routes"]],
+        )
+
+    async def usage_series(
+        self, range: str = "day", group: str = "model", *, account: str | None = None, limit: int = 8
+    ) -> UsageSeries:
+        """Requests and tokens over `range` (hour, day, 7d, 30d, 90d) by model, key or account."""
+        params = {"range": range, "group": group, "limit": str(limit), **({"account": account} if account else {})}
+        return _usage_series(await self._admin("GET", "/usage/series", params=params))
+
+    async def account_quota(self, ref: str) -> QuotaReport:
+        """Every limit of the account and of each live key: used, remaining, reset time."""
+        return _quota(await self._admin("GET", f"/accounts/{_segment(ref)}/quota"))
+
+    async def suspend_account(self, ref: str) -> Account:
+        return _from_json(Account, await self._admin("POST", f"/accounts/{_segment(ref)}/suspend"))
+
+    async def unsuspend_account(self, ref: str) -> Account:
+        return _from_json(Account, await self._admin("POST", f"/accounts/{_segment(ref)}/unsuspend"))
+
+    async def suspend_key(self, key_id: str, reason: str | None = None) -> KeyInfo:
+        body = {"reason": reason} if reason else {}
+        return _from_json(KeyInfo, await self._admin("POST", f"/keys/{_segment(key_id)}/suspend", json=body))
+
+    async def unsuspend_key(self, key_id: str) -> KeyInfo:
+        return _from_json(KeyInfo, await self._admin("POST", f"/keys/{_segment(key_id)}/unsuspend", json={}))
+
+    async def set_key_limits(self, key_id: str, limits: dict[str, int]) -> KeyInfo:
+        return _from_json(KeyInfo, await self._admin("PATCH", f"/keys/{_segment(key_id)}", json={"limits": limits}))
 
 
 # -- helpers ---------------------------------------------------------------------
@@ -384,3 +429,415 @@ async def _write_counting(
     if progress is not None and total is not None and reported != total:
         progress(total, total)
     return written
+
+
+# -- the dashboard's views ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CallEvent:
+    """One metered call from the live feed: ids and numbers only, never content or an email."""
+
+    seq: int
+    ts: str
+    ts_ms: int
+    account_id: str | None
+    key_prefix: str | None
+    model: str
+    provider: str | None
+    endpoint: str
+    status: int
+    prompt_tokens: int
+    completion_tokens: int
+    latency_ms: float
+    ttft_ms: float | None
+    stream: bool
+    estimated: bool
+
+    @property
+    def total_tokens(self) -> int:
+        return (self.prompt_tokens or 0) + (self.completion_tokens or 0)
+
+
+@dataclass(frozen=True)
+class FeedGap:
+    """The daemon skipped `dropped` calls for this reader, which had fallen behind."""
+
+    dropped: int
+
+
+@dataclass(frozen=True)
+class MetricsSummary:
+    seconds: float
+    requests: int
+    errors: int
+    prompt_tokens: int
+    completion_tokens: int
+    rpm: float
+    tpm: float
+    error_rate: float | None
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    ttft_p50_ms: float | None
+
+
+@dataclass(frozen=True)
+class Overview:
+    now: str
+    window_seconds: int
+    step_seconds: int
+    start: str
+    series: dict[str, list[float | None]]
+    """requests, errors, tokens, rpm, tpm, error_rate, latency_p50_ms, latency_p95_ms, ttft_p50_ms: one value per step."""
+    window: MetricsSummary
+    last_minute: MetricsSummary
+    loading: bool
+    feed: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ProviderHealth:
+    name: str
+    kind: str
+    host: str | None
+    routes: int
+    requests: int
+    errors: int
+    error_rate: float | None
+    latency_ms: float | None
+    state: str
+    """ok, degraded, down or idle."""
+
+
+@dataclass(frozen=True)
+class RouteStatus:
+    provider: str
+    model: str
+    upstream_model: str
+    breaker: str | None
+    consecutive_failures: int
+    requests: int
+    errors: int
+    error_rate: float | None
+    latency_ms: float | None
+    ttft_ms: float | None
+    state: str
+
+
+@dataclass(frozen=True)
+class Upstreams:
+    since: str
+    now: str
+    providers: list[ProviderHealth]
+    routes: list[RouteStatus]
+
+
+@dataclass(frozen=True)
+class SeriesTotals:
+    requests: int
+    errors: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float | None
+    unpriced_models: list[str]
+
+
+@dataclass(frozen=True)
+class UsageLine:
+    """One group's series: `key` is the model, key id or account id; `(other)` folds the rest."""
+
+    key: str
+    label: str
+    account_id: str | None
+    requests: list[int]
+    errors: list[int]
+    prompt_tokens: list[int]
+    completion_tokens: list[int]
+    totals: SeriesTotals
+
+    @property
+    def tokens(self) -> list[int]:
+        return [p + c for p, c in zip(self.prompt_tokens, self.completion_tokens, strict=True)]
+
+
+@dataclass(frozen=True)
+class UsageSeries:
+    range: str
+    group: str
+    bucket_seconds: int
+    start: str
+    end: str
+    now: str
+    buckets: list[str]
+    source: str
+    series: list[UsageLine]
+    groups: int
+    totals: SeriesTotals
+    priced: bool
+
+
+@dataclass(frozen=True)
+class LimitStatus:
+    scope: str
+    scope_id: str
+    limit: str
+    value: int
+    used: int
+    remaining: int
+    resets_at: str | None
+
+
+@dataclass(frozen=True)
+class KeyQuota:
+    key: KeyInfo
+    limits: list[LimitStatus]
+
+
+@dataclass(frozen=True)
+class QuotaReport:
+    account: Account
+    limits: list[LimitStatus]
+    keys: list[KeyQuota]
+
+
+@dataclass(frozen=True)
+class MeInfo:
+    """What a key holder may see: its account, the key it used, and the account's keys (masked)."""
+
+    account: Account
+    key: KeyInfo
+    api_keys: list[KeyInfo]
+
+
+def _summary(data: dict[str, Any]) -> MetricsSummary:
+    return _from_json(MetricsSummary, data)
+
+
+def _overview(data: dict[str, Any]) -> Overview:
+    return Overview(
+        now=data["now"],
+        window_seconds=data["window_seconds"],
+        step_seconds=data["step_seconds"],
+        start=data["start"],
+        series=data["series"],
+        window=_summary(data["window"]),
+        last_minute=_summary(data["last_minute"]),
+        loading=bool(data.get("loading")),
+        feed=data.get("feed") or {},
+    )
+
+
+def _totals(data: dict[str, Any]) -> SeriesTotals:
+    return SeriesTotals(
+        requests=data["requests"],
+        errors=data["errors"],
+        prompt_tokens=data["prompt_tokens"],
+        completion_tokens=data["completion_tokens"],
+        cost=data.get("cost"),
+        unpriced_models=list(data.get("unpriced_models") or []),
+    )
+
+
+def _usage_series(data: dict[str, Any]) -> UsageSeries:
+    lines = [
+        UsageLine(
+            key=s["key"],
+            label=s.get("label") or s["key"],
+            account_id=s.get("account_id"),
+            requests=s["requests"],
+            errors=s["errors"],
+            prompt_tokens=s["prompt_tokens"],
+            completion_tokens=s["completion_tokens"],
+            totals=_totals(s["totals"]),
+        )
+        for s in data["series"]
+    ]
+    return UsageSeries(
+        range=data["range"],
+        group=data["group"],
+        bucket_seconds=data["bucket_seconds"],
+        start=data["start"],
+        end=data["end"],
+        now=data["now"],
+        buckets=data["buckets"],
+        source=data["source"],
+        series=lines,
+        groups=data.get("groups", len(lines)),
+        totals=_totals(data["totals"]),
+        priced=bool(data["totals"].get("priced")),
+    )
+
+
+def _quota(data: dict[str, Any]) -> QuotaReport:
+    return QuotaReport(
+        account=_from_json(Account, data["account"]),
+        limits=[_from_json(LimitStatus, row) for row in data["limits"]],
+        keys=[
+            KeyQuota(_from_json(KeyInfo, k), [_from_json(LimitStatus, row) for row in k.get("limits") or []])
+            for k in data["keys"]
+        ],
+    )
+
+
+async def _sse_stream(
+    http: aiohttp.ClientSession,
+    base_url: str,
+    url: str,
+    params: dict[str, str] | None,
+    headers: dict[str, str] | None,
+    error_from: Callable[[aiohttp.ClientResponse], Awaitable[Exception]],
+) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    """(event name, JSON data) for each server-sent event. The daemon sends a comment every 10 s,
+    so a read that waits 45 s means the connection is dead."""
+    timeout = aiohttp.ClientTimeout(total=None, connect=10.0, sock_read=45.0)
+    try:
+        async with http.get(url, params=params, headers=headers, timeout=timeout) as response:
+            if response.status >= 400:
+                raise await error_from(response)
+            name, data = "message", []
+            async for raw in response.content:
+                line = raw.decode("utf-8", "replace").rstrip("\r\n")
+                if not line:
+                    if data:
+                        try:
+                            yield name, json.loads("\n".join(data))
+                        except ValueError:
+                            pass
+                    name, data = "message", []
+                elif line.startswith(":"):
+                    continue
+                elif line.startswith("event:"):
+                    name = line[6:].strip()
+                elif line.startswith("data:"):
+                    data.append(line[5:].lstrip())
+    except aiohttp.ClientConnectionError as exc:
+        raise DaemonUnreachable(base_url, _reason(exc)) from None
+    except asyncio.TimeoutError:
+        raise DaemonUnreachable(base_url, "timed out") from None
+
+
+async def _download_export(
+    http: aiohttp.ClientSession,
+    base_url: str,
+    url: str,
+    target: Path,
+    format: str,
+    progress: ExportProgress | None,
+    error_from: Callable[[aiohttp.ClientResponse], Awaitable[Exception]],
+) -> ExportResult:
+    """Stream an export into `target` through a private temporary file (see `AdminClient.export_account`)."""
+    partial = _private_temp_file(target)
+    try:
+        try:
+            async with http.get(url, params={"format": format}) as response:
+                if response.status >= 400:
+                    raise await error_from(response)
+                total = _int_or_none(response.headers.get(EXPORT_EVENTS_HEADER))
+                written = await _write_counting(response, partial, format, total, progress)
+        except aiohttp.ClientConnectionError as exc:
+            raise DaemonUnreachable(base_url, _reason(exc)) from None
+        except asyncio.TimeoutError:
+            raise DaemonUnreachable(base_url, "timed out") from None
+        os.replace(partial, target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return ExportResult(str(target), format, total, written)
+
+
+# -- self-service: /v1/me for a key holder -------------------------------------------------
+
+
+async def _me_error_from(response: aiohttp.ClientResponse) -> AdminApiError:
+    """/v1/me answers in OpenAI's error shape: `{"error": {"message", "type", "code"}}`."""
+    try:
+        error = (await response.json(content_type=None))["error"]
+        code = error.get("code") or error.get("type") or "error"
+        return AdminApiError(response.status, str(code), str(error.get("message") or response.reason))
+    except (ValueError, KeyError, TypeError, AttributeError, aiohttp.ContentTypeError):
+        reason = response.reason or "HTTP error"
+        return AdminApiError(response.status, reason.lower().replace(" ", "_"), reason)
+
+
+class MeClient:
+    """A key holder's view of its own account (/v1/me): `async with MeClient(url, api_key) as me: await me.me()`.
+
+    Errors are AdminApiError (with the daemon's status and code) and DaemonUnreachable, as for AdminClient.
+    """
+
+    def __init__(self, base_url: str = DEFAULT_URL, api_key: str = "", *, timeout: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        self._timeout = aiohttp.ClientTimeout(total=None, connect=min(timeout, 10.0), sock_read=timeout)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> MeClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+            self._session = aiohttp.ClientSession(headers=headers, timeout=self._timeout)
+        return self._session
+
+    async def _request(self, method: str, path: str, *, json: Any = None, params: dict[str, str] | None = None) -> Any:
+        try:
+            async with self._http().request(method, self.base_url + path, json=json, params=params) as response:
+                if response.status >= 400:
+                    raise await _me_error_from(response)
+                return await response.json(content_type=None)
+        except aiohttp.ClientConnectionError as exc:
+            raise DaemonUnreachable(self.base_url, _reason(exc)) from None
+        except asyncio.TimeoutError:
+            raise DaemonUnreachable(self.base_url, "timed out") from None
+
+    async def healthz(self) -> Health:
+        return _from_json(Health, await self._request("GET", "/healthz"))
+
+    async def me(self) -> MeInfo:
+        data = await self._request("GET", "/v1/me")
+        return MeInfo(
+            account=_from_json(Account, data["account"]),
+            key=_from_json(KeyInfo, data["key"]),
+            api_keys=[_from_json(KeyInfo, k) for k in data.get("api_keys") or []],
+        )
+
+    async def quota(self) -> QuotaReport:
+        return _quota(await self._request("GET", "/v1/me/quota"))
+
+    async def usage_series(self, range: str = "day", group: str = "model", *, limit: int = 8) -> UsageSeries:
+        """The account's own usage (`group` is model or key)."""
+        return _usage_series(
+            await self._request("GET", "/v1/me/usage", params={"range": range, "group": group, "limit": str(limit)})
+        )
+
+    async def export(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        format: ExportFormat = "json",
+        progress: ExportProgress | None = None,
+        overwrite: bool = False,
+    ) -> ExportResult:
+        """The account's own data into `path` (0600), like `AdminClient.export_account`."""
+        target = Path(path)
+        if target.exists() and not overwrite:
+            raise FileExistsError(f"{target} already exists")
+        url = f"{self.base_url}/v1/me/export"
+        return await _download_export(self._http(), self.base_url, url, target, format, progress, _me_error_from)
+
+    async def request_deletion(self) -> dict[str, Any]:
+        """Step one of deleting the account: a confirmation token (nothing is deleted yet)."""
+        return await self._request("POST", "/v1/me/deletion", json={})
+
+    async def confirm_deletion(self, token: str) -> dict[str, Any]:
+        """Step two: delete the account, its keys and its usage."""
+        return await self._request("POST", "/v1/me/deletion/confirm", json={"token": token})
