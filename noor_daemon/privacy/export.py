@@ -129,7 +129,7 @@ async def export_csv(ledger: Ledger, account: Account, *, since_ms: int = 0) -> 
 
 
 async def respond(request, service, account: Account, fmt: str, *, actor: str):
-    """Stream the export of `account` as the answer to `request`; once whole, record it (access request, audit)."""
+    """Stream the export of `account` as the answer to `request`, and record it (access request, audit)."""
     from aiohttp import web
 
     ledger = service.ledger
@@ -153,6 +153,7 @@ async def respond(request, service, account: Account, fmt: str, *, actor: str):
     await response.prepare(request)
     async for chunk in chunks:
         await response.write(chunk)
-    await response.write_eof()
+    # Recorded before the last bytes: when the requester holds the whole export, it is on record.
     await service.record_export(account, fmt=fmt, events=total, actor=actor)
+    await response.write_eof()
     return response
