@@ -336,6 +336,18 @@ class AdminClient:
         params = {"range": range, "group": group, "limit": str(limit), **({"account": account} if account else {})}
         return _usage_series(await self._admin("GET", "/usage/series", params=params))
 
+    async def catalog(self) -> Catalog:
+        """Plans with their limits, model names, prices, and whether billing is configured."""
+        data = await self._admin("GET", "/catalog")
+        return Catalog(
+            plans=data["plans"],
+            default_plan=data["default_plan"],
+            models=data["models"],
+            prices=data["prices"],
+            billing_configured=bool(data.get("billing", {}).get("configured")),
+            retention_days=data.get("retention_days"),
+        )
+
     async def account_quota(self, ref: str) -> QuotaReport:
         """Every limit of the account and of each live key: used, remaining, reset time."""
         return _quota(await self._admin("GET", f"/accounts/{_segment(ref)}/quota"))
@@ -598,6 +610,18 @@ class QuotaReport:
     account: Account
     limits: list[LimitStatus]
     keys: list[KeyQuota]
+
+
+@dataclass(frozen=True)
+class Catalog:
+    plans: dict[str, dict[str, Any]]
+    """Plan name to its limits (only those set)."""
+    default_plan: str
+    models: list[str]
+    prices: dict[str, dict[str, float]]
+    """Model (or glob) to `input_per_million` and `output_per_million`."""
+    billing_configured: bool
+    retention_days: int | None
 
 
 @dataclass(frozen=True)

@@ -297,5 +297,5 @@ async def test_openapi_documents_the_dashboard_endpoints(daemon) -> None:
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{daemon.url}/admin/v1/openapi.json") as r:
             paths = (await r.json())["paths"]
-    for path in ("/events", "/overview", "/upstreams", "/usage/series"):
+    for path in ("/events", "/overview", "/upstreams", "/catalog", "/usage/series"):
         assert path in paths, path

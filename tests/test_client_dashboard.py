@@ -118,3 +118,15 @@ async def test_me_client_sees_its_own_account_only(daemon, tmp_path) -> None:
         assert error.value.status == 401
     async with MeClient(daemon.url, other) as me:
         assert (await me.me()).account.email == "someone@example.com"
+
+
+async def test_catalog_lists_plans_models_and_prices(start_daemon) -> None:
+    from test_admin_dashboard import PRICED_CONFIG
+
+    daemon = await start_daemon(PRICED_CONFIG)
+    async with AdminClient(daemon.url, daemon.admin_token) as admin:
+        catalog = await admin.catalog()
+    assert catalog.models == ["sim-gpt", "sim-claude", "sim-embed"]
+    assert catalog.plans == {"free": {}} and catalog.default_plan == "free"
+    assert catalog.prices["sim-gpt"] == {"input_per_million": 2.0, "output_per_million": 8.0}
+    assert catalog.billing_configured is False and catalog.retention_days == 90

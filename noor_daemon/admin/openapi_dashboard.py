@@ -1,4 +1,4 @@
-"""The OpenAPI paths of the dashboard's endpoints (events, overview, upstreams, usage series), merged into openapi.py's document."""
+"""The OpenAPI paths of the dashboard's endpoints (events, overview, upstreams, catalog, usage series), merged into openapi.py's document."""
 
 from __future__ import annotations
 
@@ -164,6 +164,27 @@ PATHS = {
                             "since": {"type": "string", "format": "date-time"},
                             "providers": {"type": "array", "items": {"type": "object"}},
                             "routes": {"type": "array", "items": {"type": "object"}},
+                        },
+                    }
+                ),
+                **_errors("401"),
+            },
+        }
+    },
+    "/catalog": {
+        "get": {
+            "summary": "Plans with their limits, model names, prices and whether billing is configured (for forms and estimates)",
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "plans": {"type": "object", "additionalProperties": {"type": "object"}},
+                            "default_plan": {"type": "string"},
+                            "models": {"type": "array", "items": {"type": "string"}},
+                            "prices": {"type": "object", "additionalProperties": {"type": "object"}},
+                            "billing": {"type": "object", "properties": {"configured": {"type": "boolean"}}},
+                            "retention_days": {"type": "integer"},
                         },
                     }
                 ),

@@ -116,3 +116,21 @@ async def upstreams(request: web.Request) -> web.Response:
             }
         )
     return web.json_response({"since": iso(since), "now": iso(now_ms), "providers": providers, "routes": route_rows})
+
+
+@routes.get("/catalog")
+async def catalog(request: web.Request) -> web.Response:
+    """What the daemon offers, for forms and estimates: plans with their limits, models, prices, billing state."""
+    config = request.config_dict[SETTINGS].config.config
+    plans = {name: config.plan(name).model_dump(exclude_none=True) for name in config.plan_names}
+    stripe = getattr(config, "stripe", None) or getattr(config, "billing", None)
+    return web.json_response(
+        {
+            "plans": plans,
+            "default_plan": config.default_plan,
+            "models": [model.name for model in config.models],
+            "prices": {name: price.model_dump() for name, price in config.prices.items()},
+            "billing": {"configured": stripe is not None},
+            "retention_days": config.retention.usage_days,
+        }
+    )
