@@ -6,6 +6,7 @@ moment the SDK returns, then opens the SQLite file itself.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 
 import pytest
@@ -82,3 +83,40 @@ async def test_kill_9_right_after_a_response_keeps_its_row(standin, processes, t
     assert (rows[1]["prompt_tokens"], rows[1]["completion_tokens"]) == stream_usage
     assert (rows[2]["prompt_tokens"], rows[2]["completion_tokens"]) == standin.last.usage
     assert all(r["estimated"] == 0 and r["key_id"] for r in rows)
+
+
+async def test_a_slow_commit_holds_back_the_end_of_the_response(standin, processes, tmp_path):
+    """The final bytes wait for the commit: with the ledger's write lock held by someone else,
+    the client cannot finish reading until it is released, and a kill -9 right after still finds the row."""
+    config = standin_config(standin)
+    data = tmp_path / "slow-disk"
+    for streamed in (False, True):
+        daemon = await processes.start(config, data_dir=data)
+        key = await daemon.create_key("slow-disk@example.com")
+        blocker = sqlite3.connect(data / "ledger.sqlite3", isolation_level=None, timeout=5)
+        blocker.execute("BEGIN IMMEDIATE")  # the daemon's next commit must wait for this
+        released = asyncio.Event()
+
+        async def release_later(blocker=blocker):
+            await asyncio.sleep(0.4)
+            blocker.execute("COMMIT")
+            blocker.close()
+            released.set()
+
+        releaser = asyncio.create_task(release_later())
+        async with openai_client(daemon, key) as client:
+            messages = [{"role": "user", "content": f"slow disk {streamed}"}]
+            if streamed:
+                stream = await client.chat.completions.create(model="gpt-test", messages=messages, stream=True)
+                async for _ in stream:
+                    pass
+            else:
+                await client.chat.completions.create(model="gpt-test", messages=messages)
+            finished_after_release = released.is_set()
+            daemon.kill9()
+        await daemon.wait()
+        await releaser
+        assert finished_after_release, "the response ended before its usage row could be committed"
+        rows = ledger_rows(data / "ledger.sqlite3")
+        assert (rows[-1]["stream"], rows[-1]["status"]) == (int(streamed), 200)
+        assert (rows[-1]["prompt_tokens"], rows[-1]["completion_tokens"]) == standin.last.usage
