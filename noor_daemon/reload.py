@@ -19,6 +19,7 @@ from noor_daemon.gateway.routing import Router
 from noor_daemon.gateway.upstreams import build_upstreams, resolve_secrets
 from noor_daemon.keys import AUDIT, HTTP_SESSION, LIMITER, PROXY, SETTINGS
 from noor_daemon.ledger.audit import AuditEntry
+from noor_daemon.privacy.service import PRIVACY
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ async def reload_config(app: Mapping, *, actor: str = "admin") -> list[str]:
     old = settings.config
     new: LoadedConfig = load(old.path) if old.path else load()
     secrets = resolve_secrets(new.config)
+    apply_privacy = app[PRIVACY].prepare_reload(new.config)  # [smtp] and its password checked now
     proxy = app[PROXY]
     router = Router(
         new.config, build_upstreams(new.config, secrets, app[HTTP_SESSION]), settings.clock, health=proxy.router.health
@@ -50,6 +52,7 @@ async def reload_config(app: Mapping, *, actor: str = "admin") -> list[str]:
     proxy.auth_failures.config = config.abuse
     proxy.spikes.config = config.abuse
     app[LIMITER].config = config
+    apply_privacy()  # mail delivery, retention limit
     await app[AUDIT].add(
         AuditEntry("config.reloaded", actor, "config", str(new.path) if new.path else None, details={"warnings": warnings} if warnings else None)
     )

@@ -255,3 +255,26 @@ def test_html_is_escaped():
 def test_smtp_config_is_checked(section, message):
     with pytest.raises(config_module.ConfigError, match=message):
         config_module.parse(f"[smtp]\n{section}\n", "noor.toml")
+
+
+async def test_a_config_reload_switches_mail_delivery_and_the_retention_limit(daemon, smtp):
+    from noor_daemon.privacy.service import PRIVACY
+
+    service = daemon.app[PRIVACY]
+    assert daemon.app[OUTBOX].sender.kind == "maildir" and service.retention.usage_days == 90
+    apply = service.prepare_reload(config_module.parse(smtp.config() + "\n[retention]\nusage_days = 30\n"))
+    assert daemon.app[OUTBOX].sender.kind == "maildir"  # nothing changes before the swap
+    apply()
+    assert daemon.app[OUTBOX].sender.kind == "smtp" and service.retention.usage_days == 30
+    await create_account(daemon)
+    await eventually(lambda: smtp.recorder.to(EMAIL), what="delivery over the newly configured SMTP server")
+
+
+def test_a_reload_with_an_unresolvable_smtp_password_is_refused_before_anything_changes(daemon, smtp):
+    from noor_daemon.privacy.service import PRIVACY
+    from noor_daemon.secret_store import SecretError
+
+    text = smtp.config(username="u", password="env:NOOR_TEST_UNSET_PASSWORD")
+    with pytest.raises(SecretError, match="NOOR_TEST_UNSET_PASSWORD"):
+        daemon.app[PRIVACY].prepare_reload(config_module.parse(text))
+    assert daemon.app[OUTBOX].sender.kind == "maildir"

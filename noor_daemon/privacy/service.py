@@ -25,6 +25,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiosqlite
@@ -105,8 +106,10 @@ class PrivacyService:
         audit: AuditLog,
         clock: Clock,
         outbox: Outbox,
+        data_dir: Path,
     ) -> None:
         self.config = config
+        self.data_dir = data_dir
         self.ledger = ledger
         self.keyring = keyring
         self.accounts = accounts
@@ -143,6 +146,20 @@ class PrivacyService:
 
         self._salt = bytes.fromhex(await self.ledger.write(ensure_salt))
         await self.retention.load()
+
+    def prepare_reload(self, config: Config) -> Callable[[], None]:
+        """For a config reload: check the new `[smtp]` (resolving its password) now, and return the
+        function that switches mail delivery and the retention limit over once everything is checked."""
+        sender = build_sender(config, self.data_dir) if config.smtp != self.config.smtp else None
+
+        def apply() -> None:
+            self.config = config
+            self.retention.usage_days = config.retention.usage_days
+            if sender is not None:
+                self.outbox.sender, self.outbox.from_address = sender
+                self.outbox.wake()
+
+        return apply
 
     def hook_into(self, store: AccountStore) -> None:
         store.on_created.append(self._on_created)
@@ -430,19 +447,21 @@ class PrivacyService:
 PRIVACY = web.AppKey("privacy", PrivacyService)
 
 
+def build_sender(config: Config, data_dir: Path) -> tuple[SmtpSender | MaildirSender, str]:
+    """SMTP when `[smtp]` is configured (its password resolved now), else the Maildir; and the From address."""
+    if config.smtp is not None:
+        password = resolve(config.smtp.password, what="[smtp] password")
+        return SmtpSender(config.smtp, password), config.smtp.from_address
+    return MaildirSender(data_dir / MAILDIR), LOCAL_SENDER
+
+
 def install_privacy(app: web.Application) -> PrivacyService:
     """Build the outbox and the privacy service for `app`, hook them in, add their tasks and routes."""
     from noor_daemon.gateway import me_privacy
 
     settings = app[SETTINGS]
     config = settings.config.config
-    if config.smtp is not None:
-        password = resolve(config.smtp.password, what="[smtp] password")
-        sender: SmtpSender | MaildirSender = SmtpSender(config.smtp, password)
-        from_address = config.smtp.from_address
-    else:
-        sender = MaildirSender(settings.data_dir / MAILDIR)
-        from_address = LOCAL_SENDER
+    sender, from_address = build_sender(config, settings.data_dir)
     outbox = Outbox(app[LEDGER], settings.clock, sender, from_address, app[AUDIT])
     service = PrivacyService(
         config=config,
@@ -452,6 +471,7 @@ def install_privacy(app: web.Application) -> PrivacyService:
         audit=app[AUDIT],
         clock=settings.clock,
         outbox=outbox,
+        data_dir=settings.data_dir,
     )
     service.hook_into(app[ACCOUNTS])
     _quota_section(app, service)
