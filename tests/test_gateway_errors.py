@@ -503,6 +503,7 @@ async def test_client_disconnect_mid_stream_is_metered_as_499(gw):
     assert row["estimated"] == 1 and row["prompt_tokens"] > 0
     full = len(reply_text("a long answer please").split(" "))
     assert 2 <= row["completion_tokens"] < full + 2
+    assert not standin.last.completed, "the gateway should stop pulling tokens from the upstream once its client left"
     # the daemon keeps serving
     standin.reset()
     async with openai_client(daemon, key) as client:

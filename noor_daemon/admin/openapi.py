@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from noor_daemon import __version__
-from noor_daemon.admin import openapi_dashboard
+from noor_daemon.admin import openapi_dashboard, openapi_privacy
 
 routes = web.RouteTableDef()
 
@@ -84,12 +84,13 @@ def document() -> dict:
         "info": {"title": "NoorAPI admin API", "version": __version__},
         "servers": [{"url": "/admin/v1"}],
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": {**SCHEMAS, **openapi_privacy.SCHEMAS},
             "securitySchemes": {"admin": {"type": "http", "scheme": "bearer"}},
         },
         "security": [{"admin": []}],
         "paths": {
             **openapi_dashboard.PATHS,  # events, overview, upstreams, usage series
+            **openapi_privacy.PATHS,  # privacy requests, retention, policies, audit log, mail outbox
             "/accounts": {
                 "get": {
                     "summary": "List accounts",
@@ -135,8 +136,8 @@ def document() -> dict:
                     "responses": {"200": _json(_ref("Account")), "409": _json(_ref("Error"), "Email taken"), **_ERRORS},
                 },
                 "delete": {
-                    "summary": "Delete an account with its keys and usage",
-                    "responses": {"200": _json({"type": "object", "properties": {"id": {"type": "string"}, "deleted": {"type": "boolean"}}}), **_ERRORS},
+                    "summary": "Erase an account: keys, usage, rollups, mail; the audit log keeps a pseudonym",
+                    "responses": {"200": _json(_ref("Erasure")), **_ERRORS},
                 },
             },
             "/accounts/{ref}/export": {
