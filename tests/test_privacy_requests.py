@@ -92,3 +92,22 @@ async def test_filters_paging_and_errors(start_daemon):
     await call(daemon, "POST", "/privacy/requests", 404, json={"kind": "access", "account": "nobody@example.org"})
     await call(daemon, "POST", "/privacy/requests/999/complete", 404)
     await call(daemon, "GET", "/privacy/requests", 400, params={"status": "later"})
+
+
+async def test_the_openapi_document_describes_every_privacy_route(daemon):
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{daemon.url}/admin/v1/openapi.json") as response:
+            document = await response.json()
+    admin_app = next(r for r in daemon.app.router.resources() if r.canonical == "/admin/v1").get_info()["app"]
+    mine = {
+        (route.method.lower(), route.resource.canonical.removeprefix("/admin/v1"))
+        for route in admin_app.router.routes()
+        if route.method != "HEAD"
+        and route.resource.canonical.removeprefix("/admin/v1").startswith(("/privacy", "/audit", "/mail"))
+    }
+    assert len(mine) >= 10
+    for method, path in mine:
+        assert method in document["paths"].get(path, {}), (method, path)
+    assert document["paths"]["/accounts/{ref}"]["delete"]["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Erasure"
+    }
