@@ -368,6 +368,108 @@ class AdminClient:
     async def set_key_limits(self, key_id: str, limits: dict[str, int]) -> KeyInfo:
         return _from_json(KeyInfo, await self._admin("PATCH", f"/keys/{_segment(key_id)}", json={"limits": limits}))
 
+    # -- data rights: privacy requests, retention, policy versions, audit log, mail ---------
+
+    async def change_email(self, ref: str, new_email: str) -> Account:
+        """Correct an account's email; the daemon mails the new address and records the correction."""
+        return await self.update_account(ref, email=new_email)
+
+    async def erase_account(self, ref: str) -> Erasure:
+        """Delete the account like `delete_account`, answering with what the erasure did."""
+        return _from_json(Erasure, await self._admin("DELETE", f"/accounts/{_segment(ref)}"))
+
+    async def privacy_requests(
+        self,
+        *,
+        status: str = "all",
+        kind: str | None = None,
+        account: str | None = None,
+        overdue: bool = False,
+        limit: int = 100,
+        before: int | None = None,
+    ) -> PrivacyRequestPage:
+        params = {"status": status, "limit": str(limit)}
+        if kind:
+            params["kind"] = kind
+        if account:
+            params["account"] = account
+        if overdue:
+            params["overdue"] = "true"
+        if before is not None:
+            params["before"] = str(before)
+        data = await self._admin("GET", "/privacy/requests", params=params)
+        return PrivacyRequestPage(
+            [_from_json(PrivacyRequest, r) for r in data["data"]], data.get("next_before"), data.get("open", 0),
+            data.get("overdue", 0),
+        )
+
+    async def record_privacy_request(self, kind: str, account: str, note: str | None = None) -> PrivacyRequest:
+        body = {"kind": kind, "account": account, **({"note": note} if note else {})}
+        return _from_json(PrivacyRequest, await self._admin("POST", "/privacy/requests", json=body))
+
+    async def complete_privacy_request(self, request_id: int, note: str | None = None) -> PrivacyRequest:
+        body = {"note": note} if note else {}
+        return _from_json(PrivacyRequest, await self._admin("POST", f"/privacy/requests/{int(request_id)}/complete", json=body))
+
+    async def retention_status(self) -> RetentionStatus:
+        data = await self._admin("GET", "/privacy/retention")
+        last = data.get("last_run")
+        return RetentionStatus(
+            usage_days=data["usage_days"], cutoff=data.get("cutoff"), interval_seconds=data.get("interval_seconds"),
+            last_run=_from_json(RetentionReport, last) if last else None, next_run_at=data.get("next_run_at"),
+        )
+
+    async def run_retention(self, *, dry_run: bool = False) -> RetentionReport:
+        """Remove usage past the retention limit now, or with `dry_run` count what would go."""
+        return _from_json(RetentionReport, await self._admin("POST", "/privacy/retention/run", json={"dry_run": dry_run}))
+
+    async def policies(self) -> PolicyOverview:
+        data = await self._admin("GET", "/privacy/policies")
+        return PolicyOverview(
+            current=_from_json(PolicyVersion, data["current"]) if data.get("current") else None,
+            upcoming=[_from_json(PolicyVersion, v) for v in data.get("upcoming") or []],
+            previous=[_from_json(PolicyVersion, v) for v in data.get("previous") or []],
+            notice_days=data.get("notice_days", 14),
+        )
+
+    async def publish_policy(
+        self, *, effective: str, summary: str, material: bool = True, url: str | None = None, notify: bool = True
+    ) -> PolicyVersion:
+        """A material change must take effect at least 14 days from now (AdminApiError 400 otherwise)."""
+        body: dict[str, Any] = {"effective": effective, "summary": summary, "material": material, "notify": notify}
+        if url:
+            body["url"] = url
+        return _from_json(PolicyVersion, await self._admin("POST", "/privacy/policies", json=body))
+
+    async def audit(
+        self, *, account: str | None = None, action: str | None = None, limit: int = 100, before: int | None = None
+    ) -> AuditPage:
+        """One page of the audit log, newest first; pass `next_before` back as `before` for the next."""
+        params = {"limit": str(limit)}
+        if account:
+            params["account"] = account
+        if action:
+            params["action"] = action
+        if before is not None:
+            params["before"] = str(before)
+        data = await self._admin("GET", "/audit", params=params)
+        return AuditPage([_from_json(AuditEntry, e) for e in data["data"]], data.get("next_before"))
+
+    async def audit_entries(self, *, account: str | None = None, action: str | None = None) -> AsyncIterator[AuditEntry]:
+        """Every matching entry, newest first, fetched a page at a time."""
+        before: int | None = None
+        while True:
+            page = await self.audit(account=account, action=action, limit=500, before=before)
+            for entry in page.data:
+                yield entry
+            if page.next_before is None:
+                return
+            before = page.next_before
+
+    async def mail_outbox(self, limit: int = 50) -> dict[str, Any]:
+        """Transactional mail: counts by state and the latest messages (no addresses)."""
+        return await self._admin("GET", "/mail/outbox", params={"limit": str(limit)})
+
 
 # -- helpers ---------------------------------------------------------------------
 
@@ -865,3 +967,121 @@ class MeClient:
     async def confirm_deletion(self, token: str) -> dict[str, Any]:
         """Step two: delete the account, its keys and its usage."""
         return await self._request("POST", "/v1/me/deletion/confirm", json={"token": token})
+
+
+# -- data rights ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Erasure:
+    id: str
+    deleted: bool
+    pseudonym: str
+    """How the audit log and privacy requests name the account from now on (a salted hash of its email)."""
+    request_id: int
+    notice: str
+    """"queued" (a deletion notice goes out over SMTP, then is forgotten) or "skipped" (no SMTP)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class PrivacyRequest:
+    id: int
+    kind: str
+    account_id: str
+    source: str
+    status: str
+    awaiting_confirmation: bool
+    received_at: str
+    due_at: str
+    completed_at: str | None
+    overdue: bool
+    days_left: int | None
+    note: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class PrivacyRequestPage:
+    data: list[PrivacyRequest]
+    next_before: int | None
+    open: int
+    overdue: int
+
+
+@dataclass(frozen=True)
+class RetentionReport:
+    dry_run: bool
+    usage_days: int
+    cutoff: str | None
+    usage_events: int
+    usage_hourly: int
+    ran_at: str | None = None
+    actor: str | None = None
+    batches: int | None = None
+    duration_ms: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RetentionStatus:
+    usage_days: int
+    cutoff: str | None
+    interval_seconds: float | None
+    last_run: RetentionReport | None
+    next_run_at: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class PolicyVersion:
+    version: int
+    published_at: str
+    effective_at: str
+    summary: str
+    material: bool
+    url: str | None
+    notices: int
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class PolicyOverview:
+    current: PolicyVersion | None
+    upcoming: list[PolicyVersion]
+    previous: list[PolicyVersion]
+    notice_days: int
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    ts: str
+    actor: str
+    action: str
+    target_type: str | None
+    target_id: str | None
+    account_id: str | None
+    details: dict[str, Any] | None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    data: list[AuditEntry]
+    next_before: int | None

@@ -64,3 +64,21 @@ def delete(email: str, yes: bool, as_json: bool, url: str, data_dir: str | None)
         print_json({"id": account_id, "deleted": True})
     else:
         click.echo(f"Deleted account {email} ({account_id}) with its keys and usage.")
+
+
+@account.command("email")
+@click.argument("email")
+@click.argument("new_email")
+@json_option
+@connection_options
+def email(email: str, new_email: str, as_json: bool, url: str, data_dir: str | None) -> None:
+    """Correct the address of the account EMAIL to NEW_EMAIL.
+
+    The new address gets a confirmation mail; the change is audited (without either address)
+    and recorded as a correction request.
+    """
+    changed = run_admin(url, data_dir, lambda admin: admin.change_email(email, new_email))
+    if as_json:
+        print_json(changed.to_json())
+    else:
+        click.echo(f"Account {changed.id} now uses {changed.email}; a confirmation mail goes to it.")
