@@ -8,6 +8,7 @@ errors included, with zero tokens.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import time
 
@@ -17,7 +18,7 @@ import openai
 import pytest
 
 from noor_daemon.gateway.auth import KEY_PREFIX, generate_key
-from noor_daemon.keys import ACCOUNTS, KEYRING
+from noor_daemon.keys import ACCOUNTS, KEYRING, PROXY
 
 from gateway_helpers import anthropic_client, openai_client, tokens, wait_for_rows
 from standin_upstream import reply_text, standin_config
@@ -548,3 +549,33 @@ async def test_client_gone_while_upstream_is_silent_is_still_metered(standin, st
         await client.chat.completions.create(model="gpt-test", messages=OPENAI_MESSAGES)
     await asyncio.sleep(0)
     assert [r["status"] for r in await daemon.usage_rows()][-1] == 200
+
+
+# -- a fault inside the gateway ----------------------------------------------------------------
+
+
+async def test_an_internal_fault_is_a_shaped_500_metered_and_logged_without_content(gw, monkeypatch, caplog):
+    """A bug of ours still answers in the caller's API shape, meters the call, and logs no content
+    (an exception's message may quote the request, as a KeyError does)."""
+    daemon, standin, key = gw
+    secret = "CANARY-inside-an-exception-message"
+
+    def broken(*_args, **_kwargs):
+        raise KeyError(f"no field {secret}")
+
+    monkeypatch.setattr(daemon.app[PROXY], "may_use", broken)
+    caplog.set_level(logging.DEBUG)
+    async with openai_client(daemon, key) as client:
+        with pytest.raises(openai.InternalServerError) as caught:
+            await client.chat.completions.create(model="gpt-test", messages=OPENAI_MESSAGES)
+    openai_error(caught.value, 500, type_="server_error", code="internal_error")
+    async with anthropic_client(daemon, key) as client:
+        with pytest.raises(anthropic.InternalServerError) as caught_a:
+            await client.messages.create(model="claude-test", max_tokens=5, messages=OPENAI_MESSAGES)
+    anthropic_error(caught_a.value, 500, "api_error")
+    assert secret not in caught.value.response.text
+    await last_row(daemon, 500, count=2)
+    daemon_logs = [r for r in caplog.records if not r.name.startswith(("openai", "anthropic", "httpx", "httpcore"))]
+    assert any("KeyError" in r.getMessage() for r in daemon_logs), "the fault is logged, by its type"
+    for record in daemon_logs:
+        assert secret not in f"{record.getMessage()} {record.exc_text or ''}"

@@ -271,6 +271,23 @@ class Proxy:
                 call.status = CLIENT_CLOSED
                 self.ledger.enqueue(call.event())
             raise
+        except Exception as exc:
+            # A fault of ours. Its message may quote the request (a KeyError does), so only its
+            # type is logged; the caller still gets its API's error shape and the call is metered.
+            log.error("%s %s failed: %s", request.method, request.path, type(exc).__name__)
+            # Past the first event or the metering, the answer has begun: it can only be cut off.
+            started = call.ttft_ms is not None or call.metered
+            if not call.metered:
+                call.status, call.usage = 500, Usage()
+                if started:
+                    self.ledger.enqueue(call.event())
+                else:
+                    await self.meter(call, quietly=True)
+            if started:
+                raise RuntimeError(f"{type(exc).__name__} in the request path") from None
+            return endpoint.wire.error_response(
+                GatewayError(500, "upstream", "The gateway failed on this request; its log names the error.", code="internal_error")
+            )
         finally:
             if admission is not None:
                 self.limiter.finish(admission, call.usage.prompt_tokens + call.usage.completion_tokens)
