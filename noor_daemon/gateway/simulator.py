@@ -77,6 +77,11 @@ class SimulatorUpstream:
             "messages": _messages,
         }.get(endpoint)
         if endpoint == "embeddings":
+            problem = _embeddings_problem(payload)
+            if problem is not None:
+                param, message = problem
+                error = {"error": {"message": message, "type": "invalid_request_error", "param": param, "code": None}}
+                return SimulatedReply(400, "application/json", [orjson.dumps(error)], 0, 0)
             return SimulatedReply(200, "application/json", [_embeddings(payload, seed, prompt_tokens)], first / 4, 0)
         if endpoint == "messages/count_tokens":
             return SimulatedReply(200, "application/json", [orjson.dumps({"input_tokens": prompt_tokens})], 0, 0)
@@ -223,6 +228,23 @@ def _messages(payload: dict, model: str, words: list[str], prompt: int, stream: 
     )
     parts.append(_sse({"type": "message_stop"}, "message_stop"))
     return parts
+
+
+MAX_EMBEDDING_INPUTS = 2048
+MAX_EMBEDDING_DIMENSIONS = 3072
+
+
+def _embeddings_problem(payload: dict) -> tuple[str, str] | None:
+    """OpenAI's own limits, so a request cannot make the simulator build gigabytes of vectors."""
+    dims = payload.get("dimensions")
+    if dims is not None and (
+        not isinstance(dims, int) or isinstance(dims, bool) or not 1 <= dims <= MAX_EMBEDDING_DIMENSIONS
+    ):
+        return "dimensions", f"dimensions must be an integer from 1 to {MAX_EMBEDDING_DIMENSIONS}."
+    inputs = payload.get("input")
+    if isinstance(inputs, list) and inputs and not isinstance(inputs[0], int) and len(inputs) > MAX_EMBEDDING_INPUTS:
+        return "input", f"input may hold at most {MAX_EMBEDDING_INPUTS} items."
+    return None
 
 
 def _embeddings(payload: dict, seed: int, prompt: int) -> bytes:
