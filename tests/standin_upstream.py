@@ -57,7 +57,7 @@ class Received:
 
 @dataclass
 class Behaviour:
-    mode: str = "ok"  # ok | status | hang | hang_mid_stream | close | close_mid_stream | no_usage | empty_usage
+    mode: str = "ok"  # ok | status | hang | hang_mid_stream | close | close_mid_stream | error_mid_stream | no_usage | empty_usage
     status: int = 500
     message: str = "stand-in failure"
     headers: dict[str, str] = field(default_factory=dict)
@@ -133,6 +133,10 @@ class StandIn:
     def close_mid_stream(self, after: int = 2) -> None:
         self.behaviour = Behaviour("close_mid_stream", after_events=after)
 
+    def error_mid_stream(self, after: int = 2, status: int = 529, message: str = "Overloaded") -> None:
+        """`after` events, then the API's in-stream error event, then a clean end (as both APIs do)."""
+        self.behaviour = Behaviour("error_mid_stream", status, message, after_events=after)
+
     def no_usage(self) -> None:
         self.behaviour = Behaviour("no_usage")
 
@@ -200,6 +204,15 @@ class StandIn:
         if usage is not None and self._usage_on:
             seen.usage = usage
         for index, event in enumerate(events):
+            if b.mode == "error_mid_stream" and index == b.after_events:
+                body = self._error_body(request.path, b.status, b.message)
+                if request.path == "/v1/responses":  # the Responses API's own error event
+                    code = "rate_limit_exceeded" if b.status == 429 else "server_error"
+                    body = {"type": "error", "code": code, "message": b.message, "param": None, "sequence_number": index}
+                named = request.path.startswith("/v1/messages") or request.path == "/v1/responses"
+                await response.write(_sse(body, "error" if named else None))
+                await response.write_eof()
+                return response
             if b.mode in ("hang_mid_stream", "close_mid_stream") and index == b.after_events:
                 if b.mode == "hang_mid_stream":
                     await self._release.wait()

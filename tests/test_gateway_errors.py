@@ -416,6 +416,49 @@ async def test_anthropic_upstream_cut_mid_stream(gw):
     assert row["completion_tokens"] >= 2 and row["estimated"] == 1
 
 
+async def test_anthropic_error_event_mid_stream_is_metered_with_its_status(gw):
+    """Anthropic reports overload mid-stream as an `error` event; the row must not say 200."""
+    daemon, standin, key = gw
+    standin.error_mid_stream(after=5, status=529, message="Overloaded mid-stream")
+    async with anthropic_client(daemon, key) as client:
+        stream = await client.messages.create(
+            model="claude-test", max_tokens=50, messages=[{"role": "user", "content": "one two three"}], stream=True
+        )
+        with pytest.raises(anthropic.APIStatusError) as caught:
+            async for _ in stream:
+                pass
+    assert caught.value.body["error"] == {"type": "overloaded_error", "message": "Overloaded mid-stream"}
+    [row] = await daemon.usage_rows()  # committed before the client saw the error event
+    assert row["status"] == 529 and row["stream"] == 1
+    assert row["prompt_tokens"] == standin.last.usage[0] and row["estimated"] == 1
+
+
+@pytest.mark.parametrize("status", [500, 429])
+async def test_openai_error_chunk_mid_stream_is_metered_with_its_status(gw, status):
+    daemon, standin, key = gw
+    standin.error_mid_stream(after=3, status=status, message="the model broke mid-stream")
+    async with openai_client(daemon, key) as client:
+        stream = await client.chat.completions.create(model="gpt-test", messages=OPENAI_MESSAGES, stream=True)
+        with pytest.raises(openai.APIError) as caught:
+            async for _ in stream:
+                pass
+    assert caught.value.message == "the model broke mid-stream"
+    [row] = await daemon.usage_rows()  # committed before the client saw the error chunk
+    assert row["status"] == status and row["stream"] == 1 and row["estimated"] == 1
+
+
+@pytest.mark.parametrize("status", [500, 429])
+async def test_responses_error_event_mid_stream_is_metered_with_its_status(gw, status):
+    daemon, standin, key = gw
+    standin.error_mid_stream(after=5, status=status, message="responses broke")
+    async with openai_client(daemon, key) as client:
+        stream = await client.responses.create(model="gpt-test", input="hello", stream=True)
+        events = [event async for event in stream]
+    assert events[-1].type == "error" and events[-1].message == "responses broke"  # the SDK yields it as an event
+    [row] = await daemon.usage_rows()
+    assert row["status"] == status and row["endpoint"] == "responses" and row["estimated"] == 1
+
+
 async def test_idle_upstream_mid_stream_is_504(standin, start_daemon):
     daemon = await start_daemon(standin_config(standin, idle_timeout=0.3))
     key = await daemon.create_key("idle@example.com")

@@ -25,6 +25,18 @@ _TYPES = {
 
 DEFAULT_VERSION = "2023-06-01"
 
+# An in-stream `error` event names its type; this is the HTTP status the same error has as a response.
+_STATUS_OF_TYPE = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "overloaded_error": 529,
+}
+
 
 def error_body(error: GatewayError) -> bytes:
     return orjson.dumps({"type": "error", "error": {"type": _TYPES.get(error.kind, "api_error"), "message": error.message}})
@@ -90,6 +102,12 @@ class MessagesStreamMeter(StreamMeter):
                 current.completion_tokens = _int(usage.get("output_tokens"))
                 self.usage = current
         elif name == b"message_stop":
+            return True, True
+        elif name == b"error":  # e.g. overloaded mid-stream: the stream ends here, failed
+            data = event_json(event) or {}
+            error = data.get("error")
+            kind = error.get("type") if isinstance(error, dict) else None
+            self.error_status = _STATUS_OF_TYPE.get(kind, 500) if isinstance(kind, str) else 500
             return True, True
         return True, False
 

@@ -57,6 +57,30 @@ def _int(value: object) -> int:
     return value if isinstance(value, int) and value >= 0 else 0
 
 
+_STATUS_OF_TYPE = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "rate_limit_exceeded": 429,
+    "rate_limit_error": 429,
+    "requests": 429,
+    "tokens": 429,
+    "insufficient_quota": 429,
+}
+
+
+def error_status(error: object) -> int:
+    """The HTTP status an error reported inside a stream stands for (500 unless it says otherwise)."""
+    if not isinstance(error, dict):
+        return 500
+    for field in ("type", "code"):
+        value = error.get(field)
+        if isinstance(value, str) and value in _STATUS_OF_TYPE:
+            return _STATUS_OF_TYPE[value]
+    return 500
+
+
 class ChatStreamMeter(StreamMeter):
     """`chat/completions` and `completions` streams.
 
@@ -71,6 +95,11 @@ class ChatStreamMeter(StreamMeter):
     def on_event(self, event: bytes) -> tuple[bool, bool]:
         if event.startswith(b"data: [DONE]") or event_field(event, b"data") == b"[DONE]":
             return True, True
+        if b'"error"' in event:
+            chunk = event_json(event)
+            if chunk is not None and "choices" not in chunk and isinstance(chunk.get("error"), dict):
+                self.error_status = error_status(chunk["error"])  # the stream ends here, failed
+                return True, True
         if b'"usage":{' in event or b'"usage": {' in event:
             chunk = event_json(event)
             usage = chunk.get("usage") if chunk else None
@@ -93,9 +122,14 @@ class ResponsesStreamMeter(StreamMeter):
         if name is None:
             data = event_json(event)
             name = data.get("type", "").encode() if data else None
+        if name == b"error":
+            self.error_status = error_status(event_json(event))
+            return True, True
         if name in _RESPONSE_TERMINALS:
             data = event_json(event) or {}
             response = data.get("response") or {}
+            if name == b"response.failed":
+                self.error_status = error_status(response.get("error") if isinstance(response, dict) else None)
             usage = response.get("usage") if isinstance(response, dict) else None
             if isinstance(usage, dict):
                 self.usage = Usage(_int(usage.get("input_tokens")), _int(usage.get("output_tokens")))

@@ -466,6 +466,8 @@ class Proxy:
             call.status = CLIENT_CLOSED
         finally:
             reply.release()
+        if meter.error_status is not None and call.status == 200:
+            call.status = meter.error_status  # the upstream ended the stream with an error event
         if failure is not None:
             call.status = failure.status
             route.health.on_failure(self.clock.monotonic())

@@ -21,6 +21,8 @@ class StreamMeter:
     def __init__(self) -> None:
         self.usage: Usage | None = None
         self.content_events = 0
+        self.error_status: int | None = None
+        """Set when the upstream reported an error inside the stream: the HTTP status it stands for."""
 
     def on_event(self, event: bytes) -> tuple[bool, bool]:
         raise NotImplementedError
