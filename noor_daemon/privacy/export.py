@@ -36,16 +36,19 @@ async def count_events(ledger: Ledger, account_id: str, since_ms: int = 0) -> in
 
 
 async def _event_pages(ledger: Ledger, account_id: str, since_ms: int = 0) -> AsyncIterator[list[dict]]:
-    last_id = 0
+    """Pages in time order, each found by its (ts, id) key on the (account_id, ts) index: every page
+    costs the same, the millionth row as the first (paging by id alone sorted the account's rows anew
+    for every page)."""
+    last_ts, last_id = since_ms, 0  # (ts, id) > (since, 0) is ts >= since: ids start at 1
     while True:
         rows = await ledger.fetchall(
             f"""SELECT {', '.join(USAGE_FIELDS)} FROM usage_events
-                WHERE account_id = ? AND id > ? AND ts >= ? ORDER BY id LIMIT ?""",
-            (account_id, last_id, since_ms, PAGE),
+                WHERE account_id = ? AND (ts, id) > (?, ?) ORDER BY ts, id LIMIT ?""",
+            (account_id, last_ts, last_id, PAGE),
         )
         if not rows:
             return
-        last_id = rows[-1]["id"]
+        last_ts, last_id = rows[-1]["ts"], rows[-1]["id"]
         yield [
             {**dict(row), "ts": iso(row["ts"]), "stream": bool(row["stream"]), "estimated": bool(row["estimated"])}
             for row in rows
@@ -53,15 +56,15 @@ async def _event_pages(ledger: Ledger, account_id: str, since_ms: int = 0) -> As
 
 
 async def _audit_pages(ledger: Ledger, account_id: str) -> AsyncIterator[list[dict]]:
-    last_id = 0
+    last_ts, last_id = -1, 0
     while True:
         rows = await ledger.fetchall(
-            "SELECT * FROM audit_log WHERE account_id = ? AND id > ? ORDER BY id LIMIT ?",
-            (account_id, last_id, AUDIT_PAGE),
+            "SELECT * FROM audit_log WHERE account_id = ? AND (ts, id) > (?, ?) ORDER BY ts, id LIMIT ?",
+            (account_id, last_ts, last_id, AUDIT_PAGE),
         )
         if not rows:
             return
-        last_id = rows[-1]["id"]
+        last_ts, last_id = rows[-1]["ts"], rows[-1]["id"]
         yield [
             {
                 "id": r["id"],
