@@ -15,6 +15,7 @@ from aiohttp import web
 
 from noor_daemon import __version__, paths
 from noor_daemon.admin import create_admin_app
+from noor_daemon.config import Config
 from noor_daemon.gateway import me
 from noor_daemon.gateway.auth import KeyRing
 from noor_daemon.gateway.proxy import Proxy
@@ -107,6 +108,16 @@ def create_app(settings: DaemonSettings) -> web.Application:
     app.add_routes([web.get("/healthz", healthz), web.get("/metrics", metrics.handler)])
     app.add_subapp("/admin/v1", create_admin_app())
     return app
+
+
+def server_options(config: Config) -> dict:
+    """Keyword arguments for aiohttp's server (AppRunner / run_app's handler_args)."""
+    server = config.server
+    return {
+        "max_line_size": server.max_header_bytes,
+        "max_field_size": server.max_header_bytes,
+        "max_headers": server.max_headers,
+    }
 
 
 async def healthz(request: web.Request) -> web.Response:

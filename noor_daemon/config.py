@@ -45,6 +45,12 @@ class ServerConfig(_Section):
     tls_cert: str | None = None
     tls_key: str | None = None
     shutdown_timeout: float = Field(30.0, ge=0)
+    """On SIGTERM, how long running calls and streams may take to finish."""
+    max_header_bytes: int = Field(16384, ge=1024)
+    """Longest request line or header field accepted; longer ones get 431/400 before any work."""
+    max_headers: int = Field(100, ge=8)
+    client_write_timeout: float = Field(60.0, gt=0)
+    """A client that reads nothing for this long is cut off, so slow readers cannot pin a stream."""
 
 
 class ProviderConfig(_Section):

@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 
 from noor_daemon import config as config_module
-from noor_daemon.app import create_app
+from noor_daemon.app import create_app, server_options
 from noor_daemon.clock import Clock, ManualClock
 from noor_daemon.keys import ACCOUNTS, LEDGER, DaemonSettings
 from standin_upstream import (
@@ -102,7 +102,7 @@ async def start_daemon(tmp_path: Path) -> AsyncIterator[StartDaemon]:
         data = data_dir or tmp_path / f"data{len(runners)}"
         the_clock = clock or Clock()
         app = create_app(DaemonSettings(loaded, data, ADMIN_TOKEN, "test", the_clock))
-        runner = web.AppRunner(app, access_log=None)
+        runner = web.AppRunner(app, access_log=None, **server_options(loaded.config))
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()

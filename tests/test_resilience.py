@@ -210,9 +210,10 @@ async def test_a_locked_database_answers_503_and_recovers(start_daemon):
     daemon = await start_daemon()
     key = await daemon.create_key()
     await _writer_pragma(daemon, "PRAGMA busy_timeout = 100")
-    locker = sqlite3.connect(daemon.data_dir / "ledger.sqlite3", timeout=1)
+    # Another process's lock, taken off the event loop so the daemon's own transactions can end.
+    locker = sqlite3.connect(daemon.data_dir / "ledger.sqlite3", timeout=10, check_same_thread=False)
     async with aiohttp.ClientSession() as session:
-        locker.execute("BEGIN EXCLUSIVE")
+        await asyncio.to_thread(locker.execute, "BEGIN EXCLUSIVE")
         try:
             statuses = [await _chat_status(session, daemon, key) for _ in range(5)]
         finally:

@@ -23,7 +23,7 @@ def daemon(host: str | None, port: int | None, data_dir: str | None, config_path
     """Run the gateway in the foreground until interrupted."""
     from aiohttp import web
 
-    from noor_daemon.app import create_app
+    from noor_daemon.app import create_app, server_options
     from noor_daemon.keys import DaemonSettings
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -46,5 +46,6 @@ def daemon(host: str | None, port: int | None, data_dir: str | None, config_path
         port=bind_port,
         access_log=None,
         shutdown_timeout=server.shutdown_timeout,
+        handler_args=server_options(loaded.config),
         print=lambda _msg: click.echo(f"noor daemon listening on http://{bind_host}:{bind_port}", err=True),
     )

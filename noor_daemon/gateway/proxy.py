@@ -446,6 +446,7 @@ class Proxy:
         splitter = EventSplitter()
         held: list[bytes] = []
         failure: GatewayError | None = None
+        write_timeout = self.config.server.client_write_timeout
         try:
             async for chunk in reply.chunks():
                 for event in splitter.feed(chunk):
@@ -456,7 +457,10 @@ class Proxy:
                         if call.ttft_ms is None:
                             call.ttft_ms = call.elapsed_ms()
                             await response.prepare(request)
-                        await response.write(event)
+                        # aiohttp's write waits for the socket to drain: a slow reader slows the
+                        # upstream read too (backpressure); one that stops reading is cut off.
+                        async with asyncio.timeout(write_timeout):
+                            await response.write(event)
         except GatewayError as error:
             if not response.prepared:
                 reply.release()
@@ -464,6 +468,10 @@ class Proxy:
             failure = error
         except (ConnectionResetError, ConnectionError):
             call.status = CLIENT_CLOSED
+        except TimeoutError:
+            call.status = CLIENT_CLOSED
+            if request.transport is not None:
+                request.transport.close()
         finally:
             reply.release()
         if meter.error_status is not None and call.status == 200:
