@@ -19,7 +19,7 @@ from noor_daemon.clock import iso
 from noor_daemon.gateway.auth import Account, ApiKey
 from noor_daemon.ledger.database import Ledger
 
-PAGE = 5000
+PAGE = 1000
 AUDIT_PAGE = 1000
 
 USAGE_FIELDS = (

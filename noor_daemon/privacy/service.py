@@ -35,7 +35,7 @@ from noor_daemon.clock import Clock, iso
 from noor_daemon.config import Config
 from noor_daemon.gateway.auth import Account, KeyRing
 from noor_daemon.keys import ACCOUNTS, AUDIT, KEYRING, LEDGER, SETTINGS
-from noor_daemon.ledger.accounts import AccountStore
+from noor_daemon.ledger.accounts import AccountStore, NotFound
 from noor_daemon.ledger.audit import AuditEntry, AuditLog
 from noor_daemon.ledger.database import Ledger
 from noor_daemon.mail import templates
@@ -360,7 +360,10 @@ class PrivacyService:
             raise InvalidToken("This confirmation token is not valid for your account. Request a new one with POST /v1/me/deletion.")
         if row["confirm_expires_at"] <= self._now():
             raise InvalidToken("This confirmation token has expired. Request a new one with POST /v1/me/deletion.")
-        return await self.delete_account(account.id, actor="self")
+        try:
+            return await self.delete_account(account.id, actor="self")
+        except NotFound:  # a second confirmation racing the first
+            raise InvalidToken("This account has already been deleted.") from None
 
     async def export_extra(self, account: Account) -> dict:
         """The small sections of a JSON export: retention, quota state, privacy requests."""
