@@ -40,7 +40,10 @@ async def admin_errors(request: web.Request, handler) -> web.StreamResponse:
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+        response = error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+        if "Allow" in exc.headers:  # a 405 names the methods that would work (RFC 9110)
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     except Exception as exc:  # never a traceback to the caller, never content in the log
         log.error("admin %s %s failed: %s", request.method, request.path, type(exc).__name__)
         return error_response(500, "internal_error", "The admin API failed; see the daemon's log.")

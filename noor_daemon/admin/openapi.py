@@ -71,6 +71,53 @@ SCHEMAS = {
             "last_used_at": _TIME,
         },
     },
+    "Limits": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            name: {"type": "integer", "minimum": 1}
+            for name in (
+                "requests_per_minute", "tokens_per_minute", "concurrent_requests",
+                "requests_per_day", "tokens_per_day", "tokens_per_month",
+            )
+        },
+    },
+    "LimitStatus": {
+        "type": "object",
+        "required": ["scope", "scope_id", "limit", "value", "used", "remaining", "resets_at"],
+        "properties": {
+            "scope": {"type": "string", "enum": ["account", "key"]},
+            "scope_id": {"type": "string"},
+            "limit": {"type": "string"},
+            "value": {"type": "integer"},
+            "used": {"type": "integer"},
+            "remaining": {"type": "integer"},
+            "resets_at": _TIME,
+        },
+    },
+    "QuotaReport": {
+        "type": "object",
+        "required": ["account", "limits", "keys"],
+        "properties": {
+            "account": {"$ref": "#/components/schemas/Account"},
+            "limits": {"type": "array", "items": {"$ref": "#/components/schemas/LimitStatus"}},
+            "keys": {"type": "array", "items": {"type": "object"}},
+        },
+    },
+    "Route": {
+        "type": "object",
+        "required": ["provider", "model", "state", "error_rate", "requests", "failures"],
+        "properties": {
+            "provider": {"type": "string"},
+            "model": {"type": "string"},
+            "state": {"type": "string", "enum": ["closed", "open", "half_open"]},
+            "consecutive_failures": {"type": "integer"},
+            "ttft_ms": {"type": ["number", "null"]},
+            "error_rate": {"type": "number"},
+            "requests": {"type": "integer"},
+            "failures": {"type": "integer"},
+        },
+    },
     "IssuedKey": {
         "allOf": [_ref("Key"), {"type": "object", "required": ["key"], "properties": {"key": {"type": "string"}}}],
         "description": "A key with its full secret: returned once, at creation or rotation.",
@@ -184,6 +231,14 @@ def document() -> dict:
             "/keys/{key_id}": {
                 "parameters": [_KEY_PARAM],
                 "get": {"summary": "Get a key (masked)", "responses": {"200": _json(_ref("Key")), **_ERRORS}},
+                "patch": {
+                    "summary": "Set a key's own limit overrides (its account's plan still applies)",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": {"type": "object", "required": ["limits"], "properties": {"limits": _ref("Limits")}}}},
+                    },
+                    "responses": {"200": _json(_ref("Key")), **_ERRORS},
+                },
             },
             "/keys/{key_id}/revoke": {
                 "parameters": [_KEY_PARAM],
@@ -195,6 +250,59 @@ def document() -> dict:
                     "summary": "Revoke a key and issue its replacement",
                     "responses": {"201": _json(_ref("IssuedKey"), "Created"), "409": _json(_ref("Error"), "Key revoked"), **_ERRORS},
                 },
+            },
+            "/accounts/{ref}/quota": {
+                "parameters": [_REF_PARAM],
+                "get": {
+                    "summary": "Every limit of the account and of each live key: used, remaining, reset time",
+                    "responses": {"200": _json(_ref("QuotaReport")), **_ERRORS},
+                },
+            },
+            "/accounts/{ref}/suspend": {
+                "parameters": [_REF_PARAM],
+                "post": {"summary": "Suspend an account at once (its calls get 403)", "responses": {"200": _json(_ref("Account")), **_ERRORS}},
+            },
+            "/accounts/{ref}/unsuspend": {
+                "parameters": [_REF_PARAM],
+                "post": {"summary": "Lift an account's suspension", "responses": {"200": _json(_ref("Account")), **_ERRORS}},
+            },
+            "/keys/{key_id}/suspend": {
+                "parameters": [_KEY_PARAM],
+                "post": {
+                    "summary": "Suspend a key at once (its calls get 403)",
+                    "requestBody": {"content": {"application/json": {"schema": {"type": "object", "properties": {"reason": {"type": "string"}}}}}},
+                    "responses": {"200": _json(_ref("Key")), **_ERRORS},
+                },
+            },
+            "/keys/{key_id}/unsuspend": {
+                "parameters": [_KEY_PARAM],
+                "post": {
+                    "summary": "Lift a key's suspension",
+                    "requestBody": {"content": {"application/json": {"schema": {"type": "object", "properties": {"reason": {"type": "string"}}}}}},
+                    "responses": {"200": _json(_ref("Key")), **_ERRORS},
+                },
+            },
+            "/abuse": {
+                "get": {
+                    "summary": "Addresses cooling off after failed authentications, and recent abuse flags",
+                    "responses": {"200": _json({"type": "object", "required": ["blocked_addresses", "flags"]}), **_ERRORS},
+                }
+            },
+            "/routes": {
+                "get": {
+                    "summary": "Upstream routes: breaker state, moving latency and error rate (no account identity)",
+                    "responses": {"200": _json({"type": "object", "properties": {"data": {"type": "array", "items": _ref("Route")}}}), **_ERRORS},
+                }
+            },
+            "/config/reload": {
+                "post": {
+                    "summary": "Re-read the config file; a bad file is refused and the old config keeps serving",
+                    "responses": {
+                        "200": _json({"type": "object", "required": ["reloaded", "warnings"]}),
+                        "400": _json(_ref("Error"), "The file is invalid; nothing changed"),
+                        "401": _ERRORS["401"],
+                    },
+                }
             },
             "/usage/summary": {
                 "get": {

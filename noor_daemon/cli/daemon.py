@@ -46,6 +46,6 @@ def daemon(host: str | None, port: int | None, data_dir: str | None, config_path
         port=bind_port,
         access_log=None,
         shutdown_timeout=server.shutdown_timeout,
-        handler_args=server_options(loaded.config),
+        **server_options(loaded.config),
         print=lambda _msg: click.echo(f"noor daemon listening on http://{bind_host}:{bind_port}", err=True),
     )
