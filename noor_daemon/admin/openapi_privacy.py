@@ -157,14 +157,14 @@ PATHS = {
     },
     "/privacy/requests/{request_id}": {
         "parameters": [{"name": "request_id", "in": "path", "required": True, "schema": {"type": "integer"}}],
-        "get": {"summary": "One request", "responses": {"200": _json(_ref("PrivacyRequest")), **_errors("401", "404")}},
+        "get": {"summary": "One request", "responses": {"200": _json(_ref("PrivacyRequest")), **_errors("400", "401", "404")}},
     },
     "/privacy/requests/{request_id}/complete": {
         "parameters": [{"name": "request_id", "in": "path", "required": True, "schema": {"type": "integer"}}],
         "post": {
             "summary": "Mark a request answered",
             "requestBody": _body({"type": "object", "properties": {"note": {"type": "string"}}}, required=False),
-            "responses": {"200": _json(_ref("PrivacyRequest")), **_errors("401", "404")},
+            "responses": {"200": _json(_ref("PrivacyRequest")), **_errors("400", "401", "404")},
         },
     },
     "/privacy/retention": {
@@ -261,7 +261,7 @@ PATHS = {
         "get": {
             "summary": "Transactional mail: counts by state and the latest messages (kinds and times, no addresses)",
             "parameters": [_query("limit", {"type": "integer", "minimum": 1, "maximum": 500})],
-            "responses": {"200": _json({"type": "object"}), **_errors("401")},
+            "responses": {"200": _json({"type": "object"}), **_errors("400", "401")},
         }
     },
 }
