@@ -271,6 +271,12 @@ class Proxy:
                 call.status = CLIENT_CLOSED
                 self.ledger.enqueue(call.event())
             raise
+        except ConnectionError:
+            # The client went away (mid-body, or before the first event): nobody to answer.
+            if not call.metered:
+                call.status, call.usage = CLIENT_CLOSED, Usage()
+                await self.meter(call, quietly=True)
+            return web.Response(status=CLIENT_CLOSED)  # never delivered: the socket is gone
         except Exception as exc:
             # A fault of ours. Its message may quote the request (a KeyError does), so only its
             # type is logged; the caller still gets its API's error shape and the call is metered.
@@ -354,6 +360,15 @@ class Proxy:
             except GatewayError as error:
                 failure = error
             else:
+                if reply.status in (401, 403):
+                    # The provider refused *our* credentials: a gateway misconfiguration, not the
+                    # caller's key. Say so (502) rather than pass on a misleading 401.
+                    reply.release()
+                    failure = errors.upstream_failed(
+                        route.upstream.name, 502, f"refused the gateway's provider credentials ({reply.status}); check its api_key"
+                    )
+                    self._attempt_failed(call, route, reply.status, attempt_started)
+                    continue
                 retryable = reply.status == 429 or reply.status >= 500
                 if not retryable or index == len(routes) - 1:
                     try:
