@@ -1,0 +1,249 @@
+"""The dashboard app: screens as modes, bindings, the command palette, themes, the live feed worker.
+
+`AdminApp` is the operator's dashboard (admin token); `MeApp` is a key holder's view of
+their own account (API key), with no way to reach anyone else's. Both reach the daemon
+only through `noor_daemon.client`; `make_app` picks one, for `noor tui` and for tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime, tzinfo
+from pathlib import Path
+from typing import ClassVar
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding
+from textual.message import Message
+from textual.reactive import reactive
+
+from noor_daemon.client import AdminClient, CallEvent, Catalog, KeyInfo, MeClient
+from noor_daemon.client import Account as AccountInfo
+from noor_tui.commands import NoorCommands
+from noor_tui.connection import CONNECTION_ERRORS, Connection, describe, is_connection_problem
+from noor_tui.messages import DataChanged
+from noor_tui.screens.accounts import AccountsScreen
+from noor_tui.screens.billing import BillingScreen
+from noor_tui.screens.help import HelpScreen
+from noor_tui.screens.keys import KeysScreen
+from noor_tui.screens.me import MeAccountScreen, MeDataScreen, MeUsageScreen
+from noor_tui.screens.overview import OverviewScreen
+from noor_tui.screens.privacy import PrivacyScreen
+from noor_tui.screens.quotas import QuotasScreen
+from noor_tui.screens.usage import UsageScreen
+from noor_tui.themes import PAIRS, THEMES
+from noor_tui.widgets.feed import CallLog, LiveFeed
+
+STYLES = Path(__file__).parent / "styles"
+
+
+class NoorApp(App[None]):
+    """What both dashboards share: chrome, themes, connection state, help, palette."""
+
+    TITLE = "NoorAPI"
+    BRAND = "◆ NoorAPI"
+    NAV: ClassVar[list[tuple[str, str]]] = []
+    SELF_SERVICE: ClassVar[bool] = False
+    CSS_PATH = [STYLES / "app.tcss", STYLES / "screens.tcss", STYLES / "dialogs.tcss"]
+    COMMANDS = App.COMMANDS | {NoorCommands}
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (40, "-tall")]
+    BINDINGS = [
+        Binding("question_mark", "help", "Help"),
+        Binding("f1", "help", "Help", show=False),
+        Binding("ctrl+t", "toggle_theme", "Light/dark", show=False),
+        Binding("q", "quit", "Quit", show=False),
+    ]
+
+    connection: reactive[Connection] = reactive(Connection("connecting"), always_update=True, init=False)
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        tz: tzinfo | None = None,
+        export_dir: Path | None = None,
+        theme: str = "noor-dark",
+    ) -> None:
+        super().__init__()
+        self.url = url
+        self._clock = clock
+        self.tz = tz if tz is not None else datetime.now().astimezone().tzinfo
+        self.export_dir = export_dir or Path.cwd()
+        self.feed = CallLog()
+        self._failures = 0
+        for candidate in THEMES:
+            self.register_theme(candidate)
+        self.theme = theme
+        for number, (mode, label) in enumerate(self.NAV, start=1):
+            self.bind(str(number), f"switch_mode('{mode}')", description=label, show=False)
+
+    def now(self) -> datetime:
+        return self._clock() if self._clock is not None else datetime.now(UTC)
+
+    # -- connection state -----------------------------------------------------------
+
+    def connection_ok(self) -> None:
+        self._failures = 0
+        if not self.connection.ok:
+            self.connection = Connection("ok")
+
+    def connection_failed(self, error: Exception) -> float:
+        """Show what is wrong; returns how long to wait before the next try."""
+        self._failures += 1
+        self.connection = describe(error, self.url, self_service=self.SELF_SERVICE, failures=self._failures)
+        return self.connection.retry_in
+
+    def broadcast(self, message: Message) -> None:
+        """Post `message` to every screen that exists (each mode's screen stack)."""
+        for screen in self.screen_stack_everywhere():
+            screen.post_message(message)
+
+    def broadcast_changed(self, what: str) -> None:
+        self.broadcast(DataChanged(what))
+
+    def screen_stack_everywhere(self):
+        seen = set()
+        for stack in self._screen_stacks.values():
+            for screen in stack:
+                if id(screen) not in seen:
+                    seen.add(id(screen))
+                    yield screen
+
+    # -- actions --------------------------------------------------------------------
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def action_toggle_theme(self) -> None:
+        current = self.current_theme
+        self.theme = PAIRS.get(self.theme, "noor-light" if current.dark else "noor-dark")
+
+    async def run_in_mode(self, mode: str, action: str) -> None:
+        """Show `mode`'s screen, then run `action` on it (for the command palette)."""
+        await self.switch_mode(mode)
+        await self.screen.run_action(action)
+
+
+class AdminApp(NoorApp):
+    """The operator's dashboard, with the admin token."""
+
+    NAV = [
+        ("overview", "Overview"),
+        ("usage", "Usage"),
+        ("quotas", "Quotas"),
+        ("keys", "Keys"),
+        ("accounts", "Accounts"),
+        ("privacy", "Privacy"),
+        ("billing", "Billing"),
+    ]
+    MODES = {
+        "overview": OverviewScreen,
+        "usage": UsageScreen,
+        "quotas": QuotasScreen,
+        "keys": KeysScreen,
+        "accounts": AccountsScreen,
+        "privacy": PrivacyScreen,
+        "billing": BillingScreen,
+    }
+    DEFAULT_MODE = "overview"
+
+    def __init__(self, url: str, token: str | None, *, live: bool = True, **options) -> None:
+        super().__init__(url, **options)
+        self.admin = AdminClient(url, token)
+        self.live = live
+        self.accounts: dict[str, AccountInfo] = {}
+        self.keys: dict[str, KeyInfo] = {}
+        self.catalog: Catalog | None = None
+
+    async def on_mount(self) -> None:
+        self.refresh_directory()
+        if self.live:
+            self.run_feed()
+
+    async def on_unmount(self) -> None:
+        await self.admin.close()
+
+    def account_label(self, account_id: str | None) -> str:
+        if not account_id:
+            return "–"
+        account = self.accounts.get(account_id)
+        return account.email if account is not None else account_id
+
+    def directory_loaded(self, accounts: list[AccountInfo], keys: list[KeyInfo] | None = None) -> None:
+        """Screens that list accounts and keys share what they fetched, for labels elsewhere."""
+        changed = {a.id: a.email for a in accounts} != {a.id: a.email for a in self.accounts.values()}
+        self.accounts = {a.id: a for a in accounts}
+        if keys is not None:
+            self.keys = {k.id: k for k in keys}
+        if changed:
+            for feed in self.query(LiveFeed):
+                feed.relabel()
+
+    @work(exclusive=True, group="directory", exit_on_error=False)
+    async def refresh_directory(self) -> None:
+        """Accounts, keys and the catalog, now and every 30 s, for labels and forms."""
+        while True:
+            try:
+                accounts = await self.admin.list_accounts()
+                keys = await self.admin.list_keys()
+                self.catalog = await self.admin.catalog()
+            except CONNECTION_ERRORS:
+                await asyncio.sleep(5)
+                continue
+            self.directory_loaded(accounts, keys)
+            await asyncio.sleep(30)
+
+    @work(exclusive=True, group="feed", exit_on_error=False)
+    async def run_feed(self) -> None:
+        """Follow the daemon's event stream; reconnect (resuming after the last call seen) when it drops."""
+        while True:
+            try:
+                backlog = 100 if self.feed.last_seq is None else None
+                async for item in self.admin.events(after=self.feed.last_seq, backlog=backlog):
+                    if isinstance(item, CallEvent):
+                        self.feed.add(item)
+                    else:
+                        self.feed.gap(item.dropped)
+                delay = 1.0  # the daemon ended the stream (shutting down): try again shortly
+            except CONNECTION_ERRORS as error:
+                delay = self.connection_failed(error) if is_connection_problem(error) else 5.0
+            await asyncio.sleep(delay)
+
+
+class MeApp(NoorApp):
+    """A key holder's view of their own account: usage, quota, own keys, export, deletion."""
+
+    BRAND = "◆ NoorAPI · you"
+    SELF_SERVICE = True
+    NAV = [("account", "Account"), ("usage", "Usage"), ("data", "Your data")]
+    MODES = {"account": MeAccountScreen, "usage": MeUsageScreen, "data": MeDataScreen}
+    DEFAULT_MODE = "account"
+
+    def __init__(self, url: str, api_key: str, **options) -> None:
+        super().__init__(url, **options)
+        self.me = MeClient(url, api_key)
+
+    async def on_unmount(self) -> None:
+        await self.me.close()
+
+
+def make_app(
+    url: str,
+    *,
+    token: str | None = None,
+    api_key: str | None = None,
+    **options,
+) -> NoorApp:
+    """The admin dashboard, or with `api_key` the self-service view of that key's account."""
+    if api_key:
+        return MeApp(url, api_key, **options)
+    return AdminApp(url, token, **options)
+
+
+def run(url: str, *, token: str | None = None, api_key: str | None = None) -> None:
+    make_app(url, token=token, api_key=api_key).run()

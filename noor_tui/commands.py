@@ -1,0 +1,67 @@
+"""The command palette: every screen, every action of every screen, and the app's own commands.
+
+Screen actions come from the screens' bindings (and their `PALETTE` extras), so the palette
+and the footer never disagree. Choosing one shows its screen first, then runs the action.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import TYPE_CHECKING, cast
+
+from textual.binding import Binding
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+if TYPE_CHECKING:
+    from noor_tui.app import NoorApp
+
+Command = tuple[str, str, Callable[[], object]]
+
+
+def _describe_key(binding: Binding) -> str:
+    names = {"slash": "/", "left_square_bracket": "[", "right_square_bracket": "]", "question_mark": "?"}
+    return names.get(binding.key.split(",")[0], binding.key.split(",")[0])
+
+
+def commands_for(app: NoorApp) -> list[Command]:
+    commands: list[Command] = []
+    for number, (mode, label) in enumerate(app.NAV, start=1):
+        commands.append((f"Go to {label}", f"Show the {label} screen (key {number})", partial(app.switch_mode, mode)))
+    for mode, label in app.NAV:
+        screen = app.MODES.get(mode)
+        if screen is None:
+            continue
+        for binding in getattr(screen, "BINDINGS", []):
+            if not isinstance(binding, Binding) or not binding.show or not binding.description:
+                continue
+            run: Callable[[], Awaitable[None]] = partial(app.run_in_mode, mode, binding.action)
+            commands.append((f"{label}: {binding.description}", f"Key {_describe_key(binding)} on the {label} screen", run))
+        for title, help_text, action in getattr(screen, "PALETTE", []):
+            commands.append((title, help_text, partial(app.run_in_mode, mode, action)))
+    commands += [
+        ("Toggle light/dark theme", "Switch between noor-dark and noor-light (Ctrl+T)", app.action_toggle_theme),
+        ("Refresh now", "Poll the daemon again at once (Ctrl+R)", lambda: app.screen.run_action("refresh")),
+        ("Help", "What each screen shows and its keys (?)", app.action_help),
+        ("Quit", "Leave the dashboard (q)", app.exit),
+    ]
+    return commands
+
+
+class NoorCommands(Provider):
+    """Every action of the dashboard, searchable."""
+
+    @property
+    def noor(self) -> NoorApp:
+        return cast("NoorApp", self.app)
+
+    async def discover(self) -> Hits:
+        for title, help_text, callback in commands_for(self.noor):
+            yield DiscoveryHit(title, callback, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for title, help_text, callback in commands_for(self.noor):
+            score = matcher.match(title)
+            if score > 0:
+                yield Hit(score, matcher.highlight(title), callback, help=help_text)

@@ -1,0 +1,179 @@
+"""What every dashboard screen shares: the chrome, a poll loop that never overlaps, and API calls that never crash.
+
+A screen's poll is an exclusive worker that fetches and posts `Polled` (or `PollFailed`);
+the screen renders it and only then schedules the next poll with `set_timer`, so a slow
+daemon slows the dashboard's polls down instead of piling them up (dolphie's loop). A
+screen that is not showing does not poll; coming back to it polls at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import Footer
+
+from noor_daemon.client import AdminApiError, DaemonUnreachable
+from noor_tui.connection import CONNECTION_ERRORS, is_connection_problem
+from noor_tui.messages import DataChanged, PollFailed, Polled
+from noor_tui.widgets.chrome import ConnectionBanner, TopBar
+
+if TYPE_CHECKING:
+    from noor_tui.app import AdminApp, MeApp, NoorApp
+
+T = TypeVar("T")
+
+
+class Failed:
+    """What `NoorScreen.call` returns when the call failed (and the user was told)."""
+
+    def __bool__(self) -> bool:
+        return False
+
+
+FAILED = Failed()
+
+
+class NoorScreen(Screen):
+    MODE: ClassVar[str] = ""
+    """The app mode this screen is shown in (its place in the top bar)."""
+    POLL_SECONDS: ClassVar[float] = 5.0
+    PALETTE: ClassVar[list[tuple[str, str, str]]] = []
+    """Extra command-palette entries: (title, help, action) beyond the screen's bindings."""
+    WATCHES: ClassVar[tuple[str, ...]] = ()
+    """`DataChanged.what` values that make this screen poll again at once."""
+    HELP: ClassVar[str] = ""
+    """What the screen shows, for the help screen."""
+
+    BINDINGS = [Binding("ctrl+r", "refresh", "Refresh", show=False)]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._timer: Timer | None = None
+        self.loaded = False
+        self.polls = 0
+
+    # -- conveniences -------------------------------------------------------------
+
+    @property
+    def noor(self) -> NoorApp:
+        return cast("NoorApp", self.app)
+
+    @property
+    def admin_app(self) -> AdminApp:
+        return cast("AdminApp", self.app)
+
+    @property
+    def me_app(self) -> MeApp:
+        return cast("MeApp", self.app)
+
+    def now(self) -> datetime:
+        return self.noor.now()
+
+    # -- layout -------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield TopBar(self.MODE)
+        yield ConnectionBanner(id="banner")
+        yield from self.compose_body()
+        yield Footer()
+
+    def compose_body(self) -> ComposeResult:
+        yield from ()
+
+    # -- polling ------------------------------------------------------------------
+
+    def on_screen_resume(self) -> None:
+        self.poll()
+
+    def on_screen_suspend(self) -> None:
+        self._stop_timer()
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+
+    def poll(self) -> None:
+        """Fetch now (cancelling a fetch in flight and the scheduled one)."""
+        self._stop_timer()
+        self._poll_worker()
+
+    def action_refresh(self) -> None:
+        self.poll()
+
+    async def fetch(self) -> Any:
+        """The screen's data, from the daemon (override)."""
+        return None
+
+    def show(self, data: Any) -> None:
+        """Render what `fetch` returned (override)."""
+
+    @work(exclusive=True, group="poll", exit_on_error=False)
+    async def _poll_worker(self) -> None:
+        try:
+            data = await self.fetch()
+        except CONNECTION_ERRORS as error:
+            self.post_message(PollFailed(error))
+            return
+        self.post_message(Polled(data))
+
+    @on(Polled)
+    def _polled(self, message: Polled) -> None:
+        message.stop()
+        self.noor.connection_ok()
+        self.polls += 1
+        self.show(message.data)
+        self.loaded = True
+        self._schedule(self.POLL_SECONDS)
+
+    @on(PollFailed)
+    def _poll_failed(self, message: PollFailed) -> None:
+        message.stop()
+        error = message.error
+        if is_connection_problem(error):
+            delay = self.noor.connection_failed(error)
+        else:
+            self.noor.connection_ok()
+            self.notify(getattr(error, "message", str(error)), severity="error", title="The daemon said no")
+            delay = self.POLL_SECONDS
+        self._schedule(delay)
+
+    def _schedule(self, delay: float) -> None:
+        self._stop_timer()
+        if self.is_current:
+            self._timer = self.set_timer(delay, self.poll)
+
+    @on(DataChanged)
+    def _data_changed(self, message: DataChanged) -> None:
+        if message.what in self.WATCHES and self.is_current:
+            self.poll()
+
+    # -- calls for actions --------------------------------------------------------
+
+    async def call(self, awaitable: Awaitable[T], doing: str) -> T | Failed:
+        """Await an API call for a user action; a refusal becomes a notification, an outage the banner."""
+        try:
+            result = await awaitable
+        except AdminApiError as error:
+            if is_connection_problem(error):
+                self.noor.connection_failed(error)
+            self.notify(error.message, severity="error", title=f"Could not {doing}")
+            return FAILED
+        except DaemonUnreachable as error:
+            self.noor.connection_failed(error)
+            self.notify(f"The daemon is not reachable ({error.reason}).", severity="error", title=f"Could not {doing}")
+            return FAILED
+        self.noor.connection_ok()
+        return result
+
+    def changed(self, what: str) -> None:
+        """Tell every screen that `what` changed, and poll this one now."""
+        self.noor.broadcast(DataChanged(what))
+        self.poll()

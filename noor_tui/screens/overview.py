@@ -1,0 +1,194 @@
+"""Overview: live request rate, tokens per minute, error rate and latency over the last hour, the live feed, upstream health."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Container, Grid, Horizontal
+from textual.widgets import DataTable
+
+from noor_daemon.client import Overview, Upstreams
+from noor_tui.formatting import duration_ms, percent, rate, si
+from noor_tui.screens.base import NoorScreen
+from noor_tui.widgets.charts import Chart
+from noor_tui.widgets.feed import LiveFeed
+from noor_tui.widgets.stats import StatTile
+
+CHARTS = (
+    ("rpm", "Requests / min"),
+    ("tpm", "Tokens / min"),
+    ("errors", "Error rate"),
+    ("latency", "Latency p50 · p95"),
+)
+
+STATE_MARKS = {
+    "ok": ("●", "green"),
+    "idle": ("○", "dim"),
+    "degraded": ("◐", "yellow"),
+    "down": ("✗", "bold red"),
+}
+
+
+def state_text(state: str) -> Text:
+    mark, style = STATE_MARKS.get(state, ("•", ""))
+    return Text(f"{mark} {state}", style=style)
+
+
+def minute_axis(points: int, step: int) -> tuple[list[float], tuple[list[float], list[str]]]:
+    """x positions in minutes before now, and ticks like -60m … now."""
+    xs = [-(points - 1 - i) * step / 60 for i in range(points)]
+    span = points * step / 60
+    every = 15 if span > 30 else 5 if span > 10 else 2
+    ticks = [-float(m) for m in range(int(span) - int(span) % every, 0, -every)] + [0.0]
+    labels = [f"{int(t)}m" if t else "now" for t in ticks]
+    return xs, (ticks, labels)
+
+
+@dataclass
+class OverviewData:
+    overview: Overview
+    upstreams: Upstreams | None
+
+
+class OverviewScreen(NoorScreen):
+    MODE = "overview"
+    POLL_SECONDS = 2.0
+    HELP = (
+        "Request rate, tokens per minute, error rate and latency (p50 and p95) over the last hour, "
+        "from the daemon's memory; the live feed of metered calls (ids and numbers only, never content); "
+        "and the health of each upstream over the last hour or two."
+    )
+    BINDINGS = [
+        Binding("p", "pause", "Pause feed"),
+        Binding("z", "zoom", "1h ⇄ 10m"),
+        Binding("c", "next_chart", "Next chart"),
+    ]
+    PALETTE = [
+        ("Overview: show the last hour", "Charts over 60 minutes, one point a minute", "zoom(3600)"),
+        ("Overview: show the last 10 minutes", "Charts over 10 minutes, one point every 10 s", "zoom(600)"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.window = 3600
+        self.current_chart = 0
+        self.upstreams: Upstreams | None = None
+
+    def compose_body(self) -> ComposeResult:
+        with Horizontal(id="stats"):
+            yield StatTile("Requests / min", id="stat-rpm")
+            yield StatTile("Tokens / min", id="stat-tpm")
+            yield StatTile("Errors", id="stat-errors")
+            yield StatTile("Latency p50 · p95", id="stat-latency")
+        with Grid(id="charts"):
+            for index, (name, title) in enumerate(CHARTS):
+                with Container(id=f"box-{name}", classes="chart-box" + (" -current" if index == 0 else "")) as box:
+                    box.border_title = title
+                    yield Chart(id=f"chart-{name}")
+        with Horizontal(id="lower"):
+            with Container(id="feed-box", classes="panel") as feed_box:
+                feed_box.border_title = "Live calls"
+                yield LiveFeed(id="feed", account_label=self.admin_app.account_label)
+            with Container(id="upstream-box", classes="panel") as up_box:
+                up_box.border_title = "Upstreams · last hour"
+                yield DataTable(id="upstreams", cursor_type="none", zebra_stripes=False)
+
+    def on_mount(self) -> None:
+        table = self.query_one("#upstreams", DataTable)
+        table.add_column("Upstream", key="name", width=18)
+        table.add_column("State", key="state", width=10)
+        table.add_column("Calls", key="calls", width=5)
+        table.add_column("Err", key="err", width=5)
+        table.add_column("Latency", key="latency", width=8)
+        self._set_titles()
+
+    # -- data ---------------------------------------------------------------------
+
+    async def fetch(self) -> OverviewData:
+        admin = self.admin_app.admin
+        step = 60 if self.window > 600 else 10
+        overview = await admin.overview(window=self.window, step=step)
+        upstreams = await admin.upstreams() if self.polls % 3 == 0 or self.upstreams is None else None
+        return OverviewData(overview, upstreams)
+
+    def show(self, data: OverviewData) -> None:
+        ov = data.overview
+        minute, series = ov.last_minute, ov.series
+        self.query_one("#stat-rpm", StatTile).show(rate(minute.rpm), note=f"{si(ov.window.requests)} in {self._span()}", series=series["rpm"])
+        self.query_one("#stat-tpm", StatTile).show(rate(minute.tpm), note=f"{si(ov.window.prompt_tokens + ov.window.completion_tokens)} tok", series=series["tpm"])
+        error_rate = minute.error_rate if minute.requests else ov.window.error_rate
+        level = "bad" if (error_rate or 0) >= 0.05 else "warn" if (error_rate or 0) >= 0.01 else ""
+        self.query_one("#stat-errors", StatTile).show(
+            percent(error_rate), note=f"{si(ov.window.errors)} in {self._span()}",
+            series=[(v or 0) * 100 for v in series["error_rate"]], level=level,
+        )
+        p50 = minute.latency_p50_ms if minute.requests else ov.window.latency_p50_ms
+        p95 = minute.latency_p95_ms if minute.requests else ov.window.latency_p95_ms
+        self.query_one("#stat-latency", StatTile).show(
+            f"{duration_ms(p50)} · {duration_ms(p95)}", series=series["latency_p95_ms"]
+        )
+        xs, ticks = minute_axis(len(series["rpm"]), ov.step_seconds)
+        self.query_one("#chart-rpm", Chart).show_lines(xs, {"requests/min": series["rpm"]}, ticks, fmt=rate, empty="no calls yet")
+        self.query_one("#chart-tpm", Chart).show_lines(xs, {"tokens/min": series["tpm"]}, ticks, empty="no tokens yet")
+        self.query_one("#chart-errors", Chart).show_lines(
+            xs, {"error %": [v * 100 if v is not None else None for v in series["error_rate"]]}, ticks,
+            fmt=lambda v: f"{v:g}%", empty="no errors" if ov.window.requests else "no calls yet",
+        )
+        self.query_one("#chart-latency", Chart).show_lines(
+            xs, {"p50": series["latency_p50_ms"], "p95": series["latency_p95_ms"]}, ticks, fmt=duration_ms,
+            empty="no calls yet",
+        )
+        if data.upstreams is not None:
+            self.upstreams = data.upstreams
+            self._show_upstreams(data.upstreams)
+
+    def _span(self) -> str:
+        return "1h" if self.window >= 3600 else f"{self.window // 60}m"
+
+    def _show_upstreams(self, upstreams: Upstreams) -> None:
+        table = self.query_one("#upstreams", DataTable)
+        with self.app.batch_update():
+            table.clear()
+            for provider in upstreams.providers:
+                table.add_row(
+                    Text(provider.name, style="bold"), state_text(provider.state), si(provider.requests),
+                    percent(provider.error_rate), duration_ms(provider.latency_ms), key=f"p:{provider.name}",
+                )
+                for route in (r for r in upstreams.routes if r.provider == provider.name):
+                    breaker = f" [{route.breaker}]" if route.breaker and route.breaker != "closed" else ""
+                    table.add_row(
+                        Text(f"  {route.model}{breaker}", style="dim" if route.state == "idle" else ""),
+                        state_text(route.state), si(route.requests), percent(route.error_rate),
+                        duration_ms(route.latency_ms), key=f"r:{route.provider}:{route.model}",
+                    )
+        bad = [p.name for p in upstreams.providers if p.state in ("degraded", "down")]
+        self.query_one("#upstream-box").border_subtitle = ("⚠ " + ", ".join(bad)) if bad else ""
+        self.query_one("#feed-box").border_title = "Live calls" + (f" · ⚠ upstream {', '.join(bad)}" if bad else "")
+
+    # -- actions --------------------------------------------------------------------
+
+    def action_pause(self) -> None:
+        feed = self.query_one(LiveFeed)
+        feed.paused = not feed.paused
+        feed.catch_up(force=True)
+        self.notify("Live feed paused: calls keep arriving and show when you resume." if feed.paused else "Live feed resumed.")
+        self.poll()
+
+    def action_zoom(self, window: int | None = None) -> None:
+        self.window = window if window is not None else (600 if self.window == 3600 else 3600)
+        self._set_titles()
+        self.poll()
+
+    def _set_titles(self) -> None:
+        span = "last hour" if self.window == 3600 else "last 10 min"
+        for name, title in CHARTS:
+            self.query_one(f"#box-{name}").border_title = f"{title} · {span}"
+
+    def action_next_chart(self) -> None:
+        boxes = [self.query_one(f"#box-{name}") for name, _ in CHARTS]
+        boxes[self.current_chart].remove_class("-current")
+        self.current_chart = (self.current_chart + 1) % len(boxes)
+        boxes[self.current_chart].add_class("-current")

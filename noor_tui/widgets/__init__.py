@@ -1,0 +1,1 @@
+"""Reusable widgets: charts, stat tiles, the live feed, quota table, dialogs, chrome."""
