@@ -16,6 +16,7 @@ from noor_daemon.cli.demo import demo
 from noor_daemon.cli.doctor import doctor
 from noor_daemon.cli.key import key
 from noor_daemon.cli.privacy import privacy
+from noor_daemon.cli.tui import tui
 from noor_daemon.cli.usage import usage
 
 
@@ -54,7 +55,7 @@ def cli() -> None:
     """NoorAPI: a self-hosted LLM API gateway with a terminal dashboard."""
 
 
-for command in (daemon, account, key, usage, privacy, config_group, routes, doctor, demo):
+for command in (daemon, account, key, usage, privacy, config_group, routes, doctor, demo, tui):
     cli.add_command(command)
 
 
