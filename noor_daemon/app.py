@@ -6,6 +6,8 @@ is what runs.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import logging
 from collections.abc import AsyncIterator
@@ -19,7 +21,7 @@ from noor_daemon.config import Config
 from noor_daemon.gateway import me
 from noor_daemon.gateway.auth import KeyRing
 from noor_daemon.gateway.proxy import Proxy
-from noor_daemon.gateway.routing import Router
+from noor_daemon.gateway.routing import Router, health_check_loop
 from noor_daemon.gateway.upstreams import build_upstreams, resolve_secrets
 from noor_daemon.keys import (
     ACCOUNTS,
@@ -60,6 +62,7 @@ def create_app(settings: DaemonSettings) -> web.Application:
     counters = PeriodCounters(settings.clock)
     ledger.add_listener(counters.on_commit)
     limiter = Limiter(config, settings.clock, counters)
+    accounts.on_account_deleted.append(limiter.forget_account)
     proxy = Proxy(
         config=config,
         keyring=keyring,
@@ -94,7 +97,16 @@ def create_app(settings: DaemonSettings) -> web.Application:
         async with aiohttp.ClientSession(connector=connector, auto_decompress=True) as session:
             app[HTTP_SESSION] = session
             proxy.router = Router(config, build_upstreams(config, secrets, session), settings.clock)
+            checks = None
+            if config.routing.health_check_interval:
+                checks = asyncio.create_task(
+                    health_check_loop(lambda: proxy.router, config.routing.health_check_interval), name="health-checks"
+                )
             yield
+            if checks is not None:
+                checks.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await checks
 
     app.cleanup_ctx.append(ledger_ctx)
     app.cleanup_ctx.append(upstreams_ctx)

@@ -252,3 +252,15 @@ async def test_limits_through_admin_api_and_quota_status(start_daemon, manual_cl
             assert r.status == 200
     with pytest.raises(openai.RateLimitError):
         await chat(sdk(daemon, issued["key"]))
+
+
+async def test_a_deleted_account_leaves_no_counts_behind(start_daemon, manual_clock):
+    daemon = await start_daemon(plan_config("requests_per_minute = 5\nrequests_per_day = 100"), clock=manual_clock)
+    client = sdk(daemon, await daemon.create_key("gone@example.com"))
+    await chat(client)
+    account = await daemon.app[ACCOUNTS].get_account("gone@example.com")
+    limiter = daemon.app[LIMITER]
+    assert limiter.counters.used("account", account.id, "day") != (0, 0)
+    await daemon.app[ACCOUNTS].delete_account(account.id)
+    assert limiter.counters.used("account", account.id, "day") == (0, 0)
+    assert not any(slot[1] == account.id for slot in limiter._tat)  # noqa: SLF001

@@ -12,7 +12,7 @@ import pytest
 
 from noor_daemon.gateway.routing import RouteHealth, Router
 from noor_daemon.config import parse
-from noor_daemon.keys import LEDGER
+from noor_daemon.keys import LEDGER, PROXY
 from standin_upstream import OPENAI_KEY_ENV, UPSTREAM_OPENAI_SECRET, StandIn
 from tests.gateway_helpers import openai_client
 
@@ -272,3 +272,21 @@ def test_breaker_state_machine():
     health.on_attempt()
     health.on_success(10.0)
     assert health.state == "closed" and health.consecutive_failures == 0
+
+
+async def test_active_health_checks_close_a_recovered_route_without_client_traffic(start_daemon, upstreams, manual_clock):
+    a, b = upstreams
+    config = two_routes(a.openai_base, b.openai_base, routing="breaker_failures = 1\nbreaker_cooldown = 3600")
+    daemon = await start_daemon(config, clock=manual_clock)
+    client = openai_client(daemon, await daemon.create_key())
+    a.fail(500)
+    await client.chat.completions.create(model="gpt-test", messages=MESSAGES)
+    router = daemon.app[PROXY].router
+    assert router.health[("a", "standin-gpt")].state == "open"
+
+    assert await router.check_open_routes() == 0  # still failing: stays open
+    assert router.health[("a", "standin-gpt")].state == "open"
+    a.reset()  # the provider recovers; no client call goes its way (cool-down is an hour)
+    assert await router.check_open_routes() == 1
+    assert router.health[("a", "standin-gpt")].state == "closed"
+    assert a.requests[-1].path == "/v1/models"

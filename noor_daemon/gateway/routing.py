@@ -6,14 +6,19 @@ They carry no account identity: routing learns from the traffic as a whole.
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
+import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from noor_daemon.clock import Clock
 from noor_daemon.config import Config, ModelConfig, RoutingConfig
 from noor_daemon.gateway import errors
 from noor_daemon.gateway.upstreams import Upstream
+
+log = logging.getLogger(__name__)
 
 # Which provider kinds can answer which API family without translation.
 FAMILY_KINDS = {"openai": {"openai", "simulator"}, "anthropic": {"anthropic", "simulator"}}
@@ -101,6 +106,7 @@ class Router:
     ) -> None:
         self.settings: RoutingConfig = config.routing
         self.clock = clock or Clock()
+        self._upstreams = upstreams
         self.health: dict[tuple[str, str], RouteHealth] = health if health is not None else {}
         """Breakers by (provider, upstream model); handed on across a config reload."""
         self._exact: dict[str, _ModelRoutes] = {}
@@ -187,6 +193,25 @@ class Router:
             return sorted(routes, key=lambda r: (r.health.ttft_ms is not None, r.health.ttft_ms or 0.0, r.priority))
         return sorted(routes, key=lambda r: r.priority)
 
+    async def check_open_routes(self) -> int:
+        """Active health checks: probe each provider with an open breaker; close it if it answers.
+
+        Returns how many routes were closed again. Probes go to the provider (its model list),
+        never through a client's call.
+        """
+        now = self.clock.monotonic()
+        closed = 0
+        for (provider, _model), health in list(self.health.items()):
+            upstream = self._upstreams.get(provider)
+            if health.state == CLOSED or upstream is None:
+                continue
+            if await upstream.probe():
+                health.on_success(None)
+                closed += 1
+            else:
+                health.on_failure(now)
+        return closed
+
     def snapshot(self) -> list[dict]:
         """Route states for the admin API, /metrics and the dashboard."""
         now = self.clock.monotonic()
@@ -206,3 +231,13 @@ class Router:
                 }
             )
         return rows
+
+
+async def health_check_loop(get_router: Callable[[], Router], interval: float) -> None:
+    """Every `interval` seconds, probe the providers behind open breakers (cleanup_ctx task)."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await get_router().check_open_routes()
+        except Exception as exc:  # a probe must never take the daemon down
+            log.warning("active health check failed: %s", type(exc).__name__)

@@ -58,6 +58,9 @@ class SimulatorUpstream:
         self.name = name
         self.latency_scale = latency_scale
 
+    async def probe(self) -> bool:
+        return True
+
     async def send(self, endpoint: str, body: bytes, client_headers: Mapping[str, str]) -> SimulatedReply:
         payload = orjson.loads(body)
         seed = int.from_bytes(hashlib.blake2b(body, digest_size=8).digest(), "big")

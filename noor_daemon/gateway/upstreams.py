@@ -34,6 +34,8 @@ class Upstream(Protocol):
     name: str
     kind: str
 
+    async def probe(self) -> bool: ...
+
     async def send(self, endpoint: str, body: bytes, client_headers: Mapping[str, str]) -> UpstreamReply: ...
 
 
@@ -88,6 +90,19 @@ class HttpUpstream:
         if self.kind == "anthropic":
             return f"{self._base}/v1/{endpoint}"
         return f"{self._base}/{endpoint}"
+
+    async def probe(self) -> bool:
+        """An active health check: does the provider answer its model list at all?"""
+        headers = dict(self._auth)
+        if self.kind == "anthropic":
+            headers["anthropic-version"] = "2023-06-01"
+        try:
+            async with asyncio.timeout(self.config.connect_timeout):
+                async with self._session.get(self.url("models"), headers=headers) as response:
+                    await response.read()
+                    return response.status < 500
+        except (TimeoutError, aiohttp.ClientError):
+            return False
 
     async def send(self, endpoint: str, body: bytes, client_headers: Mapping[str, str]) -> UpstreamReply:
         headers = {"Content-Type": "application/json", **self._auth}

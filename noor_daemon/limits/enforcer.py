@@ -167,6 +167,17 @@ class Limiter:
                 if reserved[0] <= 0:
                     del self._reserved[ident]
 
+    def forget(self, kind: str, ident: str) -> None:
+        """Drop every in-memory count of an account or key (it was deleted)."""
+        self._tat = {slot: tat for slot, tat in self._tat.items() if slot[:2] != (kind, ident)}
+        self._active.pop((kind, ident), None)
+        self._reserved.pop((kind, ident), None)
+        self.counters.forget(kind, ident)
+
+    async def forget_account(self, account: Account) -> None:
+        """`AccountStore.on_account_deleted` hook: nothing of a deleted account stays counted."""
+        self.forget("account", account.id)
+
     def in_flight(self, kind: str, ident: str) -> int:
         return self._active.get((kind, ident), 0)
 
