@@ -226,9 +226,12 @@ class AdminClient:
         name: str | None = None,
         models: list[str] | None = None,
         expires_in: int | None = None,
+        limits: dict[str, int] | None = None,
     ) -> IssuedKey:
-        """`expires_in` is in seconds."""
+        """`expires_in` is in seconds; `limits` are the key's own (tighter) overrides of its plan."""
         body: dict[str, Any] = {"account": account}
+        if limits:
+            body["limits"] = limits
         if name is not None:
             body["name"] = name
         if models is not None:
@@ -251,6 +254,32 @@ class AdminClient:
     async def rotate_key(self, key_id: str) -> IssuedKey:
         """Revoke the key and issue its replacement; the new secret is in `key`."""
         return _from_json(IssuedKey, await self._admin("POST", f"/keys/{_segment(key_id)}/rotate"))
+
+    # -- limits, quotas, suspensions ----------------------------------------------------
+
+    async def set_key_limits(self, key_id: str, limits: dict[str, int]) -> KeyInfo:
+        return _from_json(KeyInfo, await self._admin("PATCH", f"/keys/{_segment(key_id)}", json={"limits": limits}))
+
+    async def suspend_key(self, key_id: str, reason: str | None = None) -> KeyInfo:
+        body = {"reason": reason} if reason else {}
+        return _from_json(KeyInfo, await self._admin("POST", f"/keys/{_segment(key_id)}/suspend", json=body))
+
+    async def unsuspend_key(self, key_id: str) -> KeyInfo:
+        return _from_json(KeyInfo, await self._admin("POST", f"/keys/{_segment(key_id)}/unsuspend", json={}))
+
+    async def suspend_account(self, ref: str) -> Account:
+        return _from_json(Account, await self._admin("POST", f"/accounts/{_segment(ref)}/suspend"))
+
+    async def unsuspend_account(self, ref: str) -> Account:
+        return _from_json(Account, await self._admin("POST", f"/accounts/{_segment(ref)}/unsuspend"))
+
+    async def quota(self, ref: str) -> dict[str, Any]:
+        """Every limit of the account and of each live key: used, remaining, reset time."""
+        return await self._admin("GET", f"/accounts/{_segment(ref)}/quota")
+
+    async def abuse(self) -> dict[str, Any]:
+        """Addresses cooling off after failed authentications, and recent abuse flags."""
+        return await self._admin("GET", "/abuse")
 
     # -- config and routes -----------------------------------------------------------
 

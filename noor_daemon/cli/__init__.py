@@ -15,6 +15,7 @@ from noor_daemon.cli.daemon import daemon
 from noor_daemon.cli.demo import demo
 from noor_daemon.cli.doctor import doctor
 from noor_daemon.cli.key import key
+from noor_daemon.cli.limits import abuse, key_limits, quota, suspend_account, suspend_key, unsuspend_account, unsuspend_key
 from noor_daemon.cli.privacy import privacy
 from noor_daemon.cli.tui import tui
 from noor_daemon.cli.usage import usage
@@ -55,8 +56,12 @@ def cli() -> None:
     """NoorAPI: a self-hosted LLM API gateway with a terminal dashboard."""
 
 
-for command in (daemon, account, key, usage, privacy, config_group, routes, doctor, demo, tui):
+for command in (daemon, account, key, usage, quota, abuse, privacy, config_group, routes, doctor, demo, tui):
     cli.add_command(command)
+for command in (suspend_key, unsuspend_key, key_limits):
+    key.add_command(command)
+for command in (suspend_account, unsuspend_account):
+    account.add_command(command)
 
 
 def main() -> None:

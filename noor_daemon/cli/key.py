@@ -16,6 +16,7 @@ from noor_daemon.cli.common import (
     show_issued_key,
 )
 from noor_daemon.client import AdminClient, KeyInfo
+from noor_daemon.cli.limits import limit_option, parse_limits
 
 
 @click.group()
@@ -28,15 +29,26 @@ def key() -> None:
 @click.option("--name", default=None, help="A label, such as the machine or program using the key.")
 @click.option("--models", default=None, metavar="A,B", help="Only these models (comma-separated) [default: all].")
 @click.option("--expires", type=Duration(), default=None, metavar="DURATION", help="Expire after 90m, 12h, 30d, 2w…")
+@limit_option
 @json_option
 @connection_options
 def create(
-    account_ref: str, name: str | None, models: str | None, expires: int | None, as_json: bool, url: str, data_dir: str | None
+    account_ref: str,
+    name: str | None,
+    models: str | None,
+    expires: int | None,
+    limits: tuple[str, ...],
+    as_json: bool,
+    url: str,
+    data_dir: str | None,
 ) -> None:
     """Create a key; it is shown this once (with --json, in the field `key`)."""
     model_list = comma_list(models)
+    overrides = parse_limits(limits)
     issued = run_admin(
-        url, data_dir, lambda admin: admin.create_key(account_ref, name=name, models=model_list, expires_in=expires)
+        url,
+        data_dir,
+        lambda admin: admin.create_key(account_ref, name=name, models=model_list, expires_in=expires, limits=overrides),
     )
     if as_json:
         print_json(issued.to_json())

@@ -82,6 +82,8 @@ class Limiter:
         self.clock = clock
         self.counters = counters
         self._tat: dict[tuple[str, str, str], float] = {}
+        self._limit_of: dict[tuple[str, str, str], int] = {}
+        """The limit each TAT was computed under; a changed limit rescales what was used."""
         self._active: dict[tuple[str, str], int] = {}
         self._reserved: dict[tuple[str, str], list[int]] = {}
 
@@ -118,7 +120,7 @@ class Limiter:
                 if limit is None:
                     continue
                 slot = (scope.kind, scope.ident, name)
-                allowed, new_tat, retry_after = gcra.take(self._tat.get(slot, 0.0), now, cost, Rate(limit))
+                allowed, new_tat, retry_after = gcra.take(self._bucket(slot, now, limit), now, cost, Rate(limit))
                 if not allowed:
                     what = "requests" if name == "requests_per_minute" else "tokens"
                     raise self._rate_error(
@@ -154,7 +156,7 @@ class Limiter:
             limit = scope.limits.get("tokens_per_minute")
             if limit is not None and delta:
                 slot = (scope.kind, scope.ident, "tokens_per_minute")
-                self._tat[slot] = gcra.adjust(self._tat.get(slot, 0.0), now, delta, Rate(limit))
+                self._tat[slot] = gcra.adjust(self._bucket(slot, now, limit), now, delta, Rate(limit))
             active = self._active.get(ident, 1) - 1
             if active > 0:
                 self._active[ident] = active
@@ -167,9 +169,22 @@ class Limiter:
                 if reserved[0] <= 0:
                     del self._reserved[ident]
 
+    def _bucket(self, slot: tuple[str, str, str], now: float, limit: int) -> float:
+        """The slot's TAT under `limit`. When the limit changed (a plan change, new key
+        overrides), the units already used carry over instead of the old spacing."""
+        tat = self._tat.get(slot, 0.0)
+        previous = self._limit_of.get(slot)
+        if previous != limit:
+            self._limit_of[slot] = limit
+            if previous is not None and tat > now:
+                tat = now + (tat - now) * previous / limit
+                self._tat[slot] = tat
+        return tat
+
     def forget(self, kind: str, ident: str) -> None:
         """Drop every in-memory count of an account or key (it was deleted)."""
         self._tat = {slot: tat for slot, tat in self._tat.items() if slot[:2] != (kind, ident)}
+        self._limit_of = {slot: limit for slot, limit in self._limit_of.items() if slot[:2] != (kind, ident)}
         self._active.pop((kind, ident), None)
         self._reserved.pop((kind, ident), None)
         self.counters.forget(kind, ident)
@@ -219,7 +234,7 @@ class Limiter:
             if limit is None:
                 continue
             rate = Rate(limit)
-            tat = self._tat.get((scope.kind, scope.ident, name), 0.0)
+            tat = self._bucket((scope.kind, scope.ident, name), now, limit)
             candidate = (limit, gcra.remaining(tat, now, rate), gcra.reset_after(tat, now))
             if best is None or candidate[1] < best[1]:
                 best = candidate
@@ -254,7 +269,7 @@ class Limiter:
             for name, limit in scope.limits.items():
                 if name in ("requests_per_minute", "tokens_per_minute"):
                     rate = Rate(limit)
-                    tat = self._tat.get((scope.kind, scope.ident, name), 0.0)
+                    tat = self._bucket((scope.kind, scope.ident, name), now, limit)
                     left = gcra.remaining(tat, now, rate)
                     used, resets = limit - left, wall + gcra.reset_after(tat, now)
                 elif name == "concurrent_requests":
