@@ -183,6 +183,57 @@ class PriceConfig(_Section):
     """Price of a million completion tokens."""
 
 
+_SECRET_REFERENCE = r"(keyring|env):[A-Za-z0-9_.\-]+"
+
+
+class BillingConfig(_Section):
+    """`[billing]`: Stripe. Without this section nobody is charged and everything else works the same."""
+
+    secret_key: str
+    """A secret reference (`keyring:stripe-secret-key`, `env:STRIPE_SECRET_KEY`) to the Stripe secret key."""
+    webhook_secret: str
+    """A secret reference to the webhook endpoint's signing secret (`whsec_…`)."""
+    meter_event_name: str = Field(min_length=1, max_length=100)
+    """The `event_name` of the Stripe billing meter that usage is reported to."""
+    meter_value: Literal["tokens", "requests"] = "tokens"
+    """What one meter event counts: tokens (prompt + completion) or successful requests."""
+    meter_delay_seconds: int = Field(600, ge=0, le=86400)
+    """An hour is reported this long after it ends, so calls still running at its end are in it."""
+    prices: dict[str, str] = Field(default_factory=dict)
+    """`[billing.prices]`: plan name = Stripe price id (`price_…`) of its subscription, for each paid plan."""
+    usage_price: str | None = None
+    """A metered Stripe price on the meter, added to every checkout (optional)."""
+    free_plan: str | None = None
+    """The plan an account returns to when its subscription ends or its grace period runs out; default: default_plan."""
+    grace_days: float = Field(7, ge=0)
+    """Days a failed payment leaves the paid plan in place before the account returns to the free plan."""
+    api_base: str = Field("https://api.stripe.com", pattern=r"^https?://[^/\s]+")
+    """Where the Stripe SDK sends its calls: Stripe itself, or stripe-mock / a stand-in for tests."""
+    success_url: str = "http://127.0.0.1:8787/billing/done?session_id={CHECKOUT_SESSION_ID}"
+    """Where Stripe Checkout sends the customer after paying."""
+    cancel_url: str = "http://127.0.0.1:8787/billing/cancelled"
+    """Where Stripe Checkout sends the customer who gives up."""
+    return_url: str = "http://127.0.0.1:8787/billing/done"
+    """Where the Stripe Customer Portal's "return" link leads."""
+
+    @field_validator("secret_key", "webhook_secret")
+    @classmethod
+    def _stripe_secret_is_reference(cls, value: str) -> str:
+        if not re.fullmatch(_SECRET_REFERENCE, value):
+            raise ValueError(
+                "must be a secret reference like 'keyring:stripe-secret-key' or 'env:STRIPE_SECRET_KEY', never the secret itself"
+            )
+        return value
+
+    @field_validator("prices")
+    @classmethod
+    def _price_ids(cls, value: dict[str, str]) -> dict[str, str]:
+        for plan, price in value.items():
+            if not re.fullmatch(r"price_[A-Za-z0-9_]+", price):
+                raise ValueError(f"plan {plan!r}: {price!r} is not a Stripe price id (price_…)")
+        return value
+
+
 class Config(_Section):
     server: ServerConfig = ServerConfig()
     providers: list[ProviderConfig] = Field(default_factory=list)
@@ -195,6 +246,7 @@ class Config(_Section):
     ledger: LedgerConfig = LedgerConfig()
     smtp: SmtpConfig | None = None
     prices: dict[str, PriceConfig] = Field(default_factory=dict)
+    billing: BillingConfig | None = None
 
     @model_validator(mode="after")
     def _cross_references(self) -> "Config":
@@ -213,6 +265,11 @@ class Config(_Section):
             raise _Misreference(
                 f"default_plan {self.default_plan!r} is not one of the plans: {', '.join(self.plans)}", ("default_plan",)
             )
+        if self.billing is not None:
+            for plan in [*self.billing.prices, *([self.billing.free_plan] if self.billing.free_plan else [])]:
+                if self.plan(plan) is None:
+                    where = ("billing", "prices", plan) if plan in self.billing.prices else ("billing", "free_plan")
+                    raise _Misreference(f"billing names unknown plan {plan!r}; plans: {', '.join(self.plan_names)}", where)
         return self
 
     def plan(self, name: str) -> PlanConfig | None:

@@ -145,6 +145,67 @@ MIGRATIONS: list[str] = [
     CREATE INDEX mail_outbox_due ON mail_outbox(status, next_attempt_at);
     CREATE INDEX mail_outbox_account ON mail_outbox(account_id);
     """,
+    # 4: billing through Stripe, which keeps Stripe ids only (never card data). The
+    # content. `billing_meter_outbox` holds one row per (account, closed hour, seq) with a stable
+    # identifier, so a retry never bills twice; `billing_deletions` names Stripe ids only, so an
+    # erased account leaves no id of ours behind; `billing_webhook_events` makes a replay a no-op.
+    """
+    CREATE TABLE billing_customers (
+        account_id            TEXT PRIMARY KEY,
+        customer_id           TEXT NOT NULL UNIQUE,
+        email_synced          INTEGER NOT NULL DEFAULT 1,
+        subscription_id       TEXT,
+        subscription_status   TEXT,
+        subscription_plan     TEXT,
+        period_start          INTEGER,
+        period_end            INTEGER,
+        subscription_event_at INTEGER,
+        past_due_since        INTEGER,
+        grace_until           INTEGER,
+        downgraded_at         INTEGER,
+        created_at            INTEGER NOT NULL,
+        updated_at            INTEGER NOT NULL
+    );
+    CREATE INDEX billing_customers_grace ON billing_customers(grace_until);
+    CREATE TABLE billing_meter_outbox (
+        id               INTEGER PRIMARY KEY,
+        account_id       TEXT NOT NULL,
+        window_start     INTEGER NOT NULL,
+        seq              INTEGER NOT NULL,
+        identifier       TEXT NOT NULL UNIQUE,
+        value            INTEGER NOT NULL,
+        status           TEXT NOT NULL DEFAULT 'pending',
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at  INTEGER NOT NULL,
+        created_at       INTEGER NOT NULL,
+        sent_at          INTEGER,
+        last_error       TEXT,
+        UNIQUE (account_id, window_start, seq)
+    );
+    CREATE INDEX billing_meter_due ON billing_meter_outbox(status, next_attempt_at);
+    CREATE INDEX billing_meter_window ON billing_meter_outbox(window_start);
+    CREATE TABLE billing_deletions (
+        id               INTEGER PRIMARY KEY,
+        customer_id      TEXT NOT NULL,
+        subscription_id  TEXT,
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at  INTEGER NOT NULL,
+        created_at       INTEGER NOT NULL,
+        last_error       TEXT
+    );
+    CREATE TABLE billing_webhook_events (
+        event_id     TEXT PRIMARY KEY,
+        type         TEXT NOT NULL,
+        created      INTEGER,
+        received_at  INTEGER NOT NULL,
+        outcome      TEXT NOT NULL
+    );
+    CREATE INDEX billing_webhook_events_received ON billing_webhook_events(received_at);
+    CREATE TABLE billing_state (
+        key    TEXT PRIMARY KEY,
+        value  TEXT NOT NULL
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
