@@ -145,10 +145,10 @@ MIGRATIONS: list[str] = [
     CREATE INDEX mail_outbox_due ON mail_outbox(status, next_attempt_at);
     CREATE INDEX mail_outbox_account ON mail_outbox(account_id);
     """,
-    # 4: billing through Stripe, which keeps Stripe ids only (never card data). The
-    # content. `billing_meter_outbox` holds one row per (account, closed hour, seq) with a stable
-    # identifier, so a retry never bills twice; `billing_deletions` names Stripe ids only, so an
-    # erased account leaves no id of ours behind; `billing_webhook_events` makes a replay a no-op.
+    # 4: billing through Stripe: Stripe ids only, never card data. `billing_meter_outbox` holds one
+    # row per (account, closed hour, seq) with a stable identifier, so a retry never bills twice;
+    # `billing_deletions` names Stripe ids only, so an erased account leaves no id of ours behind;
+    # `billing_webhook_events` makes a replayed event a no-op.
     """
     CREATE TABLE billing_customers (
         account_id            TEXT PRIMARY KEY,
