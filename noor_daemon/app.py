@@ -45,6 +45,7 @@ from noor_daemon.metrics import Metrics
 from noor_daemon.reload import sighup_ctx
 from noor_daemon.privacy.service import install_privacy
 from noor_daemon.admin.live import install_live
+from noor_daemon.billing.service import install_billing
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,7 @@ def create_app(settings: DaemonSettings) -> web.Application:
     app.cleanup_ctx.append(sighup_ctx)
     install_privacy(app)  # mail outbox, retention job, data-rights hooks, /v1/me export and deletion
     install_live(app)  # the dashboard's live feed and last hour in memory, /v1/me/usage
+    install_billing(app)  # Stripe customers, meter outbox, webhooks, /v1/me/billing (off without [billing])
     app.add_routes(proxy.routes())
     app.add_routes(me.routes)
     metrics = Metrics(lambda: proxy.router.snapshot(), lambda: ledger.healthy)

@@ -1,0 +1,35 @@
+"""The billing routes outside /admin and /v1/me: Stripe's webhook, and the pages Checkout and the portal return to."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from noor_daemon.billing.service import BILLING
+
+routes = web.RouteTableDef()
+
+
+@routes.post("/stripe/webhook")
+async def stripe_webhook(request: web.Request) -> web.Response:
+    """Stripe's events, verified by their `Stripe-Signature`; 404 while billing is not configured."""
+    return await request.app[BILLING].webhooks.handle(request)
+
+
+_PAGE = """<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>NoorAPI billing</title></head>
+<body style="font-family: sans-serif; max-width: 36em; margin: 4em auto; line-height: 1.5">
+<h1>{title}</h1><p>{text}</p></body></html>
+"""
+
+
+@routes.get("/billing/done")
+async def billing_done(request: web.Request) -> web.Response:
+    """Where Checkout and the portal send the customer back (the default `success_url`/`return_url`)."""
+    text = "Stripe has your payment details; the plan changes as soon as Stripe confirms it. You can close this tab."
+    return web.Response(text=_PAGE.format(title="Thank you", text=text), content_type="text/html")
+
+
+@routes.get("/billing/cancelled")
+async def billing_cancelled(request: web.Request) -> web.Response:
+    text = "Nothing was charged and your plan is unchanged. You can close this tab."
+    return web.Response(text=_PAGE.format(title="Checkout cancelled", text=text), content_type="text/html")
