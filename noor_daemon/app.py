@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
 
-from noor_daemon import __version__, paths
+from noor_daemon import __version__, paths, secret_store
 from noor_daemon.admin import create_admin_app
 from noor_daemon.config import Config
 from noor_daemon.gateway import me
@@ -52,8 +51,9 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: DaemonSettings) -> web.Application:
     config = settings.config.config
+    paths.ensure_private_dir(settings.data_dir)  # refuses a world-writable data dir
+    secret_store.use_backend(secret_store.open_backend(config.secrets, settings.data_dir))  # [secrets]: keyring or 0600 file
     secrets = resolve_secrets(config)
-    paths.ensure_private_dir(settings.data_dir)
 
     ledger = Ledger(paths.database_file(settings.data_dir))
     keyring = KeyRing()
@@ -83,7 +83,9 @@ def create_app(settings: DaemonSettings) -> web.Application:
     app[AUDIT] = audit
     app[PROXY] = proxy
     app[LIMITER] = limiter
-    app[ADMIN_TOKEN_HASH] = hashlib.sha256(settings.admin_token.encode()).digest()
+    app[ADMIN_TOKEN_HASH] = secret_store.AdminVerifier(
+        settings.admin_token_hash or secret_store.token_digest(settings.admin_token), settings.admin_token_source, settings.data_dir
+    )
 
     async def ledger_ctx(app: web.Application) -> AsyncIterator[None]:
         await ledger.open()

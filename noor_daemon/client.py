@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -168,7 +169,7 @@ class AdminClient:
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None:
             headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
-            self._session = aiohttp.ClientSession(headers=headers, timeout=self._timeout)
+            self._session = aiohttp.ClientSession(headers=headers, timeout=self._timeout, connector=_connector())
         return self._session
 
     # -- plumbing ------------------------------------------------------------------
@@ -254,6 +255,18 @@ class AdminClient:
     async def rotate_key(self, key_id: str) -> IssuedKey:
         """Revoke the key and issue its replacement; the new secret is in `key`."""
         return _from_json(IssuedKey, await self._admin("POST", f"/keys/{_segment(key_id)}/rotate"))
+
+    async def revoke_key_by_prefix(self, prefix: str) -> KeyInfo:
+        """Revoke the one key with this display prefix (`sk-noor-AbC123`) or the whole key; 409 if several match."""
+        data = await self._admin("POST", "/keys/revoke-by-prefix", json={"prefix": prefix})
+        return _from_json(KeyInfo, data)
+
+    async def rotate_admin_token(self) -> dict[str, Any]:
+        """A new admin token (`token`, shown this once); the one this client holds stops working."""
+        data = await self._admin("POST", "/admin-token/rotate")
+        self._token = data["token"]
+        await self.close()  # the next call opens a session with the new token
+        return data
 
     # -- limits, quotas, suspensions ----------------------------------------------------
 
@@ -501,6 +514,14 @@ class AdminClient:
 
 
 # -- helpers ---------------------------------------------------------------------
+
+
+def _connector() -> aiohttp.TCPConnector:
+    """HTTPS verified against the system's store, or only NOOR_CA_BUNDLE's CA (a `noor tls self-signed` ca.pem)."""
+    bundle = os.environ.get("NOOR_CA_BUNDLE")
+    if not bundle:
+        return aiohttp.TCPConnector()
+    return aiohttp.TCPConnector(ssl=ssl.create_default_context(cafile=os.path.expanduser(bundle)))
 
 
 def _segment(value: str) -> str:
@@ -940,7 +961,7 @@ class MeClient:
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None:
             headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
-            self._session = aiohttp.ClientSession(headers=headers, timeout=self._timeout)
+            self._session = aiohttp.ClientSession(headers=headers, timeout=self._timeout, connector=_connector())
         return self._session
 
     async def _request(self, method: str, path: str, *, json: Any = None, params: dict[str, str] | None = None) -> Any:

@@ -52,6 +52,17 @@ class ServerConfig(_Section):
     client_write_timeout: float = Field(60.0, gt=0)
     """A client that reads nothing for this long is cut off, so slow readers cannot pin a stream."""
 
+    @model_validator(mode="after")
+    def _tls(self) -> "ServerConfig":
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: set both to serve HTTPS, or neither")
+        if self.admin_remote and self.tls_cert is None:
+            raise ValueError(
+                "admin_remote = true needs TLS: set tls_cert and tls_key (`noor tls self-signed` makes a pair), "
+                "or leave the admin API on loopback"
+            )
+        return self
+
 
 class ProviderConfig(_Section):
     name: str = Field(min_length=1)
@@ -64,6 +75,20 @@ class ProviderConfig(_Section):
     idle_timeout: float = Field(120.0, gt=0)
     latency_scale: float = Field(1.0, ge=0)
     """Simulator only: 1.0 streams at a realistic pace, 0 answers at once."""
+    ca_bundle: str | None = None
+    """A PEM file of CA certificates to trust for this provider instead of the system's (a LAN server's own CA)."""
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _loadable_bundle(cls, value: str | None) -> str | None:
+        if value is not None:
+            import ssl
+
+            try:
+                ssl.create_default_context(cafile=os.path.expanduser(value))
+            except (OSError, ssl.SSLError) as exc:
+                raise ValueError(f"cannot load CA bundle {value}: {getattr(exc, 'strerror', None) or exc}") from None
+        return value
 
     @field_validator("api_key")
     @classmethod
@@ -174,6 +199,15 @@ class SmtpConfig(_Section):
         return self
 
 
+class SecretsConfig(_Section):
+    """Where `keyring:NAME` references are looked up (see SECURITY.md)."""
+
+    backend: Literal["keyring", "file"] = "keyring"
+    """"keyring": the OS keyring. "file": a 0600 JSON file, for headless servers without a keyring."""
+    file: str | None = None
+    """For backend = "file": the secrets file [default: DATA_DIR/secrets.json]."""
+
+
 class PriceConfig(_Section):
     """`[prices."MODEL"]`: what a model costs, for the dashboard's estimates (a glob like "gpt-4o*" also works)."""
 
@@ -246,6 +280,7 @@ class Config(_Section):
     ledger: LedgerConfig = LedgerConfig()
     smtp: SmtpConfig | None = None
     prices: dict[str, PriceConfig] = Field(default_factory=dict)
+    secrets: SecretsConfig = SecretsConfig()
     billing: BillingConfig | None = None
 
     @model_validator(mode="after")

@@ -16,6 +16,7 @@ from noor_daemon.ledger.accounts import AccountStore
 from noor_daemon.ledger.audit import AuditLog
 from noor_daemon.ledger.database import Ledger
 from noor_daemon.limits.enforcer import Limiter
+from noor_daemon.secret_store import AdminVerifier
 
 
 @dataclass
@@ -29,6 +30,8 @@ class DaemonSettings:
     clock: Clock = field(default_factory=Clock)
     handle_signals: bool = False
     """`noor daemon` sets this: SIGHUP reloads the config. Off for in-process test daemons."""
+    admin_token_hash: bytes | None = None
+    """SHA-256 of the admin token when only the hash is known (after a rotation); `admin_token` is then ""."""
 
 
 SETTINGS = web.AppKey("settings", DaemonSettings)
@@ -40,5 +43,5 @@ PROXY = web.AppKey("proxy", Proxy)
 LIMITER = web.AppKey("limiter", Limiter)
 HTTP_SESSION = web.AppKey("http_session", aiohttp.ClientSession)
 """The one ClientSession every HTTP upstream shares (one connection pool per host)."""
-ADMIN_TOKEN_HASH = web.AppKey("admin_token_hash", bytes)
-"""SHA-256 of the admin token: the daemon keeps no plaintext copy to compare against."""
+ADMIN_TOKEN_HASH = web.AppKey("admin_token_hash", AdminVerifier)
+"""The admin token's SHA-256 (rotatable): the daemon keeps no plaintext copy to compare against."""

@@ -20,8 +20,25 @@ def config_dir() -> Path:
     return Path(platformdirs.user_config_dir(APP_NAME))
 
 
+class UnsafeDirectory(Exception):
+    """A data dir others can write to: refused, never silently repaired."""
+
+
 def ensure_private_dir(path: Path) -> Path:
-    """Create `path` readable by its owner only; the ledger and tokens live here."""
+    """Create `path` readable by its owner only; the ledger and tokens live here.
+
+    An existing directory that anyone may write to is refused (`UnsafeDirectory`): another
+    user could have planted or swapped files in it, so tightening its mode now would not help.
+    """
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        mode = 0
+    if mode & 0o002:
+        raise UnsafeDirectory(
+            f"{path} is world-writable (mode {mode & 0o7777:04o}); refusing to keep the ledger and tokens there. "
+            f"Check its contents, then `chmod 700 {path}`, or choose another --data-dir"
+        )
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(path, 0o700)
     return path

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import ipaddress
 import logging
 
@@ -52,15 +50,17 @@ async def admin_errors(request: web.Request, handler) -> web.StreamResponse:
 @web.middleware
 async def admin_auth(request: web.Request, handler) -> web.StreamResponse:
     settings = request.config_dict[SETTINGS]
-    if not settings.config.config.server.admin_remote and not is_loopback(request.remote):
-        raise AdminError(403, "forbidden", "The admin API answers loopback clients only ([server] admin_remote).")
+    if not is_loopback(request.remote):
+        if not settings.config.config.server.admin_remote:
+            raise AdminError(403, "forbidden", "The admin API answers loopback clients only ([server] admin_remote).")
+        if not request.secure:  # admin_remote needs TLS (the config refuses it without); never a token in the clear
+            raise AdminError(403, "forbidden", "The admin API answers remote clients over HTTPS only.")
     if request.path in OPEN_PATHS:
         return await handler(request)
     auth = request.headers.get("Authorization", "")
     scheme, _, token = auth.partition(" ")
-    expected = request.config_dict[ADMIN_TOKEN_HASH]
-    presented = hashlib.sha256(token.strip().encode()).digest()
-    if scheme.lower() != "bearer" or not hmac.compare_digest(presented, expected):
+    matches = request.config_dict[ADMIN_TOKEN_HASH].matches(token)  # SHA-256 digests, compared in constant time
+    if scheme.lower() != "bearer" or not matches:
         raise AdminError(401, "unauthorized", "Missing or wrong admin token (NOOR_ADMIN_TOKEN, or see `noor doctor`).")
     return await handler(request)
 

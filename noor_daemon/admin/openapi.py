@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from noor_daemon import __version__
-from noor_daemon.admin import openapi_dashboard, openapi_privacy
+from noor_daemon.admin import openapi_dashboard, openapi_privacy, openapi_security
 
 routes = web.RouteTableDef()
 
@@ -138,6 +138,7 @@ def document() -> dict:
         "paths": {
             **openapi_dashboard.PATHS,  # events, overview, upstreams, usage series
             **openapi_privacy.PATHS,  # privacy requests, retention, policies, audit log, mail outbox
+            **openapi_security.PATHS,  # admin token rotation, revocation by key prefix
             "/accounts": {
                 "get": {
                     "summary": "List accounts",

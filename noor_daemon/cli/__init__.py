@@ -19,6 +19,9 @@ from noor_daemon.cli.limits import abuse, key_limits, quota, suspend_account, su
 from noor_daemon.cli.privacy import privacy
 from noor_daemon.cli.tui import tui
 from noor_daemon.cli.usage import usage
+from noor_daemon.cli.admin import admin
+from noor_daemon.cli.secret import secret
+from noor_daemon.cli.tls import tls
 
 
 class NoorGroup(click.Group):
@@ -62,6 +65,8 @@ for command in (suspend_key, unsuspend_key, key_limits):
     key.add_command(command)
 for command in (suspend_account, unsuspend_account):
     account.add_command(command)
+for command in (secret, admin, tls):  # security: secrets backend, admin token, certificates
+    cli.add_command(command)
 
 
 def main() -> None:

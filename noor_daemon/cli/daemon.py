@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import logging
+import ipaddress
 import os
 import sys
 
@@ -10,7 +10,9 @@ import click
 
 from noor_daemon import paths
 from noor_daemon.config import ConfigError, load
-from noor_daemon.secret_store import SecretError, ensure_admin_token
+from noor_daemon.redaction import configure_logging
+from noor_daemon.secret_store import SecretError, daemon_admin_token
+from noor_daemon.tls import server_ssl_context
 
 
 @click.command()
@@ -26,20 +28,31 @@ def daemon(host: str | None, port: int | None, data_dir: str | None, config_path
     from noor_daemon.app import create_app, server_options
     from noor_daemon.keys import DaemonSettings
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(log_level)  # every record loses anything shaped like an API key
+    os.umask(0o077)  # whatever the daemon or a library creates is private to its user
     try:
         loaded = load(config_path)
         data = paths.ensure_private_dir(paths.data_dir(data_dir))
-        token = ensure_admin_token(data)
-        app = create_app(DaemonSettings(loaded, data, token.value, token.source, handle_signals=True))
-    except (ConfigError, SecretError) as exc:
+        token = daemon_admin_token(data)
+        ssl_context = server_ssl_context(loaded)
+        app = create_app(
+            DaemonSettings(loaded, data, token.value, token.source, handle_signals=True, admin_token_hash=token.digest)
+        )
+    except (ConfigError, SecretError, paths.UnsafeDirectory) as exc:
         click.echo(f"noor daemon: {exc}", err=True)
         sys.exit(2)
     server = loaded.config.server
     bind_host = host or server.host
     bind_port = server.port if port is None else port
+    scheme = "https" if ssl_context else "http"
     where = loaded.path or "built-in simulator (no config file)"
     click.echo(f"noor daemon {os.getpid()}: config {where}; data {data}; admin token from {token.source}", err=True)
+    if ssl_context is None and not _is_loopback_host(bind_host):
+        click.echo(
+            f"noor daemon: WARNING: plain HTTP on {bind_host}: API keys cross the network in the clear; "
+            "set [server] tls_cert and tls_key (`noor tls self-signed`)",
+            err=True,
+        )
     web.run_app(
         app,
         host=bind_host,
@@ -47,5 +60,15 @@ def daemon(host: str | None, port: int | None, data_dir: str | None, config_path
         access_log=None,
         shutdown_timeout=server.shutdown_timeout,
         **server_options(loaded.config),
-        print=lambda _msg: click.echo(f"noor daemon listening on http://{bind_host}:{bind_port}", err=True),
+        ssl_context=ssl_context,
+        print=lambda _msg: click.echo(f"noor daemon listening on {scheme}://{bind_host}:{bind_port}", err=True),
     )
+
+
+def _is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

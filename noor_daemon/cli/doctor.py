@@ -51,7 +51,7 @@ async def _daemon_report(url: str, token: str | None) -> dict[str, Any]:
 
 
 def collect(url: str, data_dir: str | None, config_path: str | None) -> dict[str, Any]:
-    from noor_daemon.secret_store import keyring_backend_name, keyring_usable
+    from noor_daemon.secret_store import keyring_backend_name, keyring_usable, secrets_report
 
     data = paths.data_dir(data_dir)
     token, token_source = find_token(data_dir)
@@ -61,6 +61,7 @@ def collect(url: str, data_dir: str | None, config_path: str | None) -> dict[str
         "data_dir": {"path": str(data), "exists": data.is_dir()},
         "ledger": {"path": str(paths.database_file(data)), "exists": paths.database_file(data).is_file()},
         "keyring": {"backend": keyring_backend_name(), "usable": keyring_usable()},
+        "secrets": secrets_report(config_path, data),
         "admin_token": {"found": token is not None, "source": token_source},
         "daemon": asyncio.run(_daemon_report(url, token)),
     }
@@ -86,7 +87,8 @@ def _describe(report: dict[str, Any]) -> list[tuple[str, str]]:
         ("config file", config_text),
         ("data dir", f"{report['data_dir']['path']} ({exists[report['data_dir']['exists']]})"),
         ("ledger", f"{report['ledger']['path']} ({exists[report['ledger']['exists']]})"),
-        ("keyring", f"{ring['backend']} ({'usable' if ring['usable'] else 'not usable: tokens go to a 0600 file in the data dir'})"),
+        ("keyring", f"{ring['backend']} ({'usable' if ring['usable'] else 'NO OS keyring backend: the admin token goes to a 0600 file in the data dir'})"),
+        ("secrets", report["secrets"]["where"] + (f"; {report['secrets']['advice']}" if report["secrets"]["advice"] else "")),
         ("admin token", report["admin_token"]["source"]),
         ("daemon", daemon_text),
     ]

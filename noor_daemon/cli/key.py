@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from datetime import datetime
+
 import click
 
 from noor_daemon.cli.common import (
@@ -16,6 +19,8 @@ from noor_daemon.cli.common import (
     show_issued_key,
 )
 from noor_daemon.client import AdminClient, KeyInfo
+
+KEY_PREFIX = "sk-noor-"  # as noor_daemon.gateway.auth; the CLI stays an HTTP client
 from noor_daemon.cli.limits import limit_option, parse_limits
 
 
@@ -59,9 +64,11 @@ def create(
 
 @key.command("list")
 @click.option("--account", "account_ref", default=None, metavar="EMAIL", help="Only this account's keys.")
+@click.option("--stale", type=Duration(), default=None, metavar="DURATION",
+              help="Only live keys unused (or, never used, created) longer than this: 90d, 12w…")
 @json_option
 @connection_options
-def list_(account_ref: str | None, as_json: bool, url: str, data_dir: str | None) -> None:
+def list_(account_ref: str | None, stale: int | None, as_json: bool, url: str, data_dir: str | None) -> None:
     """List keys, masked: only a key's prefix is ever shown again."""
 
     async def fetch(admin: AdminClient) -> tuple[list[KeyInfo], dict[str, str]]:
@@ -70,8 +77,13 @@ def list_(account_ref: str | None, as_json: bool, url: str, data_dir: str | None
         return keys, emails
 
     keys, emails = run_admin(url, data_dir, fetch)
+    if stale is not None:
+        keys = stale_keys(keys, stale)
     if as_json:
         print_json([k.to_json() for k in keys])
+        return
+    if not keys and stale is not None:
+        click.echo("No stale keys.")
         return
     if not keys:
         click.echo("No keys. Create one with `noor key create --account EMAIL`.")
@@ -93,13 +105,30 @@ def list_(account_ref: str | None, as_json: bool, url: str, data_dir: str | None
     print_table(("ID", "ACCOUNT", "NAME", "KEY", "STATE", "MODELS", "CREATED", "LAST USED", "EXPIRES"), rows)
 
 
+def stale_keys(keys: list[KeyInfo], older_than: int, now: float | None = None) -> list[KeyInfo]:
+    """Live keys whose last use (or, never used, creation) is more than `older_than` seconds ago."""
+    cutoff = (time.time() if now is None else now) - older_than
+
+    def last_activity(k: KeyInfo) -> float:
+        stamp = k.last_used_at or k.created_at
+        return datetime.fromisoformat(stamp).timestamp() if stamp else 0.0
+
+    return [k for k in keys if k.state in ("active", "suspended") and last_activity(k) < cutoff]
+
+
 @key.command("revoke")
-@click.argument("key_id", metavar="ID")
+@click.argument("key_id", metavar="ID|PREFIX")
 @json_option
 @connection_options
 def revoke(key_id: str, as_json: bool, url: str, data_dir: str | None) -> None:
-    """Revoke the key ID; requests with it are refused at once."""
-    revoked = run_admin(url, data_dir, lambda admin: admin.revoke_key(key_id))
+    """Revoke a key by its ID, or by its display prefix alone (sk-noor-AbC123); refused at once.
+
+    A prefix that several live keys share is refused: revoke by ID then.
+    """
+    if key_id.startswith(KEY_PREFIX):
+        revoked = run_admin(url, data_dir, lambda admin: admin.revoke_key_by_prefix(key_id))
+    else:
+        revoked = run_admin(url, data_dir, lambda admin: admin.revoke_key(key_id))
     if as_json:
         print_json(revoked.to_json())
     else:

@@ -11,6 +11,7 @@ import aiohttp
 from noor_daemon.config import Config, ProviderConfig
 from noor_daemon.gateway import errors
 from noor_daemon.secret_store import resolve
+from noor_daemon.tls import provider_ssl_context
 
 # Client headers worth passing on; everything else (cookies, our own key) stays here.
 _FORWARD_REQUEST_HEADERS = ("anthropic-version", "anthropic-beta", "openai-beta")
@@ -85,6 +86,7 @@ class HttpUpstream:
         self._timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=config.connect_timeout, sock_read=config.idle_timeout
         )
+        self._ssl = provider_ssl_context(config)  # True: the system trust store; or the provider's ca_bundle
 
     def url(self, endpoint: str) -> str:
         if self.kind == "anthropic":
@@ -98,7 +100,7 @@ class HttpUpstream:
             headers["anthropic-version"] = "2023-06-01"
         try:
             async with asyncio.timeout(self.config.connect_timeout):
-                async with self._session.get(self.url("models"), headers=headers) as response:
+                async with self._session.get(self.url("models"), headers=headers, ssl=self._ssl) as response:
                     await response.read()
                     return response.status < 500
         except (TimeoutError, aiohttp.ClientError):
@@ -114,7 +116,9 @@ class HttpUpstream:
             headers["anthropic-version"] = "2023-06-01"
         try:
             async with asyncio.timeout(self.config.first_byte_timeout):
-                response = await self._session.post(self.url(endpoint), data=body, headers=headers, timeout=self._timeout)
+                response = await self._session.post(
+                    self.url(endpoint), data=body, headers=headers, timeout=self._timeout, ssl=self._ssl
+                )
         except TimeoutError:
             raise errors.upstream_failed(self.name, 504, "no response before the first-byte timeout") from None
         except aiohttp.ClientConnectorError:

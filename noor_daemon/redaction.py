@@ -1,0 +1,84 @@
+"""Redaction as defence in depth: nothing shaped like an API key reaches a log line.
+
+The daemon's code logs no secrets and no content to begin with (the request path logs an
+exception's type, never its message). This filter is the second line: whatever a library or
+a future bug puts in a record — its message, its arguments, its traceback text, its stack —
+loses every API-key-shaped string before any handler formats it.
+
+    install()                                # on every handler of the root logger (`noor daemon` does this)
+    handler.addFilter(RedactingFilter())     # on one handler (tests: caplog.handler)
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import traceback
+
+REDACTED = "[REDACTED]"
+
+# Longest and most specific first; each pattern keeps only its harmless vendor prefix.
+# (?<![A-Za-z0-9]) stops "task-…" or "desk_live_…" from matching in the middle of a word.
+_B = r"(?<![A-Za-z0-9])"
+_PATTERNS: list[tuple[re.Pattern[str], str]] = [
+    # NoorAPI keys keep their display prefix (sk-noor- + 6), the part `noor key list` shows anyway.
+    (re.compile(_B + r"(sk-noor-[0-9A-Za-z]{6})[0-9A-Za-z]{4,}"), r"\1" + REDACTED),
+    (re.compile(_B + r"(sk-ant-)[A-Za-z0-9_\-]{8,}"), r"\1" + REDACTED),  # Anthropic (sk-ant-api03-…, sk-ant-admin01-…)
+    (re.compile(_B + r"(sk-(?:proj|svcacct|admin|None)-)[A-Za-z0-9_\-]{8,}"), r"\1" + REDACTED),  # OpenAI project/service keys
+    (re.compile(_B + r"((?:sk|rk)_(?:live|test)_)[A-Za-z0-9]{8,}"), r"\1" + REDACTED),  # Stripe secret and restricted keys
+    (re.compile(_B + r"(whsec_)[A-Za-z0-9+/=]{8,}"), r"\1" + REDACTED),  # Stripe webhook signing secrets
+    (re.compile(_B + r"(sk-)[A-Za-z0-9_\-]{16,}"), r"\1" + REDACTED),  # OpenAI legacy and compatible servers
+    (re.compile(_B + r"(noor-admin-)[A-Za-z0-9_\-]{8,}"), r"\1" + REDACTED),  # our admin token
+]
+
+
+def redact(text: str) -> str:
+    """`text` with every API-key-shaped string replaced by its prefix and [REDACTED]."""
+    if "sk" not in text and "rk_" not in text and "whsec_" not in text and "noor-admin-" not in text:
+        return text  # the common case: a log line with no candidate at all
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites a record in place: message and args merged and redacted, traceback text redacted.
+
+    The record's `exc_info` is formatted here (into `exc_text`, redacted) and dropped, so no
+    formatter later renders the original exception's message.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed format string: keep what there is, redacted
+            message = f"{record.msg} {record.args!r}" if record.args else str(record.msg)
+        record.msg = redact(message)
+        record.args = None
+        if record.exc_info:
+            if not record.exc_text:
+                record.exc_text = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
+            record.exc_info = None
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        return True
+
+
+def install(logger: logging.Logger | None = None) -> RedactingFilter:
+    """Add one `RedactingFilter` to every handler of `logger` (default: the root logger)."""
+    target = logger or logging.getLogger()
+    found = RedactingFilter()
+    for handler in target.handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(found)
+    return found
+
+
+def configure_logging(level: str = "info") -> None:
+    """What `noor daemon` does: one stderr handler at `level`, every record redacted."""
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install()
+    if logging.lastResort is not None:
+        logging.lastResort.addFilter(RedactingFilter())
