@@ -512,6 +512,25 @@ class AdminClient:
         """Transactional mail: counts by state and the latest messages (no addresses)."""
         return await self._admin("GET", "/mail/outbox", params={"limit": str(limit)})
 
+    # -- billing (Stripe) ---------------------------------------------------------------
+
+    async def billing_status(self) -> dict[str, Any]:
+        """Whether billing is configured; customers, subscriptions, grace periods, the meter outbox, webhooks."""
+        return await self._admin("GET", "/billing")
+
+    async def account_billing(self, ref: str) -> AccountBilling:
+        """The billing screen of one account: plan, subscription, period usage and estimate, invoices, links."""
+        return _from_json(AccountBilling, await self._admin("GET", f"/billing/accounts/{_segment(ref)}"))
+
+    async def billing_checkout(self, ref: str, plan: str) -> BillingLink:
+        """A Stripe Checkout page subscribing the account to `plan` (AdminApiError 409 billing_not_configured without Stripe)."""
+        data = await self._admin("POST", f"/billing/accounts/{_segment(ref)}/checkout", json={"plan": plan})
+        return _from_json(BillingLink, data)
+
+    async def billing_portal(self, ref: str) -> BillingLink:
+        """A Stripe Customer Portal page for the account."""
+        return _from_json(BillingLink, await self._admin("POST", f"/billing/accounts/{_segment(ref)}/portal"))
+
 
 # -- helpers ---------------------------------------------------------------------
 
@@ -1018,6 +1037,16 @@ class MeClient:
         """Step two: delete the account, its keys and its usage."""
         return await self._request("POST", "/v1/me/deletion/confirm", json={"token": token})
 
+    async def billing(self) -> AccountBilling:
+        """The account's own billing state (`configured` false when the daemon has no Stripe)."""
+        return _from_json(AccountBilling, await self._request("GET", "/v1/me/billing"))
+
+    async def billing_checkout(self, plan: str) -> BillingLink:
+        return _from_json(BillingLink, await self._request("POST", "/v1/me/billing/checkout", json={"plan": plan}))
+
+    async def billing_portal(self) -> BillingLink:
+        return _from_json(BillingLink, await self._request("POST", "/v1/me/billing/portal", json={}))
+
 
 # -- data rights ---------------------------------------------------------------------
 
@@ -1135,3 +1164,55 @@ class AuditEntry:
 class AuditPage:
     data: list[AuditEntry]
     next_before: int | None
+
+
+# -- billing -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BillingLink:
+    """A Stripe-hosted page (Checkout or the Customer Portal); open `url` in a browser."""
+
+    id: str
+    url: str
+    expires_at: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class AccountBilling:
+    """One account's billing: Stripe ids and states, this period's usage and its estimate, the last invoices."""
+
+    configured: bool
+    account: dict[str, Any]
+    """id, email, plan, status."""
+    free_plan: str
+    paid_plans: dict[str, str]
+    """Plan name to its Stripe price id: what Checkout can sell."""
+    customer_id: str | None
+    subscription: dict[str, Any] | None
+    """id, status, plan, current_period_start, current_period_end."""
+    grace: dict[str, Any] | None
+    """payment_failed_at, grace_until, downgraded_at: while a failed payment is unresolved."""
+    period: dict[str, Any]
+    """start, end, source (subscription or calendar_month)."""
+    usage: dict[str, Any]
+    """requests, errors, prompt_tokens, completion_tokens, tokens, models (each with its cost)."""
+    estimate: dict[str, Any]
+    """amount (at the config's [prices]), priced, unpriced_models, basis."""
+    links: dict[str, str]
+    """checkout and portal: the paths to POST for a fresh Stripe URL."""
+    invoices: list[dict[str, Any]] | None
+    """The last invoices from Stripe (None when not configured or Stripe did not answer)."""
+    invoices_error: str | None
+    meter: dict[str, Any] | None = None
+    message: str | None = None
+
+    @property
+    def plan(self) -> str:
+        return str(self.account.get("plan"))
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)

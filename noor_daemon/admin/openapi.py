@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from noor_daemon import __version__
+from noor_daemon.admin import openapi_billing
 from noor_daemon.admin import openapi_dashboard, openapi_privacy, openapi_security
 
 routes = web.RouteTableDef()
@@ -131,13 +132,14 @@ def document() -> dict:
         "info": {"title": "NoorAPI admin API", "version": __version__},
         "servers": [{"url": "/admin/v1"}],
         "components": {
-            "schemas": {**SCHEMAS, **openapi_privacy.SCHEMAS},
+            "schemas": {**SCHEMAS, **openapi_privacy.SCHEMAS, **openapi_billing.SCHEMAS},
             "securitySchemes": {"admin": {"type": "http", "scheme": "bearer"}},
         },
         "security": [{"admin": []}],
         "paths": {
             **openapi_dashboard.PATHS,  # events, overview, upstreams, usage series
             **openapi_privacy.PATHS,  # privacy requests, retention, policies, audit log, mail outbox
+            **openapi_billing.PATHS,  # Stripe: billing state, per-account billing, Checkout and portal links
             **openapi_security.PATHS,  # admin token rotation, revocation by key prefix
             "/accounts": {
                 "get": {

@@ -485,7 +485,7 @@ class BillingService:
         account = self.keyring.accounts.get(account.id, account)
         now = self.now_ms()
         row = await self.customer_row(account.id) if self.configured else None
-        if row and row["period_start"] and row["period_end"] and row["period_start"] <= now < row["period_end"]:
+        if row and row["period_start"] and row["period_end"] and now < row["period_end"]:
             start, end, source = row["period_start"], row["period_end"], "subscription"
         else:
             first, last = period_bounds("month", now / 1000)

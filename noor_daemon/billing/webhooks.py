@@ -26,6 +26,7 @@ import aiosqlite
 import stripe
 from aiohttp import web
 
+from noor_daemon.billing.money import format_amount
 from noor_daemon.gateway.auth import Account
 from noor_daemon.ledger.accounts import NotFound
 from noor_daemon.ledger.audit import AuditEntry
@@ -40,19 +41,6 @@ ACTIVE = ("active", "trialing")
 ENDED = ("canceled", "unpaid", "incomplete_expired", "paused")
 KEEP_EVENTS_MS = 30 * 86_400_000
 AUDIT_EVERY_S = 60.0
-ZERO_DECIMAL = {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf"}
-THREE_DECIMAL = {"bhd", "jod", "kwd", "omr", "tnd"}
-
-
-def format_amount(minor: int, currency: str) -> str:
-    """Stripe's minor units as a decimal string: 1234 usd → "12.34", 1234 jpy → "1234"."""
-    currency = currency.lower()
-    digits = 0 if currency in ZERO_DECIMAL else 3 if currency in THREE_DECIMAL else 2
-    if digits == 0:
-        return str(minor)
-    sign = "-" if minor < 0 else ""
-    whole, frac = divmod(abs(minor), 10**digits)
-    return f"{sign}{whole}.{frac:0{digits}d}"
 
 
 def _subscription_period(sub: dict) -> tuple[int | None, int | None]:

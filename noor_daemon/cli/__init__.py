@@ -10,6 +10,7 @@ import click
 
 from noor_daemon import __version__
 from noor_daemon.cli.account import account
+from noor_daemon.cli.billing import billing
 from noor_daemon.cli.config import config_group, routes
 from noor_daemon.cli.daemon import daemon
 from noor_daemon.cli.demo import demo
@@ -61,6 +62,7 @@ def cli() -> None:
 
 for command in (daemon, account, key, usage, quota, abuse, privacy, config_group, routes, doctor, demo, tui):
     cli.add_command(command)
+cli.add_command(billing)  # Stripe: checkout and portal links, an account's billing state
 for command in (suspend_key, unsuspend_key, key_limits):
     key.add_command(command)
 for command in (suspend_account, unsuspend_account):
