@@ -75,6 +75,7 @@ def create_app(settings: DaemonSettings) -> web.Application:
         report_abuse=audit.add_soon,
     )
 
+    ledger.calls_in_flight = lambda: proxy.in_flight
     app = web.Application(client_max_size=config.server.max_body_bytes, middlewares=[me.me_errors])
     app[SETTINGS] = settings
     app[LEDGER] = ledger
@@ -119,7 +120,7 @@ def create_app(settings: DaemonSettings) -> web.Application:
     install_billing(app)  # Stripe customers, meter outbox, webhooks, /v1/me/billing (off without [billing])
     app.add_routes(proxy.routes())
     app.add_routes(me.routes)
-    metrics = Metrics(lambda: proxy.router.snapshot(), lambda: ledger.healthy)
+    metrics = Metrics(lambda: proxy.router.snapshot(), ledger)
     ledger.add_listener(metrics.on_commit)
     app.add_routes([web.get("/healthz", healthz), web.get("/metrics", metrics.handler)])
     app.add_subapp("/admin/v1", create_admin_app())

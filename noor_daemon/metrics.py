@@ -10,10 +10,11 @@ from collections.abc import Callable, Iterable
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
+from noor_daemon.ledger.database import Ledger
 from noor_daemon.ledger.usage import UsageEvent
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -22,9 +23,9 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 class _LiveState(Collector):
     """Route breaker states and ledger health, read at scrape time."""
 
-    def __init__(self, routes: Callable[[], list[dict]], ledger_healthy: Callable[[], bool]) -> None:
+    def __init__(self, routes: Callable[[], list[dict]], ledger: Ledger) -> None:
         self._routes = routes
-        self._ledger_healthy = ledger_healthy
+        self._ledger = ledger
 
     def collect(self) -> Iterable[Metric]:
         state = GaugeMetricFamily("noor_route_state", "1 for the route's current breaker state", labels=["provider", "model", "state"])
@@ -40,11 +41,13 @@ class _LiveState(Collector):
         yield state
         yield failures
         yield errors
-        yield GaugeMetricFamily("noor_ledger_healthy", "1 while usage rows commit", value=1.0 if self._ledger_healthy() else 0.0)
+        yield GaugeMetricFamily("noor_ledger_healthy", "1 while usage rows commit", value=1.0 if self._ledger.healthy else 0.0)
+        yield CounterMetricFamily("noor_ledger_batches", "Group commits of usage rows", value=self._ledger.batches_committed)
+        yield CounterMetricFamily("noor_ledger_events", "Usage rows committed", value=self._ledger.events_committed)
 
 
 class Metrics:
-    def __init__(self, routes: Callable[[], list[dict]], ledger_healthy: Callable[[], bool]) -> None:
+    def __init__(self, routes: Callable[[], list[dict]], ledger: Ledger) -> None:
         self.registry = CollectorRegistry()
         labels = ["model", "provider"]
         self.requests = Counter(
@@ -58,7 +61,7 @@ class Metrics:
             "noor_time_to_first_token_seconds", "Time to the first streamed event", labels, buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.registry.register(_LiveState(routes, ledger_healthy))
+        self.registry.register(_LiveState(routes, ledger))
 
     def on_commit(self, events: list[UsageEvent]) -> None:
         """Ledger listener: count what was committed."""

@@ -155,9 +155,8 @@ async def test_sighup_and_admin_reload_swap_the_config_and_refuse_a_bad_one(proc
 
 
 async def _writer_pragma(daemon, pragma: str) -> None:
-    """Reach the ledger's writer connection: the only way to make SQLite itself refuse a write."""
-    ledger = daemon.app[LEDGER]
-    await ledger._writer.execute(pragma)  # noqa: SLF001 - a test seam into the real connection
+    """Limit the ledger's writer connections: the way to make SQLite itself refuse a write."""
+    await daemon.app[LEDGER].pragma(pragma)
 
 
 async def _chat_status(session: aiohttp.ClientSession, daemon, key: str) -> int:

@@ -93,7 +93,7 @@ class ChatStreamMeter(StreamMeter):
         self.strip_usage_chunk = strip_usage_chunk
 
     def on_event(self, event: bytes) -> tuple[bool, bool]:
-        if event.startswith(b"data: [DONE]") or event_field(event, b"data") == b"[DONE]":
+        if b"[DONE]" in event and (event.startswith(b"data: [DONE]") or event_field(event, b"data") == b"[DONE]"):
             return True, True
         if b'"error"' in event:
             chunk = event_json(event)

@@ -61,7 +61,9 @@ class SimulatorUpstream:
     async def probe(self) -> bool:
         return True
 
-    async def send(self, endpoint: str, body: bytes, client_headers: Mapping[str, str]) -> SimulatedReply:
+    async def send(
+        self, endpoint: str, body: bytes, client_headers: Mapping[str, str], deadline: float | None = None
+    ) -> SimulatedReply:
         payload = orjson.loads(body)
         seed = int.from_bytes(hashlib.blake2b(body, digest_size=8).digest(), "big")
         prompt_tokens = max(1, estimate_tokens(len(body)) - 8)

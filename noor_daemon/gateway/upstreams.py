@@ -37,7 +37,11 @@ class Upstream(Protocol):
 
     async def probe(self) -> bool: ...
 
-    async def send(self, endpoint: str, body: bytes, client_headers: Mapping[str, str]) -> UpstreamReply: ...
+    async def send(
+        self, endpoint: str, body: bytes, client_headers: Mapping[str, str], deadline: float | None = None
+    ) -> UpstreamReply:
+        """`deadline`: seconds left for the whole call; the wait for headers never exceeds it."""
+        ...
 
 
 class HttpReply:
@@ -106,7 +110,9 @@ class HttpUpstream:
         except (TimeoutError, aiohttp.ClientError):
             return False
 
-    async def send(self, endpoint: str, body: bytes, client_headers: Mapping[str, str]) -> UpstreamReply:
+    async def send(
+        self, endpoint: str, body: bytes, client_headers: Mapping[str, str], deadline: float | None = None
+    ) -> UpstreamReply:
         headers = {"Content-Type": "application/json", **self._auth}
         for name in _FORWARD_REQUEST_HEADERS:
             value = client_headers.get(name)
@@ -114,13 +120,16 @@ class HttpUpstream:
                 headers[name] = value
         if self.kind == "anthropic" and "anthropic-version" not in headers:
             headers["anthropic-version"] = "2023-06-01"
+        wait = self.config.first_byte_timeout
+        by_deadline = deadline is not None and deadline < wait
         try:
-            async with asyncio.timeout(self.config.first_byte_timeout):
+            async with asyncio.timeout(deadline if by_deadline else wait):  # one timer for both limits
                 response = await self._session.post(
                     self.url(endpoint), data=body, headers=headers, timeout=self._timeout, ssl=self._ssl
                 )
         except TimeoutError:
-            raise errors.upstream_failed(self.name, 504, "no response before the first-byte timeout") from None
+            reason = "no answer before the call's deadline" if by_deadline else "no response before the first-byte timeout"
+            raise errors.upstream_failed(self.name, 504, reason) from None
         except aiohttp.ClientConnectorError:
             raise errors.upstream_failed(self.name, 502, "could not connect") from None
         except aiohttp.ClientError as exc:
