@@ -45,6 +45,8 @@ async def reload_config(app: Mapping, *, actor: str = "admin") -> list[str]:
         for name in RESTART_ONLY
         if getattr(old.config.server, name) != getattr(new.config.server, name)
     ]
+    if old.config.billing != new.config.billing:
+        warnings.append("[billing] changed; it takes effect at the next restart")
     config = new.config.model_copy(update={"server": old.config.server})
     settings.config = LoadedConfig(config, new.path)
     proxy.config = config

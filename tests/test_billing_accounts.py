@@ -255,3 +255,15 @@ async def test_the_cli_says_when_billing_is_not_configured(start_daemon):
     assert result.exit_code == 0 and "not configured" in result.stdout
     result = await asyncio.to_thread(runner.invoke, cli, ["billing", "status", "none@example.com"], env=env)
     assert result.exit_code == 0 and "not configured" in result.stdout and "Usage" in result.stdout
+
+
+async def test_a_data_export_names_the_stripe_ids(start_daemon, stripe):
+    daemon = await start_daemon(billing_config(stripe))
+    await daemon.create_key("export@example.com")
+    account = await daemon.app[ACCOUNTS].get_account("export@example.com")
+    row = await eventually(lambda: daemon.app[BILLING].customer_row(account.id))
+    async with aiohttp.ClientSession(headers=daemon.admin_headers) as http:
+        async with http.get(f"{daemon.url}/admin/v1/accounts/export@example.com/export") as r:
+            exported = json.loads(await r.read())
+    assert exported["billing"]["stripe_customer_id"] == row["customer_id"]
+    assert exported["billing"]["subscription"] is None

@@ -38,13 +38,14 @@ from noor_daemon.billing.webhooks import ACTIVE, WebhookProcessor
 from noor_daemon.clock import Clock, iso
 from noor_daemon.config import BillingConfig, Config
 from noor_daemon.gateway.auth import Account, KeyRing
-from noor_daemon.keys import ACCOUNTS, AUDIT, KEYRING, LEDGER, SETTINGS
+from noor_daemon.keys import ACCOUNTS, AUDIT, KEYRING, LEDGER, SETTINGS, DaemonSettings
 from noor_daemon.ledger.accounts import AccountStore, NotFound
 from noor_daemon.ledger.audit import AuditEntry, AuditLog
 from noor_daemon.ledger.database import Ledger
 from noor_daemon.ledger.usage import HOUR_MS
 from noor_daemon.limits.periods import period_bounds
 from noor_daemon.mail.outbox import OUTBOX, Outbox
+from noor_daemon.privacy.service import PRIVACY
 from noor_daemon.secret_store import resolve
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ class BillingService:
     def __init__(
         self,
         *,
-        config: Config,
+        settings: DaemonSettings,
         ledger: Ledger,
         accounts: AccountStore,
         keyring: KeyRing,
@@ -87,7 +88,10 @@ class BillingService:
         secret_key: str | None = None,
         webhook_secret: str | None = None,
     ) -> None:
-        self.config = config
+        self.settings = settings
+        config = settings.config.config
+        self._billing = config.billing
+        """`[billing]` as it was at start: a reload that changes it takes effect at the next restart."""
         self.ledger = ledger
         self.accounts = accounts
         self.keyring = keyring
@@ -119,14 +123,19 @@ class BillingService:
         return self.api is not None
 
     @property
+    def config(self) -> Config:
+        """The current config (plans, prices), as a reload left it."""
+        return self.settings.config.config
+
+    @property
     def billing(self) -> BillingConfig:
-        if self.config.billing is None:
+        if self._billing is None:
             raise BillingNotConfigured()
-        return self.config.billing
+        return self._billing
 
     @property
     def free_plan(self) -> str:
-        billing = self.config.billing
+        billing = self._billing
         return (billing.free_plan if billing and billing.free_plan else None) or self.config.default_plan
 
     def plan_for_prices(self, price_ids: list[str]) -> str | None:
@@ -521,7 +530,7 @@ class BillingService:
             "configured": self.configured,
             "account": {"id": account.id, "email": account.email, "plan": account.plan, "status": account.status},
             "free_plan": self.free_plan,
-            "paid_plans": dict(self.config.billing.prices) if self.config.billing else {},
+            "paid_plans": dict(self._billing.prices) if self.configured and self._billing else {},
             "customer_id": row["customer_id"] if row else None,
             "subscription": _subscription_json(row),
             "grace": _grace_json(row),
@@ -548,6 +557,18 @@ class BillingService:
             except StripeUnavailable as exc:
                 document["invoices_error"] = exc.reason
         return document
+
+    async def export_section(self, account: Account) -> dict[str, Any] | None:
+        """The `billing` section of the account's data export: what this daemon keeps (Stripe ids and states)."""
+        row = await self.customer_row(account.id)
+        if row is None:
+            return None
+        return {
+            "stripe_customer_id": row["customer_id"],
+            "subscription": _subscription_json(row),
+            "grace": _grace_json(row),
+            "note": "Payments, cards and invoices are kept by Stripe; ask them or use the customer portal.",
+        }
 
     async def summary(self) -> dict[str, Any]:
         """The daemon's billing state for `GET /admin/v1/billing` (no emails, Stripe ids only as counts)."""
@@ -621,7 +642,7 @@ def install_billing(app: web.Application) -> BillingService:
         secret_key = resolve(config.billing.secret_key, what="[billing] secret_key")
         webhook_secret = resolve(config.billing.webhook_secret, what="[billing] webhook_secret")
     service = BillingService(
-        config=config,
+        settings=settings,
         ledger=app[LEDGER],
         accounts=app[ACCOUNTS],
         keyring=app[KEYRING],
@@ -635,6 +656,8 @@ def install_billing(app: web.Application) -> BillingService:
         service.hook_into(app[ACCOUNTS])
         assert service.meter is not None
         app[LEDGER].add_listener(service.meter.on_commit)
+        if PRIVACY in app:  # a data export names the account's Stripe ids too
+            app[PRIVACY].export_sections["billing"] = service.export_section
     app[BILLING] = service
     app.cleanup_ctx.append(service.ctx)
     app.add_routes(routes.routes)
