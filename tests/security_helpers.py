@@ -68,6 +68,8 @@ class Served:
     url: str
     port: int
     data_dir: Path
+    loop: asyncio.AbstractEventLoop | None = None
+    """serve_in_thread: the daemon's loop, for `asyncio.run_coroutine_threadsafe`."""
 
 
 @asynccontextmanager
@@ -113,8 +115,10 @@ def serve_in_thread(config_text: str, data_dir: Path, **options) -> Iterator[Ser
     assert ready.wait(15), "the daemon did not start"
     if "error" in state:
         raise state["error"]  # type: ignore[misc]
+    served = state["served"]
+    served.loop = loop  # type: ignore[attr-defined]
     try:
-        yield state["served"]  # type: ignore[misc]
+        yield served  # type: ignore[misc]
     finally:
         loop.call_soon_threadsafe(stop.set)
         thread.join(15)

@@ -32,6 +32,10 @@ def _backend(config_path: str | None, data_dir: str | None):
     return open_backend(loaded.config.secrets, data)
 
 
+def _interactive() -> bool:
+    return sys.stdin.isatty()
+
+
 def config_option(f):
     return click.option(
         "--config", "config_path", type=click.Path(dir_okay=False), default=None, envvar="NOOR_CONFIG",
@@ -57,7 +61,7 @@ def set_(name: str, config_path: str | None, data_dir: str | None) -> None:
     except SecretError as exc:
         fail(str(exc), EXIT_USAGE)
     backend = _backend(config_path, data_dir)
-    if sys.stdin.isatty():
+    if _interactive():
         value = click.prompt(f"Value for {name}", hide_input=True, confirmation_prompt=True, err=True)
     else:
         value = sys.stdin.read().rstrip("\r\n")
