@@ -8,7 +8,7 @@ Stripe counts it once. A call committed after its hour was queued (a stream long
 delay) adds a row with the next `seq` for the difference: nothing is lost, nothing counted twice.
 
 Sending: a background pass sends due rows one by one. A failure is retried with exponential
-backoff (30 s doubling to an hour), a refusal (4xx) given up after a few tries and audited.
+backoff (30 s doubling to an hour); a refusal (4xx) is given up after a day and audited.
 The row is marked sent only after Stripe answered; a daemon stopped between the two sends
 the same identifier again, which Stripe ignores. Nothing of this runs on the request path.
 """
@@ -36,7 +36,11 @@ PRUNE_AFTER_MS = 40 * 86_400_000
 BACKOFF_BASE_S = 30.0
 BACKOFF_CAP_S = 3600.0
 REFUSED_TRIES = 5
-"""A 4xx (not 408/409/429) is tried this many times before the row is given up."""
+REFUSED_FOR_MS = 86_400_000
+"""A row refused (4xx, not 408/409/429) is given up after this many tries over at least a day,
+time enough to fix a misconfigured meter before any usage is dropped."""
+REFUSED_IN_A_ROW = 3
+"""This many refusals in a row end the pass: the cause is likely the config, not the rows."""
 SEND_BATCH = 100
 SINCE_KEY = "meter.since"
 FILLED_KEY = "meter.filled_until"
@@ -164,13 +168,14 @@ class MeterOutbox:
         while True:
             now = self._now()
             rows = await self.ledger.fetchall(
-                """SELECT o.id, o.account_id, o.identifier, o.value, o.window_start, o.attempts, c.customer_id
+                """SELECT o.id, o.account_id, o.identifier, o.value, o.window_start, o.attempts, o.created_at, c.customer_id
                    FROM billing_meter_outbox o JOIN billing_customers c ON c.account_id = o.account_id
                    WHERE o.status = 'pending' AND o.next_attempt_at <= ? ORDER BY o.id LIMIT ?""",
                 (now, SEND_BATCH),
             )
             if not rows:
                 return sent
+            refused = 0
             for row in rows:
                 try:
                     await self.api.meter_event(
@@ -181,9 +186,11 @@ class MeterOutbox:
                     )
                 except StripeUnavailable as exc:
                     await self._failed(row, exc)
-                    if exc.retryable:
+                    refused += 1
+                    if exc.retryable or refused >= REFUSED_IN_A_ROW:
                         return sent
                     continue
+                refused = 0
                 await self.ledger.write(
                     lambda db, row_id=row["id"]: db.execute(
                         """UPDATE billing_meter_outbox SET status = 'sent', sent_at = ?, attempts = attempts + 1,
@@ -198,8 +205,8 @@ class MeterOutbox:
 
     async def _failed(self, row, exc: StripeUnavailable) -> None:
         attempts = row["attempts"] + 1
-        give_up = not exc.retryable and attempts >= REFUSED_TRIES
         now = self._now()
+        give_up = not exc.retryable and attempts >= REFUSED_TRIES and now - row["created_at"] >= REFUSED_FOR_MS
         self.failures += 1
 
         async def record(db: aiosqlite.Connection) -> None:
