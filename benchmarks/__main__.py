@@ -66,6 +66,8 @@ class Plan:
         self.warmup, self.duration = (0.2, 0.6) if quick else (2.0, 8.0)
         self.concurrencies = (1, 32) if quick else (1, 32, 256)
         self.layer_concurrency = 32
+        self.layer_rounds = 1 if quick else 3
+        self.layer_warmup, self.layer_duration = (self.warmup, self.duration) if quick else (1.0, 5.0)
         self.soak_calls = args.calls or (4_000 if quick else 1_000_000)
         self.soak_chunks = 4 if quick else 10
         self.cold_starts = 1 if quick else 5
@@ -229,18 +231,36 @@ class Bench:
                     self.load(system, "matrix", mode, concurrency, fatal=system != "litellm")
         self.out["memory"]["under_load_peak_mb"] = _r1(self.processes["noor"].peak_rss_mb())
 
+    def compare(self, section: str, mode: str, variants: list[tuple[str, str, bytes | None]]) -> None:
+        """Run the variants (system, label, body) in rounds, alternating their order, and keep for each
+        the round with its median throughput: comparisons of a few percent need more than one sample
+        on a shared machine."""
+        c, rounds = self.plan.layer_concurrency, self.plan.layer_rounds
+        samples: dict[str, list[dict]] = {label: [] for _, label, _ in variants}
+        for n in range(rounds):
+            for system, label, body in variants if n % 2 == 0 else variants[::-1]:
+                samples[label].append(
+                    self.load(system, "", mode, c, body=body, label=label,
+                              duration=self.plan.layer_duration, warmup=self.plan.layer_warmup)
+                )
+        for _, label, _ in variants:
+            ordered = sorted(samples[label], key=lambda row: row["rps"])
+            row = dict(ordered[len(ordered) // 2], section=section)
+            row["rps_rounds"] = [sample["rps"] for sample in samples[label]]
+            self.rows.append(row)
+
     def layers(self) -> None:
-        c = self.plan.layer_concurrency
-        variants = ["noor", "noor, limits off", "noor, metering off", "noor, limits+metering off"]
+        names = ["noor", "noor, limits off", "noor, metering off", "noor, limits+metering off"]
         if "noor, ledger on tmpfs" in self.processes:
-            variants.append("noor, ledger on tmpfs")
+            names.append("noor, ledger on tmpfs")
         for mode in ("json", "stream"):
-            log(f"layers, {mode} c={c}: {', '.join(variants)}")
-            for system in variants:
-                self.load(system, "layers", mode, c)
-        log(f"usage extraction, stream c={c}: client with and without stream_options.include_usage")
-        self.load("noor", "usage", "stream", c, label="noor, client asks usage")
-        self.load("noor", "usage", "stream", c, body=CHAT_STREAM_NO_USAGE, label="noor, client does not ask usage")
+            log(f"layers, {mode} c={self.plan.layer_concurrency}, {self.plan.layer_rounds} round(s): {', '.join(names)}")
+            self.compare("layers", mode, [(name, name, None) for name in names])
+        log("usage extraction, stream: the client asks for usage, or not")
+        self.compare(
+            "usage", "stream",
+            [("noor", "noor, client asks usage", None), ("noor", "noor, client does not ask usage", CHAT_STREAM_NO_USAGE)],
+        )
 
     def anthropic(self) -> None:
         systems = ["direct", "bare proxy", "noor"] + (["litellm"] if "litellm" in self.processes else [])

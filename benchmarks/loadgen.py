@@ -352,6 +352,17 @@ async def run_job(job: Job) -> dict:
 # -- the separate process and its client ---------------------------------------------------
 
 
+def die_with_parent() -> None:
+    """Run in a child between fork and exec: SIGTERM it when its parent dies (Linux)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _serve() -> None:
     try:
         import uvloop
@@ -383,6 +394,7 @@ class LoadGenerator:
             stdout=subprocess.PIPE,
             text=True,
             cwd=Path(__file__).resolve().parent.parent,
+            preexec_fn=die_with_parent if sys.platform == "linux" else None,
         )
         hello = json.loads(self.popen.stdout.readline() or "{}")
         if not hello.get("ready"):

@@ -125,6 +125,8 @@ def print_report(result: dict) -> None:
         f"load average {m.get('load_average_start')} → {m.get('load_average_end')}"
     )
     plan = result.get("plan", {})
+    if result.get("mode") == "quick":
+        print("quick run: short windows and small sizes — a smoke test; the figures are rough")
     print(f"each load: {plan.get('warmup_s')} s warm-up (excluded), {plan.get('duration_s')} s measured; closed loop, keep-alive")
     _print_load(result)
     _print_layers(result)

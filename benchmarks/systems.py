@@ -7,7 +7,6 @@ ordinary way out.
 
 from __future__ import annotations
 
-import ctypes
 import http.client
 import os
 import signal
@@ -31,13 +30,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 class Process:
@@ -65,7 +57,7 @@ class Process:
             stdin=subprocess.DEVNULL,
             stdout=self.log,
             stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            preexec_fn=loadgen.die_with_parent if sys.platform == "linux" else None,
             start_new_session=own_group,
         )
 
