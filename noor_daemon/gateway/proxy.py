@@ -35,8 +35,9 @@ from noor_daemon.limits.enforcer import Admission, Limiter
 
 log = logging.getLogger(__name__)
 
-_BEHIND_BYTES = 64 * 1024
-"""Unsent bytes to a client past which a write may block, so it gets a timeout."""
+_BIG_WRITE = 16 * 1024
+"""A write this large may fill the socket by itself, so it gets a timeout even to a client
+that was keeping up (one with bytes still unsent always does)."""
 
 CLIENT_CLOSED = 499  # nginx's convention: the client went away before the answer was whole
 
@@ -483,10 +484,10 @@ class Proxy:
                 # Events that arrived together leave together: one write, one syscall.
                 # aiohttp's write waits for the socket to drain, so a slow reader slows the
                 # upstream read too (backpressure); one that stops reading is cut off. The
-                # timer is only armed when the client is behind (no cost per event).
+                # timer is only armed when a write may block (no cost per event otherwise).
                 data = ready[0] if len(ready) == 1 else b"".join(ready)
                 transport = request.transport
-                if transport is not None and transport.get_write_buffer_size() > _BEHIND_BYTES:
+                if transport is not None and (transport.get_write_buffer_size() or len(data) > _BIG_WRITE):
                     async with asyncio.timeout(write_timeout):
                         await response.write(data)
                 else:
