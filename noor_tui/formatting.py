@@ -102,6 +102,15 @@ def ago(value: str | None, now: datetime) -> str:
     return f"{span(delta)} ago" if delta > 0 else f"in {span(delta)}"
 
 
+def until(value: str | None, now: datetime) -> str:
+    """How long until `value`, compactly: "now", "45s", "14d 12h"."""
+    moment = parse_time(value)
+    if moment is None:
+        return DASH
+    delta = (moment - now).total_seconds()
+    return "now" if delta < 1 else span(delta)
+
+
 def clock_time(value: str | datetime | None, tz: tzinfo | None, *, seconds: bool = True) -> str:
     moment = parse_time(value) if isinstance(value, str) or value is None else value
     if moment is None:

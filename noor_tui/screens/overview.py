@@ -82,7 +82,7 @@ class OverviewScreen(NoorScreen):
             yield StatTile("Requests / min", id="stat-rpm")
             yield StatTile("Tokens / min", id="stat-tpm")
             yield StatTile("Errors", id="stat-errors")
-            yield StatTile("Latency p50 · p95", id="stat-latency")
+            yield StatTile("Latency", id="stat-latency")
         with Grid(id="charts"):
             for index, (name, title) in enumerate(CHARTS):
                 with Container(id=f"box-{name}", classes="chart-box" + (" -current" if index == 0 else "")) as box:
@@ -128,14 +128,14 @@ class OverviewScreen(NoorScreen):
         p50 = minute.latency_p50_ms if minute.requests else ov.window.latency_p50_ms
         p95 = minute.latency_p95_ms if minute.requests else ov.window.latency_p95_ms
         self.query_one("#stat-latency", StatTile).show(
-            f"{duration_ms(p50)} · {duration_ms(p95)}", series=series["latency_p95_ms"]
+            f"{duration_ms(p50)} · {duration_ms(p95)}", note="p50 · p95", series=series["latency_p95_ms"]
         )
         xs, ticks = minute_axis(len(series["rpm"]), ov.step_seconds)
         self.query_one("#chart-rpm", Chart).show_lines(xs, {"requests/min": series["rpm"]}, ticks, fmt=rate, empty="no calls yet")
         self.query_one("#chart-tpm", Chart).show_lines(xs, {"tokens/min": series["tpm"]}, ticks, empty="no tokens yet")
         self.query_one("#chart-errors", Chart).show_lines(
             xs, {"error %": [v * 100 if v is not None else None for v in series["error_rate"]]}, ticks,
-            fmt=lambda v: f"{v:g}%", empty="no errors" if ov.window.requests else "no calls yet",
+            fmt=lambda v: f"{v:g}%", empty="no errors" if ov.window.requests else "no calls yet", fill=False,
         )
         self.query_one("#chart-latency", Chart).show_lines(
             xs, {"p50": series["latency_p50_ms"], "p95": series["latency_p95_ms"]}, ticks, fmt=duration_ms,

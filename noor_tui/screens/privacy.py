@@ -22,7 +22,7 @@ TABS = ("requests", "audit", "policies")
 REQUEST_COLUMNS = [
     Column("id", "#", 4), Column("kind", "Kind", 10), Column("account", "Account", (18, 26)),
     Column("source", "From", 6, wide_only=True), Column("status", "Status", 12),
-    Column("received", "Received", 10, wide_only=True), Column("due", "Due", 16), Column("note", "Note", 24, wide_only=True),
+    Column("received", "Received", 10, wide_only=True), Column("due", "Due", 19), Column("note", "Note", 24, wide_only=True),
 ]
 AUDIT_COLUMNS = [
     Column("ts", "Time", 16), Column("actor", "Actor", 7), Column("action", "Action", (18, 22)),

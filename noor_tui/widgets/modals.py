@@ -196,7 +196,7 @@ class ChoiceModal(Dialog, ModalScreen[str | None]):
         with Vertical(classes="box") as box:
             box.border_title = self.dialog_title
             yield Label(self.label)
-            yield Select(self.options, value=self.value if self.value is not None else Select.BLANK, id="choice", allow_blank=self.value is None)
+            yield Select(self.options, value=self.value if self.value is not None else Select.NULL, id="choice", allow_blank=self.value is None)
             with Horizontal(classes="buttons"):
                 yield Button("Cancel", id="cancel")
                 yield Button(self.confirm_label, id="confirm", variant="primary")
@@ -204,7 +204,7 @@ class ChoiceModal(Dialog, ModalScreen[str | None]):
     @on(Button.Pressed, "#confirm")
     def _confirm(self) -> None:
         value = self.query_one("#choice", Select).value
-        if value is not Select.BLANK:
+        if value is not Select.NULL:
             self.dismiss(str(value))
 
     @on(Button.Pressed, "#cancel")
@@ -280,7 +280,7 @@ class NewKeyModal(Dialog, ModalScreen[NewKey | None]):
         with Vertical(classes="box -wide") as box:
             box.border_title = self.dialog_title
             yield Label("Account")
-            yield Select(self.accounts, value=self.account or Select.BLANK, id="account", prompt="Choose an account")
+            yield Select(self.accounts, value=self.account or Select.NULL, id="account", prompt="Choose an account")
             yield Label("Name (optional, e.g. the program or machine using it)")
             yield Input(placeholder="ci-runner", id="name")
             if self.models:
@@ -297,7 +297,7 @@ class NewKeyModal(Dialog, ModalScreen[NewKey | None]):
     @on(Button.Pressed, "#confirm")
     def _confirm(self) -> None:
         account = self.query_one("#account", Select).value
-        if account is Select.BLANK:
+        if account is Select.NULL:
             self.query_one("#problem", Static).update("Choose the account the key belongs to.")
             return
         models = list(self.query_one("#models", SelectionList).selected) if self.models else []

@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 from noor_daemon.client import LimitStatus, QuotaReport
-from noor_tui.formatting import ago, bar, integer, si
+from noor_tui.formatting import bar, integer, si, until
 
 LIMIT_NAMES = {
     "requests_per_minute": "requests/min",
@@ -92,7 +92,7 @@ class QuotaTable(DataTable):
         ]
         if self.wide:
             cells.append(Text(si(row.remaining) if row.remaining >= 10_000 else integer(row.remaining), style=style if share >= 0.9 else ""))
-        cells.append(ago(row.resets_at, now).replace(" ago", "") if row.resets_at else "–")
+        cells.append(until(row.resets_at, now) if row.resets_at else "–")
         return cells
 
     def _blank(self, scope: Text, note: str) -> list:
@@ -114,7 +114,7 @@ class QuotaTable(DataTable):
             for kq in report.keys:
                 key = kq.key
                 label = Text(f"  {key.prefix}")
-                if key.name:
+                if key.name and self.wide:
                     label.append(f" {key.name}", style="dim")
                 if key.state != "active":
                     label.append(" ")
