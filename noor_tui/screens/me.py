@@ -16,8 +16,8 @@ from textual.binding import Binding
 from textual.containers import Container, Horizontal, Vertical
 from textual.widgets import DataTable, Static
 
-from noor_daemon.client import MeInfo, QuotaReport, UsageSeries
-from noor_tui.formatting import ago, date, truncate
+from noor_daemon.client import AccountBilling, AdminApiError, MeInfo, QuotaReport, UsageSeries
+from noor_tui.formatting import ago, date, integer, money, si, truncate
 from noor_tui.screens.base import FAILED, NoorScreen
 from noor_tui.screens.usage import UsageScreen
 from noor_tui.widgets.cells import Column, lay_out, width_of
@@ -35,6 +35,7 @@ KEY_COLUMNS = [
 class MeData:
     me: MeInfo
     quota: QuotaReport
+    billing: AccountBilling | None = None
 
 
 class MeAccountScreen(NoorScreen):
@@ -60,16 +61,28 @@ class MeAccountScreen(NoorScreen):
 
     async def fetch(self) -> MeData:
         me = self.me_app.me
-        return MeData(await me.me(), await me.quota())
+        try:
+            billing = await me.billing()
+        except AdminApiError:  # a daemon without the billing routes
+            billing = None
+        return MeData(await me.me(), await me.quota(), billing)
 
     def show(self, data: MeData) -> None:
         self.data = data
         account, key = data.me.account, data.me.key
         status = "[b $warning]suspended[/]" if account.status == "suspended" else "[b $success]active[/]"
-        self.query_one("#me-summary", Static).update(
+        summary = (
             f"[b]{account.email}[/] · plan [b]{account.plan}[/] · {status} · "
             f"using key [b]{key.prefix}[/]" + (f" ({key.name})" if key.name else "")
         )
+        if data.billing is not None:
+            b = data.billing
+            charged = "" if b.configured else " [dim](not charged: billing is not configured)[/]"
+            summary += (
+                f"\nThis period: {si(b.usage.get('tokens'))} tokens, {integer(b.usage.get('requests'))} calls"
+                f" · estimate [b]{money(b.estimate.get('amount'))}[/]{charged}"
+            )
+        self.query_one("#me-summary", Static).update(summary)
         self.query_one("#me-quota", QuotaTable).show(data.quota, self.now())
         table = self.query_one("#me-keys", DataTable)
         now = self.now()

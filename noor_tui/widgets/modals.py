@@ -143,6 +143,40 @@ class ShowOnceKeyModal(Dialog, ModalScreen[None]):
         self.dismiss(None)
 
 
+class LinkModal(Dialog, ModalScreen[None]):
+    """A web page to hand on (Stripe Checkout or the Customer Portal): copy it or open it in a browser."""
+
+    BINDINGS = [Binding("c", "copy", "Copy"), Binding("b", "browse", "Open"), Binding("escape", "cancel", "Close")]
+
+    def __init__(self, title: str, url: str, about: str) -> None:
+        super().__init__(title)
+        self.url = url
+        self.about = about
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="box -wide") as box:
+            box.border_title = self.dialog_title
+            yield Static(self.about, classes="message")
+            yield Static(self.url, id="url", classes="secret")
+            with Horizontal(classes="buttons"):
+                yield Button("Copy", id="copy", variant="primary")
+                yield Button("Open in browser", id="browse")
+                yield Button("Close", id="done")
+
+    @on(Button.Pressed, "#copy")
+    def action_copy(self) -> None:
+        self.app.copy_to_clipboard(self.url)
+        self.notify("Link copied (through your terminal: OSC 52).")
+
+    @on(Button.Pressed, "#browse")
+    def action_browse(self) -> None:
+        self.app.open_url(self.url)
+
+    @on(Button.Pressed, "#done")
+    def _done(self) -> None:
+        self.dismiss(None)
+
+
 class PromptModal(Dialog, ModalScreen[str | None]):
     """One line of text (an email, a name), checked by `validate` (which returns an error or None)."""
 
