@@ -150,6 +150,7 @@ class KeyringBackend:
         return found
 
     def names(self) -> list[str]:
+        self._require()
         raw = _keyring_get(INDEX_NAME)
         if not raw:
             return []

@@ -125,6 +125,8 @@ def test_without_a_keyring_nothing_is_written_and_doctor_says_so(tmp_path: Path)
     assert result.exit_code == 2
     assert 'backend = "file"' in result.output and "no OS keyring" in result.output
     assert not data.exists() or not any(data.rglob("*")), "never a silent plaintext fallback"
+    listed = invoke(["secret", "list", "--data-dir", str(data)])
+    assert listed.exit_code == 2 and "no OS keyring" in listed.output, "not an empty list that looks fine"
 
     with pytest.raises(SecretError, match=r'no OS keyring backend.*backend = "file"'):
         resolve("keyring:openai", what="provider 'openai' api_key", backend=KeyringBackend())
