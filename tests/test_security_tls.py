@@ -259,3 +259,16 @@ def test_the_shared_client_session_verifies_certificates() -> None:
     for source in root.rglob("*.py"):
         text = source.read_text(encoding="utf-8")
         assert "ssl=False" not in text and "verify_ssl=False" not in text and "CERT_NONE" not in text, source
+
+
+def test_the_cli_reaches_an_https_daemon_trusting_noor_ca_bundle(tmp_path: Path, pki) -> None:
+    from security_helpers import serve_in_thread
+
+    config = TLS_SIM_CONFIG.format(cert=pki.cert, key=pki.key)
+    with serve_in_thread(config, tmp_path / "data") as served:
+        env = {"NOOR_URL": served.url, "NOOR_ADMIN_TOKEN": "noor-admin-test-token"}
+        trusted = CliRunner().invoke(cli, ["key", "list", "--json"], env={**env, "NOOR_CA_BUNDLE": str(pki.ca)})
+        assert trusted.exit_code == 0, trusted.output
+        untrusted = CliRunner().invoke(cli, ["key", "list", "--json"], env=env)
+        assert untrusted.exit_code == 3, "an unknown certificate is a failure to reach the daemon, not a warning"
+        assert "certificate" in untrusted.stderr.lower() or "ssl" in untrusted.stderr.lower()
