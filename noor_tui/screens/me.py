@@ -189,3 +189,4 @@ class MeDataScreen(NoorScreen):
         done = await self.call(me.confirm_deletion(token), "delete the account")
         if done is not FAILED:
             self.notify("Your account, its keys and its usage are deleted. This key no longer works.", title="Account deleted", timeout=30)
+            self.poll()  # the daemon now refuses this key: the banner says so
