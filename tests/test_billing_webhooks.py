@@ -24,7 +24,6 @@ from billing_helpers import (  # noqa: F401 - fixture
     stripe,
 )
 from conftest import SIMULATOR_CONFIG
-from gateway_helpers import openai_client
 from noor_daemon.billing.service import BILLING
 from noor_daemon.clock import ManualClock
 from noor_daemon.keys import ACCOUNTS, KEYRING, LEDGER
