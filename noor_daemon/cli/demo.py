@@ -184,7 +184,12 @@ def _print_calls(results: dict[str, Counter[int]], refused: list[tuple[str, int,
 @click.option("--seconds", type=click.FloatRange(0.5, 120), default=4.0, show_default=True,
               help="How long to send traffic.")
 @click.option("--no-tui", is_flag=True,
-              help="Print a usage summary instead of opening the dashboard (the only mode until the dashboard exists).")
+              help="Send --seconds of traffic and print a usage summary instead of opening the dashboard.")
 def demo(seconds: float, no_tui: bool) -> None:
-    """Run the gateway offline on a simulated LLM, with traffic and a usage summary."""
-    asyncio.run(run_demo(seconds))
+    """Run the gateway offline on a simulated LLM: the dashboard with traffic flowing, or (--no-tui) a usage summary."""
+    if no_tui:
+        asyncio.run(run_demo(seconds))
+    else:
+        from noor_daemon.cli import demo_dashboard
+
+        demo_dashboard.run()
