@@ -269,13 +269,20 @@ class MetricsWindow:
             "requests": [], "errors": [], "tokens": [], "rpm": [], "tpm": [], "error_rate": [],
             "latency_p50_ms": [], "latency_p95_ms": [], "ttft_p50_ms": [],
         }
-        for bucket, seconds in zip(merged, covered, strict=True):
+        # The last point's rates are over the trailing `step` seconds, so a point that has just begun does not jump.
+        trailing = Bucket()
+        for slot, bucket in self.buckets.items():
+            if slot > end_slot - step:
+                _add_bucket(trailing, bucket)
+        trailing_span = max(float(self.step), min(float(step), now - (end_slot - step + self.step)))
+        for index, (bucket, seconds) in enumerate(zip(merged, covered, strict=True)):
             tokens = bucket.prompt_tokens + bucket.completion_tokens
             series["requests"].append(bucket.requests)
             series["errors"].append(bucket.errors)
             series["tokens"].append(tokens)
-            series["rpm"].append(round(bucket.requests * 60 / seconds, 2))
-            series["tpm"].append(round(tokens * 60 / seconds, 1))
+            rated, span = (trailing, trailing_span) if index == points - 1 else (bucket, seconds)
+            series["rpm"].append(round(rated.requests * 60 / span, 2))
+            series["tpm"].append(round((rated.prompt_tokens + rated.completion_tokens) * 60 / span, 1))
             series["error_rate"].append(round(bucket.errors / bucket.requests, 4) if bucket.requests else None)
             series["latency_p50_ms"].append(_round(percentile(bucket.latency, 0.5)))
             series["latency_p95_ms"].append(_round(percentile(bucket.latency, 0.95)))

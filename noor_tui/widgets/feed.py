@@ -59,19 +59,19 @@ def status_text(status: int) -> Text:
 
 WIDE = (
     ("time", "Time", 8),
-    ("account", "Account", 22),
-    ("key", "Key", 13),
-    ("model", "Model", 12),
+    ("account", "Account", 20),
+    ("key", "Key", 14),
+    ("model", "Model", 11),
     ("status", "Status", 6),
-    ("tokens", "Tokens", 7),
+    ("tokens", "Tokens", 6),
     ("latency", "Latency", 8),
-    ("ttft", "TTFT", 8),
+    ("ttft", "TTFT", 7),
 )
 NARROW = (
     ("time", "Time", 8),
-    ("account", "Account", 16),
-    ("key", "Key", 13),
-    ("model", "Model", 10),
+    ("account", "Account", 15),
+    ("key", "Key", 14),
+    ("model", "Model", 9),
     ("status", "St", 3),
     ("tokens", "Tok", 5),
     ("latency", "Latency", 7),

@@ -86,7 +86,7 @@ class TypedConfirmModal(Dialog, ModalScreen[bool]):
             box.border_title = self.dialog_title
             yield Static(self.message, classes="message")
             yield Label(f"Type [b]{self.expected}[/] to confirm:")
-            yield Input(placeholder=self.expected, id="typed")
+            yield Input(placeholder=self.expected, id="typed", compact=True)
             with Horizontal(classes="buttons"):
                 yield Button("Cancel", id="cancel")
                 yield Button(self.confirm_label, id="confirm", variant="error", disabled=True)
@@ -195,7 +195,7 @@ class PromptModal(Dialog, ModalScreen[str | None]):
         with Vertical(classes="box") as box:
             box.border_title = self.dialog_title
             yield Label(self.label)
-            yield Input(self.value, placeholder=self.placeholder, id="value")
+            yield Input(self.value, placeholder=self.placeholder, id="value", compact=True)
             yield Static("", id="problem", classes="problem")
             with Horizontal(classes="buttons"):
                 yield Button("Cancel", id="cancel")
@@ -230,7 +230,7 @@ class ChoiceModal(Dialog, ModalScreen[str | None]):
         with Vertical(classes="box") as box:
             box.border_title = self.dialog_title
             yield Label(self.label)
-            yield Select(self.options, value=self.value if self.value is not None else Select.NULL, id="choice", allow_blank=self.value is None)
+            yield Select(self.options, value=self.value if self.value is not None else Select.NULL, id="choice", allow_blank=self.value is None, compact=True)
             with Horizontal(classes="buttons"):
                 yield Button("Cancel", id="cancel")
                 yield Button(self.confirm_label, id="confirm", variant="primary")
@@ -268,9 +268,9 @@ class NewAccountModal(Dialog, ModalScreen[NewAccount | None]):
         with Vertical(classes="box") as box:
             box.border_title = self.dialog_title
             yield Label("Email (the only personal data an account holds)")
-            yield Input(placeholder="dev@example.com", id="email")
+            yield Input(placeholder="dev@example.com", id="email", compact=True)
             yield Label("Plan")
-            yield Select([(p, p) for p in self.plans or ["free"]], value=self.default_plan, allow_blank=False, id="plan")
+            yield Select([(p, p) for p in self.plans or ["free"]], value=self.default_plan, allow_blank=False, id="plan", compact=True)
             yield Static("", id="problem", classes="problem")
             with Horizontal(classes="buttons"):
                 yield Button("Cancel", id="cancel")
@@ -314,14 +314,14 @@ class NewKeyModal(Dialog, ModalScreen[NewKey | None]):
         with Vertical(classes="box -wide") as box:
             box.border_title = self.dialog_title
             yield Label("Account")
-            yield Select(self.accounts, value=self.account or Select.NULL, id="account", prompt="Choose an account")
+            yield Select(self.accounts, value=self.account or Select.NULL, id="account", prompt="Choose an account", compact=True)
             yield Label("Name (optional, e.g. the program or machine using it)")
-            yield Input(placeholder="ci-runner", id="name")
+            yield Input(placeholder="ci-runner", id="name", compact=True)
             if self.models:
                 yield Label("Allowed models (none ticked: every model)")
-                yield SelectionList[str](*[(m, m) for m in self.models], id="models")
+                yield SelectionList[str](*[(m, m) for m in self.models], id="models", compact=True)
             yield Label("Expires")
-            yield Select(EXPIRIES, value=0, allow_blank=False, id="expires")
+            yield Select(EXPIRIES, value=0, allow_blank=False, id="expires", compact=True)
             yield Static("", id="problem", classes="problem")
             with Horizontal(classes="buttons"):
                 yield Button("Cancel", id="cancel")
@@ -364,7 +364,7 @@ class LimitsModal(Dialog, ModalScreen[dict[str, int] | None]):
                     yield Label(label)
                     yield Input(
                         str(self.current.get(name, "")), id=f"limit-{name}", type="integer",
-                        validators=[Function(_positive_or_blank, "a positive whole number")],
+                        validators=[Function(_positive_or_blank, "a positive whole number")], compact=True,
                     )
             with Horizontal(classes="buttons"):
                 yield Button("Cancel", id="cancel")
@@ -411,10 +411,10 @@ class ExportModal(Dialog, ModalScreen[ExportResult | None]):
             yield Static(self.about, classes="message")
             with Horizontal(classes="field"):
                 yield Label("Format")
-                yield Select([("JSON (everything)", "json"), ("CSV (usage events)", "csv")], value="json", allow_blank=False, id="format")
+                yield Select([("JSON (everything)", "json"), ("CSV (usage events)", "csv")], value="json", allow_blank=False, id="format", compact=True)
             with Horizontal(classes="field"):
                 yield Label("File")
-                yield Input(str(self.default_path), id="path")
+                yield Input(str(self.default_path), id="path", compact=True)
             yield ProgressBar(id="progress", show_eta=False)
             yield Static("", id="status", classes="status")
             with Horizontal(classes="buttons"):

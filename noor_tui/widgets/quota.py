@@ -120,6 +120,6 @@ class QuotaTable(DataTable):
                     label.append(" ")
                     label.append_text(state_text(key.state))
                 if not kq.limits:
-                    self.add_row(*self._blank(label, "plan's limits"), key=f"key:{key.id}:none")
+                    self.add_row(*self._blank(label, "plan only"), key=f"key:{key.id}:none")
                 for index, row in enumerate(kq.limits):
                     self.add_row(label if index == 0 else "", *self._row(row, now), key=f"key:{key.id}:{row.limit}")
