@@ -1,0 +1,199 @@
+"""Time to first paint of the dashboard's usage screen over a ledger of 10,000,000 events.
+
+    python -m benchmarks.tui_usage [--events N] [--repeats R]
+
+The ledger is generated in bulk straight into SQLite by benchmarks/dashboard.py's generator
+(the daemon's schema, 20 accounts and 40 keys made by its `AccountStore`, N events over 88
+days with their hourly rollups; cached under ~/.cache/noorapi-bench/ and reused), then
+copied to a temporary data dir so that nothing here changes the cached file. A real
+`noor daemon` process serves the copy.
+
+The dashboard runs headless in this process (Textual's `run_test`, 160x48) and what is timed
+is what a person waits for: from the moment the app is created until the first frame that
+shows the usage screen with its data (the screen's rendering of the daemon's answer, then the
+refresh that paints it). Measured three ways:
+
+- open: `noor tui` opening straight on the usage screen (app start, CSS, compose, the poll, the paint);
+- switch: pressing 2 on a running dashboard (the screen is built and fetched on first visit);
+- range: changing the range or grouping on the open screen (hour … 90 days, by model, key, account).
+
+Python's own start-up and imports are not in these figures; `import_ms` reports them apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.dashboard import cached_ledger
+from benchmarks.systems import BENCH_TOKEN, Process, free_port
+
+SIZE = (160, 48)
+TARGET_MS = 200.0
+RANGE_STEPS = [
+    ("hour", "model"), ("day", "model"), ("7d", "model"), ("30d", "model"), ("90d", "model"),
+    ("90d", "key"), ("90d", "account"), ("30d", "account"),
+]
+
+
+def timed_app(url: str, start_mode: str):
+    """The admin dashboard with a usage screen that notes when its data is first painted."""
+    from noor_tui.app import AdminApp
+    from noor_tui.screens.usage import UsageScreen
+
+    class TimedUsageScreen(UsageScreen):
+        def show(self, data) -> None:
+            super().show(data)
+            marks = self.app.marks  # type: ignore[attr-defined]
+            key = (data.range, data.group)
+            if key not in marks:
+                self.call_after_refresh(lambda: marks.setdefault(key, time.perf_counter()))
+
+    class TimedApp(AdminApp):
+        MODES = {**AdminApp.MODES, "usage": TimedUsageScreen}
+        DEFAULT_MODE = start_mode
+
+        def __init__(self) -> None:
+            super().__init__(url, BENCH_TOKEN, live=False)
+            self.marks: dict[tuple[str, str], float] = {}
+
+    return TimedApp()
+
+
+async def wait_for(pilot, predicate, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the usage screen did not paint its data")
+        await pilot.pause(0.001)
+
+
+async def measure_open(url: str) -> float:
+    started = time.perf_counter()
+    app = timed_app(url, "usage")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: ("day", "model") in app.marks)
+        return (app.marks[("day", "model")] - started) * 1000
+
+
+async def measure_switch_and_ranges(url: str) -> tuple[float, dict[str, float]]:
+    app = timed_app(url, "overview")
+    ranges: dict[str, float] = {}
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.screen.loaded)
+        started = time.perf_counter()
+        await app.switch_mode("usage")
+        await wait_for(pilot, lambda: ("day", "model") in app.marks)
+        switch = (app.marks[("day", "model")] - started) * 1000
+        screen = app.screen
+        for range_name, group in RANGE_STEPS:
+            app.marks.pop((range_name, group), None)
+            started = time.perf_counter()
+            if screen.group != group:
+                screen.action_set_group(group)
+            if screen.range != range_name:
+                screen.action_set_range(range_name)
+            if (screen.range, screen.group) == (range_name, group) and screen.series is not None and (
+                screen.series.range, screen.series.group) == (range_name, group):
+                screen.poll()
+            await wait_for(pilot, lambda: (range_name, group) in app.marks)
+            ranges[f"{range_name} by {group}"] = (app.marks[(range_name, group)] - started) * 1000
+    return switch, ranges
+
+
+def import_ms() -> float:
+    """Wall time of `python -c "import noor_tui.app"` in a fresh interpreter, minus a bare interpreter's."""
+
+    def run(code: str) -> float:
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True)
+        return time.perf_counter() - started
+
+    bare = min(run("pass") for _ in range(3))
+    full = min(run("import noor_tui.app") for _ in range(3))
+    return round((full - bare) * 1000, 1)
+
+
+def summarize(values: list[float]) -> dict:
+    ordered = sorted(values)
+    return {
+        "median_ms": round(statistics.median(ordered), 1),
+        "min_ms": round(ordered[0], 1),
+        "max_ms": round(ordered[-1], 1),
+        "runs": len(ordered),
+    }
+
+
+def run(events: int, repeats: int, log=print) -> dict:
+    data_dir, meta = cached_ledger(events, log=log)
+    report: dict = {"events": meta["events"], "usage_hourly_rows": meta["usage_hourly_rows"], "terminal": f"{SIZE[0]}x{SIZE[1]}"}
+    with tempfile.TemporaryDirectory(prefix="noor-tui-bench-") as tmp:
+        copy = Path(tmp) / "data"
+        started = time.perf_counter()
+        shutil.copytree(data_dir, copy)
+        report["copy_seconds"] = round(time.perf_counter() - started, 1)
+        config = Path(tmp) / "noor.toml"
+        config.write_text("[retention]\nusage_days = 36500\n")  # nothing may be deleted under the benchmark
+        port = free_port()
+        daemon = Process(
+            "noor daemon (10M events)",
+            [sys.executable, "-m", "noor_daemon", "daemon", "--port", str(port), "--data-dir", str(copy),
+             "--config", str(config), "--log-level", "warning"],
+            port,
+            env={"NOOR_ADMIN_TOKEN": BENCH_TOKEN},
+        )
+        try:
+            report["daemon_listening_s"] = round(daemon.wait_until_listening(180), 2)
+            time.sleep(1.0)  # start-up tasks (retention, the live view's last hour) settle
+            opens = [asyncio.run(measure_open(daemon.url)) for _ in range(repeats)]
+            report["first_open_ms"] = round(opens[0], 1)
+            report["open"] = summarize(opens)
+            switches, per_range = [], {}
+            for _ in range(repeats):
+                switch, ranges = asyncio.run(measure_switch_and_ranges(daemon.url))
+                switches.append(switch)
+                for name, value in ranges.items():
+                    per_range.setdefault(name, []).append(value)
+            report["switch"] = summarize(switches)
+            report["ranges"] = {name: summarize(values) for name, values in per_range.items()}
+            if not daemon.alive():
+                report["error"] = daemon.log_tail()
+        finally:
+            daemon.stop()
+    report["import_ms"] = import_ms()
+    report["target_ms"] = TARGET_MS
+    report["open_within_target"] = report["open"]["median_ms"] < TARGET_MS
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.tui_usage", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--json", action="store_true", help="Print the report as JSON only.")
+    args = parser.parse_args()
+    report = run(args.events, args.repeats, log=lambda m: print(m, file=sys.stderr))
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    print(f"Usage screen over a ledger of {report['events']:,} events ({report['usage_hourly_rows']:,} hourly rollup rows), "
+          f"{report['terminal']}, median of {report['open']['runs']} runs:")
+    print(f"  open on the usage screen, first paint with data: {report['open']['median_ms']:.0f} ms "
+          f"(first run {report['first_open_ms']:.0f} ms, max {report['open']['max_ms']:.0f} ms; target < {TARGET_MS:.0f} ms)")
+    print(f"  switch to it from the overview:                  {report['switch']['median_ms']:.0f} ms")
+    for name, stats in report["ranges"].items():
+        print(f"  change to {name:<22}                {stats['median_ms']:.0f} ms")
+    print(f"  (Python imports of noor_tui, not included above: {report['import_ms']:.0f} ms)")
+    sys.exit(0 if report["open_within_target"] else 1)
+
+
+if __name__ == "__main__":
+    main()
