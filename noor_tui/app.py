@@ -161,9 +161,10 @@ class AdminApp(NoorApp):
         self.catalog: Catalog | None = None
 
     async def on_mount(self) -> None:
-        self.refresh_directory()
+        # After the first frame: the screen's own poll goes first, the directory and the feed follow.
+        self.call_after_refresh(self.refresh_directory)
         if self.live:
-            self.run_feed()
+            self.call_after_refresh(self.run_feed)
 
     async def on_unmount(self) -> None:
         await self.admin.close()

@@ -166,7 +166,10 @@ class OverviewScreen(NoorScreen):
                     )
         bad = [p.name for p in upstreams.providers if p.state in ("degraded", "down")]
         self.query_one("#upstream-box").border_subtitle = ("⚠ " + ", ".join(bad)) if bad else ""
-        self.query_one("#feed-box").border_title = "Live calls" + (f" · ⚠ upstream {', '.join(bad)}" if bad else "")
+        marks = " ".join(f"{p.name} {STATE_MARKS.get(p.state, ('•', ''))[0]}" for p in upstreams.providers)
+        # The health panel shows from 120 columns; below that the feed's title carries a one-line summary.
+        summary = f" · upstreams: {marks}" if self.app.size.width < 120 else ""
+        self.query_one("#feed-box").border_title = "Live calls" + (f" · ⚠ upstream {', '.join(bad)}" if bad else summary)
 
     # -- actions --------------------------------------------------------------------
 

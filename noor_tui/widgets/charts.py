@@ -56,6 +56,12 @@ class Chart(PlotextPlot):
         self.theme = name  # type: ignore[assignment]
         self._redraw()
 
+    def render(self):
+        """Nothing until there is data: building an empty plotext figure costs a first paint tens of ms."""
+        if self._draw is None:
+            return ""
+        return super().render()
+
     def colour(self, index: int) -> tuple[int, int, int]:
         return theme_rgb(self.app, PALETTE_VARIABLES[index % len(PALETTE_VARIABLES)])
 

@@ -64,17 +64,16 @@ class QuotaTable(DataTable):
         self._report: tuple[QuotaReport, datetime] | None = None
 
     def _lay_out(self) -> None:
-        """Six columns on a wide terminal; under 110 columns the bar shrinks and "left" goes (used / limit says it)."""
+        """Under 110 columns the scope, the bar and the reset time get narrower; every column stays."""
         self.wide = self.app.size.width >= 110
-        self.bar_width = 16 if self.wide else 7
+        self.bar_width = 16 if self.wide else 5
         self.clear(columns=True)
-        self.add_column("Scope", key="scope", width=24 if self.wide else 18)
+        self.add_column("Scope", key="scope", width=24 if self.wide else 14)
         self.add_column("Limit", key="limit", width=13 if self.wide else 12)
         self.add_column("Use", key="bar", width=self.bar_width + 5)
         self.add_column("Used / limit", key="used", width=15 if self.wide else 13)
-        if self.wide:
-            self.add_column("Left", key="left", width=9)
-        self.add_column("Resets", key="resets", width=10 if self.wide else 8)
+        self.add_column("Left", key="left", width=9 if self.wide else 7)
+        self.add_column("Resets", key="resets", width=10 if self.wide else 7)
 
     def on_resize(self) -> None:
         if self._report is not None and self.wide != (self.app.size.width >= 110):
@@ -90,8 +89,7 @@ class QuotaTable(DataTable):
             meter(share, self.bar_width, style) + Text(f" {share * 100:3.0f}%", style=style),
             f"{used} / {limit}",
         ]
-        if self.wide:
-            cells.append(Text(si(row.remaining) if row.remaining >= 10_000 else integer(row.remaining), style=style if share >= 0.9 else ""))
+        cells.append(Text(si(row.remaining) if row.remaining >= 10_000 else integer(row.remaining), style=style if share >= 0.9 else ""))
         cells.append(until(row.resets_at, now) if row.resets_at else "–")
         return cells
 
@@ -113,7 +111,7 @@ class QuotaTable(DataTable):
                 self.add_row(title if index == 0 else "", *self._row(row, now), key=f"account:{row.limit}")
             for kq in report.keys:
                 key = kq.key
-                label = Text(f"  {key.prefix}")
+                label = Text(f"  {key.prefix}" if self.wide else key.prefix)
                 if key.name and self.wide:
                     label.append(f" {key.name}", style="dim")
                 if key.state != "active":
