@@ -193,7 +193,9 @@ class AdminApp(NoorApp):
                 accounts = await self.admin.list_accounts()
                 keys = await self.admin.list_keys()
                 self.catalog = await self.admin.catalog()
-            except CONNECTION_ERRORS:
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the screens' own polls report what is wrong
                 await asyncio.sleep(5)
                 continue
             self.directory_loaded(accounts, keys)
@@ -211,8 +213,13 @@ class AdminApp(NoorApp):
                     else:
                         self.feed.gap(item.dropped)
                 delay = 1.0  # the daemon ended the stream (shutting down): try again shortly
+            except asyncio.CancelledError:
+                raise
             except CONNECTION_ERRORS as error:
                 delay = self.connection_failed(error) if is_connection_problem(error) else 5.0
+            except Exception as error:  # a stream cut mid-event, a malformed line: reconnect
+                self.log.warning(f"live feed: {error!r}")
+                delay = 2.0
             await asyncio.sleep(delay)
 
 

@@ -102,3 +102,26 @@ async def test_banner_when_the_admin_token_is_wrong(daemon, tmp_path) -> None:
             await app.switch_mode(mode)
             await pilot.pause(0.2)
             assert app.screen.query_one("#banner").has_class("-visible")
+
+
+async def test_an_unexpected_failure_is_reported_not_raised(daemon, tmp_path, monkeypatch) -> None:
+    """A fetch or a render that fails in a way nobody planned for: a notification, the next poll, no traceback."""
+    from noor_tui.screens.usage import UsageScreen
+
+    calls = {"fetch": 0}
+    original = UsageScreen.fetch
+
+    async def flaky(self):
+        calls["fetch"] += 1
+        if calls["fetch"] == 1:
+            raise RuntimeError("boom")
+        return await original(self)
+
+    monkeypatch.setattr(UsageScreen, "fetch", flaky)
+    monkeypatch.setattr(UsageScreen, "POLL_SECONDS", 0.2)
+    app = AdminApp(daemon.url, daemon.admin_token, tz=UTC, export_dir=tmp_path, live=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await app.switch_mode("usage")
+        await wait_until(pilot, lambda: any("RuntimeError" in n.message for n in app._notifications), what="the notification")
+        await wait_until(pilot, lambda: app.screen.loaded and calls["fetch"] >= 2, timeout=10, what="the retry")
+        assert app.is_running

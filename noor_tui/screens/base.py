@@ -8,6 +8,7 @@ screen that is not showing does not poll; coming back to it polls at once.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
@@ -18,6 +19,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer
+from textual.worker import Worker, WorkerState
 
 from noor_daemon.client import AdminApiError, DaemonUnreachable
 from noor_tui.connection import CONNECTION_ERRORS, is_connection_problem
@@ -119,7 +121,9 @@ class NoorScreen(Screen):
     async def _poll_worker(self) -> None:
         try:
             data = await self.fetch()
-        except CONNECTION_ERRORS as error:
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # explained by the banner or a notification, then retried
             self.post_message(PollFailed(error))
             return
         self.post_message(Polled(data))
@@ -129,7 +133,11 @@ class NoorScreen(Screen):
         message.stop()
         self.noor.connection_ok()
         self.polls += 1
-        self.show(message.data)
+        try:
+            self.show(message.data)
+        except Exception as error:  # a rendering bug must not take the dashboard down
+            self.log.error(f"{type(self).__name__}.show failed: {error!r}")
+            self.notify(f"Could not show this screen's data ({type(error).__name__}).", severity="error")
         self.loaded = True
         self._schedule(self.POLL_SECONDS)
 
@@ -139,10 +147,14 @@ class NoorScreen(Screen):
         error = message.error
         if is_connection_problem(error):
             delay = self.noor.connection_failed(error)
-        else:
+        elif isinstance(error, CONNECTION_ERRORS):
             self.noor.connection_ok()
             self.notify(getattr(error, "message", str(error)), severity="error", title="The daemon said no")
             delay = self.POLL_SECONDS
+        else:
+            self.log.error(f"{type(self).__name__}.fetch failed: {error!r}")
+            self.notify(f"Could not read this screen's data ({type(error).__name__}); retrying.", severity="error")
+            delay = max(self.POLL_SECONDS, 2.0)
         self._schedule(delay)
 
     def _schedule(self, delay: float) -> None:
@@ -154,6 +166,12 @@ class NoorScreen(Screen):
     def _data_changed(self, message: DataChanged) -> None:
         if message.what in self.WATCHES and self.is_current:
             self.poll()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """An action that failed in a way `call` does not explain: say so rather than fail silently."""
+        if event.state == WorkerState.ERROR and event.worker.group == "action":
+            error = event.worker.error
+            self.notify(f"That did not work ({type(error).__name__}: {error}).", severity="error")
 
     # -- calls for actions --------------------------------------------------------
 
