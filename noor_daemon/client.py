@@ -14,7 +14,7 @@ import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Self, TypeVar
 from urllib.parse import quote
 
 import aiohttp
@@ -146,16 +146,16 @@ class ExportResult:
         return asdict(self)
 
 
-class AdminClient:
-    """`async with AdminClient(url, token) as admin: await admin.list_accounts()`."""
+class _DaemonClient:
+    """One lazily opened session with a bearer credential; errors mapped to our two exceptions."""
 
-    def __init__(self, base_url: str = DEFAULT_URL, token: str | None = None, *, timeout: float = 30.0) -> None:
+    def __init__(self, base_url: str, bearer: str | None, timeout: float) -> None:
         self.base_url = base_url.rstrip("/")
-        self._token = token
+        self._bearer = bearer
         self._timeout = aiohttp.ClientTimeout(total=None, connect=min(timeout, 10.0), sock_read=timeout)
         self._session: aiohttp.ClientSession | None = None
 
-    async def __aenter__(self) -> AdminClient:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -168,31 +168,41 @@ class AdminClient:
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None:
-            headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
+            headers = {"Authorization": f"Bearer {self._bearer}"} if self._bearer else {}
             self._session = aiohttp.ClientSession(headers=headers, timeout=self._timeout, connector=_connector())
         return self._session
 
-    # -- plumbing ------------------------------------------------------------------
+    @staticmethod
+    async def _error_from(response: aiohttp.ClientResponse) -> AdminApiError:
+        raise NotImplementedError
 
     async def _request(self, method: str, path: str, *, json: Any = None, params: dict[str, str] | None = None) -> Any:
-        url = self.base_url + path
         try:
-            async with self._http().request(method, url, json=json, params=params) as response:
+            async with self._http().request(method, self.base_url + path, json=json, params=params) as response:
                 if response.status >= 400:
-                    raise await _error_from(response)
+                    raise await self._error_from(response)
                 return await response.json(content_type=None)
         except aiohttp.ClientConnectionError as exc:
             raise DaemonUnreachable(self.base_url, _reason(exc)) from None
         except asyncio.TimeoutError:
             raise DaemonUnreachable(self.base_url, "timed out") from None
 
-    async def _admin(self, method: str, path: str, **kwargs: Any) -> Any:
-        return await self._request(method, ADMIN_PREFIX + path, **kwargs)
-
-    # -- health --------------------------------------------------------------------
-
     async def healthz(self) -> Health:
         return _from_json(Health, await self._request("GET", "/healthz"))
+
+
+class AdminClient(_DaemonClient):
+    """`async with AdminClient(url, token) as admin: await admin.list_accounts()`."""
+
+    def __init__(self, base_url: str = DEFAULT_URL, token: str | None = None, *, timeout: float = 30.0) -> None:
+        super().__init__(base_url, token, timeout)
+
+    @staticmethod
+    async def _error_from(response: aiohttp.ClientResponse) -> AdminApiError:
+        return await _error_from(response)
+
+    async def _admin(self, method: str, path: str, **kwargs: Any) -> Any:
+        return await self._request(method, ADMIN_PREFIX + path, **kwargs)
 
     # -- accounts ------------------------------------------------------------------
 
@@ -264,7 +274,7 @@ class AdminClient:
     async def rotate_admin_token(self) -> dict[str, Any]:
         """A new admin token (`token`, shown this once); the one this client holds stops working."""
         data = await self._admin("POST", "/admin-token/rotate")
-        self._token = data["token"]
+        self._bearer = data["token"]
         await self.close()  # the next call opens a session with the new token
         return data
 
@@ -954,48 +964,18 @@ async def _me_error_from(response: aiohttp.ClientResponse) -> AdminApiError:
         return AdminApiError(response.status, reason.lower().replace(" ", "_"), reason)
 
 
-class MeClient:
+class MeClient(_DaemonClient):
     """A key holder's view of its own account (/v1/me): `async with MeClient(url, api_key) as me: await me.me()`.
 
     Errors are AdminApiError (with the daemon's status and code) and DaemonUnreachable, as for AdminClient.
     """
 
     def __init__(self, base_url: str = DEFAULT_URL, api_key: str = "", *, timeout: float = 30.0) -> None:
-        self.base_url = base_url.rstrip("/")
-        self._api_key = api_key
-        self._timeout = aiohttp.ClientTimeout(total=None, connect=min(timeout, 10.0), sock_read=timeout)
-        self._session: aiohttp.ClientSession | None = None
+        super().__init__(base_url, api_key, timeout)
 
-    async def __aenter__(self) -> MeClient:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
-            self._session = aiohttp.ClientSession(headers=headers, timeout=self._timeout, connector=_connector())
-        return self._session
-
-    async def _request(self, method: str, path: str, *, json: Any = None, params: dict[str, str] | None = None) -> Any:
-        try:
-            async with self._http().request(method, self.base_url + path, json=json, params=params) as response:
-                if response.status >= 400:
-                    raise await _me_error_from(response)
-                return await response.json(content_type=None)
-        except aiohttp.ClientConnectionError as exc:
-            raise DaemonUnreachable(self.base_url, _reason(exc)) from None
-        except asyncio.TimeoutError:
-            raise DaemonUnreachable(self.base_url, "timed out") from None
-
-    async def healthz(self) -> Health:
-        return _from_json(Health, await self._request("GET", "/healthz"))
+    @staticmethod
+    async def _error_from(response: aiohttp.ClientResponse) -> AdminApiError:
+        return await _me_error_from(response)
 
     async def me(self) -> MeInfo:
         data = await self._request("GET", "/v1/me")
