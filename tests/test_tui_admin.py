@@ -159,7 +159,7 @@ async def test_quotas_show_limits_and_suspension(start_daemon, tmp_path) -> None
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal))
         await pilot.press("y")
         await wait_until(pilot, lambda: "suspended" in table_text(detail), what="the suspension shown")
-        assert "⏸" in table_text(screen.query_one("#quota-accounts", DataTable))
+        assert "‖" in table_text(screen.query_one("#quota-accounts", DataTable))
     assert await chat(daemon.url, key) == [403]
 
 

@@ -34,7 +34,7 @@ class QuotasScreen(NoorScreen):
     HELP = (
         "Every account with its fullest limit (of the account or any of its keys); for the selected account, "
         "each limit of its plan and each key's own limits with a bar, what is left and when it resets. "
-        "Suspended accounts and keys are marked ⏸."
+        "Suspended accounts and keys are marked ‖."
     )
     BINDINGS = [Binding("s", "suspend", "Suspend/resume account")]
 
@@ -96,7 +96,7 @@ class QuotasScreen(NoorScreen):
         share = worst(report)
         label = Text(account.email)
         if account.status == "suspended":
-            label = Text("⏸ ", style="bold yellow") + label
+            label = Text("‖ ", style="bold yellow") + label
         style = level_style(share)
         return [label, Text(f"{share * 100:3.0f}% ", style=style) + meter(share, 6, style)]
 
@@ -110,7 +110,7 @@ class QuotasScreen(NoorScreen):
         report = self.data.reports[self.selected]
         detail.show(report, self.now())
         box.border_title = f"Limits · {report.account.email} · plan {report.account.plan}"
-        box.border_subtitle = "⏸ suspended: calls are refused" if report.account.status == "suspended" else ""
+        box.border_subtitle = "‖ suspended: calls are refused" if report.account.status == "suspended" else ""
 
     @on(DataTable.RowHighlighted, "#quota-accounts")
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:

@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING, cast
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal
-from textual.events import Click
 from textual.widgets import Static
 
 from noor_tui.connection import Connection
@@ -14,18 +13,6 @@ from noor_tui.formatting import clock_time
 
 if TYPE_CHECKING:
     from noor_tui.app import NoorApp
-
-
-class NavItem(Static):
-    """One screen in the top bar; click it or press its number."""
-
-    def __init__(self, number: int, mode: str, label: str, active: bool) -> None:
-        super().__init__(f"{number} {label}", classes="nav-item" + (" -active" if active else ""))
-        self.mode = mode
-
-    def on_click(self, event: Click) -> None:
-        event.stop()
-        self.app.switch_mode(self.mode)
 
 
 class TopBar(Horizontal):
@@ -41,9 +28,7 @@ class TopBar(Horizontal):
 
     def compose(self) -> ComposeResult:
         yield Static(self.noor.BRAND, id="brand")
-        with Horizontal(id="nav"):
-            for number, (mode, label) in enumerate(self.noor.NAV, start=1):
-                yield NavItem(number, mode, label, mode == self.active)
+        yield Static(id="nav")
         yield Static(id="link")
         yield Static(id="clock")
 
@@ -51,6 +36,17 @@ class TopBar(Horizontal):
         self.watch(self.app, "connection", self._show_connection)
         self._tick()
         self.set_interval(1.0, self._tick)
+
+    def on_resize(self) -> None:
+        """The screens as one line of links: `1 Overview  2 Usage …`, the active one lit."""
+        narrow = self.app.size.width < 120
+        items = []
+        for number, (mode, label) in enumerate(self.noor.NAV, start=1):
+            active = mode == self.active
+            style = "b $text on $primary 35%" if active else "$text-muted"
+            text = f" {number} {label} " if active or not narrow else f"{number} {label}"
+            items.append(f"[@click=app.switch_mode('{mode}')][{style}]{text}[/][/]")
+        self.query_one("#nav", Static).update((" " if narrow else " ").join(items))
 
     def _tick(self) -> None:
         self.query_one("#clock", Static).update(clock_time(self.noor.now(), self.noor.tz))

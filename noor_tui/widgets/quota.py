@@ -46,7 +46,7 @@ def worst(report: QuotaReport) -> float:
 
 def state_text(state: str) -> Text:
     style = {"active": "green", "suspended": "bold yellow", "revoked": "red", "expired": "dim"}.get(state, "")
-    mark = {"active": "●", "suspended": "⏸", "revoked": "✗", "expired": "○"}.get(state, "•")
+    mark = {"active": "●", "suspended": "‖", "revoked": "✗", "expired": "○"}.get(state, "•")
     return Text(f"{mark} {state}", style=style)
 
 
@@ -104,7 +104,7 @@ class QuotaTable(DataTable):
             account = report.account
             title = Text("Account", style="bold")
             if account.status == "suspended":
-                title.append(" ⏸ suspended", style="bold yellow")
+                title.append(" ‖ suspended", style="bold yellow")
             if not report.limits:
                 self.add_row(*self._blank(title, "no limits"), key="account:none")
             for index, row in enumerate(report.limits):

@@ -1,37 +1,18 @@
-"""A row of choices where one is active (`Hour  Day  7 days …`), clickable, changed by keys on the screen."""
+"""A row of choices where one is active (`Range  Hour  Day  7 days …`): one Static, clickable, changed by keys on the screen."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from textual.app import ComposeResult
-from textual.containers import Horizontal
-from textual.events import Click
 from textual.message import Message
 from textual.widgets import Static
 
 
-class Segment(Static):
-    def __init__(self, value: str, label: str, active: bool) -> None:
-        super().__init__(label, classes="segment" + (" -active" if active else ""))
-        self.value = value
-
-    def on_click(self, event: Click) -> None:
-        event.stop()
-        parent = self.parent
-        if isinstance(parent, Segments):
-            parent.select(self.value)
-
-
-class Segments(Horizontal):
+class Segments(Static):
     """`label: [a] b c`; posts `Segments.Changed` when the active value changes."""
 
     DEFAULT_CSS = """
-    Segments { height: 1; width: auto; }
-    Segments > .segments-label { width: auto; color: $text-muted; padding: 0 1 0 0; }
-    Segments > .segment { width: auto; padding: 0 1; color: $text-muted; }
-    Segments > .segment:hover { color: $text; background: $boost; }
-    Segments > .segment.-active { color: $text; background: $primary 40%; text-style: bold; }
+    Segments { height: 1; width: auto; link-style: none; link-background-hover: $boost; link-color-hover: $text; }
     """
 
     @dataclass
@@ -48,22 +29,34 @@ class Segments(Horizontal):
         self.label = label
         self.options = options
         self.value = value
+        self.show_label = True
 
-    def compose(self) -> ComposeResult:
-        if self.label:
-            yield Static(self.label, classes="segments-label")
+    def on_mount(self) -> None:
+        self._draw()
+
+    def on_resize(self) -> None:
+        show = self.app.size.width >= 120
+        if show != self.show_label:
+            self.show_label = show
+            self._draw()
+
+    def _draw(self) -> None:
+        parts = [f"[$text-muted]{self.label}[/] "] if self.label and self.show_label else []
         for value, label in self.options:
-            yield Segment(value, label, value == self.value)
+            style = "b $text on $primary 40%" if value == self.value else "$text-muted"
+            parts.append(f"[@click=select('{value}')][{style}] {label} [/][/]")
+        self.update("".join(parts))
+
+    def action_select(self, value: str) -> None:
+        self.select(value)
 
     def select(self, value: str) -> None:
         if value == self.value or value not in {v for v, _ in self.options}:
             return
         self.value = value
-        for segment in self.query(Segment):
-            segment.set_class(segment.value == value, "-active")
+        self._draw()
         self.post_message(self.Changed(self, value))
 
     def step(self, delta: int) -> None:
         values = [v for v, _ in self.options]
-        index = (values.index(self.value) + delta) % len(values)
-        self.select(values[index])
+        self.select(values[(values.index(self.value) + delta) % len(values)])
