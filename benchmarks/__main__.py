@@ -254,7 +254,7 @@ class Bench:
         if "noor, ledger on tmpfs" in self.processes:
             names.append("noor, ledger on tmpfs")
         for mode in ("json", "stream"):
-            log(f"layers, {mode} c={self.plan.layer_concurrency}, {self.plan.layer_rounds} round(s): {', '.join(names)}")
+            log(f"layers, {mode} c={self.plan.layer_concurrency}, {self.plan.layer_rounds} round(s): {'; '.join(names)}")
             self.compare("layers", mode, [(name, name, None) for name in names])
         log("usage extraction, stream: the client asks for usage, or not")
         self.compare(

@@ -243,6 +243,28 @@ async def run_job(job: Job) -> dict:
     cpu_marks: dict[str, dict[int, float | None]] = {}
     own_cpu: dict[str, float] = {}
 
+    connections: set[_Connection] = set()
+
+    async def connect() -> _Connection:
+        async with asyncio.timeout(10):
+            _, proto = await loop.create_connection(_Connection, host, port)
+        connections.add(proto)
+        proto.closed.add_done_callback(lambda _f: connections.discard(proto))
+        return proto
+
+    async def first_connection() -> _Connection | None:
+        for _ in range(50):
+            try:
+                return await connect()
+            except (OSError, TimeoutError):
+                counters["connect_errors"] += 1
+                await asyncio.sleep(0.02)
+        return None
+
+    # Every connection is open before the clock starts: a burst of connects (SYN retries when a
+    # server's accept backlog overflows) belongs to neither the warm-up nor the window.
+    ready = list(await asyncio.gather(*(first_connection() for _ in range(job.concurrency))))
+
     started = time.perf_counter()
     measure_from = started + job.warmup
     stop_at = measure_from + job.duration
@@ -254,8 +276,6 @@ async def run_job(job: Job) -> dict:
     loop.call_later(job.warmup, mark, "start")
     end_handle = loop.call_later(job.warmup + job.duration, mark, "end")
 
-    connections: set[_Connection] = set()
-
     def abort() -> None:
         # A request still unanswered long after the window: the server hangs. Cut every
         # connection so the waiting workers fail (counted as errors) and the job ends.
@@ -266,14 +286,7 @@ async def run_job(job: Job) -> dict:
 
     loop.call_later(job.warmup + job.duration + GRACE_SECONDS, abort)
 
-    async def connect() -> _Connection:
-        _, proto = await loop.create_connection(_Connection, host, port)
-        connections.add(proto)
-        proto.closed.add_done_callback(lambda _f: connections.discard(proto))
-        return proto
-
-    async def worker() -> None:
-        conn: _Connection | None = None
+    async def worker(conn: _Connection | None) -> None:
         try:
             while True:
                 begin = time.perf_counter()
@@ -292,7 +305,7 @@ async def run_job(job: Job) -> dict:
                     if not keep:
                         conn.transport.close()
                         conn = None
-                except (ConnectionError, OSError, ValueError):
+                except (ConnectionError, OSError, ValueError, TimeoutError):
                     if conn is not None and conn.transport is not None:
                         conn.transport.close()
                     conn = None
@@ -304,11 +317,12 @@ async def run_job(job: Job) -> dict:
                 if not ok:
                     counters["errors_total"] = counters.get("errors_total", 0) + 1
                 if measure_from <= end <= stop_at or job.max_requests is not None:
+                    # Throughput counts what completed in the window; latency, what also began in it.
                     counters["completed"] += 1
                     statuses[status] = statuses.get(status, 0) + 1
                     if not ok:
                         counters["errors"] += 1
-                    else:
+                    elif begin >= measure_from:
                         latencies.append((end - begin) * 1000)
                         if first is not None:
                             ttfts.append((first - begin) * 1000)
@@ -316,7 +330,7 @@ async def run_job(job: Job) -> dict:
             if conn is not None and conn.transport is not None:
                 conn.transport.close()
 
-    await asyncio.gather(*(worker() for _ in range(job.concurrency)))
+    await asyncio.gather(*(worker(conn) for conn in ready))
     finished = time.perf_counter()
     if "end" not in cpu_marks:  # max_requests ended it before the window did
         end_handle.cancel()

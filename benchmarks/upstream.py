@@ -75,7 +75,7 @@ def main() -> None:
         uvloop.install()
     except ImportError:
         pass
-    web.run_app(create_app(), host="127.0.0.1", port=args.port, access_log=None, print=None)
+    web.run_app(create_app(), host="127.0.0.1", port=args.port, access_log=None, print=None, backlog=1024)
 
 
 if __name__ == "__main__":
