@@ -47,7 +47,9 @@ async def reload_config(app: Mapping, *, actor: str = "admin") -> list[str]:
     ]
     if old.config.billing != new.config.billing:
         warnings.append("[billing] changed; it takes effect at the next restart")
-    config = new.config.model_copy(update={"server": old.config.server})
+    if old.config.secrets != new.config.secrets:
+        warnings.append("[secrets] changed; the secrets backend changes at the next restart")
+    config = new.config.model_copy(update={"server": old.config.server, "secrets": old.config.secrets})
     settings.config = LoadedConfig(config, new.path)
     proxy.config = config
     proxy.router = router
