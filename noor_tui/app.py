@@ -161,8 +161,9 @@ class AdminApp(NoorApp):
         self.catalog: Catalog | None = None
 
     async def on_mount(self) -> None:
-        # After the first frame: the screen's own poll goes first, the directory and the feed follow.
-        self.call_after_refresh(self.refresh_directory)
+        # The screen's own poll goes first; the feed follows the first frame, the directory (labels and
+        # forms only) a moment later.
+        self.set_timer(0.5, self.refresh_directory)
         if self.live:
             self.call_after_refresh(self.run_feed)
 

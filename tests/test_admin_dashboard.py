@@ -299,3 +299,42 @@ async def test_openapi_documents_the_dashboard_endpoints(daemon) -> None:
             paths = (await r.json())["paths"]
     for path in ("/events", "/overview", "/upstreams", "/catalog", "/usage/series"):
         assert path in paths, path
+
+
+async def test_long_ranges_from_the_day_cache_match_the_ledger(start_daemon, manual_clock) -> None:
+    """30 and 90 days read whole past days from memory; the answer is the ledger's, before and after a deletion."""
+    from noor_daemon.admin.series import usage_series
+    from noor_daemon.keys import ACCOUNTS, KEYRING, LEDGER, SETTINGS
+
+    daemon = await start_daemon(PRICED_CONFIG, clock=manual_clock)
+    await daemon.create_key("keeps@example.com")
+    await daemon.create_key("leaves@example.com")
+    store, ledger = daemon.app[ACCOUNTS], daemon.app[LEDGER]
+    keys = [k for k in await store.list_keys()]
+    now_ms = int(manual_clock.now() * 1000)
+    for day in range(0, 95, 3):
+        for i, key in enumerate(keys):
+            await ledger.record(
+                UsageEvent(ts=now_ms - day * 86_400_000 - i * 3_600_000, model="sim-gpt" if day % 2 else "sim-claude",
+                           endpoint="chat/completions", status=200 if day % 5 else 500, latency_ms=10.0,
+                           account_id=key.account_id, key_id=key.id, provider="simulator",
+                           prompt_tokens=10 + day, completion_tokens=day)
+            )
+    live = daemon.app[LIVE]
+    config = daemon.app[SETTINGS].config.config
+
+    async def both(range_name: str, group: str) -> tuple[dict, dict]:
+        common = dict(ledger=ledger, keyring=daemon.app[KEYRING], minutes=live.minutes, config=config,
+                      now_ms=now_ms, range_name=range_name, group=group)
+        return await usage_series(**common, days=live.days), await usage_series(**common)
+
+    for _ in range(2):  # the second round is served from the cache
+        for range_name in ("30d", "90d"):
+            for group in ("model", "key", "account"):
+                cached, direct = await both(range_name, group)
+                assert cached["series"] == direct["series"] and cached["totals"] == direct["totals"], (range_name, group)
+    assert live.days.rows > 0
+    await store.delete_account((await store.get_account("leaves@example.com")).id)
+    assert live.days.rows == 0 and not live.days.days
+    cached, direct = await both("90d", "account")
+    assert cached["series"] == direct["series"] and [s["label"] for s in cached["series"]] == ["keeps@example.com"]

@@ -27,6 +27,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 
+import aiosqlite
 import orjson
 from aiohttp import web
 
@@ -389,6 +390,56 @@ class MinuteUsage:
                 del combos[combo]
 
 
+# -- whole past days, for the long usage ranges ----------------------------------------------
+
+
+class DayCache:
+    """Past days of `usage_hourly` summed per day, group and model, kept so that the 30- and 90-day
+    usage ranges read a few thousand rows instead of grouping hundreds of thousands each time.
+
+    A day is cached once it has been over for an hour (no call can still land in it); the current
+    day is always read from the ledger. Everything is dropped when an account is deleted, and
+    `admin/series.py` never caches a day the retention job may be cutting into.
+    """
+
+    MAX_ROWS = 500_000
+
+    def __init__(self) -> None:
+        self.days: dict[str, dict[int, list[tuple[str, str, int, int, int, int]]]] = {}
+        self.rows = 0
+        self.reader: aiosqlite.Connection | None = None
+        """A read-only connection of its own, so filling the cache never queues the admin API's other reads."""
+        self.filling = asyncio.Lock()
+        """One fill at a time: two screens asking at once do not both read the same days."""
+
+    def get(self, column: str) -> dict[int, list[tuple[str, str, int, int, int, int]]]:
+        return self.days.setdefault(column, {})
+
+    def put(self, column: str, day: int, rows: list[tuple[str, str, int, int, int, int]]) -> bool:
+        """Keep `rows` for `day`; False (and nothing kept) once the cache is full."""
+        if self.rows + len(rows) > self.MAX_ROWS:
+            return False
+        days = self.get(column)
+        self.rows += len(rows) - len(days.get(day, ()))
+        days[day] = rows
+        return True
+
+    def forget_days(self, days: set[int]) -> None:
+        """Calls landed in these (past) days: they are read from the ledger again next time."""
+        for cached in self.days.values():
+            for day in days & cached.keys():
+                self.rows -= len(cached.pop(day))
+
+    def prune(self, before: int) -> None:
+        for days in self.days.values():
+            for day in [d for d in days if d < before]:
+                self.rows -= len(days.pop(day))
+
+    def clear(self) -> None:
+        self.days.clear()
+        self.rows = 0
+
+
 # -- wiring ------------------------------------------------------------------------------
 
 
@@ -398,16 +449,23 @@ class LiveState:
     window: MetricsWindow
     minutes: MinuteUsage
     seeded: asyncio.Event = field(default_factory=asyncio.Event)
+    days: DayCache = field(default_factory=DayCache)
 
     def on_commit(self, events: list[UsageEvent]) -> None:
         self.window.add(events)
         self.minutes.add(events)
         self.feed.publish(events)
+        if any(self.days.days.values()):
+            recent = int(self.window.clock.now() * 1000) - 2 * 3_600_000
+            late = {e.ts - e.ts % 86_400_000 for e in events if e.ts < recent}  # a backfill, not live traffic
+            if late:
+                self.days.forget_days(late)
 
     async def forget_account(self, account: Account) -> None:
         """An account was deleted: drop what memory still holds about it."""
         self.minutes.forget_account(account.id)
         self.feed.forget_account(account.id)
+        self.days.clear()
 
 
 LIVE = web.AppKey("live", LiveState)
@@ -443,6 +501,22 @@ async def seed(live: LiveState, ledger: Ledger, clock: Clock, through_id: int) -
         live.seeded.set()
 
 
+async def warm_days(app: web.Application, live: LiveState) -> None:
+    """Fill the day cache for the 90-day ranges after start, so the first person to open them does not wait."""
+    from noor_daemon.admin.series import cached_day_rows
+
+    settings = app[SETTINGS]
+    await live.seeded.wait()
+    try:
+        for column in ("model", "key_id", "account_id"):
+            now_ms = int(settings.clock.now() * 1000)
+            await cached_day_rows(app[LEDGER], live.days, settings.config.config, column, now_ms - 90 * 86_400_000, now_ms)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # a nicety: the ranges read the ledger directly without it
+        log.warning("could not pre-compute the long usage ranges: %s", type(exc).__name__)
+
+
 def install_live(app: web.Application) -> LiveState:
     """Keep the live view for `app`: a ledger commit listener, the last hour loaded at start,
     the event streams closed at shutdown (before the server waits for handlers), and /v1/me/usage."""
@@ -461,13 +535,22 @@ def install_live(app: web.Application) -> LiveState:
         )
         live.feed.seed((_event(r), r[14]) for r in reversed(last))
         through = last[0][0] if last else 0
-        task = asyncio.create_task(seed(live, ledger, settings.clock, through), name="live-seed")
+        live.days.reader = await aiosqlite.connect(ledger.path, isolation_level=None)
+        await live.days.reader.executescript("PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;")
+        tasks = [
+            asyncio.create_task(seed(live, ledger, settings.clock, through), name="live-seed"),
+            asyncio.create_task(warm_days(app, live), name="live-days"),
+        ]
         yield
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        reader, live.days.reader = live.days.reader, None
+        await reader.close()
 
     async def close_streams(app: web.Application) -> None:
         live.feed.close_all()

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from noor_daemon.admin.errors import bad_request
-from noor_daemon.admin.live import LIVE, MinuteUsage
+from noor_daemon.admin.live import LIVE, DayCache, MinuteUsage
 from noor_daemon.clock import iso
 from noor_daemon.config import Config, PriceConfig
 from noor_daemon.gateway.auth import KeyRing
@@ -108,6 +108,50 @@ async def _hourly_rows(
         return [tuple(row) for row in await cursor.fetchall()]
 
 
+async def cached_day_rows(
+    ledger: Ledger, cache: DayCache, config: Config, column: str, start: int, now_ms: int
+) -> list[tuple[int, str, str, int, int, int, int]]:
+    """Daily rows from `start` (a day boundary) to now, as (day, g, model, sums…): whole past days from
+    the cache (filled from the ledger as needed), the recent ones straight from the ledger."""
+    days = cache.get(column)
+    cutoff = now_ms - config.retention.usage_days * DAY_MS
+    kept = cutoff - cutoff % DAY_MS + DAY_MS  # the day retention cuts into is never cached
+    first = max(start, kept)
+    complete = now_ms - HOUR_MS
+    last = complete - complete % DAY_MS  # days before this one ended at least an hour ago
+    cache.prune(kept)
+    async with cache.filling:
+        missing = [day for day in range(first, last, DAY_MS) if day not in days]
+        if missing:
+            sql = f"""SELECT hour - hour % {DAY_MS} AS day, {column} AS g, model, sum(requests), sum(errors),
+                             sum(prompt_tokens), sum(completion_tokens)
+                      FROM usage_hourly WHERE hour >= ? AND hour < ? GROUP BY day, g, model"""
+            async with (cache.reader or ledger.reader).execute(sql, (missing[0], missing[-1] + DAY_MS)) as cursor:
+                fetched = await cursor.fetchall()
+            by_day: dict[int, list] = {day: [] for day in missing}
+            for day, g, model, *sums in fetched:
+                if day in by_day:
+                    by_day[day].append((g, model, *sums))
+            for day, rows in by_day.items():
+                if not cache.put(column, day, rows):
+                    break
+    rows: list[tuple[int, str, str, int, int, int, int]] = []
+    uncached: list[tuple[int, int]] = []
+    for day in range(start, last, DAY_MS):
+        if day in days:
+            rows.extend((day, *row) for row in days[day])
+        else:
+            uncached.append((day, day + DAY_MS))
+    uncached.append((max(start, last), now_ms + HOUR_MS))
+    for low, high in uncached:
+        sql = f"""SELECT hour - hour % {DAY_MS} AS day, {column} AS g, model, sum(requests), sum(errors),
+                         sum(prompt_tokens), sum(completion_tokens)
+                  FROM usage_hourly WHERE hour >= ? AND hour < ? GROUP BY day, g, model"""
+        async with ledger.reader.execute(sql, (low, high)) as cursor:
+            rows.extend(tuple(r) for r in await cursor.fetchall())
+    return rows
+
+
 def _minute_rows(
     minutes: MinuteUsage, group: str, start: int, account_id: str | None
 ) -> list[tuple[int, str, str, int, int, int, int]]:
@@ -166,6 +210,7 @@ async def usage_series(
     group: str,
     account_id: str | None = None,
     limit: int = 8,
+    days: DayCache | None = None,
 ) -> dict:
     """The usage series document: buckets, one series per group (top `limit`, the rest folded), totals."""
     span = RANGES[range_name]
@@ -174,6 +219,11 @@ async def usage_series(
     if span.name == "hour":
         rows = _minute_rows(minutes, group, start, account_id)
         source = "memory"
+    elif span.bucket_ms == DAY_MS and account_id is None and days is not None:
+        column = {"model": "model", "key": "key_id", "account": "account_id"}[group]
+        daily = await cached_day_rows(ledger, days, config, column, start, now_ms)
+        rows = [((day - start) // DAY_MS, *rest) for day, *rest in daily]
+        source = "usage_hourly"
     else:
         column = {"model": "model", "key": "key_id", "account": "account_id"}[group]
         rows = await _hourly_rows(ledger, column, start, span.bucket_ms, account_id)
@@ -285,5 +335,6 @@ async def series(request: web.Request) -> web.Response:
             group=group,
             account_id=account_id,
             limit=limit,
+            days=request.config_dict[LIVE].days,
         )
     )
