@@ -47,7 +47,7 @@ async def test_charts_and_feed_move_while_traffic_flows(daemon, tmp_path) -> Non
         await wait_until(pilot, lambda: feed.row_count == 6, what="six calls in the live feed")
         rows = [feed.get_row_at(i) for i in range(feed.row_count)]
         assert str(rows[0][4]) == "401"  # newest first
-        assert "live@example.com" in str(rows[1][1])
+        await wait_until(pilot, lambda: "live@example.com" in str(feed.get_row_at(1)[1]), what="the account's email")
         assert "hello" not in screen_text(app)  # never content
 
         screen.poll()

@@ -16,7 +16,7 @@ from textual.widgets import DataTable, Static
 from noor_daemon.client import UsageSeries
 from noor_tui.formatting import bar, integer, money, parse_time, percent, si, truncate
 from noor_tui.screens.base import NoorScreen
-from noor_tui.widgets.charts import Chart
+from noor_tui.widgets.charts import BarChart
 from noor_tui.widgets.segments import Segments
 from noor_tui.widgets.stats import StatTile
 
@@ -26,17 +26,15 @@ TICK_FORMATS = {"hour": "%H:%M", "day": "%H:%M", "7d": "%a %Hh", "30d": "%b %d",
 METRICS = [("tokens", "Tokens"), ("requests", "Requests")]
 
 
-def bucket_ticks(series: UsageSeries, tz, count: int = 5) -> tuple[list[float], list[str]]:
+def bucket_labels(series: UsageSeries, tz, count: int = 6) -> list[str]:
+    """A time label on every few buckets (about `count` in all), "" on the others."""
     buckets = series.buckets
-    if not buckets:
-        return [], []
     every = max(1, len(buckets) // count)
-    positions = list(range(0, len(buckets), every))
     labels = []
-    for index in positions:
-        moment = parse_time(buckets[index])
+    for index, bucket in enumerate(buckets):
+        moment = parse_time(bucket) if index % every == 0 else None
         labels.append(moment.astimezone(tz).strftime(TICK_FORMATS.get(series.range, "%m-%d")) if moment else "")
-    return [float(p) for p in positions], labels
+    return labels
 
 
 class UsageScreen(NoorScreen):
@@ -80,7 +78,7 @@ class UsageScreen(NoorScreen):
             yield StatTile("Estimated cost", id="usage-cost", spark=False)
         with Container(id="usage-chart-box", classes="panel") as box:
             box.border_title = "Tokens"
-            yield Chart(id="usage-chart")
+            yield BarChart(id="usage-chart")
         with Container(id="usage-table-box", classes="panel") as table_box:
             table_box.border_title = "Totals"
             yield DataTable(id="usage-table", cursor_type="row", zebra_stripes=False)
@@ -146,16 +144,16 @@ class UsageScreen(NoorScreen):
         return line.tokens if self.metric == "tokens" else line.requests
 
     def _chart(self, data: UsageSeries) -> None:
-        chart = self.query_one("#usage-chart", Chart)
+        chart = self.query_one("#usage-chart", BarChart)
         stacks = {line.label: [float(v) for v in self._values(line)] for line in data.series}
-        xs = [float(i) for i in range(len(data.buckets))]
-        chart.show_stacked(xs, stacks, bucket_ticks(data, self.noor.tz))
+        count = 6 if self.app.size.width >= 120 else 4
+        chart.show(stacks, bucket_labels(data, self.noor.tz, count))
         metric = dict(METRICS)[self.metric]
         self.query_one("#usage-chart-box").border_title = f"{metric} per {_bucket_words(data.bucket_seconds)} by {self._group_label().lower()} · {RANGE_WORDS[data.range]}"
 
     def _table(self, data: UsageSeries) -> None:
         table = self.query_one("#usage-table", DataTable)
-        chart = self.query_one("#usage-chart", Chart)
+        chart = self.query_one("#usage-chart", BarChart)
         grand = sum(sum(self._values(line)) for line in data.series) or 1
         with self.app.batch_update():
             columns = self._columns(table)
