@@ -123,6 +123,19 @@ class NoorApp(App[None]):
         current = self.current_theme
         self.theme = PAIRS.get(self.theme, "noor-light" if current.dark else "noor-dark")
 
+    def prepare_screens(self) -> None:
+        """Build the other screens while the dashboard idles, so a first visit only fetches and paints.
+
+        Uses Textual's mode set-up without switching to the mode; a screen that is not showing does
+        not poll. Skipped quietly if this Textual has no such hook.
+        """
+        init_mode = getattr(self, "_init_mode", None)
+        if init_mode is None:
+            return
+        for mode, _ in self.NAV:
+            if mode != self.current_mode and mode not in self._screen_stacks:
+                init_mode(mode)
+
     async def run_in_mode(self, mode: str, action: str) -> None:
         """Show `mode`'s screen, then run `action` on it (for the command palette)."""
         await self.switch_mode(mode)
@@ -164,6 +177,7 @@ class AdminApp(NoorApp):
         # The screen's own poll goes first; the feed follows the first frame, the directory (labels and
         # forms only) a moment later.
         self.set_timer(0.5, self.refresh_directory)
+        self.set_timer(1.5, self.prepare_screens)
         if self.live:
             self.call_after_refresh(self.run_feed)
 
@@ -236,6 +250,9 @@ class MeApp(NoorApp):
     def __init__(self, url: str, api_key: str, **options) -> None:
         super().__init__(url, **options)
         self.me = MeClient(url, api_key)
+
+    def on_mount(self) -> None:
+        self.set_timer(1.5, self.prepare_screens)
 
     async def on_unmount(self) -> None:
         await self.me.close()

@@ -24,10 +24,11 @@ from noor_tui.widgets.modals import (
     ExportModal,
     NewAccountModal,
     NewKeyModal,
+    PromptModal,
     ShowOnceKeyModal,
     TypedConfirmModal,
 )
-from tui_helpers import chat, screen_text, table_text, wait_for_text, wait_until
+from tui_helpers import wait_for_screen, chat, screen_text, table_text, wait_for_text, wait_until
 
 SIZE = (120, 36)
 
@@ -50,13 +51,13 @@ async def test_create_a_key_shows_it_once_then_revoke_marks_it(daemon, tmp_path)
         screen = await open_screen(pilot, "keys")
         assert isinstance(screen, KeysScreen)
         await pilot.press("n")
-        await wait_until(pilot, lambda: isinstance(app.screen, NewKeyModal), what="the new key dialog")
+        await wait_for_screen(pilot, NewKeyModal)
         modal = app.screen
         account_id = next(iter(app.accounts))
         modal.query_one("#account", Select).value = account_id
         modal.query_one("#name", Input).value = "ci-runner"
         modal.query_one("#confirm", Button).press()
-        await wait_until(pilot, lambda: isinstance(app.screen, ShowOnceKeyModal), what="the show-once modal")
+        await wait_for_screen(pilot, ShowOnceKeyModal)
 
         shown = app.screen
         secret = shown.secret
@@ -74,7 +75,7 @@ async def test_create_a_key_shows_it_once_then_revoke_marks_it(daemon, tmp_path)
         new_key = next(k for k in screen.data.keys if k.name == "ci-runner")
         table.move_cursor(row=table.get_row_index(new_key.id))
         await pilot.press("x")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal), what="the revoke confirmation")
+        await wait_for_screen(pilot, ConfirmModal)
         await pilot.press("y")
         await wait_until(
             pilot, lambda: "revoked" in table_text(table).split("ci-runner")[1].split("\n")[0], what="the key marked revoked"
@@ -88,9 +89,9 @@ async def test_rotate_shows_the_replacement_once(daemon, tmp_path) -> None:
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_screen(pilot, "keys")
         await pilot.press("o")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal))
+        await wait_for_screen(pilot, ConfirmModal)
         await pilot.press("y")
-        await wait_until(pilot, lambda: isinstance(app.screen, ShowOnceKeyModal), what="the replacement key")
+        await wait_for_screen(pilot, ShowOnceKeyModal)
         replacement = app.screen.secret
         assert replacement != old and await chat(daemon.url, replacement) == [200]
         assert await chat(daemon.url, old) == [401]
@@ -105,7 +106,7 @@ async def test_create_an_account_then_export_and_delete_it_with_the_email_typed(
         screen = await open_screen(pilot, "accounts")
         assert isinstance(screen, AccountsScreen)
         await pilot.press("n")
-        await wait_until(pilot, lambda: isinstance(app.screen, NewAccountModal))
+        await wait_for_screen(pilot, NewAccountModal)
         app.screen.query_one("#email", Input).value = "leaving@example.com"
         app.screen.query_one("#confirm", Button).press()
         table = screen.query_one("#accounts", DataTable)
@@ -114,7 +115,7 @@ async def test_create_an_account_then_export_and_delete_it_with_the_email_typed(
         assert await chat(daemon.url, key, count=3) == [200, 200, 200]
 
         await pilot.press("x")
-        await wait_until(pilot, lambda: isinstance(app.screen, ExportModal), what="the export dialog")
+        await wait_for_screen(pilot, ExportModal)
         export = app.screen
         target = tmp_path / "leaving.json"
         export.query_one("#path", Input).value = str(target)
@@ -129,7 +130,7 @@ async def test_create_an_account_then_export_and_delete_it_with_the_email_typed(
         await wait_until(pilot, lambda: app.screen is screen)
 
         await pilot.press("d")
-        await wait_until(pilot, lambda: isinstance(app.screen, TypedConfirmModal), what="the typed confirmation")
+        await wait_for_screen(pilot, TypedConfirmModal)
         confirm = app.screen
         button = confirm.query_one("#confirm", Button)
         await pilot.press(*"leaving@example.org")
@@ -156,7 +157,7 @@ async def test_quotas_show_limits_and_suspension(start_daemon, tmp_path) -> None
         text = table_text(detail)
         assert "3 / 10" in text and "30%" in text
         await pilot.press("s")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal))
+        await wait_for_screen(pilot, ConfirmModal)
         await pilot.press("y")
         await wait_until(pilot, lambda: "suspended" in table_text(detail), what="the suspension shown")
         assert "‖" in table_text(screen.query_one("#quota-accounts", DataTable))
@@ -223,7 +224,7 @@ async def test_privacy_requests_show_due_dates_and_overdue(start_daemon, tmp_pat
         await wait_for_text(pilot, "1 overdue")
         table.move_cursor(row=0)
         await pilot.press("c")
-        await wait_until(pilot, lambda: app.screen is not screen)
+        await wait_until(pilot, lambda: isinstance(app.screen, PromptModal) and app.screen.query("#value"), what="the note dialog")
         app.screen.query_one("#value", Input).value = "sent the export by mail"
         app.screen.query_one("#confirm", Button).press()
         await wait_until(pilot, lambda: "completed" in table_text(table), what="the request completed")
@@ -256,7 +257,7 @@ async def test_every_action_is_in_the_palette(daemon, tmp_path) -> None:
         await pilot.press(*"Keys: New")
         await pilot.pause(0.5)
         await pilot.press("enter")
-        await wait_until(pilot, lambda: isinstance(app.screen, NewKeyModal), what="the palette to open the dialog")
+        await wait_for_screen(pilot, NewKeyModal)
         assert app.current_mode == "keys"
 
 
@@ -264,7 +265,7 @@ async def test_help_and_theme(daemon, tmp_path) -> None:
     app = admin_app(daemon, tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("question_mark")
-        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        await wait_for_screen(pilot, HelpScreen)
         for _, label in app.NAV:
             assert label in app.screen.text()
         await pilot.press("escape")

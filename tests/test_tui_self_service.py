@@ -11,7 +11,7 @@ from textual.widgets import Button, DataTable, Input
 from noor_tui.app import MeApp, make_app
 from noor_tui.screens.me import MeAccountScreen
 from noor_tui.widgets.modals import ExportModal, TypedConfirmModal
-from tui_helpers import chat, screen_text, table_text, wait_for_text, wait_until
+from tui_helpers import wait_for_screen, chat, screen_text, table_text, wait_for_text, wait_until
 
 SIZE = (120, 36)
 
@@ -61,7 +61,7 @@ async def test_export_my_data_and_delete_my_account(daemon, tmp_path) -> None:
         await wait_until(pilot, lambda: screen.loaded)
 
         await pilot.press("x")
-        await wait_until(pilot, lambda: isinstance(app.screen, ExportModal))
+        await wait_for_screen(pilot, ExportModal)
         export = app.screen
         target = tmp_path / "mine.json"
         export.query_one("#path", Input).value = str(target)
@@ -75,7 +75,7 @@ async def test_export_my_data_and_delete_my_account(daemon, tmp_path) -> None:
         await wait_until(pilot, lambda: app.screen is screen)
 
         await pilot.press("d")
-        await wait_until(pilot, lambda: isinstance(app.screen, TypedConfirmModal))
+        await wait_for_screen(pilot, TypedConfirmModal)
         await pilot.press(*"leaver@example.com", "enter")
         await wait_until(pilot, lambda: app.screen is screen)
         await wait_until(pilot, lambda: app.connection.state == "unauthorized", timeout=15, what="the key to stop working")

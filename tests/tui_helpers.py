@@ -25,6 +25,14 @@ async def wait_until(pilot: Pilot, predicate: Callable[[], object], timeout: flo
         await pilot.pause(0.05)
 
 
+async def wait_for_screen(pilot: Pilot, kind: type, timeout: float = 8.0):
+    """The app's current screen once it is a `kind` and composed."""
+    app = pilot.app
+    await wait_until(pilot, lambda: isinstance(app.screen, kind) and app.screen.is_mounted and app.screen.children, timeout, what=kind.__name__)
+    await pilot.pause()
+    return app.screen
+
+
 def table_text(table: DataTable) -> str:
     """Every cell of a table as plain text, row by row."""
     lines = []

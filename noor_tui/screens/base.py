@@ -92,7 +92,8 @@ class NoorScreen(Screen):
     # -- polling ------------------------------------------------------------------
 
     def on_screen_resume(self) -> None:
-        self.poll()
+        if self.is_current:  # a screen built ahead of time (`NoorApp.prepare_screens`) waits to be shown
+            self.poll()
 
     def on_screen_suspend(self) -> None:
         self._stop_timer()
