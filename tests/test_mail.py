@@ -177,6 +177,7 @@ async def test_without_smtp_mail_is_written_to_a_private_maildir(daemon):
     message = email_module.message_from_bytes(path.read_bytes(), policy=email.policy.default)
     assert message["To"] == EMAIL
     assert message["From"] == "NoorAPI <noreply@localhost>"
+    await eventually_async(lambda: _sent(daemon), what="the row marked sent")  # the file lands first
     (row,) = await outbox_rows(daemon)
     assert row["status"] == "sent" and row["maildir_key"] == path.name and row["recipient"] is None
 
