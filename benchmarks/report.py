@@ -262,7 +262,7 @@ def chart(result: dict, path: Path) -> Path | None:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        from matplotlib.ticker import FuncFormatter
+        from matplotlib.ticker import FuncFormatter, LogLocator
     except ImportError:
         return None
     rows = [r for r in result.get("rows", []) if r["section"] == "matrix"]
@@ -288,6 +288,7 @@ def chart(result: dict, path: Path) -> Path | None:
                 if mode == "stream" and r.get("ttft_ms"):
                     ax.plot(xs, [r["ttft_ms"].get(q) for q in quantiles], linestyle="--", linewidth=1, color=color)
             ax.set_yscale("log")
+            ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
             ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
             ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _pos: ""))
             ax.set_xticks(xs)
