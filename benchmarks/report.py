@@ -80,7 +80,7 @@ def targets(result: dict) -> list[dict]:
     calls = soak.get("calls")
     growth = soak.get("growth_mb")
     at_most(
-        f"RSS flat after {calls:,} calls" if calls else "RSS flat after 1,000,000 calls", "≤ +5 MB from the first tenth",
+        f"RSS flat after {calls:,} calls" if calls else "RSS flat after 1,000,000 calls", "≤ +5 MB, first to last checkpoint",
         growth, 5, "+.1f", " MB", "" if calls == 1_000_000 else "quick: fewer calls than the target's million",
     )
     dash = result.get("dashboard") or {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -117,6 +118,9 @@ class Process:
                 os.unlink(self.log.name)
             except OSError:
                 pass
+            workdir = getattr(self, "workdir", None)
+            if workdir is not None:  # the temp dir start_daemon made (config, and data unless given)
+                shutil.rmtree(workdir, ignore_errors=True)
 
     def _signal(self, sig: int) -> None:
         try:
