@@ -58,6 +58,7 @@ def daemon(host: str | None, port: int | None, data_dir: str | None, config_path
     web.run_app(
         app,
         loop=new_event_loop(),
+        backlog=1024,  # aiohttp's default 128 overflows under a burst of new connections
         host=bind_host,
         port=bind_port,
         access_log=None,
