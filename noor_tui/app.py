@@ -30,6 +30,7 @@ from noor_tui.screens.help import HelpScreen
 from noor_tui.screens.keys import KeysScreen
 from noor_tui.screens.me import MeAccountScreen, MeDataScreen, MeUsageScreen
 from noor_tui.screens.overview import OverviewScreen
+from noor_tui.screens.base import NoorScreen as NoorScreenBase
 from noor_tui.screens.privacy import PrivacyScreen
 from noor_tui.screens.quotas import QuotasScreen
 from noor_tui.screens.usage import UsageScreen
@@ -75,6 +76,7 @@ class NoorApp(App[None]):
         self.export_dir = export_dir or Path.cwd()
         self.feed = CallLog()
         self._failures = 0
+        self.screens_prepared = False
         for candidate in THEMES:
             self.register_theme(candidate)
         self.theme = theme
@@ -126,15 +128,24 @@ class NoorApp(App[None]):
     def prepare_screens(self) -> None:
         """Build the other screens while the dashboard idles, so a first visit only fetches and paints.
 
-        Uses Textual's mode set-up without switching to the mode; a screen that is not showing does
-        not poll. Skipped quietly if this Textual has no such hook.
+        One screen at a time, a moment apart, so a key pressed meanwhile waits for one screen's
+        composition at most. Uses Textual's mode set-up without switching to the mode (a screen
+        that is not showing does not poll); skipped quietly if this Textual has no such hook.
         """
-        init_mode = getattr(self, "_init_mode", None)
-        if init_mode is None:
+        if not self.is_running:  # closing down: no new screens
             return
-        for mode, _ in self.NAV:
-            if mode != self.current_mode and mode not in self._screen_stacks:
-                init_mode(mode)
+        init_mode = getattr(self, "_init_mode", None)
+        waiting = [mode for mode, _ in self.NAV if mode != self.current_mode and mode not in self._screen_stacks]
+        if init_mode is None or not waiting:
+            self.screens_prepared = True
+            return
+        init_mode(waiting[0])
+        for screen in self._screen_stacks.get(waiting[0], []):
+            # Styled when it mounted, with this theme: no need for a whole-app CSS refresh at the first switch.
+            screen._css_update_count = self._css_update_count
+            if isinstance(screen, NoorScreenBase):
+                screen.prefetch()
+        self.set_timer(0.3, self.prepare_screens)
 
     async def run_in_mode(self, mode: str, action: str) -> None:
         """Show `mode`'s screen, then run `action` on it (for the command palette)."""

@@ -9,11 +9,12 @@ screen that is not showing does not poll; coming back to it polls at once.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
@@ -60,6 +61,19 @@ class NoorScreen(Screen):
         self._timer: Timer | None = None
         self.loaded = False
         self.polls = 0
+        self._shown_at = -1e9
+        self._early = self._fetch_early()
+
+    def _fetch_early(self) -> asyncio.Task | None:
+        """Ask the daemon as the screen is made, so the answer is in by the time it is composed and
+        laid out (the first poll takes it); a screen's first paint then comes with its data."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+        task = loop.create_task(self.fetch())
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # never "exception was never retrieved"
+        return task
 
     # -- conveniences -------------------------------------------------------------
 
@@ -91,8 +105,25 @@ class NoorScreen(Screen):
 
     # -- polling ------------------------------------------------------------------
 
+    @on(events.Mount)
+    def _mounted(self) -> None:
+        self.call_next(self._take_early)
+
+    def _take_early(self) -> None:
+        """The early answer, if it is in: shown before the first paint, so the screen appears with its data."""
+        early = self._early
+        if early is None or not early.done() or early.cancelled() or early.exception() is not None:
+            return  # the first poll awaits it (or explains its failure)
+        self._early = None
+        self._apply(early.result())
+
     def on_screen_resume(self) -> None:
-        if self.is_current:  # a screen built ahead of time (`NoorApp.prepare_screens`) waits to be shown
+        if not self.is_current:  # a screen built ahead of time (`NoorApp.prepare_screens`) waits to be shown
+            return
+        age = time.monotonic() - self._shown_at
+        if age < self.POLL_SECONDS / 2:  # just fetched: the next poll comes on its schedule
+            self._schedule(self.POLL_SECONDS - age)
+        else:
             self.poll()
 
     def on_screen_suspend(self) -> None:
@@ -111,6 +142,10 @@ class NoorScreen(Screen):
     def action_refresh(self) -> None:
         self.poll()
 
+    def prefetch(self) -> None:
+        """Fetch once while not showing (a screen built ahead of time), so it first appears with data."""
+        self._poll_worker()
+
     async def fetch(self) -> Any:
         """The screen's data, from the daemon (override)."""
         return None
@@ -120,8 +155,9 @@ class NoorScreen(Screen):
 
     @work(exclusive=True, group="poll", exit_on_error=False)
     async def _poll_worker(self) -> None:
+        early, self._early = self._early, None
         try:
-            data = await self.fetch()
+            data = await (early if early is not None else self.fetch())
         except asyncio.CancelledError:
             raise
         except Exception as error:  # explained by the banner or a notification, then retried
@@ -132,15 +168,19 @@ class NoorScreen(Screen):
     @on(Polled)
     def _polled(self, message: Polled) -> None:
         message.stop()
+        self._apply(message.data)
+        self._schedule(self.POLL_SECONDS)
+
+    def _apply(self, data: Any) -> None:
         self.noor.connection_ok()
         self.polls += 1
         try:
-            self.show(message.data)
+            self.show(data)
         except Exception as error:  # a rendering bug must not take the dashboard down
             self.log.error(f"{type(self).__name__}.show failed: {error!r}")
             self.notify(f"Could not show this screen's data ({type(error).__name__}).", severity="error")
         self.loaded = True
-        self._schedule(self.POLL_SECONDS)
+        self._shown_at = time.monotonic()
 
     @on(PollFailed)
     def _poll_failed(self, message: PollFailed) -> None:
