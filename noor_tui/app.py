@@ -68,8 +68,11 @@ class NoorApp(App[None]):
         tz: tzinfo | None = None,
         export_dir: Path | None = None,
         theme: str = "noor-dark",
+        prepare: bool = True,
     ) -> None:
         super().__init__()
+        self.prepare = prepare
+        """Build the other screens while idle (`prepare_screens`); the snapshot tests turn it off."""
         self.url = url
         self._clock = clock
         self.tz = tz if tz is not None else datetime.now().astimezone().tzinfo
@@ -188,7 +191,8 @@ class AdminApp(NoorApp):
         # The screen's own poll goes first; the feed follows the first frame, the directory (labels and
         # forms only) a moment later.
         self.set_timer(0.5, self.refresh_directory)
-        self.set_timer(1.5, self.prepare_screens)
+        if self.prepare:
+            self.set_timer(1.5, self.prepare_screens)
         if self.live:
             self.call_after_refresh(self.run_feed)
 
@@ -263,7 +267,8 @@ class MeApp(NoorApp):
         self.me = MeClient(url, api_key)
 
     def on_mount(self) -> None:
-        self.set_timer(1.5, self.prepare_screens)
+        if self.prepare:
+            self.set_timer(1.5, self.prepare_screens)
 
     async def on_unmount(self) -> None:
         await self.me.close()
