@@ -59,6 +59,8 @@ def duration_ms(value: float | None) -> str:
     """212 → "212 ms", 1240 → "1.24 s", 95_000 → "1m35s"."""
     if value is None:
         return DASH
+    if value == 0:
+        return "0"
     if value < 1:
         return f"{value:.2f} ms"
     if value < 1000:

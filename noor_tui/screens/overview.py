@@ -98,12 +98,18 @@ class OverviewScreen(NoorScreen):
 
     def on_mount(self) -> None:
         table = self.query_one("#upstreams", DataTable)
-        table.add_column("Upstream", key="name", width=18)
-        table.add_column("State", key="state", width=10)
+        table.add_column("Upstream", key="name", width=16)
+        table.add_column("State", key="state", width=9)
         table.add_column("Calls", key="calls", width=5)
         table.add_column("Err", key="err", width=5)
-        table.add_column("Latency", key="latency", width=8)
+        table.add_column("Latency", key="latency", width=7)
         self._set_titles()
+
+    def on_resize(self) -> None:
+        """The health panel beside the feed from 140 columns; below that, a summary in the feed's title."""
+        self.query_one("#upstream-box").set_class(self.size.width >= 140, "-shown")
+        if self.upstreams is not None:
+            self._show_upstreams(self.upstreams)
 
     # -- data ---------------------------------------------------------------------
 
@@ -168,7 +174,7 @@ class OverviewScreen(NoorScreen):
         self.query_one("#upstream-box").border_subtitle = ("⚠ " + ", ".join(bad)) if bad else ""
         marks = " ".join(f"{p.name} {STATE_MARKS.get(p.state, ('•', ''))[0]}" for p in upstreams.providers)
         # The health panel shows from 120 columns; below that the feed's title carries a one-line summary.
-        summary = f" · upstreams: {marks}" if self.app.size.width < 120 else ""
+        summary = f" · upstreams: {marks}" if self.size.width < 140 else ""
         self.query_one("#feed-box").border_title = "Live calls" + (f" · ⚠ upstream {', '.join(bad)}" if bad else summary)
 
     # -- actions --------------------------------------------------------------------

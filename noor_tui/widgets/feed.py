@@ -76,7 +76,15 @@ NARROW = (
     ("tokens", "Tok", 5),
     ("latency", "Latency", 7),
 )
-"""Under 96 columns the feed drops time-to-first-token and tightens the rest."""
+TINY = (
+    ("time", "Time", 8),
+    ("account", "Account", 13),
+    ("model", "Model", 9),
+    ("status", "St", 3),
+    ("tokens", "Tok", 5),
+    ("latency", "Latency", 7),
+)
+"""The feed's own width picks the set: 96 columns and up, 76 and up, or fewer (no key, no TTFT)."""
 
 
 class LiveFeed(DataTable):
@@ -100,14 +108,14 @@ class LiveFeed(DataTable):
         return cast("NoorApp", self.app)
 
     def on_mount(self) -> None:
-        self._lay_out(self.app.size.width)
+        self._lay_out(self.size.width or self.app.size.width)
         self.set_interval(0.25, self.catch_up)
 
     def on_resize(self) -> None:
-        self._lay_out(self.app.size.width)
+        self._lay_out(self.size.width)
 
     def _lay_out(self, width: int) -> None:
-        columns = NARROW if width < 96 else WIDE
+        columns = WIDE if width >= 96 else NARROW if width >= 76 else TINY
         if columns is self._columns:
             return
         self._columns = columns
@@ -119,18 +127,17 @@ class LiveFeed(DataTable):
 
     def cells(self, epoch: int, event: CallEvent) -> list:
         widths = {key: size for key, _, size in self._columns}
-        cells = [
-            Ranked(clock_time(event.ts, self.noor.tz), (epoch, event.seq), style="dim"),
-            truncate(self.account_label(event.account_id), widths["account"]),
-            event.key_prefix or Text("–", style="dim"),
-            truncate(event.model, widths["model"]),
-            status_text(event.status),
-            Text(si(event.total_tokens) if event.total_tokens else "–", justify="right"),
-            Text(duration_ms(event.latency_ms), justify="right"),
-        ]
-        if "ttft" in widths:
-            cells.append(Text(duration_ms(event.ttft_ms) if event.ttft_ms is not None else "–", justify="right", style="dim"))
-        return cells
+        cells = {
+            "time": Ranked(clock_time(event.ts, self.noor.tz), (epoch, event.seq), style="dim"),
+            "account": truncate(self.account_label(event.account_id), widths["account"]),
+            "key": event.key_prefix or Text("–", style="dim"),
+            "model": truncate(event.model, widths["model"]),
+            "status": status_text(event.status),
+            "tokens": Text(si(event.total_tokens) if event.total_tokens else "–", justify="right"),
+            "latency": Text(duration_ms(event.latency_ms), justify="right"),
+            "ttft": Text(duration_ms(event.ttft_ms) if event.ttft_ms is not None else "–", justify="right", style="dim"),
+        }
+        return [cells[key] for key, _, _ in self._columns]
 
     def catch_up(self, force: bool = False) -> None:
         """Bring the rows in line with the app's call log (when on screen and not paused)."""
