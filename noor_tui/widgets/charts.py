@@ -61,6 +61,9 @@ class Chart(PlotextPlot):
         self.theme = name  # type: ignore[assignment]
         self._redraw()
 
+    def on_resize(self) -> None:
+        self._redraw()  # tick counts follow the height: draw again for the size the chart has now
+
     def render(self):
         """Nothing until there is data: building an empty plotext figure costs a first paint tens of ms."""
         if self._draw is None:
