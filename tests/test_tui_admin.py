@@ -197,7 +197,18 @@ async def test_usage_ranges_and_groups(daemon, tmp_path) -> None:
         assert "batch" in table_text(screen.query_one("#usage-table", DataTable))
         await pilot.press("g")
         await wait_until(pilot, lambda: screen.series.group == "account")
-        assert "usage@example.com" in table_text(screen.query_one("#usage-table", DataTable))
+        table = screen.query_one("#usage-table", DataTable)
+        assert "usage@example.com" in table_text(table)
+        await pilot.press("g")
+        await wait_until(pilot, lambda: screen.series.group == "model" and table.row_count == 1)
+        await chat(daemon.url, key, model="sim-claude")
+        screen.poll()
+        await wait_until(pilot, lambda: table.row_count == 2, what="a second model")
+        table.move_cursor(row=1)
+        polls = screen.polls
+        screen.poll()
+        await wait_until(pilot, lambda: screen.polls > polls)
+        assert table.cursor_row == 1  # a poll updates rows in place: the cursor stays
         for _ in range(4):
             await pilot.press("right_square_bracket")
         await wait_until(pilot, lambda: screen.series.range == "90d", what="the 90-day range")

@@ -20,7 +20,7 @@ from textual.widgets import DataTable, Static
 from noor_daemon.client import Account, AccountBilling, BillingLink
 from noor_tui.formatting import date, integer, money, si, truncate, until
 from noor_tui.screens.base import FAILED, NoorScreen
-from noor_tui.widgets.cells import Column, lay_out, width_of
+from noor_tui.widgets.cells import Column, lay_out, sync_rows, width_of
 from noor_tui.widgets.modals import ChoiceModal, LinkModal
 
 MAX_ACCOUNTS = 100
@@ -140,7 +140,7 @@ class BillingScreen(NoorScreen):
         table = self.query_one("#billing", DataTable)
         with self.app.batch_update():
             columns = lay_out(table, COLUMNS, self.app.size.width)
-            table.clear()
+            rows = []
             for account in sorted(data.accounts, key=lambda a: a.email.lower()):
                 document = data.documents.get(account.id)
                 if document is None:
@@ -155,13 +155,10 @@ class BillingScreen(NoorScreen):
                     "tokens": Text(si(usage.get("tokens", 0)), justify="right"),
                     "estimate": Text(money(amount) + ("*" if unpriced else ""), justify="right"),
                 }
-                table.add_row(*(cells[c] for c in columns), key=account.id)
+                rows.append((account.id, cells))
+            sync_rows(table, columns, rows)
         if self.selected not in data.documents and data.documents:
             self.selected = sorted(data.accounts, key=lambda a: a.email.lower())[0].id
-        if self.selected is not None and self.selected in data.documents:
-            rows = [str(k.value) for k in table.rows]
-            if self.selected in rows and table.cursor_row != rows.index(self.selected):
-                table.move_cursor(row=rows.index(self.selected), animate=False)
         self._detail()
 
     def _detail(self) -> None:

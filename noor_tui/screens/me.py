@@ -20,7 +20,7 @@ from noor_daemon.client import AccountBilling, AdminApiError, MeInfo, QuotaRepor
 from noor_tui.formatting import ago, date, integer, money, si, truncate
 from noor_tui.screens.base import FAILED, NoorScreen
 from noor_tui.screens.usage import UsageScreen
-from noor_tui.widgets.cells import Column, lay_out, width_of
+from noor_tui.widgets.cells import Column, lay_out, sync_rows, width_of
 from noor_tui.widgets.modals import ExportModal, TypedConfirmModal
 from noor_tui.widgets.quota import QuotaTable, state_text
 
@@ -88,7 +88,7 @@ class MeAccountScreen(NoorScreen):
         now = self.now()
         with self.app.batch_update():
             columns = lay_out(table, KEY_COLUMNS, self.app.size.width)
-            table.clear()
+            rows = []
             for k in data.me.api_keys:
                 mine = " ← this one" if k.id == key.id else ""
                 cells = {
@@ -97,7 +97,8 @@ class MeAccountScreen(NoorScreen):
                     "created": date(k.created_at, self.noor.tz), "used": ago(k.last_used_at, now),
                     "expires": ago(k.expires_at, now) if k.expires_at else "never",
                 }
-                table.add_row(*(cells[c] for c in columns), key=k.id)
+                rows.append((k.id, cells))
+            sync_rows(table, columns, rows)
 
 
 class MeUsageScreen(UsageScreen):

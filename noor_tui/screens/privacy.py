@@ -15,7 +15,7 @@ from noor_daemon.client import Account, AuditEntry, PolicyOverview, PrivacyReque
 from noor_tui.formatting import ago, date, date_time, integer, span, truncate
 from noor_tui.screens.accounts import AccountActions
 from noor_tui.screens.base import FAILED, NoorScreen
-from noor_tui.widgets.cells import Column, lay_out, width_of
+from noor_tui.widgets.cells import Column, lay_out, sync_rows, width_of
 from noor_tui.widgets.modals import ChoiceModal, ConfirmModal, PromptModal
 
 TABS = ("requests", "audit", "policies")
@@ -100,14 +100,13 @@ class PrivacyScreen(AccountActions, NoorScreen):
     def show(self, data: PrivacyData) -> None:
         self.data = data
         self.admin_app.directory_loaded(data.accounts)
-        now = self.now()
         self._retention(data.retention, data.requests)
         label = self.admin_app.account_label
         width = self.app.size.width
         with self.app.batch_update():
             table = self.query_one("#privacy-requests", DataTable)
             columns = lay_out(table, REQUEST_COLUMNS, width)
-            table.clear()
+            rows: list = []
             ordered = sorted(data.requests.data, key=lambda r: (r.status != "open", r.due_at))
             for r in ordered:
                 if r.status == "open" and r.overdue:
@@ -124,12 +123,13 @@ class PrivacyScreen(AccountActions, NoorScreen):
                     "source": r.source, "status": Text(status, style=status_style),
                     "received": date(r.received_at, self.noor.tz), "due": due, "note": truncate(r.note or "", 24),
                 }
-                table.add_row(*(cells[c] for c in columns), key=str(r.id))
+                rows.append((str(r.id), cells))
             if not ordered:
-                table.add_row(*(Text("None yet.", style="dim") if c == "account" else "" for c in columns), key="none")
+                rows.append(("none", {c: Text("None yet.", style="dim") if c == "account" else "" for c in columns}))
+            sync_rows(table, columns, rows)
             audit = self.query_one("#audit-log", DataTable)
             columns = lay_out(audit, AUDIT_COLUMNS, width)
-            audit.clear()
+            rows = []
             for entry in data.audit:
                 target = f"{entry.target_type or ''} {entry.target_id or ''}".strip()
                 cells = {
@@ -138,14 +138,15 @@ class PrivacyScreen(AccountActions, NoorScreen):
                     "account": truncate(label(entry.account_id) if entry.account_id else "–", width_of(audit, "account")),
                     "details": truncate(_details(entry.details), 34),
                 }
-                audit.add_row(*(cells[c] for c in columns), key=str(entry.id))
+                rows.append((str(entry.id), cells))
+            sync_rows(audit, columns, rows)
             policies = self.query_one("#policy-versions", DataTable)
             columns = lay_out(policies, POLICY_COLUMNS, width)
-            policies.clear()
             overview = data.policies
-            rows = [("current", overview.current)] if overview.current else []
-            rows += [("upcoming", v) for v in overview.upcoming] + [("previous", v) for v in reversed(overview.previous)]
-            for state, version in rows:
+            versions = [("current", overview.current)] if overview.current else []
+            versions += [("upcoming", v) for v in overview.upcoming] + [("previous", v) for v in reversed(overview.previous)]
+            rows = []
+            for state, version in versions:
                 if version is None:
                     continue
                 style = {"current": "bold green", "upcoming": "yellow", "previous": "dim"}[state]
@@ -155,15 +156,15 @@ class PrivacyScreen(AccountActions, NoorScreen):
                     "material": "yes" if version.material else "no", "notices": integer(version.notices),
                     "summary": truncate(version.summary, width_of(policies, "summary")),
                 }
-                policies.add_row(*(cells[c] for c in columns), key=f"v{version.version}")
+                rows.append((f"v{version.version}", cells))
             if not rows:
                 empty = Text("No policy versions published yet.", style="dim")
-                policies.add_row(*(empty if c == "summary" else "" for c in columns), key="none")
+                rows.append(("none", {c: empty if c == "summary" else "" for c in columns}))
+            sync_rows(policies, columns, rows)
         tabs = self.query_one("#privacy-tabs", TabbedContent)
         open_count, overdue = data.requests.open, data.requests.overdue
         tabs.get_tab("requests").label = f"Requests · {open_count} open" + (f" · {overdue} overdue" if overdue else "")
         tabs.get_tab("policies").label = f"Policies · v{overview.current.version}" if overview.current else "Policies"
-        del now
 
     def _retention(self, retention: RetentionStatus, requests: PrivacyRequestPage) -> None:
         now = self.now()

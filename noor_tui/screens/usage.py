@@ -16,6 +16,7 @@ from textual.widgets import DataTable, Static
 from noor_daemon.client import UsageSeries
 from noor_tui.formatting import bar, integer, money, parse_time, percent, si, truncate
 from noor_tui.screens.base import NoorScreen
+from noor_tui.widgets.cells import Column, lay_out, sync_rows
 from noor_tui.widgets.charts import BarChart
 from noor_tui.widgets.segments import Segments
 from noor_tui.widgets.stats import StatTile
@@ -86,18 +87,12 @@ class UsageScreen(NoorScreen):
 
     def _columns(self, table: DataTable) -> list[str]:
         """Lay the table out for the terminal's width; narrow terminals drop errors and share."""
-        wide = self.app.size.width >= 110
-        columns = [("swatch", "", 1), ("label", self._group_label(), 34 if wide else 24), ("requests", "Requests", 9)]
-        if wide:
-            columns.append(("errors", "Errors", 7))
-        columns += [("in", "In", 7), ("out", "Out", 7)]
-        if wide:
-            columns.append(("share", "Share", 14))
-        columns.append(("cost", "Est. cost", 9))
-        table.clear(columns=True)
-        for key, label, width in columns:
-            table.add_column(label, key=key, width=width)
-        return [key for key, _, _ in columns]
+        columns = [
+            Column("swatch", "", 1), Column("label", self._group_label(), (24, 34)), Column("requests", "Requests", 9),
+            Column("errors", "Errors", 7, wide_only=True), Column("in", "In", 7), Column("out", "Out", 7),
+            Column("share", "Share", 14, wide_only=True), Column("cost", "Est. cost", 9),
+        ]
+        return lay_out(table, columns, self.app.size.width)
 
     def on_resize(self) -> None:
         if self.series is not None:
@@ -157,6 +152,7 @@ class UsageScreen(NoorScreen):
         grand = sum(sum(self._values(line)) for line in data.series) or 1
         with self.app.batch_update():
             columns = self._columns(table)
+            rows = []
             for index, line in enumerate(data.series):
                 t = line.totals
                 share = sum(self._values(line)) / grand
@@ -171,10 +167,11 @@ class UsageScreen(NoorScreen):
                     "share": Text(bar(share, 8), style=colour) + Text(f" {share * 100:3.0f}%"),
                     "cost": Text(money(t.cost), justify="right") if t.cost is not None else Text("unpriced", style="dim", justify="right"),
                 }
-                table.add_row(*(cells[c] for c in columns), key=line.key)
+                rows.append((line.key, cells))
             if not data.series:
                 empty = {"label": Text(f"No calls in the {RANGE_WORDS[data.range]}.", style="dim")}
-                table.add_row(*(empty.get(c, "") for c in columns), key="none")
+                rows.append(("none", {c: empty.get(c, "") for c in columns}))
+            sync_rows(table, columns, rows)
 
     # -- controls -------------------------------------------------------------------
 

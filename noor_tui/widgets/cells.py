@@ -50,3 +50,32 @@ def width_of(table, key: str) -> int:
         if column_key.value == key:
             return column.width
     return 0
+
+
+def sync_rows(table, columns: list[str], rows: list[tuple[str, dict]]) -> None:
+    """Make `table` show `rows` ((key, cells by column) in order) by removing, updating and adding rows,
+    so the cursor stays on its row across polls. The first column's cell carries the order."""
+    from rich.text import Text
+
+    wanted = [key for key, _ in rows]
+    current = {str(key.value) for key in table.rows}
+    for key in current - set(wanted):
+        table.remove_row(key)
+    for rank, (key, cells) in enumerate(rows):
+        first = cells[columns[0]]
+        if isinstance(first, Ranked):
+            first.rank = rank
+        elif isinstance(first, Text):
+            ranked = Ranked(first.plain, rank, style=first.style)
+            ranked.justify = first.justify
+            cells = {**cells, columns[0]: ranked}
+        else:
+            cells = {**cells, columns[0]: Ranked(str(first), rank)}
+        if key in current:
+            for column in columns:
+                table.update_cell(key, column, cells[column])
+        else:
+            table.add_row(*(cells[column] for column in columns), key=key)
+    shown = [str(row.key.value) for row in table.ordered_rows]
+    if shown != wanted:
+        table.sort(columns[0], key=by_rank)
