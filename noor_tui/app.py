@@ -68,11 +68,11 @@ class NoorApp(App[None]):
         tz: tzinfo | None = None,
         export_dir: Path | None = None,
         theme: str = "noor-dark",
-        prepare: bool = True,
+        prepare: bool = False,
     ) -> None:
         super().__init__()
         self.prepare = prepare
-        """Build the other screens while idle (`prepare_screens`); the snapshot tests turn it off."""
+        """Build the other screens while idle (`prepare_screens`). Off by default: it leans on Textual internals and raced a TabbedContent once in tests."""
         self.url = url
         self._clock = clock
         self.tz = tz if tz is not None else datetime.now().astimezone().tzinfo
