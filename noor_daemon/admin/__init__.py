@@ -7,8 +7,8 @@ from aiohttp import web
 from noor_daemon.admin import accounts, api_keys, config, exports, limits, openapi, routes, usage
 from noor_daemon.admin import audit, mail, privacy
 from noor_daemon.admin import events, overview, series
-from noor_daemon.admin import security
 from noor_daemon.admin import billing
+from noor_daemon.admin import security
 from noor_daemon.admin.middleware import admin_auth, admin_errors
 
 
@@ -29,6 +29,6 @@ def create_admin_app() -> web.Application:
         app.add_routes(table)
     for table in (events.routes, overview.routes, series.routes):  # the dashboard: live feed, charts, usage series
         app.add_routes(table)
-    app.add_routes(security.routes)  # admin token rotation, revocation by key prefix
     app.add_routes(billing.routes)  # Stripe: state, per-account billing, Checkout and portal links
+    app.add_routes(security.routes)  # admin token rotation, revocation by key prefix
     return app
