@@ -143,6 +143,23 @@ class LedgerConfig(_Section):
     serve unmetered calls; true serves them and keeps their rows in memory until it can."""
 
 
+class StorageConfig(_Section):
+    url: str | None = Field(None, pattern=r"^postgres(ql)?://")
+    """`postgresql://user@host/db`: the ledger, accounts and keys in PostgreSQL, shared by several
+    daemons; unset keeps them in the SQLite file under the data dir (the default). A password is best
+    left out of the file (`PGPASSWORD`, `~/.pgpass`)."""
+    pool_size: int = Field(10, ge=2, le=200)
+    """Connections each daemon keeps open to PostgreSQL."""
+
+
+class LimitsConfig(_Section):
+    redis_url: str | None = Field(None, pattern=r"^rediss?://")
+    """`redis://host:6379/0`: rate-limit, concurrency and quota counters shared by every daemon using
+    it, so N daemons together let through no more than one limit. Unset: counted in this process."""
+    redis_timeout: float = Field(0.25, gt=0)
+    """Seconds a call waits for Redis before this daemon counts on its own (and says so)."""
+
+
 class PlanConfig(_Section):
     requests_per_minute: int | None = Field(None, ge=1)
     tokens_per_minute: int | None = Field(None, ge=1)
@@ -278,6 +295,8 @@ class Config(_Section):
     abuse: AbuseConfig = AbuseConfig()
     routing: RoutingConfig = RoutingConfig()
     ledger: LedgerConfig = LedgerConfig()
+    storage: StorageConfig = StorageConfig()
+    limits: LimitsConfig = LimitsConfig()
     smtp: SmtpConfig | None = None
     prices: dict[str, PriceConfig] = Field(default_factory=dict)
     secrets: SecretsConfig = SecretsConfig()
