@@ -67,10 +67,10 @@ async def _accounts(data_dir: Path) -> tuple[str, list[tuple[str, str]]]:
     from noor_daemon.gateway.auth import KeyRing
     from noor_daemon.ledger.accounts import AccountStore
     from noor_daemon.ledger.audit import AuditLog
-    from noor_daemon.ledger.database import Ledger
+    from noor_daemon.ledger.sqlite import SqliteLedger
 
     paths.ensure_private_dir(data_dir)
-    ledger = Ledger(paths.database_file(data_dir))
+    ledger = SqliteLedger(paths.database_file(data_dir))
     await ledger.open()
     try:
         clock = Clock()

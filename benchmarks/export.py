@@ -34,11 +34,11 @@ async def build_ledger(data_dir: Path, events: int) -> str:
     from noor_daemon.gateway.auth import KeyRing
     from noor_daemon.ledger.accounts import AccountStore
     from noor_daemon.ledger.audit import AuditLog
-    from noor_daemon.ledger.database import Ledger
+    from noor_daemon.ledger.sqlite import SqliteLedger
     from noor_daemon.ledger.usage import INSERT_EVENT, UsageEvent
 
     paths.ensure_private_dir(data_dir)
-    ledger = Ledger(paths.database_file(data_dir))
+    ledger = SqliteLedger(paths.database_file(data_dir))
     await ledger.open()
     clock = Clock()
     audit = AuditLog(ledger, clock)

@@ -3,7 +3,7 @@
 `python -m benchmarks.micro [--quick]` runs them alone; `python -m benchmarks` runs them as part
 of the whole table.
 
-- Ledger: `noor_daemon.ledger.database.Ledger` on a temp file (the same pragmas and schema as
+- Ledger: `noor_daemon.ledger.sqlite.SqliteLedger` on a temp file (the same pragmas and schema as
   the daemon). A burst of N events enqueued at once, then W concurrent writers each awaiting
   `record()` in a loop for a fixed time, as W calls in flight would. Reports events committed
   per second, batches, and commit latency (enqueue to the resolution of its batch's future).
@@ -54,10 +54,10 @@ def _events(count: int, now_ms: int) -> list:
 
 
 async def ledger_benchmark(burst: int, writers: int, seconds: float, directory: Path | None = None) -> dict:
-    from noor_daemon.ledger.database import Ledger
+    from noor_daemon.ledger.sqlite import SqliteLedger
 
     with tempfile.TemporaryDirectory(prefix="noor-ledger-bench-", dir=directory) as tmp:
-        ledger = Ledger(Path(tmp) / "ledger.sqlite3")
+        ledger = SqliteLedger(Path(tmp) / "ledger.sqlite3")
         await ledger.open()
         try:
             now_ms = int(time.time() * 1000)

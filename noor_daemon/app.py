@@ -36,7 +36,7 @@ from noor_daemon.keys import (
 )
 from noor_daemon.ledger.accounts import AccountStore
 from noor_daemon.ledger.audit import AuditLog
-from noor_daemon.ledger.database import Ledger
+from noor_daemon.ledger import ledger_for
 from noor_daemon.limits.abuse import AuthFailures, SpikeDetector
 from noor_daemon.limits.enforcer import Limiter
 from noor_daemon.limits.periods import PeriodCounters
@@ -55,7 +55,7 @@ def create_app(settings: DaemonSettings) -> web.Application:
     secret_store.use_backend(secret_store.open_backend(config.secrets, settings.data_dir))  # [secrets]: keyring or 0600 file
     secrets = resolve_secrets(config)
 
-    ledger = Ledger(paths.database_file(settings.data_dir))
+    ledger = ledger_for(config.storage, paths.database_file(settings.data_dir))  # SQLite, or [storage] url
     keyring = KeyRing()
     ledger.pending_key_touches = keyring.drain_touches
     audit = AuditLog(ledger, settings.clock)

@@ -26,7 +26,7 @@ from noor_daemon.app import create_app
 from noor_daemon.clock import ManualClock
 from noor_daemon.gateway.auth import KEY_PREFIX, _base62, _checksum, display_prefix, hash_key
 from noor_daemon.keys import DaemonSettings
-from noor_daemon.ledger.database import Ledger
+from noor_daemon.ledger.sqlite import SqliteLedger
 from noor_daemon.ledger.usage import INSERT_EVENT, UPSERT_ROUTE_HOURLY, UPSERT_USAGE_HOURLY, UsageEvent, rollup_rows
 from noor_tui.app import make_app
 
@@ -155,7 +155,7 @@ def build_ledger(data_dir: Path) -> None:
     path = paths.database_file(data_dir)
 
     async def migrate() -> None:
-        ledger = Ledger(path)
+        ledger = SqliteLedger(path)
         await ledger.open()
         await ledger.close()
 

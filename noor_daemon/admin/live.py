@@ -26,8 +26,8 @@ import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
-import aiosqlite
 import orjson
 from aiohttp import web
 
@@ -407,7 +407,7 @@ class DayCache:
     def __init__(self) -> None:
         self.days: dict[str, dict[int, list[tuple[str, str, int, int, int, int]]]] = {}
         self.rows = 0
-        self.reader: aiosqlite.Connection | None = None
+        self.reader: Any = None
         """A read-only connection of its own, so filling the cache never queues the admin API's other reads."""
         self.filling = asyncio.Lock()
         """One fill at a time: two screens asking at once do not both read the same days."""
@@ -535,8 +535,7 @@ def install_live(app: web.Application) -> LiveState:
         )
         live.feed.seed((_event(r), r[14]) for r in reversed(last))
         through = last[0][0] if last else 0
-        live.days.reader = await aiosqlite.connect(ledger.path, isolation_level=None)
-        await live.days.reader.executescript("PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;")
+        live.days.reader = await ledger.open_reader()
         tasks = [
             asyncio.create_task(seed(live, ledger, settings.clock, through), name="live-seed"),
             asyncio.create_task(warm_days(app, live), name="live-days"),
@@ -550,7 +549,7 @@ def install_live(app: web.Application) -> LiveState:
             except asyncio.CancelledError:
                 pass
         reader, live.days.reader = live.days.reader, None
-        await reader.close()
+        await ledger.close_reader(reader)
 
     async def close_streams(app: web.Application) -> None:
         live.feed.close_all()

@@ -47,11 +47,11 @@ async def seed(data_dir: Path) -> dict[str, list[str]]:
     from noor_daemon.gateway.auth import KeyRing
     from noor_daemon.ledger.accounts import AccountStore
     from noor_daemon.ledger.audit import AuditLog
-    from noor_daemon.ledger.database import Ledger
+    from noor_daemon.ledger.sqlite import SqliteLedger
     from noor_daemon.ledger.usage import INSERT_EVENT, UPSERT_ROUTE_HOURLY, UPSERT_USAGE_HOURLY, UsageEvent, rollup_rows
 
     paths.ensure_private_dir(data_dir)
-    ledger = Ledger(paths.database_file(data_dir))
+    ledger = SqliteLedger(paths.database_file(data_dir))
     await ledger.open()
     clock = Clock()
     store = AccountStore(ledger, KeyRing(), clock, AuditLog(ledger, clock))

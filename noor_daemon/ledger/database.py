@@ -1,54 +1,29 @@
-"""The ledger's connections: writers serialised by one lock, with group commit, and a reader.
+"""The ledger: usage events committed in groups, and the storage engine's connections behind it.
 
 Usage events are not written one by one: callers enqueue an event and await the commit
 of the batch it joined, so a thousand concurrent calls cost a handful of commits while
-each caller still knows its row is durable. A batch is committed in one hop to a
-dedicated writer thread (as datasette does with its write thread): one handoff per batch
-instead of one per statement. Other writes (accounts, keys, privacy, mail) go through
-`write(fn)` on an aiosqlite connection, under the same lock.
+each caller still knows its row is durable. That logic is here, once; the engines are
+`SqliteLedger` (the default, one file under the data dir) and `PostgresLedger` (several
+daemons sharing one database), each committing a batch in one transaction. Other writes
+(accounts, keys, privacy, mail) go through `write(fn)`, one transaction per call, with
+SQLite's statements (`ledger/dialect.py` translates them for PostgreSQL).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import sqlite3
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Awaitable, Callable
-from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
-import aiosqlite
-
-from noor_daemon.ledger import schema
-from noor_daemon.ledger.usage import (
-    INSERT_EVENT,
-    RouteSample,
-    UPSERT_ROUTE_HOURLY,
-    UPSERT_USAGE_HOURLY,
-    UsageEvent,
-    rollup_rows,
-)
+from noor_daemon.ledger.usage import RouteSample, UsageEvent
 
 log = logging.getLogger(__name__)
-# aiosqlite's debug lines carry every statement's parameters (emails, mail bodies): never let them out,
-# whatever level the daemon logs at.
-logging.getLogger("aiosqlite").setLevel(logging.INFO)
 
 T = TypeVar("T")
 CommitListener = Callable[[list[UsageEvent]], None]
-
-_PRAGMAS = """
-PRAGMA journal_mode = WAL;
-PRAGMA synchronous = NORMAL;
-PRAGMA foreign_keys = ON;
-PRAGMA busy_timeout = 5000;
-PRAGMA temp_store = MEMORY;
-PRAGMA secure_delete = ON;
-"""
-# secure_delete: a deleted row's bytes are overwritten, so an erased account leaves nothing in
-# the database file's free space (the WAL is truncated by `checkpoint` after an erasure).
+ChangeListener = Callable[[str, str], Awaitable[None]]
+"""(kind, id) of an account or key that another daemon changed."""
 
 
 def _consume_exception(future: asyncio.Future[None]) -> None:
@@ -61,25 +36,24 @@ class LedgerUnavailable(Exception):
 
 
 class Ledger:
+    """Group commit over a storage engine (subclasses supply the engine)."""
+
+    engine = "none"
     MAX_BATCH = 2048
     COMMIT_DELAY = 0.0005
     COMMIT_SIBLINGS = 4
     MAX_UNWRITTEN = 1_000_000
     RETRY_SECONDS = 1.0
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._writer: aiosqlite.Connection | None = None
-        self._reader: aiosqlite.Connection | None = None
-        self._batch_db: sqlite3.Connection | None = None
-        """The usage writer's own connection, used only from `_batch_thread`."""
-        self._batch_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-writer")
+    def __init__(self) -> None:
         self._lock = asyncio.Lock()
+        """Serialises this daemon's `write` transactions (and, on SQLite, the batch commits)."""
         self._queue: asyncio.Queue[tuple[UsageEvent | RouteSample, asyncio.Future[None] | None]] = asyncio.Queue()
         self._unwritten: list[UsageEvent] = []
         """Events whose commit failed; retried until the disk has room or the lock is gone."""
         self._task: asyncio.Task[None] | None = None
         self._listeners: list[CommitListener] = []
+        self._change_listeners: list[ChangeListener] = []
         self.pending_key_touches: Callable[[], list[tuple[int, str]]] = lambda: []
         self.calls_in_flight: Callable[[], int] = lambda: 0
         """How many proxied calls are under way (set by the app): the group-commit delay's cue."""
@@ -89,20 +63,7 @@ class Ledger:
     # -- lifecycle -----------------------------------------------------------------
 
     async def open(self) -> None:
-        new = not self.path.exists()
-        self._writer = await aiosqlite.connect(self.path, isolation_level=None)
-        if new:
-            os.chmod(self.path, 0o600)
-        await self._writer.executescript(_PRAGMAS)
-        await schema.migrate(self._writer)
-        self._batch_db = await self._in_batch_thread(self._open_batch_connection)
-        self._reader = await aiosqlite.connect(self.path, isolation_level=None)
-        await self._reader.executescript("PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;")
-        self._reader.row_factory = aiosqlite.Row
-        for suffix in ("-wal", "-shm"):
-            side = Path(f"{self.path}{suffix}")
-            if side.exists():
-                os.chmod(side, 0o600)
+        await self._open_storage()
         self._task = asyncio.create_task(self._run_writer(), name="ledger-writer")
 
     async def close(self) -> None:
@@ -115,13 +76,13 @@ class Ledger:
             except asyncio.CancelledError:
                 pass
             self._task = None
-        for conn in (self._reader, self._writer):
-            if conn is not None:
-                await conn.close()
-        if self._batch_db is not None:
-            await self._in_batch_thread(self._batch_db.close)
-        self._batch_thread.shutdown(wait=True)
-        self._reader = self._writer = self._batch_db = None
+        await self._close_storage()
+
+    async def _open_storage(self) -> None:
+        raise NotImplementedError
+
+    async def _close_storage(self) -> None:
+        raise NotImplementedError
 
     # -- usage events ----------------------------------------------------------------
 
@@ -178,8 +139,7 @@ class Ledger:
             samples = [item for item, _ in batch if isinstance(item, RouteSample)]
             try:
                 if events or samples:
-                    async with self._lock:
-                        await self._commit_batch(events, samples)
+                    await self._commit_batch(events, samples)
             except Exception as exc:  # disk full, locked: every waiter learns it, no row is lost
                 log.error("ledger commit failed for %d events: %s", len(events), type(exc).__name__)
                 self._unwritten = events[-self.MAX_UNWRITTEN :]
@@ -206,81 +166,64 @@ class Ledger:
                     self._queue.task_done()
 
     async def _commit_batch(self, events: list[UsageEvent], samples: list[RouteSample]) -> None:
-        await self._in_batch_thread(self._commit_batch_sync, events, samples, self.pending_key_touches())
+        """One transaction: the rows, their rollups, the keys' last use."""
+        raise NotImplementedError
 
-    def _commit_batch_sync(self, events: list[UsageEvent], samples: list[RouteSample], touches: list[tuple[int, str]]) -> None:
-        """One transaction: the rows, their rollups, the keys' last use. Runs in the writer thread."""
-        db = self._batch_db
-        assert db is not None
-        usage, routes = rollup_rows(events, samples)
-        db.execute("BEGIN")
-        try:
-            if events:
-                db.executemany(INSERT_EVENT, [e.row() for e in events])
-            if usage:
-                db.executemany(UPSERT_USAGE_HOURLY, usage)
-            if routes:
-                db.executemany(UPSERT_ROUTE_HOURLY, routes)
-            if touches:
-                db.executemany("UPDATE api_keys SET last_used_at = ? WHERE id = ?", touches)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+    # -- other writes and reads (the engine's) -------------------------------------
 
-    def _open_batch_connection(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        db.executescript(_PRAGMAS)
-        return db
-
-    async def _in_batch_thread(self, fn: Callable[..., T], *args: object) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._batch_thread, fn, *args)
-
-    async def pragma(self, statement: str) -> None:
-        """Apply a PRAGMA to both writer connections (limits such as busy_timeout, max_page_count)."""
-        async with self._lock:
-            assert self._writer is not None and self._batch_db is not None
-            await self._writer.execute(statement)
-            await self._in_batch_thread(self._batch_db.execute, statement)
-
-    # -- other writes and reads ----------------------------------------------------
-
-    async def write(self, fn: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
-        """Run `fn` in one transaction on the writer connection, between batches."""
-        async with self._lock:
-            db = self._writer
-            assert db is not None
-            await db.execute("BEGIN IMMEDIATE")
-            try:
-                result = await fn(db)
-            except BaseException:
-                await db.execute("ROLLBACK")
-                raise
-            await db.execute("COMMIT")
-            return result
-
-    async def checkpoint(self) -> bool:
-        """Copy the WAL into the database file and truncate it to zero bytes.
-
-        After an erasure the WAL still holds old page images; this removes them. Returns
-        False when a reader kept the checkpoint from completing (call again later).
-        """
-        async with self._lock:
-            db = self._writer
-            assert db is not None
-            async with db.execute("PRAGMA wal_checkpoint(TRUNCATE)") as cursor:
-                busy, _, _ = await cursor.fetchone()
-            return busy == 0
+    async def write(self, fn: Callable[[Any], Awaitable[T]]) -> T:
+        """Run `fn(db)` in one transaction; `db.execute(sql, params)` takes SQLite's SQL on both engines."""
+        raise NotImplementedError
 
     @property
-    def reader(self) -> aiosqlite.Connection:
-        assert self._reader is not None, "ledger is not open"
-        return self._reader
+    def reader(self) -> Any:
+        """A read connection: `async with ledger.reader.execute(sql, params) as cursor`."""
+        raise NotImplementedError
 
-    async def fetchall(self, sql: str, params: tuple | dict = ()) -> list[aiosqlite.Row]:
+    async def fetchall(self, sql: str, params: tuple | list | dict = ()) -> list[Any]:
         async with self.reader.execute(sql, params) as cursor:
             return list(await cursor.fetchall())
 
-    async def fetchone(self, sql: str, params: tuple | dict = ()) -> aiosqlite.Row | None:
+    async def fetchone(self, sql: str, params: tuple | list | dict = ()) -> Any | None:
         async with self.reader.execute(sql, params) as cursor:
             return await cursor.fetchone()
+
+    async def open_reader(self) -> Any:
+        """A read connection of its own, for long scans that should not queue behind the dashboard's reads."""
+        return self.reader
+
+    async def close_reader(self, reader: Any) -> None:
+        pass
+
+    async def checkpoint(self) -> bool:
+        """Make deleted rows unrecoverable from the engine's logs where it can (SQLite's WAL); True when done."""
+        return True
+
+    # -- several daemons -------------------------------------------------------------
+
+    def on_change(self, listener: ChangeListener) -> None:
+        """Call `listener(kind, id)` when another daemon on the same database changed an account or key."""
+        self._change_listeners.append(listener)
+
+    async def announce(self, db: Any, kind: str, ident: str) -> None:
+        """Tell the other daemons, inside `write`'s transaction, that `kind` `ident` changed (one daemon: nothing to tell)."""
+
+    async def _changed(self, kind: str, ident: str) -> None:
+        for listener in self._change_listeners:
+            try:
+                await listener(kind, ident)
+            except Exception:
+                log.exception("change listener failed for %s", kind)
+
+    def exclusive(self, job: str) -> Any:
+        """An async context manager yielding True when this daemon should run `job` now (several daemons:
+        only one at a time; one daemon: always)."""
+        return _Always()
+
+
+class _Always:
+    async def __aenter__(self) -> bool:
+        return True
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
