@@ -76,11 +76,11 @@ INSERT INTO usage_hourly (hour, account_id, key_id, model, requests, errors,
     prompt_tokens, completion_tokens, latency_ms_sum)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (hour, account_id, key_id, model) DO UPDATE SET
-    requests = requests + excluded.requests,
-    errors = errors + excluded.errors,
-    prompt_tokens = prompt_tokens + excluded.prompt_tokens,
-    completion_tokens = completion_tokens + excluded.completion_tokens,
-    latency_ms_sum = latency_ms_sum + excluded.latency_ms_sum
+    requests = usage_hourly.requests + excluded.requests,
+    errors = usage_hourly.errors + excluded.errors,
+    prompt_tokens = usage_hourly.prompt_tokens + excluded.prompt_tokens,
+    completion_tokens = usage_hourly.completion_tokens + excluded.completion_tokens,
+    latency_ms_sum = usage_hourly.latency_ms_sum + excluded.latency_ms_sum
 """
 
 UPSERT_ROUTE_HOURLY = """
@@ -88,13 +88,13 @@ INSERT INTO route_hourly (hour, provider, model, requests, errors, prompt_tokens
     completion_tokens, latency_ms_sum, ttft_ms_sum, ttft_count)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (hour, provider, model) DO UPDATE SET
-    requests = requests + excluded.requests,
-    errors = errors + excluded.errors,
-    prompt_tokens = prompt_tokens + excluded.prompt_tokens,
-    completion_tokens = completion_tokens + excluded.completion_tokens,
-    latency_ms_sum = latency_ms_sum + excluded.latency_ms_sum,
-    ttft_ms_sum = ttft_ms_sum + excluded.ttft_ms_sum,
-    ttft_count = ttft_count + excluded.ttft_count
+    requests = route_hourly.requests + excluded.requests,
+    errors = route_hourly.errors + excluded.errors,
+    prompt_tokens = route_hourly.prompt_tokens + excluded.prompt_tokens,
+    completion_tokens = route_hourly.completion_tokens + excluded.completion_tokens,
+    latency_ms_sum = route_hourly.latency_ms_sum + excluded.latency_ms_sum,
+    ttft_ms_sum = route_hourly.ttft_ms_sum + excluded.ttft_ms_sum,
+    ttft_count = route_hourly.ttft_count + excluded.ttft_count
 """
 
 
