@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from noor_daemon import config as config_module
 from noor_daemon.app import create_app, server_options
 from noor_daemon.clock import Clock, ManualClock
 from noor_daemon.keys import ACCOUNTS, LEDGER, DaemonSettings
+import pg_helpers
 from standin_upstream import (
     ANTHROPIC_KEY_ENV,
     OPENAI_KEY_ENV,
@@ -23,6 +25,9 @@ from standin_upstream import (
 )
 
 ADMIN_TOKEN = "noor-admin-test-token"
+
+STORAGE = os.environ.get("NOOR_TEST_STORAGE", "sqlite")
+"""`postgresql` runs the daemons of the whole suite on PostgreSQL (`.ci/run` does both)."""
 
 SIMULATOR_CONFIG = """
 [[providers]]
@@ -94,12 +99,9 @@ StartDaemon = Callable[..., Awaitable[Daemon]]
 async def start_daemon(tmp_path: Path) -> AsyncIterator[StartDaemon]:
     """Start daemons on loopback: `await start_daemon(config_text, clock=..., data_dir=...)`."""
     runners: list[web.AppRunner] = []
+    databases: dict[Path, str] = {}
 
-    async def start(
-        config_text: str = SIMULATOR_CONFIG, *, clock: Clock | None = None, data_dir: Path | None = None
-    ) -> Daemon:
-        loaded = config_module.LoadedConfig(config_module.parse(config_text, "test.toml"), None)
-        data = data_dir or tmp_path / f"data{len(runners)}"
+    async def _serve(loaded, data: Path, clock: Clock | None) -> Daemon:
         the_clock = clock or Clock()
         app = create_app(DaemonSettings(loaded, data, ADMIN_TOKEN, "test", the_clock))
         runner = web.AppRunner(app, access_log=None, **server_options(loaded.config))
@@ -110,9 +112,23 @@ async def start_daemon(tmp_path: Path) -> AsyncIterator[StartDaemon]:
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         return Daemon(app, f"http://127.0.0.1:{port}", data, the_clock, runner=runner)
 
-    yield start
-    for runner in reversed(runners):
-        await runner.cleanup()
+    async with AsyncExitStack() as stack:
+
+        async def start(
+            config_text: str = SIMULATOR_CONFIG, *, clock: Clock | None = None, data_dir: Path | None = None
+        ) -> Daemon:
+            data = data_dir or tmp_path / f"data{len(runners)}"
+            loaded = config_module.LoadedConfig(config_module.parse(config_text, "test.toml"), None)
+            if STORAGE == "postgresql" and loaded.config.storage.url is None:
+                if data not in databases:  # a restart on the same data dir finds the same database
+                    databases[data] = await stack.enter_async_context(pg_helpers.fresh_database())
+                storage = loaded.config.storage.model_copy(update={"url": databases[data]})
+                loaded = config_module.LoadedConfig(loaded.config.model_copy(update={"storage": storage}), None)
+            return await _serve(loaded, data, clock)
+
+        yield start
+        for runner in reversed(runners):
+            await runner.cleanup()
 
 
 @pytest.fixture
@@ -144,3 +160,12 @@ def manual_clock() -> ManualClock:
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("NO_COLOR", "1")
+    config.addinivalue_line("markers", "sqlite_file: inspects the SQLite file itself (skipped when the suite runs on PostgreSQL)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if STORAGE == "postgresql":
+        skip = pytest.mark.skip(reason="inspects the SQLite file; this run is on PostgreSQL")
+        for item in items:
+            if item.get_closest_marker("sqlite_file"):
+                item.add_marker(skip)

@@ -213,7 +213,9 @@ class BillingService:
         while True:
             self._wake.clear()
             try:
-                await self.run_once()
+                async with self.ledger.exclusive("billing") as mine:  # several daemons: one talks to Stripe
+                    if mine:
+                        await self.run_once()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

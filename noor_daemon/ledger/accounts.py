@@ -85,6 +85,35 @@ class AccountStore:
             self.keyring.put_account(_account_from_row(row))
         for row in await self.ledger.fetchall("SELECT * FROM api_keys WHERE revoked_at IS NULL"):
             self.keyring.put_key(_key_from_row(row))
+        self.ledger.on_change(self.changed_elsewhere)
+
+    async def changed_elsewhere(self, kind: str, ident: str) -> None:
+        """Another daemon on the same database changed an account or key (`Ledger.announce`): take
+        the row as it now is, so a revocation or suspension there is refused here too."""
+        if kind == "all":  # the change feed was lost for a while: start over
+            accounts = {r["id"]: _account_from_row(r) for r in await self.ledger.fetchall("SELECT * FROM accounts")}
+            keys = {r["id"]: _key_from_row(r) for r in await self.ledger.fetchall("SELECT * FROM api_keys WHERE revoked_at IS NULL")}
+            for gone in set(self.keyring.keys) - set(keys):
+                self.keyring.drop_key(gone)
+            for gone in set(self.keyring.accounts) - set(accounts):
+                self.keyring.drop_account(gone)
+            for account in accounts.values():
+                self.keyring.put_account(account)
+            for key in keys.values():
+                self.keyring.put_key(key)
+        elif kind == "account":
+            row = await self.ledger.fetchone("SELECT * FROM accounts WHERE id = ?", (ident,))
+            if row is None:
+                self.keyring.drop_account(ident)
+            else:
+                self.keyring.put_account(_account_from_row(row))
+        elif kind == "key":
+            row = await self.ledger.fetchone("SELECT * FROM api_keys WHERE id = ?", (ident,))
+            key = _key_from_row(row) if row is not None else None
+            if key is None or key.revoked:
+                self.keyring.drop_key(ident)
+            else:
+                self.keyring.put_key(key)
 
     # -- accounts ------------------------------------------------------------------
 
@@ -92,13 +121,14 @@ class AccountStore:
         account = Account(id=new_id("acct"), email=email, plan=plan, created_at=self._now())
 
         async def insert(db: aiosqlite.Connection) -> None:
-            async with db.execute("SELECT 1 FROM accounts WHERE email = ?", (email,)) as cur:
+            async with db.execute("SELECT 1 FROM accounts WHERE lower(email) = lower(?)", (email,)) as cur:
                 if await cur.fetchone():
                     raise Conflict(f"an account with email {email} already exists")
             await db.execute(
                 "INSERT INTO accounts (id, email, plan, status, created_at) VALUES (?, ?, ?, ?, ?)",
                 (account.id, account.email, account.plan, account.status, account.created_at),
             )
+            await self.ledger.announce(db, "account", account.id)
             await self.audit.add_in(
                 db, AuditEntry("account.created", actor, "account", account.id, account.id, {"plan": plan})
             )
@@ -115,8 +145,8 @@ class AccountStore:
 
     async def get_account(self, ref: str) -> Account:
         """An account by id (`acct_…`) or by email."""
-        column = "id" if ref.startswith("acct_") else "email"
-        row = await self.ledger.fetchone(f"SELECT * FROM accounts WHERE {column} = ?", (ref,))
+        where = "id = ?" if ref.startswith("acct_") else "lower(email) = lower(?)"  # emails match in any case
+        row = await self.ledger.fetchone(f"SELECT * FROM accounts WHERE {where}", (ref,))
         if row is None:
             raise NotFound(f"no account {ref}")
         return _account_from_row(row)
@@ -137,11 +167,12 @@ class AccountStore:
 
         async def update(db: aiosqlite.Connection) -> None:
             if email is not None:
-                async with db.execute("SELECT 1 FROM accounts WHERE email = ? AND id != ?", (email, account.id)) as cur:
+                async with db.execute("SELECT 1 FROM accounts WHERE lower(email) = lower(?) AND id != ?", (email, account.id)) as cur:
                     if await cur.fetchone():
                         raise Conflict(f"an account with email {email} already exists")
             assignments = ", ".join(f"{column} = ?" for column in changes)
             await db.execute(f"UPDATE accounts SET {assignments} WHERE id = ?", (*changes.values(), account.id))
+            await self.ledger.announce(db, "account", account.id)
             # The audit entry says what changed, never the email itself.
             details = {k: v for k, v in changes.items() if k != "email"} | ({"email": "changed"} if email else {})
             action = {"suspended": "account.suspended", "active": "account.unsuspended"}.get(status or "", "account.updated")
@@ -173,6 +204,7 @@ class AccountStore:
             await db.execute("DELETE FROM usage_hourly WHERE account_id = ?", (account.id,))
             await db.execute("DELETE FROM api_keys WHERE account_id = ?", (account.id,))
             await db.execute("DELETE FROM accounts WHERE id = ?", (account.id,))
+            await self.ledger.announce(db, "account", account.id)
             await self.audit.add_in(db, AuditEntry("account.deleted", actor, "account", account.id, account.id))
             for hook in self.on_erase:
                 await hook(db, account, keys, actor)
@@ -212,6 +244,7 @@ class AccountStore:
         )
         async def insert(db: aiosqlite.Connection) -> None:
             await self._insert_key(db, key)
+            await self.ledger.announce(db, "key", key.id)
             await self.audit.add_in(db, AuditEntry("key.created", actor, "key", key.id, key.account_id, {"prefix": key.prefix}))
 
         await self.ledger.write(insert)
@@ -267,6 +300,7 @@ class AccountStore:
 
         async def revoke(db: aiosqlite.Connection) -> None:
             await db.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ?", (key.revoked_at, key.id))
+            await self.ledger.announce(db, "key", key.id)
             await self.audit.add_in(db, AuditEntry("key.revoked", actor, "key", key.id, key.account_id, {"prefix": key.prefix}))
 
         await self.ledger.write(revoke)
@@ -295,6 +329,8 @@ class AccountStore:
         async def swap(db: aiosqlite.Connection) -> None:
             await db.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ?", (new.created_at, old.id))
             await self._insert_key(db, new)
+            await self.ledger.announce(db, "key", old.id)
+            await self.ledger.announce(db, "key", new.id)
             await self.audit.add_in(
                 db, AuditEntry("key.rotated", actor, "key", old.id, old.account_id, {"replacement": new.id, "prefix": new.prefix})
             )
@@ -309,6 +345,7 @@ class AccountStore:
 
         async def update(db: aiosqlite.Connection) -> None:
             await db.execute("UPDATE api_keys SET limits = ? WHERE id = ?", (json.dumps(limits) if limits else None, key.id))
+            await self.ledger.announce(db, "key", key.id)
             await self.audit.add_in(db, AuditEntry("key.limits_changed", actor, "key", key.id, key.account_id, {"limits": limits}))
 
         await self.ledger.write(update)
@@ -323,6 +360,7 @@ class AccountStore:
 
         async def update(db: aiosqlite.Connection) -> None:
             await db.execute("UPDATE api_keys SET status = ? WHERE id = ?", (status, key.id))
+            await self.ledger.announce(db, "key", key.id)
             details = {"status": status} | ({"reason": reason} if reason else {})
             await self.audit.add_in(db, AuditEntry(f"key.{'suspended' if status == 'suspended' else 'unsuspended'}", actor, "key", key.id, key.account_id, details))
 

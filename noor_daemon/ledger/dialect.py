@@ -24,23 +24,44 @@ IDENTITY_TABLES = frozenset(
 )
 
 
+_MAX_MIN = re.compile(r"\b(max|min)\(", re.IGNORECASE)
+
+
+def _scalar_max_min(sql: str) -> str:
+    """SQLite's two-argument `max(a, b)` / `min(a, b)` are PostgreSQL's GREATEST / LEAST (the
+    one-argument aggregates stay as they are)."""
+    out, last = [], 0
+    for match in _MAX_MIN.finditer(sql):
+        depth, i, commas = 1, match.end(), False
+        while i < len(sql) and depth:
+            char = sql[i]
+            depth += char == "("
+            depth -= char == ")"
+            commas |= char == "," and depth == 1
+            i += 1
+        if commas:
+            out.append(sql[last : match.start()] + ("GREATEST(" if match.group(1).lower() == "max" else "LEAST("))
+            last = match.end()
+    return "".join(out) + sql[last:]
+
+
 @lru_cache(maxsize=1024)
-def statement(sql: str) -> tuple[str, bool]:
-    """(PostgreSQL text of `sql`, whether it returns rows)."""
+def statement(sql: str) -> tuple[str, bool, bool]:
+    """(PostgreSQL text of `sql`, whether it returns rows, whether `RETURNING id` was added for `lastrowid`)."""
     text = sql.strip().rstrip(";")
     ignore = bool(_INSERT_OR_IGNORE.match(text))
     if ignore:
         text = _INSERT_OR_IGNORE.sub("INSERT INTO", text, count=1) + " ON CONFLICT DO NOTHING"
     text = _INSTR.sub("strpos(", text)
+    text = _scalar_max_min(text)
     counter = iter(range(1, 10_000))
     text = _STRING_OR_PLACEHOLDER.sub(lambda m: f"${next(counter)}" if m.group() == "?" else m.group(), text)
     head = text.lstrip()[:10].upper()
     returns_rows = head.startswith(("SELECT", "WITH", "VALUES")) or " RETURNING " in text.upper()
     insert = _INSERT_INTO.match(text)
     if insert and insert.group(1) in IDENTITY_TABLES and not returns_rows:
-        text += " RETURNING id"
-        returns_rows = True
-    return text, returns_rows
+        return text + " RETURNING id", True, True
+    return text, returns_rows, False
 
 
 def placeholders(sql: str) -> str:
@@ -69,5 +90,4 @@ def migration(sql: str) -> str:
     sql = re.sub(r"\s+UNIQUE\s+COLLATE\s+NOCASE", "", sql)
     for pattern, replacement in _DDL_RULES:
         sql = pattern.sub(replacement, sql)
-    # Keep `BIGINT GENERATED ... IDENTITY` from being hit twice by the INTEGER rule.
     return sql + "\n" + "\n".join(extra)

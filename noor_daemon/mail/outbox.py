@@ -105,11 +105,15 @@ class Outbox:
 
     async def run(self) -> None:
         """The background sender: whatever is due now, then again when woken or every few seconds."""
-        await self.ledger.write(self._release_claims)
+        async with self.ledger.exclusive("mail") as mine:
+            if mine:  # several daemons: only while no other one is sending
+                await self.ledger.write(self._release_claims)
         while True:
             self._wake.clear()
             try:
-                await self.send_due()
+                async with self.ledger.exclusive("mail") as mine:  # one sender among several daemons
+                    if mine:
+                        await self.send_due()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the ledger is unavailable for a moment: try again later
@@ -148,9 +152,12 @@ class Outbox:
             (now, CLAIM),
         ) as cursor:
             rows = [_Claimed(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6])) for r in await cursor.fetchall()]
-        if rows:
-            await db.executemany("UPDATE mail_outbox SET status = 'sending' WHERE id = ?", [(r.id,) for r in rows])
-        return rows
+        claimed = []
+        for row in rows:  # a row another daemon claimed meanwhile is not ours
+            cursor = await db.execute("UPDATE mail_outbox SET status = 'sending' WHERE id = ? AND status = 'pending'", (row.id,))
+            if cursor.rowcount:
+                claimed.append(row)
+        return claimed
 
     async def _deliver(self, row: _Claimed) -> tuple[bool, bool]:
         """Try one message; returns (sent, row erased)."""

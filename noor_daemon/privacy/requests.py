@@ -168,8 +168,8 @@ class PrivacyRequests:
     async def counts(self) -> dict:
         now = self._now()
         row = await self.ledger.fetchone(
-            """SELECT sum(status = 'open' AND confirm_expires_at IS NULL) AS open,
-                      sum(status = 'open' AND confirm_expires_at IS NULL AND due_at < ?) AS overdue
+            """SELECT sum(CASE WHEN status = 'open' AND confirm_expires_at IS NULL THEN 1 ELSE 0 END) AS open,
+                      sum(CASE WHEN status = 'open' AND confirm_expires_at IS NULL AND due_at < ? THEN 1 ELSE 0 END) AS overdue
                FROM privacy_requests""",
             (now,),
         )

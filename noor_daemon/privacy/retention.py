@@ -147,7 +147,9 @@ class RetentionJob:
         """At start, then every `interval` seconds."""
         while True:
             try:
-                await self.run()
+                async with self.ledger.exclusive("retention") as mine:  # several daemons: one runs it
+                    if mine:
+                        await self.run()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -248,7 +248,7 @@ class PrivacyService:
         # Mail: the account's messages go, queued or sent; the notice goes out once, then is forgotten.
         erasure.maildir_keys = await self.outbox.erase_account_in(db, account.id)
         await db.execute(
-            "DELETE FROM mail_outbox WHERE recipient = ? COLLATE NOCASE AND forget = 0", (account.email,)
+            "DELETE FROM mail_outbox WHERE lower(recipient) = lower(?) AND forget = 0", (account.email,)
         )
         if self.outbox.smtp:
             rendered = templates.deletion_completed(deleted_at=self._now())
