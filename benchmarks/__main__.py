@@ -6,7 +6,7 @@ auth, limits and metering on, the daemon with layers turned off (to price each o
 `--peers` LiteLLM's proxy. A closed-loop load generator in its own process drives each at fixed
 concurrency for a fixed time after a warm-up. In the same run: the ledger writer's throughput,
 usage extraction per stream, the daemon's memory idle, under load and after many calls, cold
-start to the first served request, and the dashboard's queries and an export over a generated
+start to the first served request, throughput with 1, 2 and 3 daemons sharing PostgreSQL, and the dashboard's queries and an export over a generated
 ledger of 10,000,000 events.
 
 Prints one report, writes benchmarks/results/latest.json and a chart of latency percentiles
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import orjson
 
-from benchmarks import dashboard, micro, peers, report
+from benchmarks import dashboard, micro, peers, report, scale_out
 from benchmarks.loadgen import LoadGenerator
 from benchmarks.systems import (
     GENEROUS_PLAN,
@@ -313,6 +313,22 @@ class Bench:
         if "litellm" in self.processes:
             self.out["cold_start"]["litellm_s"] = self.out["peers"]["litellm"].get("cold_start_s")
 
+    def scale_out(self) -> None:
+        """1, 2 and 3 daemons on one PostgreSQL (benchmarks/scale_out.py)."""
+        try:
+            result = scale_out.run(
+                self.loadgen, self.processes["direct"], CHAT_JSON, concurrency=32, warmup=self.plan.warmup,
+                duration=self.plan.duration, parent=self.tmp, log=log,
+            )
+        except Exception as exc:
+            self.errors.append(f"scale-out benchmark failed: {type(exc).__name__}: {exc}")
+            return
+        self.errors.extend(result.pop("errors", []))
+        for row in result.get("rows", []):
+            if row["errors"] or not row["requests"]:
+                self.errors.append(f"scale-out, {row['daemons']} daemon(s): {row['errors']} failed ({row['statuses']})")
+        self.out["scale_out"] = result
+
     def stop_load_processes(self) -> None:
         for name, process in self.processes.items():
             if not process.alive() and name != "litellm":
@@ -340,7 +356,7 @@ class Bench:
             timings = self.out["section_seconds"] = {}
             for name, section in (
                 ("micro", self.micro), ("start", self.start), ("matrix", self.matrix), ("layers", self.layers),
-                ("anthropic", self.anthropic), ("soak", self.soak), ("cold_start", self.cold_start),
+                ("anthropic", self.anthropic), ("soak", self.soak), ("cold_start", self.cold_start), ("scale_out", self.scale_out),
                 ("stop", self.stop_load_processes), ("dashboard", self.dashboard),
             ):
                 begun = time.perf_counter()

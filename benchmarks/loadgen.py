@@ -222,10 +222,12 @@ class Job:
     warmup: float
     max_requests: int | None = None
     cpu_pids: list[int] = field(default_factory=list)
+    spread: list[str] = field(default_factory=list)
+    """More servers of the same kind: connection i goes to server i mod n, as behind a load balancer."""
 
 
-def build_request(job: Job) -> tuple[str, int, bytes]:
-    parts = urlsplit(job.url)
+def build_request(job: Job, url: str | None = None) -> tuple[str, int, bytes]:
+    parts = urlsplit(url or job.url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     path = parts.path + (f"?{parts.query}" if parts.query else "")
     headers = {"Host": f"{host}:{port}", "Content-Type": "application/json", "Content-Length": str(len(job.body)), **job.headers}
@@ -235,7 +237,7 @@ def build_request(job: Job) -> tuple[str, int, bytes]:
 
 async def run_job(job: Job) -> dict:
     loop = asyncio.get_running_loop()
-    host, port, request = build_request(job)
+    targets = [build_request(job, url) for url in (job.url, *job.spread)]
     latencies: list[float] = []
     ttfts: list[float] = []
     statuses: dict[int, int] = {}
@@ -245,17 +247,18 @@ async def run_job(job: Job) -> dict:
 
     connections: set[_Connection] = set()
 
-    async def connect() -> _Connection:
+    async def connect(target: int) -> _Connection:
+        host, port, _ = targets[target]
         async with asyncio.timeout(10):
             _, proto = await loop.create_connection(_Connection, host, port)
         connections.add(proto)
         proto.closed.add_done_callback(lambda _f: connections.discard(proto))
         return proto
 
-    async def first_connection() -> _Connection | None:
+    async def first_connection(target: int) -> _Connection | None:
         for _ in range(50):
             try:
-                return await connect()
+                return await connect(target)
             except (OSError, TimeoutError):
                 counters["connect_errors"] += 1
                 await asyncio.sleep(0.02)
@@ -263,7 +266,7 @@ async def run_job(job: Job) -> dict:
 
     # Every connection is open before the clock starts: a burst of connects (SYN retries when a
     # server's accept backlog overflows) belongs to neither the warm-up nor the window.
-    ready = list(await asyncio.gather(*(first_connection() for _ in range(job.concurrency))))
+    ready = list(await asyncio.gather(*(first_connection(i % len(targets)) for i in range(job.concurrency))))
 
     started = time.perf_counter()
     measure_from = started + job.warmup
@@ -286,7 +289,8 @@ async def run_job(job: Job) -> dict:
 
     loop.call_later(job.warmup + job.duration + GRACE_SECONDS, abort)
 
-    async def worker(conn: _Connection | None) -> None:
+    async def worker(conn: _Connection | None, target: int) -> None:
+        request = targets[target][2]
         try:
             while True:
                 begin = time.perf_counter()
@@ -299,7 +303,7 @@ async def run_job(job: Job) -> dict:
                 ok, status, first = False, 0, None
                 try:
                     if conn is None or conn.transport is None or conn.transport.is_closing():
-                        conn = await connect()
+                        conn = await connect(target)
                     status, first, keep = await conn.request(request)
                     ok = status == 200
                     if not keep:
@@ -330,7 +334,7 @@ async def run_job(job: Job) -> dict:
             if conn is not None and conn.transport is not None:
                 conn.transport.close()
 
-    await asyncio.gather(*(worker(conn) for conn in ready))
+    await asyncio.gather(*(worker(conn, i % len(targets)) for i, conn in enumerate(ready)))
     finished = time.perf_counter()
     if "end" not in cpu_marks:  # max_requests ended it before the window did
         end_handle.cancel()
@@ -426,10 +430,12 @@ class LoadGenerator:
         warmup: float,
         max_requests: int | None = None,
         cpu_pids: list[int] = (),
+        spread: list[str] = (),
     ) -> dict:
         spec = {
             "url": url, "body": body.decode("latin-1"), "headers": headers, "concurrency": concurrency,
             "duration": duration, "warmup": warmup, "max_requests": max_requests, "cpu_pids": list(cpu_pids),
+            "spread": list(spread),
         }
         self.popen.stdin.write(json.dumps(spec) + "\n")
         self.popen.stdin.flush()

@@ -132,6 +132,7 @@ def print_report(result: dict) -> None:
     _print_layers(result)
     _print_ledger(result)
     _print_memory(result)
+    _print_scale_out(result)
     _print_dashboard(result)
     _print_targets(result)
 
@@ -199,6 +200,26 @@ def _print_ledger(result: dict) -> None:
           f"(commit latency p50 {b['commit_p50_ms']} ms, p99 {b['commit_p99_ms']} ms: queued behind the burst)")
     print(f"  {c['writers']} writers awaiting their commit: {c['events_per_second']:,} events/s, "
           f"mean batch {c['mean_batch']}, commit latency p50 {c['commit_p50_ms']} ms, p99 {c['commit_p99_ms']} ms")
+
+
+def _print_scale_out(result: dict) -> None:
+    scale = result.get("scale_out")
+    if not scale:
+        return
+    if scale.get("status") != "ok":
+        print(f"\nScale-out: skipped ({scale.get('reason')})")
+        return
+    single = find(result, "noor", "json", scale["concurrency"])
+    shared = "PostgreSQL and Redis" if scale.get("redis") else "PostgreSQL (limits per daemon: Redis not reachable)"
+    print(f"\nScale-out: daemons sharing {shared}, json c={scale['concurrency']}, connections spread over the daemons")
+    print(f"  {'daemons':>7}  {'req/s':>8}  {'p50 ms':>7}  {'p99 ms':>7}  {'daemon CPU ms/req':>17}")
+    if single:
+        print(f"  {'1 (SQLite)':>7}  {single['rps']:>8,.0f}  {_f(_lat(single, '50'), '.2f', 7)}  "
+              f"{_f(_lat(single, '99'), '.2f', 7)}  {_f(single.get('cpu_ms_per_request'), '.3f', 17)}")
+    for row in scale["rows"]:
+        lat = row["latency_ms"]
+        print(f"  {row['daemons']:>7}  {row['rps']:>8,.0f}  {_f(lat.get('50'), '.2f', 7)}  {_f(lat.get('99'), '.2f', 7)}  "
+              f"{_f(row.get('cpu_ms_per_request'), '.3f', 17)}")
 
 
 def _print_memory(result: dict) -> None:
