@@ -171,3 +171,27 @@ def test_json_export_is_valid_when_empty():
 
     document = orjson.loads(asyncio.run(collect()))
     assert document["usage_events"] == [] and document["audit_log"] == [] and document["quota"] is None
+
+
+def test_event_rows_are_formatted_as_orjson_and_the_csv_module_would():
+    """The export formats rows itself for speed; the bytes must be those of orjson on a dict and of
+    csv.writer, whatever a text column holds (quotes, commas, line breaks, NULL) and whenever the call was."""
+    from noor_daemon.clock import iso
+
+    rows = [
+        (1, 1_795_632_887_075, "key_a", "gpt-4o", "openai", "chat/completions", 200, 10, 20, 120.5, None, 0, 0),
+        (2, 0, None, 'we"ird, model', "x\r\ny", "", 429, 0, 0, 0.1 + 0.2, 33.0, 1, 1),
+        (3, -86_400_001, "k", "m\n", None, "e,", 500, 1, 2, 1e16, 1e-7, 1, 0),
+        (4, 951_782_400_000 + 999, "key_a", "gpt-4o", "openai", "chat/completions", 200, 1, 1, 7.0, 8.25, 0, 1),
+    ]
+    stamp = export._Timestamps()
+    expected_json = [
+        orjson.dumps({**dict(zip(export.USAGE_FIELDS, r)), "ts": iso(r[1]), "stream": bool(r[11]), "estimated": bool(r[12])})
+        for r in rows
+    ]
+    assert export._event_lines(rows, stamp) == expected_json
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows((r[0], iso(r[1]), *r[2:11], bool(r[11]), bool(r[12])) for r in rows)
+    assert export._csv_lines(rows, stamp, export._CsvText()) == buffer.getvalue()
+    for ts in range(1_700_000_000_000, 1_700_000_000_000 + 200_000_000, 999_983):
+        assert stamp(ts) == iso(ts)

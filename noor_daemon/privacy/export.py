@@ -7,9 +7,11 @@ JSON: `exported_at`, `account`, `api_keys` (metadata, never hashes), `retention`
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
+import re
 from collections.abc import AsyncIterator
 
 import orjson
@@ -35,27 +37,71 @@ async def count_events(ledger: Ledger, account_id: str, since_ms: int = 0) -> in
     return row[0] if row else 0
 
 
-async def _event_pages(ledger: Ledger, account_id: str, since_ms: int = 0) -> AsyncIterator[list[dict]]:
-    """Pages in time order, each found by its (ts, id) key on the (account_id, ts) index: every page
-    costs the same, the millionth row as the first (paging by id alone sorted the account's rows anew
-    for every page)."""
-    last_ts, last_id = since_ms, 0  # (ts, id) > (since, 0) is ts >= since: ids start at 1
-    while True:
-        rows = await ledger.fetchall(
-            f"""SELECT {', '.join(USAGE_FIELDS)} FROM usage_events
-                WHERE account_id = ? AND (ts, id) > (?, ?) ORDER BY ts, id LIMIT ?""",
-            (account_id, last_ts, last_id, PAGE),
+_EVENTS_PAGE_SQL = f"""SELECT {', '.join(USAGE_FIELDS)} FROM usage_events
+    WHERE account_id = ? AND (ts, id) > (?, ?) ORDER BY ts, id LIMIT ?"""
+
+
+async def _event_pages(ledger: Ledger, account_id: str, since_ms: int = 0) -> AsyncIterator[list]:
+    """Raw rows (`USAGE_FIELDS` order) page by page in time order, each page found by its (ts, id) key on
+    the (account_id, ts) index: every page costs the same, the millionth row as the first. The next page is
+    read while the caller formats this one, so the reader's thread and the event loop work side by side."""
+
+    def fetch(ts: int, row_id: int) -> asyncio.Task:
+        return asyncio.ensure_future(ledger.fetchall(_EVENTS_PAGE_SQL, (account_id, ts, row_id, PAGE)))
+
+    # (ts, id) > (since, 0) is ts >= since: ids start at 1
+    pending: asyncio.Task | None = fetch(since_ms, 0)
+    try:
+        while pending is not None:
+            rows = await pending
+            pending = fetch(rows[-1][1], rows[-1][0]) if len(rows) >= PAGE else None
+            if rows:
+                yield rows
+    finally:  # the client went away: the page being read is not wanted, nor its error
+        if pending is not None and not pending.cancel() and not pending.cancelled():
+            pending.exception()
+
+
+class _Timestamps:
+    """`clock.iso` for the export's millions of rows: a day's prefix is formatted once and the time of
+    day comes from small tables, about a tenth of the cost of a datetime per row, and the same text."""
+
+    HOURS_MINUTES = [f"{h:02d}:{m:02d}:" for h in range(24) for m in range(60)]
+    SECONDS = [f"{s:02d}" for s in range(60)]
+    MILLIS = [f".{ms:03d}Z" for ms in range(1000)]
+
+    def __init__(self) -> None:
+        self.days: dict[int, str] = {}
+
+    def __call__(self, ts: int) -> str:
+        if type(ts) is not int:
+            return iso(ts)
+        day, rem = divmod(ts, 86_400_000)
+        prefix = self.days.get(day)
+        if prefix is None:
+            if len(self.days) > 4096:
+                self.days.clear()
+            prefix = self.days[day] = iso(day * 86_400_000)[:11]  # "YYYY-MM-DDT"
+        minute, rem = divmod(rem, 60_000)
+        return prefix + self.HOURS_MINUTES[minute] + self.SECONDS[rem // 1000] + self.MILLIS[rem % 1000]
+
+
+def _event_lines(rows: list, stamp: _Timestamps) -> list[bytes]:
+    """One JSON object per row, keys in `USAGE_FIELDS` order (a dict display and orjson: no per-row Row → dict)."""
+    dumps = orjson.dumps
+    return [
+        dumps(
+            {
+                "id": r[0], "ts": stamp(r[1]), "key_id": r[2], "model": r[3], "provider": r[4], "endpoint": r[5],
+                "status": r[6], "prompt_tokens": r[7], "completion_tokens": r[8], "latency_ms": r[9],
+                "ttft_ms": r[10], "stream": bool(r[11]), "estimated": bool(r[12]),
+            }
         )
-        if not rows:
-            return
-        last_ts, last_id = rows[-1]["ts"], rows[-1]["id"]
-        yield [
-            {**dict(row), "ts": iso(row["ts"]), "stream": bool(row["stream"]), "estimated": bool(row["estimated"])}
-            for row in rows
-        ]
+        for r in rows
+    ]
 
 
-async def _audit_pages(ledger: Ledger, account_id: str) -> AsyncIterator[list[dict]]:
+async def _audit_pages(ledger: Ledger, account_id: str) -> AsyncIterator[list[bytes]]:
     last_ts, last_id = -1, 0
     while True:
         rows = await ledger.fetchall(
@@ -66,7 +112,7 @@ async def _audit_pages(ledger: Ledger, account_id: str) -> AsyncIterator[list[di
             return
         last_ts, last_id = rows[-1]["ts"], rows[-1]["id"]
         yield [
-            {
+            orjson.dumps({
                 "id": r["id"],
                 "ts": iso(r["ts"]),
                 "actor": r["actor"],
@@ -74,19 +120,20 @@ async def _audit_pages(ledger: Ledger, account_id: str) -> AsyncIterator[list[di
                 "target_type": r["target_type"],
                 "target_id": r["target_id"],
                 "details": json.loads(r["details"]) if r["details"] else None,
-            }
+            })
             for r in rows
         ]
 
 
-async def _array(name: bytes, pages: AsyncIterator[list[dict]], *, one_per_line: bool) -> AsyncIterator[bytes]:
-    """`, "name": [...]`; usage events one per line (the CLI counts lines for its progress bar)."""
+async def _array(name: bytes, pages: AsyncIterator[list[bytes]], *, one_per_line: bool) -> AsyncIterator[bytes]:
+    """`, "name": [...]` from pages of encoded items; usage events one per line (the CLI counts lines
+    for its progress bar)."""
     sep = b",\n" if one_per_line else b","
     lead = b"\n" if one_per_line else b""
     yield b', "' + name + b'": ['
     first = True
     async for page in pages:
-        body = sep.join(orjson.dumps(item) for item in page)
+        body = sep.join(page)
         yield (lead if first else sep) + body
         first = False
     yield lead + b"]" if not first else b"]"
@@ -113,22 +160,62 @@ async def export_json(
     if include_audit:
         async for chunk in _array(b"audit_log", _audit_pages(ledger, account.id), one_per_line=False):
             yield chunk
-    async for chunk in _array(b"usage_events", _event_pages(ledger, account.id, since_ms), one_per_line=True):
+    stamp = _Timestamps()
+    lines = (_event_lines(rows, stamp) async for rows in _event_pages(ledger, account.id, since_ms))
+    async for chunk in _array(b"usage_events", lines, one_per_line=True):
         yield chunk
     yield b"}\n"
+
+
+class _CsvText:
+    """What the csv module writes for a text column (quoted when it holds a comma, a quote or a line
+    break; nothing for NULL), remembered: an account's rows repeat a few keys, models and providers."""
+
+    SPECIAL = re.compile(r'[,"\r\n]')
+
+    def __init__(self) -> None:
+        self.known: dict[object, str] = {}
+
+    def __call__(self, value: object) -> str:
+        text = self.known.get(value)
+        if text is None:
+            if len(self.known) > 4096:
+                self.known.clear()
+            if value is None:
+                text = ""
+            else:
+                text = value if isinstance(value, str) else str(value)
+                if self.SPECIAL.search(text):
+                    text = '"' + text.replace('"', '""') + '"'
+            self.known[value] = text
+        return text
+
+
+_CSV_LINE = "%s,%s,%s,%s,%s,%s,%s,%s,%s,%r,%s,%s,%s\r\n"
+
+
+def _csv_lines(rows: list, stamp: _Timestamps, text: _CsvText) -> str:
+    """The rows as `csv.writer` writes them (floats by repr, NULL as nothing, booleans as True/False),
+    formatted directly: a third less work per row than writerows on converted tuples."""
+    return "".join(
+        [
+            _CSV_LINE % (
+                r[0], stamp(r[1]), text(r[2]), text(r[3]), text(r[4]), text(r[5]), r[6], r[7], r[8], r[9],
+                "" if r[10] is None else repr(r[10]), "True" if r[11] else "False", "True" if r[12] else "False",
+            )
+            for r in rows
+        ]
+    )
 
 
 async def export_csv(ledger: Ledger, account: Account, *, since_ms: int = 0) -> AsyncIterator[bytes]:
     """The usage events, one row each, with a header line."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(USAGE_FIELDS)
+    csv.writer(buffer).writerow(USAGE_FIELDS)
     yield buffer.getvalue().encode()
-    async for page in _event_pages(ledger, account.id, since_ms):
-        buffer.seek(0)
-        buffer.truncate()
-        writer.writerows([event[f] for f in USAGE_FIELDS] for event in page)
-        yield buffer.getvalue().encode()
+    stamp, text = _Timestamps(), _CsvText()
+    async for rows in _event_pages(ledger, account.id, since_ms):
+        yield _csv_lines(rows, stamp, text).encode()
 
 
 async def respond(request, service, account: Account, fmt: str, *, actor: str):
