@@ -122,6 +122,10 @@ def create_app(settings: DaemonSettings) -> web.Application:
     app.add_routes(me.routes)
     metrics = Metrics(lambda: proxy.router.snapshot(), ledger)
     ledger.add_listener(metrics.on_commit)
+    if config.limits.redis_url:  # limits shared by several daemons (redis is in the `scale` extra)
+        from noor_daemon.limits.shared import install_shared_limits
+
+        install_shared_limits(app, limiter, ledger, accounts, metrics.registry)
     app.add_routes([web.get("/healthz", healthz), web.get("/metrics", metrics.handler)])
     app.add_subapp("/admin/v1", create_admin_app())
     return app
@@ -138,13 +142,19 @@ def server_options(config: Config) -> dict:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """200 while calls can be served and metered; 503 while the ledger cannot be written."""
+    """200 while calls can be served and metered; 503 while the ledger cannot be written.
+
+    A Redis fallback stays 200: every daemon still enforces every limit, alone.
+    """
     settings = request.app[SETTINGS]
     healthy = request.app[LEDGER].healthy
+    shared = request.app[LIMITER].shared
     return web.json_response(
         {
             "status": "ok" if healthy else "degraded",
             "ledger": "ok" if healthy else "unwritable",
+            # local: this daemon's own counts; shared: in Redis; fallback: Redis configured but unusable
+            "limits": "local" if shared is None else shared.link.mode,
             "version": __version__,
             "simulator_only": settings.config.path is None,
         },

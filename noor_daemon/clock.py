@@ -9,6 +9,9 @@ from datetime import UTC, datetime
 class Clock:
     """Wall-clock seconds since the epoch. Tests swap in `ManualClock`."""
 
+    real = True
+    """A real clock leaves shared rate limits to Redis's clock; a manual one passes its own time."""
+
     def now(self) -> float:
         return time.time()
 
@@ -17,6 +20,8 @@ class Clock:
 
 
 class ManualClock(Clock):
+    real = False
+
     def __init__(self, start: float = 1_700_000_000.0) -> None:
         self._now = start
         self._mono = 1000.0

@@ -158,6 +158,8 @@ class LimitsConfig(_Section):
     it, so N daemons together let through no more than one limit. Unset: counted in this process."""
     redis_timeout: float = Field(0.25, gt=0)
     """Seconds a call waits for Redis before this daemon counts on its own (and says so)."""
+    redis_prefix: str = Field("noor:", pattern=r"^[^\s]*$", max_length=64)
+    """Prefix of every key NoorAPI writes in Redis, so several deployments can share one server."""
 
 
 class PlanConfig(_Section):

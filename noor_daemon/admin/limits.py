@@ -25,9 +25,9 @@ async def quota_report(limiter: Limiter, store, account: Account, now_ms: int, k
         keys = [k for k in keys if k.id == key_id]
     return {
         "account": account_json(account),
-        "limits": limiter.status(None, account),
+        "limits": await limiter.report(None, account),
         "keys": [
-            {**key_json(k, now_ms), "limits": [row for row in limiter.status(k, account) if row["scope"] == "key"]}
+            {**key_json(k, now_ms), "limits": [row for row in await limiter.report(k, account) if row["scope"] == "key"]}
             for k in keys
         ],
     }

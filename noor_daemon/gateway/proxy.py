@@ -250,7 +250,10 @@ class Proxy:
             if not self.may_use(key, call.model):
                 raise errors.forbidden(f"This key may not use the model `{call.model}`.", code="model_not_allowed")
             account = self.keyring.accounts[key.account_id]
-            admission = self.limiter.admit(key, account, token_estimate(raw, payload), endpoint.family)
+            if self.limiter.shared is None:
+                admission = self.limiter.admit(key, account, token_estimate(raw, payload), endpoint.family)
+            else:  # [limits] redis_url: counted with the other daemons (or locally while Redis is down)
+                admission = await self.limiter.shared.admit(key, account, token_estimate(raw, payload), endpoint.family)
             spike = self.spikes.observe(key.id, account.id)
             if spike is not None:
                 self.report_abuse(
@@ -304,7 +307,10 @@ class Proxy:
         finally:
             self.in_flight -= 1
             if admission is not None:
-                self.limiter.finish(admission, call.usage.prompt_tokens + call.usage.completion_tokens)
+                if self.limiter.shared is None:
+                    self.limiter.finish(admission, call.usage.prompt_tokens + call.usage.completion_tokens)
+                else:
+                    await self.limiter.shared.finish(admission, call.usage.prompt_tokens + call.usage.completion_tokens)
 
     async def meter(self, call: Call, *, quietly: bool = False) -> None:
         """Commit the call's usage row. Raises `LedgerUnavailable` unless `quietly`.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from noor_daemon.clock import Clock
 from noor_daemon.config import Config, PlanConfig
@@ -19,6 +20,9 @@ from noor_daemon.gateway.errors import GatewayError
 from noor_daemon.limits import gcra
 from noor_daemon.limits.gcra import Rate
 from noor_daemon.limits.periods import PeriodCounters, period_bounds
+
+if TYPE_CHECKING:
+    from noor_daemon.limits.shared import SharedLimiter
 
 LIMIT_NAMES = (
     "requests_per_minute",
@@ -64,8 +68,8 @@ def plan_limits(plan: PlanConfig | None) -> dict[str, int]:
 
 def format_duration(seconds: float) -> str:
     """OpenAI's reset format: `20ms`, `1.5s`, `6m0s`."""
-    if seconds < 1:
-        return f"{max(0, math.ceil(seconds * 1000))}ms"
+    if seconds < 1:  # rounded first: float noise (0.6000000001 s) is not another millisecond
+        return f"{max(0, math.ceil(round(seconds * 1000, 3)))}ms"
     if seconds < 60:
         return f"{round(seconds, 3):g}s"
     minutes, rest = divmod(seconds, 60)
@@ -74,6 +78,60 @@ def format_duration(seconds: float) -> str:
 
 def rfc3339(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+RateState = tuple[int, int, float]
+"""(limit, remaining, seconds until the bucket is full) of the tightest scope for one unit."""
+
+
+def rate_headers(states: dict[str, RateState], family: str, wall: float) -> dict[str, str]:
+    """Rate-limit headers in the caller's dialect: OpenAI's x-ratelimit-* or anthropic-ratelimit-*.
+
+    `states` maps "requests"/"tokens" to their tightest state; the local and the shared
+    limiter both answer through here, so their headers cannot drift apart.
+    """
+    headers: dict[str, str] = {}
+    for unit, (limit, left, reset) in states.items():
+        if family == "anthropic":
+            headers[f"anthropic-ratelimit-{unit}-limit"] = str(limit)
+            headers[f"anthropic-ratelimit-{unit}-remaining"] = str(left)
+            headers[f"anthropic-ratelimit-{unit}-reset"] = rfc3339(wall + reset)
+        else:
+            headers[f"x-ratelimit-limit-{unit}"] = str(limit)
+            headers[f"x-ratelimit-remaining-{unit}"] = str(left)
+            headers[f"x-ratelimit-reset-{unit}"] = format_duration(reset)
+    return headers
+
+
+def rate_error(headers: dict[str, str], retry_after: float, message: str, *, code: str) -> GatewayError:
+    """A 429 `rate_limit` carrying the rate headers and `retry-after`/`retry-after-ms`."""
+    headers["retry-after"] = str(max(1, math.ceil(retry_after)))
+    headers["retry-after-ms"] = str(max(1, math.ceil(retry_after * 1000)))
+    return GatewayError(429, "rate_limit", message, code=code, headers=headers)
+
+
+def rate_message(name: str, limit: int, scope_kind: str, retry_after: float) -> str:
+    what = "requests" if name == "requests_per_minute" else "tokens"
+    return (
+        f"Rate limit reached for {what} per minute (limit {limit}) on this {scope_kind}. "
+        f"Please try again in {format_duration(retry_after)}."
+    )
+
+
+def concurrency_message(limit: int, scope_kind: str) -> str:
+    return f"Too many concurrent requests (limit {limit}) for this {scope_kind}."
+
+
+def quota_error(scope_kind: str, name: str, limit: int, period: str, wall: float) -> GatewayError:
+    """A 429 `insufficient_quota`: the day or month quota is spent until the period resets."""
+    _, resets = period_bounds(period, wall)
+    return GatewayError(
+        429,
+        "insufficient_quota",
+        f"You exceeded this {scope_kind}'s {name.replace('_', ' ')} quota ({limit}). It resets at {rfc3339(resets)}.",
+        code="insufficient_quota",
+        headers={"retry-after": str(max(1, math.ceil(resets - wall)))},
+    )
 
 
 class Limiter:
@@ -86,6 +144,9 @@ class Limiter:
         """The limit each TAT was computed under; a changed limit rescales what was used."""
         self._active: dict[tuple[str, str], int] = {}
         self._reserved: dict[tuple[str, str], list[int]] = {}
+        self.shared: SharedLimiter | None = None
+        """The Redis-backed limiter when `[limits] redis_url` is set; this one then counts only
+        while Redis is unreachable. The proxy asks `shared` first when it is there."""
 
     # -- which limits apply -----------------------------------------------------------
 
@@ -110,8 +171,7 @@ class Limiter:
             limit = scope.limits.get("concurrent_requests")
             if limit is not None and self._active.get((scope.kind, scope.ident), 0) >= limit:
                 raise self._rate_error(
-                    family, scopes, now, 1.0, f"Too many concurrent requests (limit {limit}) for this {scope.kind}.",
-                    code="concurrency_limit_exceeded",
+                    family, scopes, now, 1.0, concurrency_message(limit, scope.kind), code="concurrency_limit_exceeded"
                 )
         charges: list[tuple[tuple[str, str, str], float]] = []
         for scope in scopes:
@@ -122,11 +182,8 @@ class Limiter:
                 slot = (scope.kind, scope.ident, name)
                 allowed, new_tat, retry_after = gcra.take(self._bucket(slot, now, limit), now, cost, Rate(limit))
                 if not allowed:
-                    what = "requests" if name == "requests_per_minute" else "tokens"
                     raise self._rate_error(
-                        family, scopes, now, retry_after,
-                        f"Rate limit reached for {what} per minute (limit {limit}) on this {scope.kind}. "
-                        f"Please try again in {format_duration(retry_after)}.",
+                        family, scopes, now, retry_after, rate_message(name, limit, scope.kind, retry_after),
                         code="rate_limit_exceeded",
                     )
                 charges.append((slot, new_tat))
@@ -208,23 +265,12 @@ class Limiter:
             requests, tokens = self.counters.used(scope.kind, scope.ident, period)
             used = requests + reserved[0] if unit == "requests" else tokens + reserved[1]
             if used >= limit:
-                _, resets = period_bounds(period, now)
-                raise GatewayError(
-                    429,
-                    "insufficient_quota",
-                    f"You exceeded this {scope.kind}'s {name.replace('_', ' ')} quota ({limit}). "
-                    f"It resets at {rfc3339(resets)}.",
-                    code="insufficient_quota",
-                    headers={"retry-after": str(max(1, math.ceil(resets - now)))},
-                )
+                raise quota_error(scope.kind, name, limit, period, now)
 
     def _rate_error(
         self, family: str, scopes: list[Scope], now: float, retry_after: float, message: str, *, code: str
     ) -> GatewayError:
-        headers = self.headers(scopes, now, family)
-        headers["retry-after"] = str(max(1, math.ceil(retry_after)))
-        headers["retry-after-ms"] = str(max(1, math.ceil(retry_after * 1000)))
-        return GatewayError(429, "rate_limit", message, code=code, headers=headers)
+        return rate_error(self.headers(scopes, now, family), retry_after, message, code=code)
 
     def _tightest(self, scopes: list[Scope], name: str, now: float) -> tuple[int, int, float] | None:
         """(limit, remaining, seconds to full) of the scope with the least left for `name`."""
@@ -241,29 +287,28 @@ class Limiter:
         return best
 
     def headers(self, scopes: list[Scope], now: float, family: str) -> dict[str, str]:
-        """Rate-limit headers in the caller's dialect: OpenAI's x-ratelimit-* or anthropic-ratelimit-*."""
-        headers: dict[str, str] = {}
+        """Rate-limit headers in the caller's dialect (see `rate_headers`)."""
+        states = {}
         for unit, name in (("requests", "requests_per_minute"), ("tokens", "tokens_per_minute")):
             state = self._tightest(scopes, name, now)
-            if state is None:
-                continue
-            limit, left, reset = state
-            if family == "anthropic":
-                headers[f"anthropic-ratelimit-{unit}-limit"] = str(limit)
-                headers[f"anthropic-ratelimit-{unit}-remaining"] = str(left)
-                headers[f"anthropic-ratelimit-{unit}-reset"] = rfc3339(self.clock.now() + reset)
-            else:
-                headers[f"x-ratelimit-limit-{unit}"] = str(limit)
-                headers[f"x-ratelimit-remaining-{unit}"] = str(left)
-                headers[f"x-ratelimit-reset-{unit}"] = format_duration(reset)
-        return headers
+            if state is not None:
+                states[unit] = state
+        return rate_headers(states, family, self.clock.now()) if states else {}
 
     # -- status for people ------------------------------------------------------------
+
+    async def report(self, key: ApiKey | None, account: Account) -> list[dict]:
+        """`status`, read from the shared counters while limits are shared in Redis."""
+        if self.shared is not None:
+            rows = await self.shared.status(key, account)
+            if rows is not None:
+                return rows
+        return self.status(key, account)
 
     def status(self, key: ApiKey | None, account: Account) -> list[dict]:
         """Every limit that applies, with used, remaining and reset time (UTC)."""
         now, wall = self.clock.monotonic(), self.clock.now()
-        scopes = self.scopes(key or _NO_KEY, account)
+        scopes = self.scopes(key or NO_KEY, account)
         rows = []
         for scope in scopes:
             for name, limit in scope.limits.items():
@@ -294,5 +339,5 @@ class Limiter:
         return rows
 
 
-_NO_KEY = ApiKey(id="", account_id="", key_hash="", prefix="")
+NO_KEY = ApiKey(id="", account_id="", key_hash="", prefix="")
 """A key with no overrides, for an account's own status."""

@@ -40,6 +40,19 @@ def counts_toward_quota(event: UsageEvent) -> bool:
     return event.status < 400
 
 
+async def committed_since(ledger: Ledger, start: float) -> list:
+    """Requests and tokens per (account_id, key_id) committed since `start`, from the hourly rollups.
+
+    What the quotas count at start; the shared counters in Redis are seeded from it too.
+    """
+    return await ledger.fetchall(
+        """SELECT account_id, key_id, sum(requests - errors) AS requests,
+                  sum(prompt_tokens + completion_tokens) AS tokens
+           FROM usage_hourly WHERE hour >= ? AND account_id != '' GROUP BY account_id, key_id""",
+        (int(start * 1000),),
+    )
+
+
 class PeriodCounters:
     """Requests and tokens used this day and this month, per account and per key."""
 
@@ -52,13 +65,7 @@ class PeriodCounters:
         now = self.clock.now()
         for kind in PERIODS:
             start, _ = period_bounds(kind, now)
-            rows = await ledger.fetchall(
-                """SELECT account_id, key_id, sum(requests - errors) AS requests,
-                          sum(prompt_tokens + completion_tokens) AS tokens
-                   FROM usage_hourly WHERE hour >= ? AND account_id != '' GROUP BY account_id, key_id""",
-                (int(start * 1000),),
-            )
-            for row in rows:
+            for row in await committed_since(ledger, start):
                 self._add(("account", row["account_id"], kind), start, row["requests"], row["tokens"])
                 if row["key_id"]:
                     self._add(("key", row["key_id"], kind), start, row["requests"], row["tokens"])
