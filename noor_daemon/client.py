@@ -129,6 +129,8 @@ class Health:
     status: str
     version: str | None
     simulator_only: bool | None
+    limits: str | None = None
+    """`local` (this daemon's own counts), `shared` (in Redis) or `fallback` (Redis configured, unreachable)."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -49,6 +49,8 @@ async def reload_config(app: Mapping, *, actor: str = "admin") -> list[str]:
         warnings.append("[billing] changed; it takes effect at the next restart")
     if old.config.secrets != new.config.secrets:
         warnings.append("[secrets] changed; the secrets backend changes at the next restart")
+    if (old.config.limits.redis_url, old.config.limits.redis_prefix) != (new.config.limits.redis_url, new.config.limits.redis_prefix):
+        warnings.append("[limits] redis_url or redis_prefix changed; it takes effect at the next restart")
     config = new.config.model_copy(update={"server": old.config.server, "secrets": old.config.secrets})
     settings.config = LoadedConfig(config, new.path)
     proxy.config = config

@@ -22,6 +22,7 @@ import openai
 import pytest
 import redis.asyncio as redis_asyncio
 
+from noor_daemon.cli.doctor import _daemon_report
 from noor_daemon.clock import ManualClock
 from noor_daemon.config import parse
 from noor_daemon.gateway.auth import Account, ApiKey
@@ -164,7 +165,10 @@ async def test_answers_are_the_local_limiters_answers(prefix, manual_clock):
                     answers.append(("ok", admission.headers, admission))
                 except GatewayError as error:
                     answers.append((error.status, error.kind, error.code, error.message, error.headers))
-            assert (answers[0][:2] == answers[1][:2] if answers[0][0] == "ok" else answers[0] == answers[1]), {k: (v, answers[1][1].get(k)) for k, v in answers[0][1].items() if answers[1][1].get(k) != v}
+            if answers[0][0] == "ok":
+                assert answers[1][:2] == answers[0][:2]  # admitted by both, with the same headers
+            else:
+                assert answers[1] == answers[0]  # refused by both: status, kind, code, message, headers
             return answers
 
         held = []
@@ -287,9 +291,11 @@ async def test_day_quota_is_shared_seeded_from_the_ledger_and_reseeded_after_a_r
             with pytest.raises(GatewayError):
                 await b.admit(KEY, ACCOUNT, 10, "openai")
 
-        # Redis restarts empty: the next committed call finds no counter and the period is seeded again.
+        # Redis restarts empty (keys and scripts): the next committed call finds no counter and the
+        # period is seeded again.
         client = redis_asyncio.from_url(REDIS_URL)
         await client.unlink(*[k async for k in client.scan_iter(match=f"{prefix}*")])
+        await client.script_flush()
         await client.aclose()
         # The ledger by then: the 3 seeded, the 2 calls above, and the 2 committed now (one failed: tokens only).
         rollups.rows.append({"account_id": ACCOUNT.id, "key_id": KEY.id, "requests": 3, "tokens": 121})
@@ -302,9 +308,26 @@ async def test_day_quota_is_shared_seeded_from_the_ledger_and_reseeded_after_a_r
             await asyncio.sleep(0.02)
         assert rows["requests_per_day"]["used"] == 6  # from the ledger, which holds that call already
         assert rows["tokens_per_day"]["used"] == 721
+        with pytest.raises(GatewayError) as refused:
+            await a.admit(KEY, ACCOUNT, 10, "openai")
+        assert refused.value.code == "insufficient_quota"
         manual_clock.advance(86400)  # a new day: nothing used yet
         rows = {r["limit"]: r for r in await a.status(None, ACCOUNT)}
         assert rows["requests_per_day"]["used"] == 0
+        await a.finish(await a.admit(KEY, ACCOUNT, 10, "openai"), 10)
+
+
+async def test_a_deleted_account_leaves_no_shared_counts(prefix, manual_clock):
+    async with shared_limiter("requests_per_minute = 5\nrequests_per_day = 9", manual_clock, prefix) as limiter:
+        limiter.on_commit([committed(ACCOUNT, KEY, manual_clock, 3)])
+        await limiter.finish(await limiter.admit(KEY, ACCOUNT, 3, "openai"), 3)
+        client = redis_asyncio.from_url(REDIS_URL)
+        assert [k async for k in client.scan_iter(match=f"{prefix}account:{ACCOUNT.id}:*")]
+        await limiter.forget_account(ACCOUNT)
+        assert not [k async for k in client.scan_iter(match=f"{prefix}account:{ACCOUNT.id}:*")]
+        await client.aclose()
+        rows = {r["limit"]: r for r in await limiter.status(None, ACCOUNT)}
+        assert rows["requests_per_minute"]["used"] == 0 and rows["requests_per_day"]["used"] == 0
 
 
 # -- when Redis is away ------------------------------------------------------------------------
@@ -391,11 +414,12 @@ async def test_unreachable_redis_falls_back_to_local_limits_and_comes_back(prefi
 
         await door.shut()  # the port now refuses connections
         started = time.monotonic()
-        local = [await a.admit(KEY, ACCOUNT, 1, "openai") for _ in range(4)]
+        local = [await a.admit(KEY, ACCOUNT, 1, "openai") for _ in range(3)]
         assert time.monotonic() - started < 0.5
         assert not a.up and a.link.mode == "fallback"
         assert all(admission.headers[LOCAL_HEADER] == "local" for admission in local)
-        assert [a.headers["x-ratelimit-remaining-requests"] for a in local] == ["3", "2", "1", "0"]  # its own count
+        # Counting alone, it starts from what it let through while shared (one call), not from a full bucket.
+        assert [a.headers["x-ratelimit-remaining-requests"] for a in local] == ["2", "1", "0"]
         with pytest.raises(GatewayError) as refused:
             await a.admit(KEY, ACCOUNT, 1, "openai")
         assert refused.value.headers[LOCAL_HEADER] == "local" and refused.value.code == "rate_limit_exceeded"
@@ -528,7 +552,8 @@ async def test_a_daemon_without_redis_enforces_locally_and_says_so(start_daemon:
             metrics = await r.text()
     assert "noor_limits_shared 0.0" in metrics
     assert "noor_limits_local_fallbacks_total 1.0" in metrics
-    assert daemon.app[LIMITER].shared is not None
+    doctor = await _daemon_report(daemon.url, daemon.admin_token)
+    assert doctor["limits"] == "fallback"
 
 
 async def test_a_daemon_without_redis_url_counts_in_process(start_daemon: StartDaemon):

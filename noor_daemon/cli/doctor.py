@@ -32,13 +32,13 @@ def _config_report(config_path: str | None) -> dict[str, Any]:
 
 async def _daemon_report(url: str, token: str | None) -> dict[str, Any]:
     report: dict[str, Any] = {"url": url, "reachable": False, "version": None, "simulator_only": None,
-                              "admin_token_accepted": None, "error": None}
+                              "limits": None, "admin_token_accepted": None, "error": None}
     async with AdminClient(url, token, timeout=3.0) as admin:
         try:
             health = await admin.healthz()
         except (DaemonUnreachable, AdminApiError) as exc:
             return {**report, "error": str(exc)}
-        report.update(reachable=True, version=health.version, simulator_only=health.simulator_only)
+        report.update(reachable=True, version=health.version, simulator_only=health.simulator_only, limits=health.limits)
         try:
             await admin.usage_summary(hours=1)
             report["admin_token_accepted"] = True
@@ -82,7 +82,7 @@ def _describe(report: dict[str, Any]) -> list[tuple[str, str]]:
     else:
         daemon_text = f"{daemon['url']}: not answering; start it with `noor daemon`"
     exists = {True: "exists", False: "not created yet"}
-    return [
+    rows = [
         ("version", report["version"]),
         ("config file", config_text),
         ("data dir", f"{report['data_dir']['path']} ({exists[report['data_dir']['exists']]})"),
@@ -92,6 +92,16 @@ def _describe(report: dict[str, Any]) -> list[tuple[str, str]]:
         ("admin token", report["admin_token"]["source"]),
         ("daemon", daemon_text),
     ]
+    if daemon["limits"] in LIMITS_STATES:
+        rows.append(("limits", LIMITS_STATES[daemon["limits"]]))
+    return rows
+
+
+LIMITS_STATES = {
+    "local": "counted in this daemon",
+    "shared": "shared with the other daemons through Redis",
+    "fallback": "LOCAL FALLBACK: Redis is unreachable, so this daemon enforces its limits alone until it is back",
+}
 
 
 @click.command()

@@ -197,6 +197,23 @@ class Limiter:
             reserved[1] += estimate
         return Admission(scopes, estimate, self.headers(scopes, now, family))
 
+    def charge(self, scopes: list[Scope], estimate: int) -> None:
+        """Count a call the shared limiter admitted, unchecked: should this daemon have to count
+        alone (Redis unreachable), it starts from what it let through, not from full buckets.
+        `finish` settles it like any other."""
+        now = self.clock.monotonic()
+        for scope in scopes:
+            for name, cost in (("requests_per_minute", 1), ("tokens_per_minute", estimate)):
+                limit = scope.limits.get(name)
+                if limit is not None:
+                    slot = (scope.kind, scope.ident, name)
+                    self._tat[slot] = gcra.adjust(self._bucket(slot, now, limit), now, min(cost, limit), Rate(limit))
+            ident = (scope.kind, scope.ident)
+            self._active[ident] = self._active.get(ident, 0) + 1
+            reserved = self._reserved.setdefault(ident, [0, 0])
+            reserved[0] += 1
+            reserved[1] += estimate
+
     def finish(self, admission: Admission, tokens_used: int) -> None:
         """Settle a call on every exit path: correct the token charge, free the slot.
 

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -23,9 +24,13 @@ from redis.exceptions import RedisError
 
 log = logging.getLogger("noor_daemon.limits")
 
+T = TypeVar("T")
+
 REDIS_FAILURES: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
 """What an unreachable, refusing or slow Redis raises (asyncio's timeout is the builtin TimeoutError)."""
 
+PATIENCE = 4
+"""A call waits at most this many timeouts, and only while its daemon's own load is the reason."""
 POOL_SIZE = 64
 """Connections per daemon; a burst waits for one (inside its timeout) rather than opening hundreds."""
 
@@ -61,6 +66,8 @@ class RedisLink:
         self.client = Redis(connection_pool=pool)
         self.up = False
         self.switches_to_local = 0
+        self.answered_at = float("-inf")
+        """Event-loop time of Redis's latest answer to a call (see `call`)."""
         self.on_restore: Callable[[], Awaitable[None]] | None = None
         """Run after Redis answers again, before calls use it: flush what was owed, seed counters."""
         self._first_delay, self._max_delay = retry_delays
@@ -71,6 +78,37 @@ class RedisLink:
     def mode(self) -> str:
         """`shared` while limits are counted in Redis, `fallback` while this daemon counts alone."""
         return "shared" if self.up else "fallback"
+
+    async def call(self, command: Awaitable[T]) -> T:
+        """Await one command within `timeout()`; longer (at most `PATIENCE` times) while the wait is not Redis's.
+
+        A wait also counts this daemon's own event loop: in a burst of thousands of calls, one
+        turn of the loop can take longer than the timeout, and an answer that came in time is
+        read late. So a call gives up on Redis only when the loop was responsive (its timer
+        fired on time) and Redis answered nothing, to any call, for a whole timeout.
+        """
+        limit = self.timeout()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        task = asyncio.ensure_future(command)
+        task.add_done_callback(self._answered)
+        try:
+            while True:
+                round_started = loop.time()
+                if (await asyncio.wait((task,), timeout=limit))[0]:
+                    break
+                now = loop.time()
+                responsive = now - round_started - limit < limit / 2
+                if now - started >= limit * PATIENCE or (responsive and now - self.answered_at > limit):
+                    raise TimeoutError
+        except BaseException:
+            task.cancel()
+            raise
+        return task.result()  # the command's own error, if it failed
+
+    def _answered(self, task: asyncio.Future) -> None:
+        if not task.cancelled() and task.exception() is None:
+            self.answered_at = asyncio.get_running_loop().time()
 
     async def start(self) -> None:
         """Try Redis once; a daemon starts either way (counting locally until Redis answers)."""
@@ -101,6 +139,7 @@ class RedisLink:
     async def _restore(self) -> None:
         async with asyncio.timeout(max(self.timeout() * 4, 1.0)):
             await self.client.ping()
+        self.answered_at = asyncio.get_running_loop().time()
         if self.on_restore is not None:
             await self.on_restore()
 

@@ -62,6 +62,7 @@ from noor_daemon.limits.enforcer import (
     rfc3339,
 )
 from noor_daemon.limits.periods import PERIODS, committed_since, counts_toward_quota, period_bounds
+from noor_daemon.limits.redis_batch import ScriptBatcher
 from noor_daemon.limits.redis_link import REDIS_FAILURES, RedisLink, SharedLimitsCollector
 
 log = logging.getLogger("noor_daemon.limits")
@@ -114,7 +115,7 @@ class SharedLimiter:
         self.clock = clock
         self.prefix = prefix
         client = link.client
-        self._admit = client.register_script(redis_scripts.ADMIT)
+        self._admit = ScriptBatcher(client, redis_scripts.ADMIT)
         self._finish = client.register_script(redis_scripts.FINISH)
         self._refresh = client.register_script(redis_scripts.REFRESH)
         self._add_usage = client.register_script(redis_scripts.ADD_USAGE)
@@ -176,8 +177,7 @@ class SharedLimiter:
             keys += self._scope_keys(scope.kind, scope.ident, wall)
             args += [scope.limits.get(name, 0) for name in LIMIT_ORDER]
         try:
-            async with asyncio.timeout(self.link.timeout()):
-                reply = await self._admit(keys=keys, args=args)
+            reply = await self.link.call(self._admit.run(keys, args))
         except REDIS_FAILURES as exc:
             self.link.failed(exc)
             self._owed.append(_Release(call_id, scopes, -estimate))  # in case it was charged before the answer was lost
@@ -191,6 +191,7 @@ class SharedLimiter:
         if verdict == "ok":
             admission = SharedAdmission(scopes, estimate, headers, call_id)
             self._live[call_id] = admission
+            self.local.charge(scopes, estimate)
             return admission
         scope = scopes[int(scope_no) - 1]
         name = LIMIT_ORDER[int(which) - 1]
@@ -240,7 +241,7 @@ class SharedLimiter:
             return
         if admission.finished:
             return
-        admission.finished = True
+        self.local.finish(admission, tokens_used)  # its local shadow (see `Limiter.charge`); marks it finished
         self._live.pop(admission.call_id, None)
         self._owed.append(_Release(admission.call_id, admission.scopes, tokens_used - admission.estimate))
         if self.link.up and self._tasks:
@@ -493,6 +494,7 @@ class SharedLimiter:
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
+        self._admit.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
