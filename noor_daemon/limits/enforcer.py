@@ -68,8 +68,8 @@ def plan_limits(plan: PlanConfig | None) -> dict[str, int]:
 
 def format_duration(seconds: float) -> str:
     """OpenAI's reset format: `20ms`, `1.5s`, `6m0s`."""
-    if seconds < 1:  # rounded first: float noise (0.6000000001 s) is not another millisecond
-        return f"{max(0, math.ceil(round(seconds * 1000, 3)))}ms"
+    if seconds < 1:  # float noise (0.6000000001 s) is not another millisecond
+        return f"{max(0, math.ceil(seconds * 1000 - 1e-6))}ms"
     if seconds < 60:
         return f"{round(seconds, 3):g}s"
     minutes, rest = divmod(seconds, 60)
@@ -304,13 +304,22 @@ class Limiter:
         return best
 
     def headers(self, scopes: list[Scope], now: float, family: str) -> dict[str, str]:
-        """Rate-limit headers in the caller's dialect (see `rate_headers`)."""
-        states = {}
+        """Rate-limit headers in the caller's dialect, as `rate_headers` writes them (inline: every call pays this)."""
+        headers: dict[str, str] = {}
         for unit, name in (("requests", "requests_per_minute"), ("tokens", "tokens_per_minute")):
             state = self._tightest(scopes, name, now)
-            if state is not None:
-                states[unit] = state
-        return rate_headers(states, family, self.clock.now()) if states else {}
+            if state is None:
+                continue
+            limit, left, reset = state
+            if family == "anthropic":
+                headers[f"anthropic-ratelimit-{unit}-limit"] = str(limit)
+                headers[f"anthropic-ratelimit-{unit}-remaining"] = str(left)
+                headers[f"anthropic-ratelimit-{unit}-reset"] = rfc3339(self.clock.now() + reset)
+            else:
+                headers[f"x-ratelimit-limit-{unit}"] = str(limit)
+                headers[f"x-ratelimit-remaining-{unit}"] = str(left)
+                headers[f"x-ratelimit-reset-{unit}"] = format_duration(reset)
+        return headers
 
     # -- status for people ------------------------------------------------------------
 

@@ -1,9 +1,10 @@
 """One daemon's connection to the Redis that holds the shared limits, and whether it is usable now.
 
-A call never waits for Redis longer than `[limits] redis_timeout`. The first failure
-switches the daemon to its local limiter (one warning); from then on calls do not try
-Redis at all, and a background task probes it with a growing pause until it answers,
-restores what the daemon owes it (`on_restore`), and switches back (one more line).
+A call waits for Redis `[limits] redis_timeout` (a few times that at most while the delay
+is its own daemon's load, see `call`). The first failure switches the daemon to its local
+limiter (one warning); from then on calls do not try Redis at all, and a background task
+probes it with a growing pause until it answers, restores what the daemon owes it
+(`on_restore`), and switches back (one more line).
 """
 
 from __future__ import annotations
