@@ -1,10 +1,13 @@
-"""Concurrent runs of one Lua script, sent together: a burst of calls costs a few round trips.
+"""Lua scripts run as pipelines of EVALSHA: a burst of calls costs a few round trips.
 
 Every call of the request path runs the ADMIT script. Sent one by one, a burst of a
 thousand calls means a thousand commands, dozens of new connections and their handshakes,
-all while the event loop is busiest. Here the calls that arrive while a batch is on the
-wire wait for the next one, which goes as one pipeline (EVALSHA only; a script Redis no
-longer knows, after a restart or SCRIPT FLUSH, is loaded and its commands sent again).
+all while the event loop is busiest. `ScriptBatcher` sends the calls that arrive while a
+batch is on the wire together, as the next pipeline.
+
+A script Redis does not know (after a restart or SCRIPT FLUSH) fails with NOSCRIPT; it is
+loaded and only the commands that failed are sent again, since the others ran (another
+daemon may load it between two commands of one pipeline).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
 log = logging.getLogger("noor_daemon.limits")
@@ -24,8 +28,39 @@ BATCH = 128
 SENDERS = 4
 """Pipelines on the wire at once, so one slow answer does not hold up every call behind it."""
 
+ScriptCall = tuple[AsyncScript, Sequence[Any], Sequence[Any]]
+"""(script, keys, args)"""
+
+
+async def run_scripts(client: Redis, calls: Sequence[ScriptCall]) -> list[Any]:
+    """Each call's reply, or the error Redis gave it, in order; one pipeline (two if a script was unknown)."""
+    replies = await _pipeline(client, calls)
+    unknown = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+    if unknown:
+        for script in {id(calls[i][0]): calls[i][0] for i in unknown}.values():
+            script.sha = await client.script_load(script.script)
+        for i, reply in zip(unknown, await _pipeline(client, [calls[i] for i in unknown]), strict=True):
+            replies[i] = reply
+    return replies
+
+
+def raise_first_error(replies: list[Any]) -> list[Any]:
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return replies
+
+
+async def _pipeline(client: Redis, calls: Sequence[ScriptCall]) -> list[Any]:
+    pipe = client.pipeline(transaction=False)
+    for script, keys, args in calls:
+        pipe.evalsha(script.sha, len(keys), *keys, *args)
+    return await pipe.execute(raise_on_error=False)
+
 
 class ScriptBatcher:
+    """Concurrent runs of one script, sent together."""
+
     def __init__(self, client: Redis, script: str) -> None:
         self.client = client
         self.script = client.register_script(script)
@@ -49,7 +84,7 @@ class ScriptBatcher:
         while self._waiting:
             batch, self._waiting = self._waiting[:BATCH], self._waiting[BATCH:]
             try:
-                replies = await self._send(batch)
+                replies = await run_scripts(self.client, [(self.script, keys, args) for keys, args, _ in batch])
             except BaseException as exc:  # the connection failed (or the daemon is stopping): every call learns it
                 for _, _, future in batch:
                     if not future.done():
@@ -64,19 +99,6 @@ class ScriptBatcher:
                     future.set_exception(reply)
                 else:
                     future.set_result(reply)
-
-    async def _send(self, batch: list[tuple[Sequence[Any], Sequence[Any], asyncio.Future[Any]]]) -> list[Any]:
-        replies = await self._pipeline(batch)
-        if any(isinstance(reply, NoScriptError) for reply in replies):
-            self.script.sha = await self.client.script_load(self.script.script)
-            replies = await self._pipeline(batch)
-        return replies
-
-    async def _pipeline(self, batch: list[tuple[Sequence[Any], Sequence[Any], asyncio.Future[Any]]]) -> list[Any]:
-        pipe = self.client.pipeline(transaction=False)
-        for keys, args, _ in batch:
-            pipe.evalsha(self.script.sha, len(keys), *keys, *args)
-        return await pipe.execute(raise_on_error=False)
 
     def cancel(self) -> None:
         for sender in list(self._senders):

@@ -62,7 +62,7 @@ from noor_daemon.limits.enforcer import (
     rfc3339,
 )
 from noor_daemon.limits.periods import PERIODS, committed_since, counts_toward_quota, period_bounds
-from noor_daemon.limits.redis_batch import ScriptBatcher
+from noor_daemon.limits.redis_batch import ScriptBatcher, ScriptCall, raise_first_error, run_scripts
 from noor_daemon.limits.redis_link import REDIS_FAILURES, RedisLink, SharedLimitsCollector
 
 log = logging.getLogger("noor_daemon.limits")
@@ -322,14 +322,14 @@ class SharedLimiter:
                 await self._seed_periods(wall)
 
     async def _send(self, counters: list[tuple[tuple[str, str, str, int], list[int]]], owed: list[_Release]) -> list:
-        pipe = self.link.client.pipeline(transaction=False)
+        calls: list[ScriptCall] = []
         if counters:
             keys: list[str] = []
             args: list[int] = []
             for (kind, ident, period, start), (requests, tokens) in counters:
                 keys += [self._counter(kind, ident, period, start), self._marker(period, start)]
                 args += [requests, tokens, int(period_bounds(period, start)[1]) + 3600]
-            await self._add_usage(keys=keys, args=args, client=pipe)
+            calls.append((self._add_usage, keys, args))
         now = self._now_arg()
         for release in owed:
             keys = []
@@ -338,8 +338,8 @@ class SharedLimiter:
                 base = self._scope_key(scope.kind, scope.ident)
                 keys += [base + "tpm", base + "flight", base + "held"]
                 args2.append(scope.limits.get("tokens_per_minute", 0))
-            await self._finish(keys=keys, args=args2, client=pipe)
-        return await pipe.execute()
+            calls.append((self._finish, keys, args2))
+        return raise_first_error(await run_scripts(self.link.client, calls))
 
     def _give_back(self, usage: dict[tuple[str, str, str, int], list[int]], owed: list[_Release]) -> None:
         for slot, (requests, tokens) in usage.items():
@@ -391,15 +391,15 @@ class SharedLimiter:
             return
         now = self._now_arg()
         try:
+            calls: list[ScriptCall] = []
+            for admission in list(self._live.values()):
+                keys: list[str] = []
+                for scope in admission.scopes:
+                    base = self._scope_key(scope.kind, scope.ident)
+                    keys += [base + "flight", base + "held"]
+                calls.append((self._refresh, keys, [now, LEASE, admission.call_id]))
             async with asyncio.timeout(self._batch_timeout()):
-                pipe = self.link.client.pipeline(transaction=False)
-                for admission in list(self._live.values()):
-                    keys: list[str] = []
-                    for scope in admission.scopes:
-                        base = self._scope_key(scope.kind, scope.ident)
-                        keys += [base + "flight", base + "held"]
-                    await self._refresh(keys=keys, args=[now, LEASE, admission.call_id], client=pipe)
-                await pipe.execute()
+                raise_first_error(await run_scripts(self.link.client, calls))
         except REDIS_FAILURES as exc:
             self.link.failed(exc)
 
@@ -423,13 +423,13 @@ class SharedLimiter:
         wall = self.clock.now()
         now = self._now_arg()
         try:
+            calls: list[ScriptCall] = []
+            for scope in scopes:
+                rpm, tpm, flight, _, day, month = self._scope_keys(scope.kind, scope.ident, wall)
+                limits = [scope.limits.get("requests_per_minute", 0), scope.limits.get("tokens_per_minute", 0)]
+                calls.append((self._status, [rpm, tpm, flight, day, month], [now, RATE_PERIOD, *limits]))
             async with asyncio.timeout(self._batch_timeout()):
-                pipe = self.link.client.pipeline(transaction=False)
-                for scope in scopes:
-                    rpm, tpm, flight, _, day, month = self._scope_keys(scope.kind, scope.ident, wall)
-                    limits = [scope.limits.get("requests_per_minute", 0), scope.limits.get("tokens_per_minute", 0)]
-                    await self._status(keys=[rpm, tpm, flight, day, month], args=[now, RATE_PERIOD, *limits], client=pipe)
-                replies = await pipe.execute()
+                replies = raise_first_error(await run_scripts(self.link.client, calls))
         except REDIS_FAILURES as exc:
             self.link.failed(exc)
             return None
