@@ -107,6 +107,7 @@ def test_hash_is_sha256_hex():
 # -- in the daemon -------------------------------------------------------------------------------
 
 
+@pytest.mark.sqlite_file
 async def test_keys_are_stored_as_hashes_only(daemon):
     async with aiohttp.ClientSession(headers=daemon.admin_headers) as http:
         async with http.post(f"{daemon.url}/admin/v1/accounts", json={"email": "keys@example.com"}) as r:

@@ -23,6 +23,7 @@ import pytest
 
 from daemon_process import DaemonProcesses
 from gateway_helpers import anthropic_client, openai_client, wait_for_rows
+from noor_daemon.keys import LEDGER
 from standin_upstream import standin_config
 
 
@@ -134,19 +135,36 @@ async def drive_everything(daemon, standin, key: str, canary: str) -> None:
     assert any(canary.encode() in r.raw for r in standin.requests), "the canary never reached the upstream"
 
 
-def check_data_dir(data_dir: Path, canary: str, key: str) -> list[Path]:
+def check_data_dir(data_dir: Path, canary: str, key: str, *, ledger_inside: bool = True) -> list[Path]:
     files = files_under(data_dir)
     names = {f.name for f in files}
-    assert "ledger.sqlite3" in names, names
+    assert ("ledger.sqlite3" in names) is ledger_inside, names
     found_prefix = False
     for file in files:
         blob = file.read_bytes()
-        assert_absent(str(file), blob, canary)
-        assert key.encode() not in blob, f"the plaintext API key is stored in {file}"
-        assert key[8:].encode() not in blob, f"the API key's secret part is stored in {file}"
+        check_blob(str(file), blob, canary, key)
         found_prefix |= key[:14].encode() in blob
-    assert found_prefix, "the scan should find the key's display prefix, which is stored on purpose"
+    assert found_prefix or not ledger_inside, "the scan should find the key's display prefix, which is stored on purpose"
     return files
+
+
+def check_blob(where: str, blob: bytes, canary: str, key: str) -> None:
+    assert_absent(where, blob, canary)
+    assert key.encode() not in blob, f"the plaintext API key is stored in {where}"
+    assert key[8:].encode() not in blob, f"the API key's secret part is stored in {where}"
+
+
+async def postgres_dump(ledger) -> bytes:
+    """Every row of every table of a PostgreSQL ledger, as `COPY … TO STDOUT` writes it (a dump's content)."""
+    chunks: list[bytes] = []
+
+    async def keep(chunk: bytes) -> None:
+        chunks.append(chunk)
+
+    async with ledger.pool.acquire() as conn:
+        for (table,) in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'"):
+            await conn.copy_from_query(f'SELECT * FROM "{table}"', output=keep)
+    return b"".join(chunks)
 
 
 def assert_hash_stored(database: Path, key: str) -> None:
@@ -169,13 +187,21 @@ async def test_canary_is_nowhere_in_process(standin, start_daemon, tmp_path, cap
     rows = await wait_for_rows(daemon, 24)
     assert len(rows) == 24 and {r["status"] for r in rows} == {200, 400, 401, 404, 429, 499, 500, 502, 529}
 
-    check_data_dir(data, canary, key)
-    assert (data / "ledger.sqlite3-wal").exists(), "the WAL is part of what must be clean"
-    assert_hash_stored(data / "ledger.sqlite3", key)
+    ledger = daemon.app[LEDGER]
+    if ledger.engine == "postgresql":  # the rows live in the server: every table's content, as a dump holds it
+        dump = await postgres_dump(ledger)
+        check_blob("the PostgreSQL ledger", dump, canary, key)
+        assert key[:14].encode() in dump and hashlib.sha256(key.encode()).hexdigest().encode() in dump
+        await daemon.runner.cleanup()
+        check_data_dir(data, canary, key, ledger_inside=False)
+    else:
+        check_data_dir(data, canary, key)
+        assert (data / "ledger.sqlite3-wal").exists(), "the WAL is part of what must be clean"
+        assert_hash_stored(data / "ledger.sqlite3", key)
 
-    await daemon.runner.cleanup()  # a clean shutdown checkpoints the WAL: look again
-    check_data_dir(data, canary, key)
-    assert_hash_stored(data / "ledger.sqlite3", key)
+        await daemon.runner.cleanup()  # a clean shutdown checkpoints the WAL: look again
+        check_data_dir(data, canary, key)
+        assert_hash_stored(data / "ledger.sqlite3", key)
 
     # The test's own SDK clients log their requests at DEBUG; they are the caller, not the daemon.
     daemon_records = [r for r in caplog.records if not r.name.startswith(CLIENT_LOGGERS)]

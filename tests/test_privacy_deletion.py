@@ -4,6 +4,8 @@ pseudonymous record, and a "deletion completed" notice is sent and then forgotte
 
 from __future__ import annotations
 
+import pytest
+
 import asyncio
 from pathlib import Path
 
@@ -44,7 +46,10 @@ async def traces(daemon, needles: list[str]) -> list[str]:
     found: list[str] = []
     ledger = daemon.app[LEDGER]
     lowered = [n.lower() for n in needles]
-    tables = [r[0] for r in await ledger.fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    tables = [r[0] for r in await ledger.fetchall(
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public'" if ledger.engine == "postgresql"
+        else "SELECT name FROM sqlite_master WHERE type = 'table'"
+    )]
     assert {"accounts", "api_keys", "usage_events", "usage_hourly", "audit_log", "privacy_requests", "mail_outbox"} <= set(tables)
     for table in tables:
         for row in await ledger.fetchall(f'SELECT * FROM "{table}"'):
@@ -273,6 +278,7 @@ async def test_a_large_account_is_erased_in_batches_while_others_keep_calling(da
     assert left[0] == 0
 
 
+@pytest.mark.sqlite_file
 async def test_the_writer_overwrites_deleted_content(daemon):
     """secure_delete on the writer connection, whatever the SQLite build's default."""
 

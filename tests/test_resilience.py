@@ -186,6 +186,7 @@ async def _wait_healthy(session, daemon) -> None:
     raise AssertionError("the ledger did not recover")
 
 
+@pytest.mark.sqlite_file
 async def test_a_full_disk_answers_503_then_recovers_by_itself(start_daemon):
     daemon = await start_daemon()
     key = await daemon.create_key()
@@ -208,6 +209,7 @@ async def test_a_full_disk_answers_503_then_recovers_by_itself(start_daemon):
     assert all(r["status"] in (200, 503) for r in rows)
 
 
+@pytest.mark.sqlite_file
 async def test_a_locked_database_answers_503_and_recovers(start_daemon):
     daemon = await start_daemon()
     key = await daemon.create_key()
@@ -226,6 +228,7 @@ async def test_a_locked_database_answers_503_and_recovers(start_daemon):
         assert await _chat_status(session, daemon, key) == 200
 
 
+@pytest.mark.sqlite_file
 async def test_fail_open_serves_during_a_ledger_outage_and_writes_the_rows_later(start_daemon):
     daemon = await start_daemon(SIMULATOR_CONFIG + "\n[ledger]\nfail_open = true\n")
     key = await daemon.create_key()
