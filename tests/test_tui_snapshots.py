@@ -60,6 +60,8 @@ async def _ready(pilot, mode: str) -> None:
     await app.switch_mode(mode)
     screen = app.screen
     await wait_until(pilot, lambda: screen.loaded and app.connection.ok, timeout=15, what=f"{mode} to load")
+    if hasattr(app, "accounts"):  # the admin dashboard labels accounts by email once its directory is in
+        await wait_until(pilot, lambda: app.accounts, timeout=15, what="the directory of accounts")
     if mode == "overview":
         feed = screen.query_one(LiveFeed)
         await wait_until(pilot, lambda: feed.row_count == 100, timeout=15, what="the feed's backlog")

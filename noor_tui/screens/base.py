@@ -4,6 +4,12 @@ A screen's poll is an exclusive worker that fetches and posts `Polled` (or `Poll
 the screen renders it and only then schedules the next poll with `set_timer`, so a slow
 daemon slows the dashboard's polls down instead of piling them up (dolphie's loop). A
 screen that is not showing does not poll; coming back to it polls at once.
+
+A screen is built on its first visit, and that visit should paint it with its data at once
+(issue #5: the usage screen over 10M events in under 200 ms). So a new screen asks the daemon
+as it is made (`_fetch_early`), comes with its size classes already set, and is not restyled
+again by Textual as it is first shown: it was styled as it mounted (`_skip_first_restyle`,
+`on_screen_resume`).
 """
 
 from __future__ import annotations
@@ -19,13 +25,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer
+from textual.types import NoActiveAppError
 from textual.worker import Worker, WorkerState
 
 from noor_daemon.client import AdminApiError, DaemonUnreachable
 from noor_tui.connection import CONNECTION_ERRORS, is_connection_problem
 from noor_tui.messages import DataChanged, PollFailed, Polled
 from noor_tui.widgets.chrome import ConnectionBanner, TopBar
+from noor_tui.widgets.footer import KeyFooter
 
 if TYPE_CHECKING:
     from noor_tui.app import AdminApp, MeApp, NoorApp
@@ -62,7 +69,44 @@ class NoorScreen(Screen):
         self.loaded = False
         self.polls = 0
         self._shown_at = -1e9
+        self._poll: Worker | None = None
+        self._fresh = True
+        """Styled as it mounted and not suspended since: showing it needs no restyle."""
         self._early = self._fetch_early()
+        self._set_size_classes()
+        self._skip_first_restyle()
+
+    def _set_size_classes(self) -> None:
+        """The breakpoint classes (`-narrow`/`-wide`, `-short`/`-tall`) as Textual sets them at the first
+        resize, set now: set once the screen is mounted, they would restyle all of it a second time."""
+        try:
+            width, height = self.app.size
+        except NoActiveAppError:
+            return
+        for own, shared, value in (
+            (self.HORIZONTAL_BREAKPOINTS, self.app.HORIZONTAL_BREAKPOINTS, width),
+            (self.VERTICAL_BREAKPOINTS, self.app.VERTICAL_BREAKPOINTS, height),
+        ):
+            for threshold, name in sorted((shared if own is None else own) or [], reverse=True):
+                if value >= threshold:
+                    self.add_class(name, update=False)
+                    break
+
+    def _skip_first_restyle(self) -> None:
+        """Mark the new screen as styled with the app's current CSS (it is, as it mounts).
+
+        Otherwise Textual, seeing a screen it has not restyled yet, re-parses the whole stylesheet
+        and restyles every widget of every screen, twice (once as it sets the mode up, once as it
+        switches to it): most of a first visit's time. Textual decides by comparing the screen's
+        private `_css_update_count` with the app's; if a Textual has no such counter, nothing is
+        done here and a first visit is just slower (tests/test_tui_first_paint.py says so).
+        """
+        try:
+            count = self.app._css_update_count
+        except (NoActiveAppError, AttributeError):
+            return
+        if isinstance(count, int) and isinstance(getattr(self, "_css_update_count", None), int):
+            self._css_update_count = count
 
     def _fetch_early(self) -> asyncio.Task | None:
         """Ask the daemon as the screen is made, so the answer is in by the time it is composed and
@@ -98,7 +142,7 @@ class NoorScreen(Screen):
         yield TopBar(self.MODE)
         yield ConnectionBanner(id="banner")
         yield from self.compose_body()
-        yield Footer()
+        yield KeyFooter()
 
     def compose_body(self) -> ComposeResult:
         yield from ()
@@ -117,8 +161,15 @@ class NoorScreen(Screen):
         self._early = None
         self._apply(early.result())
 
-    def on_screen_resume(self) -> None:
+    def on_screen_resume(self, event: events.ScreenResume | None = None) -> None:
+        # Runs before `Screen`'s own handler (Textual calls a subclass's first): a screen styled as it
+        # mounted, and not suspended since, need not be restyled whole (a new mode sends two resumes).
+        # (Textual calls each class's handler: a subclass's own `on_screen_resume` need not call this.)
+        if self._fresh and event is not None:
+            event.refresh_styles = False
         if not self.is_current:  # a screen built ahead of time (`NoorApp.prepare_screens`) waits to be shown
+            return
+        if self._polling:  # the first fetch (or one just asked for) is under way: it brings the data
             return
         age = time.monotonic() - self._shown_at
         if age < self.POLL_SECONDS / 2:  # just fetched: the next poll comes on its schedule
@@ -127,7 +178,12 @@ class NoorScreen(Screen):
             self.poll()
 
     def on_screen_suspend(self) -> None:
+        self._fresh = False
         self._stop_timer()
+
+    @property
+    def _polling(self) -> bool:
+        return self._poll is not None and self._poll.state in (WorkerState.PENDING, WorkerState.RUNNING)
 
     def _stop_timer(self) -> None:
         if self._timer is not None:
@@ -137,14 +193,14 @@ class NoorScreen(Screen):
     def poll(self) -> None:
         """Fetch now (cancelling a fetch in flight and the scheduled one)."""
         self._stop_timer()
-        self._poll_worker()
+        self._poll = self._poll_worker()
 
     def action_refresh(self) -> None:
         self.poll()
 
     def prefetch(self) -> None:
         """Fetch once while not showing (a screen built ahead of time), so it first appears with data."""
-        self._poll_worker()
+        self._poll = self._poll_worker()
 
     async def fetch(self) -> Any:
         """The screen's data, from the daemon (override)."""

@@ -17,7 +17,7 @@ from noor_daemon.client import UsageSeries
 from noor_tui.formatting import bar, integer, money, parse_time, percent, si, truncate
 from noor_tui.screens.base import NoorScreen
 from noor_tui.widgets.cells import Column, lay_out, sync_rows
-from noor_tui.widgets.charts import BarChart
+from noor_tui.widgets.bar_chart import BarChart
 from noor_tui.widgets.segments import Segments
 from noor_tui.widgets.stats import StatTile
 

@@ -1,0 +1,53 @@
+"""The key bar at the bottom of every screen: Textual's Footer, built once with the screen and rebuilt only when its keys change."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.reactive import Reactive
+from textual.widgets import Footer
+
+
+class KeyFooter(Footer):
+    """Textual's footer, with its keys in a screen's first frame and no rebuilds that show the same keys.
+
+    Textual's footer composes empty, then rebuilds itself (removes, mounts and styles every key)
+    whenever the screen's bindings may have changed: each move of the focus, each time the screen
+    is shown. A new screen sends two or three of these in its first frames, with the same keys, and
+    each costs a layout and a repaint (some 25 ms of a screen's first visit). This one composes its
+    keys with the screen (the screen's own keys and the app's: what the focus adds is hidden) and
+    skips a rebuild that would show what is shown already.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._shown: tuple[Any, ...] | None = None
+
+    def compose(self) -> ComposeResult:
+        # Textual's "the screen has announced its bindings" (private: without it, this footer behaves as
+        # Textual's does). They are known as the screen is built: its own and the app's.
+        ready = getattr(Footer, "_bindings_ready", None)
+        if isinstance(ready, Reactive):
+            self.set_reactive(ready, True)
+            self._shown = self._keys()
+        yield from super().compose()
+
+    def _keys(self) -> tuple[Any, ...]:
+        """What `compose` would show: the bindings shown in the footer, and the command palette's."""
+        palette = self.app.COMMAND_PALETTE_BINDING
+        return (
+            self.show_command_palette,
+            self.compact,
+            tuple(
+                (key, binding, enabled, tooltip)
+                for key, (_node, binding, enabled, tooltip) in self.screen.active_bindings.items()
+                if binding.show or key == palette
+            ),
+        )
+
+    async def recompose(self) -> None:
+        keys = self._keys()
+        if keys == self._shown:
+            return
+        await super().recompose()
