@@ -153,6 +153,7 @@ async def healthz(request: web.Request) -> web.Response:
         {
             "status": "ok" if healthy else "degraded",
             "ledger": "ok" if healthy else "unwritable",
+            "storage": request.app[LEDGER].engine,  # sqlite, or postgresql (shared by several daemons)
             # local: this daemon's own counts; shared: in Redis; fallback: Redis configured but unusable
             "limits": "local" if shared is None else shared.link.mode,
             "version": __version__,

@@ -131,6 +131,8 @@ class Health:
     simulator_only: bool | None
     limits: str | None = None
     """`local` (this daemon's own counts), `shared` (in Redis) or `fallback` (Redis configured, unreachable)."""
+    storage: str | None = None
+    """`sqlite` (the file in the data dir) or `postgresql` (shared by several daemons)."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -27,7 +27,17 @@ def _config_report(config_path: str | None) -> dict[str, Any]:
         return {**report, "valid": False, "error": str(exc), "simulator_only": None}
     except OSError as exc:
         return {**report, "valid": False, "error": f"unreadable: {exc.strerror}", "simulator_only": None}
-    return {**report, "valid": True, "error": None, "simulator_only": loaded.path is None}
+    storage = loaded.config.storage.url
+    return {**report, "valid": True, "error": None, "simulator_only": loaded.path is None,
+            "storage": _without_password(storage) if storage else None}
+
+
+def _without_password(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    where = f"{parts.hostname or 'localhost'}{f':{parts.port}' if parts.port else ''}{parts.path}"
+    return f"postgresql://{parts.username + '@' if parts.username else ''}{where}"
 
 
 async def _daemon_report(url: str, token: str | None) -> dict[str, Any]:
@@ -86,7 +96,8 @@ def _describe(report: dict[str, Any]) -> list[tuple[str, str]]:
         ("version", report["version"]),
         ("config file", config_text),
         ("data dir", f"{report['data_dir']['path']} ({exists[report['data_dir']['exists']]})"),
-        ("ledger", f"{report['ledger']['path']} ({exists[report['ledger']['exists']]})"),
+        ("ledger", f"PostgreSQL {config['storage']} (shared by every daemon configured with it)" if config.get("storage")
+         else f"{report['ledger']['path']} ({exists[report['ledger']['exists']]})"),
         ("keyring", f"{ring['backend']} ({'usable' if ring['usable'] else 'NO OS keyring backend: the admin token goes to a 0600 file in the data dir'})"),
         ("secrets", report["secrets"]["where"] + (f"; {report['secrets']['advice']}" if report["secrets"]["advice"] else "")),
         ("admin token", report["admin_token"]["source"]),
