@@ -75,11 +75,11 @@ async def test_size_classes_are_set_before_mounting_as_textual_would(daemon, tmp
 async def test_the_footer_is_rebuilt_only_when_its_keys_change(daemon, tmp_path) -> None:
     app = admin_app(daemon, tmp_path)
     async with app.run_test(size=(160, 48)) as pilot:
-        await app.switch_mode("usage")
+        await app.switch_mode("usage")  # returns once the screen is mounted, before its first frame
         screen = app.screen
-        await wait_until(pilot, lambda: screen.loaded, what="the usage screen")
         footer = screen.query_one(KeyFooter)
-        await wait_until(pilot, lambda: footer.children, what="the footer's keys")
+        assert footer.children, "the footer should come with its keys, not fill them in after the first frame"
+        await wait_until(pilot, lambda: screen.loaded, what="the usage screen")
         keys = list(footer.children)
         assert any("Range" in str(key.render()) for key in keys)
         screen.refresh_bindings()  # nothing changed: the same key widgets stay
