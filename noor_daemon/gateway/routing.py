@@ -181,6 +181,8 @@ class Router:
         return self._order(entry.config.strategy, healthy)[: self.settings.max_attempts]
 
     def _order(self, strategy: str, routes: list[Route]) -> list[Route]:
+        if len(routes) == 1:  # most models have one route: nothing to order
+            return routes
         if strategy == "weighted":
             ordered, pool = [], list(routes)
             while pool:
