@@ -17,6 +17,7 @@ from noor_daemon.cli.demo import demo
 from noor_daemon.cli.doctor import doctor
 from noor_daemon.cli.key import key
 from noor_daemon.cli.limits import abuse, key_limits, quota, suspend_account, suspend_key, unsuspend_account, unsuspend_key
+from noor_daemon.cli.migrate import migrate
 from noor_daemon.cli.privacy import privacy
 from noor_daemon.cli.tui import tui
 from noor_daemon.cli.usage import usage
@@ -63,6 +64,7 @@ def cli() -> None:
 for command in (daemon, account, key, usage, quota, abuse, privacy, config_group, routes, doctor, demo, tui):
     cli.add_command(command)
 cli.add_command(billing)  # Stripe: checkout and portal links, an account's billing state
+cli.add_command(migrate)  # SQLite → PostgreSQL, for several daemons
 for command in (suspend_key, unsuspend_key, key_limits):
     key.add_command(command)
 for command in (suspend_account, unsuspend_account):
