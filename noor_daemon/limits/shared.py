@@ -300,7 +300,9 @@ class SharedLimiter:
         """One pipeline: committed usage first, then the finished calls; then seed what was missing.
 
         Usage before releases: a call's reservation leaves only once its real usage counts.
-        On failure everything is kept for the next try (usage summed, calls up to MAX_OWED).
+        On failure everything is kept for the next try (usage summed, calls up to MAX_OWED); a
+        batch whose answer was lost after Redis ran it then counts its usage twice (erring
+        toward refusing), while releases are idempotent.
         """
         async with self._flush_lock:
             usage, self._usage = self._usage, {}
