@@ -73,7 +73,8 @@ async def test_existing_accounts_are_backfilled_once(start_daemon, stripe, tmp_p
     ids = {a.email: a.id for a in await after.app[ACCOUNTS].list_accounts()}
     assert sorted(c["email"] for c in stripe.customers.values()) == emails
     assert all(c["metadata"] == {"noor_account_id": ids[c["email"]]} for c in stripe.customers.values())
-    await eventually(lambda: after.app[LEDGER].fetchone("SELECT count(*) = 5 AS done FROM billing_customers"))
+    # A row only once all five are there (a row holding 0 would count as done).
+    await eventually(lambda: after.app[LEDGER].fetchone("SELECT 1 WHERE (SELECT count(*) FROM billing_customers) = 5"))
     await after.runner.cleanup()
 
     again = await start_daemon(billing_config(stripe), data_dir=data)

@@ -220,8 +220,9 @@ class BillingService:
                 raise
             except Exception as exc:
                 log.error("billing pass failed: %s", type(exc).__name__)
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
+            try:  # not wait_for: on Python 3.11 it can swallow a cancellation that arrives as the event is set
+                async with asyncio.timeout(self.poll_interval):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
 

@@ -118,8 +118,9 @@ class Outbox:
                 raise
             except Exception as exc:  # the ledger is unavailable for a moment: try again later
                 log.error("mail outbox pass failed: %s", type(exc).__name__)
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
+            try:  # not wait_for: on Python 3.11 it can swallow a cancellation that arrives as the event is set
+                async with asyncio.timeout(self.poll_interval):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
 
