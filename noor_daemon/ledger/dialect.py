@@ -82,9 +82,12 @@ _NOCASE_UNIQUE = re.compile(r"CREATE TABLE (\w+) \((?:(?!CREATE TABLE).)*?\b(\w+
 
 def migration(sql: str) -> str:
     """A migration's DDL for PostgreSQL: 64-bit integers (times are milliseconds), identity ids,
-    and a case-insensitive unique column as a unique index on `lower(column)`."""
+    and a case-insensitive unique column as a unique index on the column with A-Z folded."""
+    # SQLite's NOCASE folds A-Z only (so "ZOË" and "zoë" are two addresses there): the index folds the same
+    # letters, so every SQLite ledger can move to PostgreSQL (`noor migrate`).
     extra = [
-        f"CREATE UNIQUE INDEX {table}_{column}_nocase ON {table} (lower({column}));"
+        f"CREATE UNIQUE INDEX {table}_{column}_nocase ON {table} "
+        f"(translate({column}, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz'));"
         for table, column in _NOCASE_UNIQUE.findall(sql)
     ]
     sql = re.sub(r"\s+UNIQUE\s+COLLATE\s+NOCASE", "", sql)
