@@ -245,8 +245,9 @@ class SharedLimiter:
         self._live.pop(admission.call_id, None)
         self._owed.append(_Release(admission.call_id, admission.scopes, tokens_used - admission.estimate))
         if self.link.up and self._tasks:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._kick()), self.link.timeout())
+            with contextlib.suppress(TimeoutError):  # asyncio.timeout: 3.11's wait_for can lose a cancellation
+                async with asyncio.timeout(self.link.timeout()):
+                    await asyncio.shield(self._kick())
 
     def on_commit(self, events: list[UsageEvent]) -> None:
         """Ledger listener: committed usage of the current periods, for the next batch to Redis."""
