@@ -140,6 +140,7 @@ class PgPoolReader:
 class PostgresLedger(Ledger):
     engine = "postgresql"
     RECONNECT_SECONDS = 1.0
+    CLOSE_SECONDS = 10.0
 
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         super().__init__()
@@ -174,7 +175,11 @@ class PostgresLedger(Ledger):
         if self._listener is not None and not self._listener.is_closed():
             await self._listener.close()
         if self._pool is not None:
-            await self._pool.close()
+            try:  # a connection some task still holds must not keep the daemon from stopping
+                await asyncio.wait_for(self._pool.close(), self.CLOSE_SECONDS)
+            except TimeoutError:
+                log.warning("PostgreSQL connections still busy at shutdown; closing them")
+                self._pool.terminate()
         self._pool = self._listener = None
 
     # -- usage batches ----------------------------------------------------------------
@@ -252,12 +257,17 @@ class _AdvisoryLock:
         self._conn: asyncpg.Connection | None = None
 
     async def __aenter__(self) -> bool:
-        self._conn = await self.pool.acquire()
-        got = await self._conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", f"noor:{self.job}")
+        conn = await self.pool.acquire()
+        try:
+            got = await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", f"noor:{self.job}")
+        except BaseException:  # cancelled at shutdown, or the server went away: the connection goes back
+            await self.pool.release(conn)
+            raise
         if not got:
-            await self.pool.release(self._conn)
-            self._conn = None
-        return bool(got)
+            await self.pool.release(conn)
+            return False
+        self._conn = conn
+        return True
 
     async def __aexit__(self, *exc: object) -> None:
         if self._conn is not None:
