@@ -184,3 +184,20 @@ async def test_only_one_daemon_runs_a_background_job_at_a_time(storage, tmp_path
     finally:
         await a.close()
         await b.close()
+
+
+async def test_a_caller_cancelled_while_waiting_cancels_nobody_else(storage, tmp_path):
+    """Callers of one batch share its commit: one of them leaving (a client gone) must not take the
+    others' commit with it, and its own row is still written."""
+    ledger = await opened(storage, tmp_path)
+    try:
+        leaving = asyncio.create_task(ledger.record(event(1)))
+        staying = asyncio.create_task(ledger.record(event(2)))
+        await asyncio.sleep(0)  # both are in the same batch now
+        leaving.cancel()
+        await staying
+        with pytest.raises(asyncio.CancelledError):
+            await leaving
+        assert (await ledger.fetchone("SELECT count(*) FROM usage_events"))[0] == 2
+    finally:
+        await ledger.close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -35,6 +36,30 @@ class LedgerUnavailable(Exception):
     """The ledger cannot commit (disk full, database locked); calls must not go unmetered."""
 
 
+class _BatchDone(asyncio.Future):
+    """The commit of a batch, awaited by all its callers. It cannot be cancelled: a caller cancelled
+    while waiting (a client that left) is cancelled once the commit is done, and the others are not."""
+
+    def cancel(self, msg: object = None) -> bool:
+        return False
+
+
+class _Batch:
+    """Events and route samples committed together, and the one future their callers await."""
+
+    __slots__ = ("events", "samples", "done")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.events: list[UsageEvent] = []
+        self.samples: list[RouteSample] = []
+        self.done: asyncio.Future[None] = _BatchDone(loop=loop)
+        self.done.add_done_callback(_consume_exception)
+
+    @property
+    def size(self) -> int:
+        return len(self.events) + len(self.samples)
+
+
 class Ledger:
     """Group commit over a storage engine (subclasses supply the engine)."""
 
@@ -48,7 +73,10 @@ class Ledger:
     def __init__(self) -> None:
         self._lock = asyncio.Lock()
         """Serialises this daemon's `write` transactions (and, on SQLite, the batch commits)."""
-        self._queue: asyncio.Queue[tuple[UsageEvent | RouteSample, asyncio.Future[None] | None]] = asyncio.Queue()
+        self._batches: deque[_Batch] = deque()
+        """Batches waiting for the writer, oldest first; events join the newest."""
+        self._wakeup = asyncio.Event()
+        self._committing = False
         self._unwritten: list[UsageEvent] = []
         """Events whose commit failed; retried until the disk has room or the lock is gone."""
         self._task: asyncio.Task[None] | None = None
@@ -69,7 +97,8 @@ class Ledger:
     async def close(self) -> None:
         """Commit everything queued, then close. Nothing enqueued is dropped."""
         if self._task is not None:
-            await self._queue.join()
+            while self._batches or self._committing:  # the writer drains what is queued
+                await asyncio.sleep(0.005)
             self._task.cancel()
             try:
                 await self._task
@@ -95,75 +124,79 @@ class Ledger:
         await self.enqueue(event)
 
     def enqueue(self, event: UsageEvent) -> asyncio.Future[None]:
-        """Enqueue `event` without waiting; the future resolves at its batch's commit."""
-        done = asyncio.get_running_loop().create_future()
-        done.add_done_callback(_consume_exception)
-        self._queue.put_nowait((event, done))
-        return done
+        """Enqueue `event` without waiting; the future resolves at its batch's commit. It is the batch's
+        future, shared by its events: a burst costs a list append per event, not a future."""
+        batch = self._open_batch()
+        batch.events.append(event)
+        return batch.done
 
     def note_attempt(self, sample: RouteSample) -> None:
         """Count a failed upstream attempt in the route rollups, without a usage row or a wait."""
-        self._queue.put_nowait((sample, None))
+        self._open_batch().samples.append(sample)
 
     @property
     def healthy(self) -> bool:
         """False from a failed commit until a retry succeeds (disk full, database locked)."""
         return not self._unwritten
 
-    async def _next_batch(self) -> list[tuple[UsageEvent | RouteSample, asyncio.Future[None] | None]]:
-        if self._unwritten:
-            # Unhealthy: wake at least once a second to retry what could not be written.
-            try:
-                first = await asyncio.wait_for(self._queue.get(), self.RETRY_SECONDS)
-            except TimeoutError:
-                return []
-        else:
-            first = await self._queue.get()
-        if self.calls_in_flight() > self._queue.qsize() + self.COMMIT_SIBLINGS:
+    def _open_batch(self) -> _Batch:
+        """The batch new events join: the newest one, until it is full or the writer has taken it."""
+        if not self._batches or self._batches[-1].size >= self.MAX_BATCH:
+            self._batches.append(_Batch(asyncio.get_running_loop()))
+            self._wakeup.set()
+        return self._batches[-1]
+
+    def _queued(self) -> int:
+        return sum(batch.size for batch in self._batches)
+
+    async def _next_batch(self) -> _Batch | None:
+        if not self._batches:
+            self._wakeup.clear()
+            if self._unwritten:
+                # Unhealthy: wake at least once a second to retry what could not be written.
+                try:
+                    async with asyncio.timeout(self.RETRY_SECONDS):
+                        await self._wakeup.wait()
+                except TimeoutError:
+                    return None
+            else:
+                await self._wakeup.wait()
+        if self.calls_in_flight() > self._queued() + self.COMMIT_SIBLINGS:
             # Like PostgreSQL's commit_delay: when other calls are about to finish, wait a
             # moment so they share this commit instead of each paying for one of their own.
             await asyncio.sleep(self.COMMIT_DELAY)
-        batch = [first]
-        while len(batch) < self.MAX_BATCH:
-            try:
-                batch.append(self._queue.get_nowait())
-            except asyncio.QueueEmpty:
-                break
-        return batch
+        return self._batches.popleft()  # from here on, new events open the next batch
 
     async def _run_writer(self) -> None:
         while True:
             batch = await self._next_batch()
+            self._committing = True
             retrying = self._unwritten
-            events = retrying + [item for item, _ in batch if isinstance(item, UsageEvent)]
-            samples = [item for item, _ in batch if isinstance(item, RouteSample)]
+            events = retrying + batch.events if batch is not None else retrying
+            samples = batch.samples if batch is not None else []
             try:
                 if events or samples:
                     await self._commit_batch(events, samples)
             except Exception as exc:  # disk full, locked: every waiter learns it, no row is lost
                 log.error("ledger commit failed for %d events: %s", len(events), type(exc).__name__)
                 self._unwritten = events[-self.MAX_UNWRITTEN :]
-                failure = LedgerUnavailable(f"the usage ledger cannot be written ({type(exc).__name__})")
-                for _, done in batch:
-                    if done is not None and not done.done():
-                        done.set_exception(failure)
+                if batch is not None and not batch.done.done():
+                    batch.done.set_exception(LedgerUnavailable(f"the usage ledger cannot be written ({type(exc).__name__})"))
             else:
                 if retrying:
                     log.warning("ledger writable again; committed %d delayed events", len(retrying))
                 self._unwritten = []
                 self.batches_committed += 1
                 self.events_committed += len(events)
-                for _, done in batch:
-                    if done is not None and not done.done():
-                        done.set_result(None)
+                if batch is not None and not batch.done.done():
+                    batch.done.set_result(None)
                 for listener in self._listeners:
                     try:
                         listener(events)
                     except Exception:
                         log.exception("commit listener failed")
             finally:
-                for _ in batch:
-                    self._queue.task_done()
+                self._committing = False
 
     async def _commit_batch(self, events: list[UsageEvent], samples: list[RouteSample]) -> None:
         """One transaction: the rows, their rollups, the keys' last use."""
