@@ -6,8 +6,8 @@ part of the whole table (10,000,000 events; `--quick`: 200,000).
 The ledger is generated in bulk straight into SQLite: the daemon's own schema (its
 migrations) and 20 accounts with 2 keys each (made by the daemon's `AccountStore`), then N
 usage events over the last 88 days (one account holds a tenth of them: the export) and the
-matching `usage_hourly` and `route_hourly` rollups, with executemany in big transactions and
-the event indexes built after the rows. The file is cached under
+matching `usage_hourly` and `route_hourly` rollups (`usage_daily` summed from the hourly ones),
+with executemany in big transactions and the event indexes built after the rows. The file is cached under
 ~/.cache/noorapi-bench/ (or $NOOR_BENCH_CACHE), keyed by the schema version, the generator's
 version and N, so reruns skip the generation. The rollups follow the clock: a cached ledger
 generated hours or days ago has its rollup hours moved forward by whole hours before use, so
@@ -179,6 +179,7 @@ def generate(data_dir: Path, events: int, export_events: int, now_ms: int, log=p
         (k + tuple(v) for k, v in routes.items()),
     )
     db.execute("COMMIT")
+    _rebuild_daily(db)
     written = time.perf_counter() - started
     # The indexes exactly as the schema declares them, built once over sorted rows.
     db.executescript(
@@ -203,16 +204,32 @@ def generate(data_dir: Path, events: int, export_events: int, now_ms: int, log=p
     }
 
 
+def _rebuild_daily(db: sqlite3.Connection) -> None:
+    """`usage_daily` from `usage_hourly`, as the batch commit would have kept it."""
+    db.execute("BEGIN")
+    db.execute("DELETE FROM usage_daily")
+    db.execute(
+        f"""INSERT INTO usage_daily (day, account_id, key_id, model, requests, errors, prompt_tokens,
+            completion_tokens, latency_ms_sum)
+            SELECT hour - hour % {24 * HOUR_MS}, account_id, key_id, model, sum(requests), sum(errors),
+                   sum(prompt_tokens), sum(completion_tokens), sum(latency_ms_sum)
+            FROM usage_hourly GROUP BY 1, 2, 3, 4"""
+    )
+    db.execute("COMMIT")
+
+
 def _shift_rollups(data_dir: Path, meta: dict, now_ms: int) -> int:
     """Move the rollups' hours forward by whole hours so they end at the current hour."""
     from noor_daemon import paths
 
     hours = (now_ms - now_ms % HOUR_MS - (meta["rollups_at_ms"] - meta["rollups_at_ms"] % HOUR_MS)) // HOUR_MS
-    if hours <= 0:
-        return 0
-    delta = hours * HOUR_MS
     db = sqlite3.connect(paths.database_file(data_dir), isolation_level=None)
     try:
+        if hours <= 0:
+            if not db.execute("SELECT 1 FROM usage_daily LIMIT 1").fetchone():
+                _rebuild_daily(db)  # a ledger cached before the generator filled `usage_daily`
+            return 0
+        delta = hours * HOUR_MS
         db.execute("BEGIN IMMEDIATE")
         for table in ("usage_hourly", "route_hourly"):
             db.execute(f"CREATE TEMP TABLE shifted AS SELECT * FROM {table}")
@@ -221,6 +238,7 @@ def _shift_rollups(data_dir: Path, meta: dict, now_ms: int) -> int:
             db.execute(f"INSERT INTO {table} SELECT * FROM shifted")
             db.execute("DROP TABLE shifted")
         db.execute("COMMIT")
+        _rebuild_daily(db)  # whole hours move days' boundaries: the daily rows are summed again
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         db.close()

@@ -202,6 +202,7 @@ class AccountStore:
                 keys = [(row[0], row[1]) for row in await cur.fetchall()]
             await db.execute("DELETE FROM usage_events WHERE account_id = ?", (account.id,))
             await db.execute("DELETE FROM usage_hourly WHERE account_id = ?", (account.id,))
+            await db.execute("DELETE FROM usage_daily WHERE account_id = ?", (account.id,))
             await db.execute("DELETE FROM api_keys WHERE account_id = ?", (account.id,))
             await db.execute("DELETE FROM accounts WHERE id = ?", (account.id,))
             await self.ledger.announce(db, "account", account.id)

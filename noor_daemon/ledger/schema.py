@@ -206,6 +206,29 @@ MIGRATIONS: list[str] = [
         value  TEXT NOT NULL
     );
     """,
+    # 5: daily usage rollups: `usage_hourly` summed per UTC day, kept by the batch commit beside it, so
+    # the dashboard's week- and month-long totals read a row per day instead of 24 (filled here from the
+    # hourly rows a ledger already holds).
+    """
+    CREATE TABLE usage_daily (
+        day                INTEGER NOT NULL,
+        account_id         TEXT NOT NULL,
+        key_id             TEXT NOT NULL,
+        model              TEXT NOT NULL,
+        requests           INTEGER NOT NULL,
+        errors             INTEGER NOT NULL,
+        prompt_tokens      INTEGER NOT NULL,
+        completion_tokens  INTEGER NOT NULL,
+        latency_ms_sum     REAL NOT NULL,
+        PRIMARY KEY (day, account_id, key_id, model)
+    );
+    CREATE INDEX usage_daily_account ON usage_daily(account_id, day);
+    INSERT INTO usage_daily (day, account_id, key_id, model, requests, errors, prompt_tokens,
+        completion_tokens, latency_ms_sum)
+    SELECT hour - hour % 86400000, account_id, key_id, model, sum(requests), sum(errors),
+        sum(prompt_tokens), sum(completion_tokens), sum(latency_ms_sum)
+    FROM usage_hourly GROUP BY hour - hour % 86400000, account_id, key_id, model;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

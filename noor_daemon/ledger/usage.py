@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 HOUR_MS = 3_600_000
+DAY_MS = 86_400_000
 
 
 @dataclass(slots=True)
@@ -83,6 +84,18 @@ ON CONFLICT (hour, account_id, key_id, model) DO UPDATE SET
     latency_ms_sum = usage_hourly.latency_ms_sum + excluded.latency_ms_sum
 """
 
+UPSERT_USAGE_DAILY = """
+INSERT INTO usage_daily (day, account_id, key_id, model, requests, errors,
+    prompt_tokens, completion_tokens, latency_ms_sum)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (day, account_id, key_id, model) DO UPDATE SET
+    requests = usage_daily.requests + excluded.requests,
+    errors = usage_daily.errors + excluded.errors,
+    prompt_tokens = usage_daily.prompt_tokens + excluded.prompt_tokens,
+    completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens,
+    latency_ms_sum = usage_daily.latency_ms_sum + excluded.latency_ms_sum
+"""
+
 UPSERT_ROUTE_HOURLY = """
 INSERT INTO route_hourly (hour, provider, model, requests, errors, prompt_tokens,
     completion_tokens, latency_ms_sum, ttft_ms_sum, ttft_count)
@@ -131,3 +144,18 @@ def rollup_rows(events: list[UsageEvent], samples: list[RouteSample] = ()) -> tu
         r[1] += 1
         r[4] += sample.latency_ms
     return ([k + tuple(v) for k, v in usage.items()], [k + tuple(v) for k, v in routes.items()])
+
+
+def daily_rows(hourly: list[tuple]) -> list[tuple]:
+    """`usage_daily` increments from a batch's `usage_hourly` ones (`rollup_rows`' first list), for the
+    same transaction: a batch within one day (nearly all) gives as many daily rows as hourly ones."""
+    daily: dict[tuple, list] = {}
+    for hour, account_id, key_id, model, *sums in hourly:
+        key = (hour - hour % DAY_MS, account_id, key_id, model)
+        d = daily.get(key)
+        if d is None:
+            daily[key] = sums
+        else:
+            for i, value in enumerate(sums):
+                d[i] += value
+    return [k + tuple(v) for k, v in daily.items()]

@@ -1,4 +1,4 @@
-"""Retention: usage events and per-account hourly rollups older than `[retention] usage_days` go.
+"""Retention: usage events and per-account rollups (hourly, daily) older than `[retention] usage_days` go.
 
 The job deletes in small batches, one short transaction each through the ledger's writer,
 and yields between batches, so the group-commit writer (and with it every call waiting for
@@ -34,6 +34,9 @@ _EVENTS_BATCH = """DELETE FROM usage_events WHERE id IN
     (SELECT id FROM usage_events WHERE ts < ? ORDER BY ts LIMIT ?)"""
 _HOURLY_BATCH = """DELETE FROM usage_hourly WHERE (hour, account_id, key_id, model) IN
     (SELECT hour, account_id, key_id, model FROM usage_hourly WHERE hour <= ? LIMIT ?)"""
+# A day row goes with the first of its hours: what is left of that day is read from `usage_hourly`.
+_DAILY_BATCH = """DELETE FROM usage_daily WHERE (day, account_id, key_id, model) IN
+    (SELECT day, account_id, key_id, model FROM usage_daily WHERE day <= ? LIMIT ?)"""
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,7 @@ class RetentionJob:
                 housekeeping = await self.ledger.write(self.before_run) or {}
             events, event_batches = await self._delete_batches(_EVENTS_BATCH, cut.events_before)
             hourly, hourly_batches = await self._delete_batches(_HOURLY_BATCH, cut.hours_through)
+            _, daily_batches = await self._delete_batches(_DAILY_BATCH, cut.hours_through)
             report = {
                 "dry_run": False,
                 "ran_at": iso(int(self.clock.now() * 1000)),
@@ -121,7 +125,7 @@ class RetentionJob:
                 "cutoff": iso(cut.events_before),
                 "usage_events": events,
                 "usage_hourly": hourly,
-                "batches": event_batches + hourly_batches,
+                "batches": event_batches + hourly_batches + daily_batches,
                 "duration_ms": round((time.perf_counter() - started) * 1000, 1),
                 **housekeeping,
             }

@@ -294,6 +294,8 @@ class PrivacyService:
             "DELETE FROM usage_events WHERE id IN (SELECT id FROM usage_events WHERE account_id = ? LIMIT ?)",
             """DELETE FROM usage_hourly WHERE (hour, account_id, key_id, model) IN
                    (SELECT hour, account_id, key_id, model FROM usage_hourly WHERE account_id = ? LIMIT ?)""",
+            """DELETE FROM usage_daily WHERE (day, account_id, key_id, model) IN
+                   (SELECT day, account_id, key_id, model FROM usage_daily WHERE account_id = ? LIMIT ?)""",
         ):
             while True:
 
