@@ -22,8 +22,10 @@ from noor_daemon.ledger.database import Ledger
 from noor_daemon.ledger.usage import (
     RouteSample,
     UPSERT_ROUTE_HOURLY,
+    UPSERT_USAGE_DAILY,
     UPSERT_USAGE_HOURLY,
     UsageEvent,
+    daily_rows,
     rollup_rows,
 )
 
@@ -193,6 +195,7 @@ class PostgresLedger(Ledger):
             # Key order: concurrent daemons lock the same rollup rows in the same order.
             if usage:
                 await conn.executemany(dialect.statement(UPSERT_USAGE_HOURLY)[0], sorted(usage, key=lambda r: r[:4]))
+                await conn.executemany(dialect.statement(UPSERT_USAGE_DAILY)[0], sorted(daily_rows(usage), key=lambda r: r[:4]))
             if routes:
                 await conn.executemany(dialect.statement(UPSERT_ROUTE_HOURLY)[0], sorted(routes, key=lambda r: r[:3]))
             if touches:

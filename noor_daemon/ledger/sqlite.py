@@ -25,8 +25,10 @@ from noor_daemon.ledger.usage import (
     INSERT_EVENT,
     RouteSample,
     UPSERT_ROUTE_HOURLY,
+    UPSERT_USAGE_DAILY,
     UPSERT_USAGE_HOURLY,
     UsageEvent,
+    daily_rows,
     rollup_rows,
 )
 
@@ -103,6 +105,7 @@ class SqliteLedger(Ledger):
                 db.executemany(INSERT_EVENT, [e.row() for e in events])
             if usage:
                 db.executemany(UPSERT_USAGE_HOURLY, usage)
+                db.executemany(UPSERT_USAGE_DAILY, daily_rows(usage))
             if routes:
                 db.executemany(UPSERT_ROUTE_HOURLY, routes)
             if touches:
