@@ -189,7 +189,7 @@ def test_event_rows_are_formatted_as_orjson_and_the_csv_module_would():
         orjson.dumps({**dict(zip(export.USAGE_FIELDS, r)), "ts": iso(r[1]), "stream": bool(r[11]), "estimated": bool(r[12])})
         for r in rows
     ]
-    assert export._event_lines(rows, stamp) == expected_json
+    assert export._event_lines(rows, stamp) == b",\n".join(expected_json)
     buffer = io.StringIO()
     csv.writer(buffer).writerows((r[0], iso(r[1]), *r[2:11], bool(r[11]), bool(r[12])) for r in rows)
     assert export._csv_lines(rows, stamp, export._CsvText()) == buffer.getvalue()

@@ -86,22 +86,26 @@ class _Timestamps:
         return prefix + self.HOURS_MINUTES[minute] + self.SECONDS[rem // 1000] + self.MILLIS[rem % 1000]
 
 
-def _event_lines(rows: list, stamp: _Timestamps) -> list[bytes]:
-    """One JSON object per row, keys in `USAGE_FIELDS` order (a dict display and orjson: no per-row Row → dict)."""
+def _event_lines(rows: list, stamp: _Timestamps) -> bytes:
+    """The rows as JSON objects one per line (keys in `USAGE_FIELDS` order: a dict display and orjson, no
+    per-row Row → dict). Appended as they are made: orjson's output keeps a 4 KB buffer, so a page of
+    them held at once would be 4 MB."""
     dumps = orjson.dumps
-    return [
-        dumps(
+    out = bytearray()
+    for r in rows:
+        out += dumps(
             {
                 "id": r[0], "ts": stamp(r[1]), "key_id": r[2], "model": r[3], "provider": r[4], "endpoint": r[5],
                 "status": r[6], "prompt_tokens": r[7], "completion_tokens": r[8], "latency_ms": r[9],
                 "ttft_ms": r[10], "stream": bool(r[11]), "estimated": bool(r[12]),
             }
         )
-        for r in rows
-    ]
+        out += b",\n"
+    del out[-2:]
+    return bytes(out)
 
 
-async def _audit_pages(ledger: Ledger, account_id: str) -> AsyncIterator[list[bytes]]:
+async def _audit_pages(ledger: Ledger, account_id: str) -> AsyncIterator[bytes]:
     last_ts, last_id = -1, 0
     while True:
         rows = await ledger.fetchall(
@@ -111,30 +115,33 @@ async def _audit_pages(ledger: Ledger, account_id: str) -> AsyncIterator[list[by
         if not rows:
             return
         last_ts, last_id = rows[-1]["ts"], rows[-1]["id"]
-        yield [
-            orjson.dumps({
-                "id": r["id"],
-                "ts": iso(r["ts"]),
-                "actor": r["actor"],
-                "action": r["action"],
-                "target_type": r["target_type"],
-                "target_id": r["target_id"],
-                "details": json.loads(r["details"]) if r["details"] else None,
-            })
-            for r in rows
-        ]
+        yield b",".join(
+            [
+                orjson.dumps(
+                    {
+                        "id": r["id"],
+                        "ts": iso(r["ts"]),
+                        "actor": r["actor"],
+                        "action": r["action"],
+                        "target_type": r["target_type"],
+                        "target_id": r["target_id"],
+                        "details": json.loads(r["details"]) if r["details"] else None,
+                    }
+                )
+                for r in rows
+            ]
+        )
 
 
-async def _array(name: bytes, pages: AsyncIterator[list[bytes]], *, one_per_line: bool) -> AsyncIterator[bytes]:
-    """`, "name": [...]` from pages of encoded items; usage events one per line (the CLI counts lines
-    for its progress bar)."""
+async def _array(name: bytes, pages: AsyncIterator[bytes], *, one_per_line: bool) -> AsyncIterator[bytes]:
+    """`, "name": [...]` from pages of encoded, separated items; usage events one per line (the CLI
+    counts lines for its progress bar)."""
     sep = b",\n" if one_per_line else b","
     lead = b"\n" if one_per_line else b""
     yield b', "' + name + b'": ['
     first = True
     async for page in pages:
-        body = sep.join(page)
-        yield (lead if first else sep) + body
+        yield (lead if first else sep) + page
         first = False
     yield lead + b"]" if not first else b"]"
 
