@@ -1,7 +1,8 @@
 """/admin/v1/usage/series: requests and tokens over time by model, key or account, with estimated cost.
 
-Ranges read the hourly rollups (`usage_hourly`), never raw rows; the hour range, which
-needs minutes, reads the daemon's in-memory last hour (`live.MinuteUsage`). Costs come
+Ranges read the rollups, never raw rows: hours from `usage_hourly`, whole days of the 30- and
+90-day ranges from `usage_daily` (through the day cache for the whole-ledger views); the hour
+range, which needs minutes, reads the daemon's in-memory last hour (`live.MinuteUsage`). Costs come
 from the config's `[prices."MODEL"]` table; a model without a price is listed as unpriced
 rather than counted as free.
 """
@@ -19,6 +20,7 @@ from noor_daemon.clock import iso
 from noor_daemon.config import Config, PriceConfig
 from noor_daemon.gateway.auth import KeyRing
 from noor_daemon.keys import ACCOUNTS, KEYRING, LEDGER, SETTINGS
+from noor_daemon.ledger import rollups
 from noor_daemon.ledger.database import Ledger
 
 routes = web.RouteTableDef()
@@ -108,11 +110,43 @@ async def _hourly_rows(
         return [tuple(row) for row in await cursor.fetchall()]
 
 
+def _by_time(rows) -> list[tuple[int, list]]:
+    """Flat (t, g, model, sums…) rows as (t, [(g, model, sums…), …]) chunks, the form the series is
+    folded from (a cached day is one chunk as it is kept: no per-row copy)."""
+    chunks: dict[int, list] = {}
+    for t, *rest in rows:
+        chunk = chunks.get(t)
+        if chunk is None:
+            chunk = chunks[t] = []
+        chunk.append(rest)
+    return list(chunks.items())
+
+
+async def _day_rows(
+    ledger: Ledger, config: Config, column: str, start: int, now_ms: int, account_id: str | None
+) -> list[tuple[int, str, str, int, int, int, int]]:
+    """Daily rows from `start` (a day boundary) to now, as (day, g, model, sums…): whole days from
+    `usage_daily`, today (and any day retention is cutting into) from `usage_hourly`."""
+    cutoff = now_ms - config.retention.usage_days * DAY_MS
+    union, params = rollups.union(
+        f"{{t}} - {{t}} % {DAY_MS} AS day, {column} AS g, model, sum(requests) AS requests, sum(errors) AS errors, "
+        "sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens",
+        rollups.split(start, now_ms, cutoff),
+        account_id,
+        group_by=f"{{t}} - {{t}} % {DAY_MS}, {column}, model",
+    )
+    sql = f"""SELECT day, g, model, sum(requests), sum(errors), sum(prompt_tokens), sum(completion_tokens)
+              FROM ({union}) AS u GROUP BY day, g, model"""
+    async with ledger.reader.execute(sql, params) as cursor:
+        return [tuple(row) for row in await cursor.fetchall()]
+
+
 async def cached_day_rows(
     ledger: Ledger, cache: DayCache, config: Config, column: str, start: int, now_ms: int
-) -> list[tuple[int, str, str, int, int, int, int]]:
-    """Daily rows from `start` (a day boundary) to now, as (day, g, model, sums…): whole past days from
-    the cache (filled from the ledger as needed), the recent ones straight from the ledger."""
+) -> list[tuple[int, list]]:
+    """Daily rows from `start` (a day boundary) to now, as (day, [(g, model, sums…), …]) chunks: whole
+    past days from the cache as they are kept (filled from `usage_daily` as needed), the recent ones
+    straight from the ledger."""
     days = cache.get(column)
     cutoff = now_ms - config.retention.usage_days * DAY_MS
     kept = cutoff - cutoff % DAY_MS + DAY_MS  # the day retention cuts into is never cached
@@ -123,9 +157,10 @@ async def cached_day_rows(
     async with cache.filling:
         missing = [day for day in range(first, last, DAY_MS) if day not in days]
         if missing:
-            sql = f"""SELECT hour - hour % {DAY_MS} AS day, {column} AS g, model, sum(requests), sum(errors),
+            # Days from `kept` on are whole in `usage_daily` (retention has not reached them).
+            sql = f"""SELECT day, {column} AS g, model, sum(requests), sum(errors),
                              sum(prompt_tokens), sum(completion_tokens)
-                      FROM usage_hourly WHERE hour >= ? AND hour < ? GROUP BY day, g, model"""
+                      FROM usage_daily WHERE day >= ? AND day < ? GROUP BY day, g, model"""
             async with (cache.reader or ledger.reader).execute(sql, (missing[0], missing[-1] + DAY_MS)) as cursor:
                 fetched = await cursor.fetchall()
             by_day: dict[int, list] = {day: [] for day in missing}
@@ -135,18 +170,67 @@ async def cached_day_rows(
             for day, rows in by_day.items():
                 if not cache.put(column, day, rows):
                     break
-    rows: list[tuple[int, str, str, int, int, int, int]] = []
+    chunks: list[tuple[int, list]] = []
     uncached: list[tuple[int, int]] = []
     for day in range(start, last, DAY_MS):
         if day in days:
-            rows.extend((day, *row) for row in days[day])
+            chunks.append((day, days[day]))
         else:
             uncached.append((day, day + DAY_MS))
     uncached.append((max(start, last), now_ms + HOUR_MS))
+    rows: list = []
     for low, high in uncached:
         sql = f"""SELECT hour - hour % {DAY_MS} AS day, {column} AS g, model, sum(requests), sum(errors),
                          sum(prompt_tokens), sum(completion_tokens)
                   FROM usage_hourly WHERE hour >= ? AND hour < ? GROUP BY day, g, model"""
+        async with ledger.reader.execute(sql, (low, high)) as cursor:
+            rows.extend(await cursor.fetchall())
+    return chunks + _by_time(rows)
+
+
+async def cached_bucket_rows(
+    ledger: Ledger, cache: DayCache, config: Config, column: str, start: int, now_ms: int, bucket_ms: int
+) -> list[tuple[int, str, str, int, int, int, int]]:
+    """Rows in buckets shorter than a day (`bucket_ms` divides a day) from `start` to now, as (bucket
+    start, g, model, sums…): the buckets of whole past days from the day cache (each day read once from
+    `usage_hourly`), the first partial day and the last day straight from the ledger. The week range
+    reads a day and a half of hourly rows instead of seven."""
+    key = f"{column}/{bucket_ms}"
+    days = cache.get(key)
+    cutoff = now_ms - config.retention.usage_days * DAY_MS
+    kept = cutoff - cutoff % DAY_MS + DAY_MS
+    first = max(-(-start // DAY_MS) * DAY_MS, kept)
+    complete = now_ms - HOUR_MS
+    last = complete - complete % DAY_MS
+    cache.prune(kept)
+    sql = f"""SELECT hour - hour % {bucket_ms} AS b, {column} AS g, model, sum(requests), sum(errors),
+                     sum(prompt_tokens), sum(completion_tokens)
+              FROM usage_hourly WHERE hour >= ? AND hour < ? GROUP BY b, g, model"""
+    async with cache.filling:
+        for day in [d for d in days if d < first]:  # out of the range for good: the range only moves on
+            cache.put(key, day, [])
+            del days[day]
+        missing = [day for day in range(first, last, DAY_MS) if day not in days]
+        if missing:
+            async with (cache.reader or ledger.reader).execute(sql, (missing[0], missing[-1] + DAY_MS)) as cursor:
+                fetched = await cursor.fetchall()
+            by_day: dict[int, list] = {day: [] for day in missing}
+            for row in fetched:
+                rows_of_day = by_day.get(row[0] - row[0] % DAY_MS)
+                if rows_of_day is not None:
+                    rows_of_day.append(tuple(row))
+            for day, rows_of_day in by_day.items():
+                if not cache.put(key, day, rows_of_day):
+                    break
+    rows: list[tuple[int, str, str, int, int, int, int]] = []
+    uncached: list[tuple[int, int]] = [(start, min(first, last))] if start < min(first, last) else []
+    for day in range(first, last, DAY_MS):
+        if day in days:
+            rows.extend(days[day])
+        else:
+            uncached.append((day, day + DAY_MS))
+    uncached.append((max(start, last), now_ms + HOUR_MS))
+    for low, high in uncached:
         async with ledger.reader.execute(sql, (low, high)) as cursor:
             rows.extend(tuple(r) for r in await cursor.fetchall())
     return rows
@@ -216,32 +300,48 @@ async def usage_series(
     span = RANGES[range_name]
     last = now_ms - now_ms % span.bucket_ms
     start = last - (span.buckets - 1) * span.bucket_ms
+    column = {"model": "model", "key": "key_id", "account": "account_id"}[group]
+    source = "usage_hourly"
     if span.name == "hour":
-        rows = _minute_rows(minutes, group, start, account_id)
+        chunks = _by_time(_minute_rows(minutes, group, start, account_id))
         source = "memory"
-    elif span.bucket_ms == DAY_MS and account_id is None and days is not None:
-        column = {"model": "model", "key": "key_id", "account": "account_id"}[group]
-        daily = await cached_day_rows(ledger, days, config, column, start, now_ms)
-        rows = [((day - start) // DAY_MS, *rest) for day, *rest in daily]
-        source = "usage_hourly"
+    elif span.bucket_ms == DAY_MS:
+        if account_id is None and days is not None:
+            daily = await cached_day_rows(ledger, days, config, column, start, now_ms)
+        else:
+            daily = _by_time(await _day_rows(ledger, config, column, start, now_ms, account_id))
+        chunks = [((day - start) // DAY_MS, rows) for day, rows in daily]
+    elif span.name == "7d" and account_id is None and days is not None:
+        bucketed = _by_time(await cached_bucket_rows(ledger, days, config, column, start, now_ms, span.bucket_ms))
+        chunks = [((b - start) // span.bucket_ms, rows) for b, rows in bucketed]
     else:
-        column = {"model": "model", "key": "key_id", "account": "account_id"}[group]
-        rows = await _hourly_rows(ledger, column, start, span.bucket_ms, account_id)
-        source = "usage_hourly"
+        chunks = _by_time(await _hourly_rows(ledger, column, start, span.bucket_ms, account_id))
     groups: dict[str, _Group] = {}
+    tokens: dict[tuple[str, str], list[int]] = {}
+    """(group, model) → [prompt, completion]: priced once per pair rather than once per row."""
+    points = span.buckets
+    for b, rows in chunks:
+        if not 0 <= b < points:
+            continue
+        for g, model, requests, errors, prompt, completion in rows:
+            entry = groups.get(g)
+            if entry is None:
+                entry = groups[g] = _Group(g, points)
+            entry.requests[b] += requests
+            entry.errors[b] += errors
+            entry.prompt[b] += prompt
+            entry.completion[b] += completion
+            pair = tokens.get((g, model))
+            if pair is None:
+                tokens[(g, model)] = [prompt, completion]
+            else:
+                pair[0] += prompt
+                pair[1] += completion
     unpriced: set[str] = set()
     total_cost = 0.0
-    for b, g, model, requests, errors, prompt, completion in rows:
-        if not 0 <= b < span.buckets:
-            continue
-        entry = groups.get(g)
-        if entry is None:
-            entry = groups[g] = _Group(g, span.buckets)
-        entry.requests[b] += requests
-        entry.errors[b] += errors
-        entry.prompt[b] += prompt
-        entry.completion[b] += completion
+    for (g, model), (prompt, completion) in tokens.items():
         cost = cost_of(price_for(config.prices, model), prompt, completion)
+        entry = groups[g]
         if cost is None:
             if prompt or completion:
                 entry.unpriced.add(model)

@@ -1,4 +1,4 @@
-"""/admin/v1/usage: totals read from the hourly rollups, never from raw rows."""
+"""/admin/v1/usage: totals read from the rollups (whole days from `usage_daily`, the rest hourly), never from raw rows."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from aiohttp import web
 
 from noor_daemon.admin.errors import bad_request
 from noor_daemon.keys import ACCOUNTS, LEDGER, SETTINGS
-from noor_daemon.ledger.usage import HOUR_MS
+from noor_daemon.ledger import rollups
+from noor_daemon.ledger.usage import DAY_MS, HOUR_MS
 
 routes = web.RouteTableDef()
 
@@ -19,19 +20,27 @@ async def usage_summary(request: web.Request) -> web.Response:
         raise bad_request("`hours` must be a whole number.") from None
     if not 1 <= hours <= 24 * 366:
         raise bad_request("`hours` must be between 1 and 8784.")
-    now_ms = int(request.config_dict[SETTINGS].clock.now() * 1000)
+    settings = request.config_dict[SETTINGS]
+    now_ms = int(settings.clock.now() * 1000)
     since = now_ms - now_ms % HOUR_MS - (hours - 1) * HOUR_MS
-    sql = """SELECT model, sum(requests) AS requests, sum(errors) AS errors,
-                    sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens,
-                    sum(latency_ms_sum) AS latency_ms_sum
-             FROM usage_hourly WHERE hour >= ?"""
-    params: list = [since]
-    account_ref = request.query.get("account")
-    if account_ref:
-        account = await request.config_dict[ACCOUNTS].get_account(account_ref)
-        sql += " AND account_id = ?"
-        params.append(account.id)
-    rows = await request.config_dict[LEDGER].fetchall(sql + " GROUP BY model ORDER BY model", tuple(params))
+    account_id = None
+    if account_ref := request.query.get("account"):
+        account_id = (await request.config_dict[ACCOUNTS].get_account(account_ref)).id
+    cutoff = now_ms - settings.config.config.retention.usage_days * DAY_MS
+    rows_sql, params = rollups.union(
+        "model, sum(requests) AS requests, sum(errors) AS errors, sum(prompt_tokens) AS prompt_tokens, "
+        "sum(completion_tokens) AS completion_tokens, sum(latency_ms_sum) AS latency_ms_sum",
+        rollups.split(since, now_ms, cutoff),
+        account_id,
+        group_by="model",
+    )
+    rows = await request.config_dict[LEDGER].fetchall(
+        f"""SELECT model, sum(requests) AS requests, sum(errors) AS errors,
+                   sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens,
+                   sum(latency_ms_sum) AS latency_ms_sum
+            FROM ({rows_sql}) AS u GROUP BY model ORDER BY model""",
+        tuple(params),
+    )
     models = [
         {
             "model": r["model"] or None,
