@@ -122,7 +122,9 @@ async def test_deleting_an_account_cancels_its_subscription_and_deletes_its_cust
 
     stripe.recover()
     clock.advance(31)
-    assert (await billing.run_once())["deletions"] == 1
+    # Due again: this pass or the daemon's own background pass (woken meanwhile) deletes the customer once.
+    await billing.run_once()
+    assert await daemon.app[LEDGER].fetchall("SELECT * FROM billing_deletions") == []
     assert stripe.subscriptions[sub["id"]]["status"] == "canceled"
     assert stripe.customers[customer]["deleted"] is True
     assert [r.path for r in stripe.calls("DELETE", "/v1/")][-2:] == [f"/v1/subscriptions/{sub['id']}", f"/v1/customers/{customer}"]
