@@ -334,35 +334,49 @@ class Limiter:
     def status(self, key: ApiKey | None, account: Account) -> list[dict]:
         """Every limit that applies, with used, remaining and reset time (UTC)."""
         now, wall = self.clock.monotonic(), self.clock.now()
-        scopes = self.scopes(key or NO_KEY, account)
         rows = []
-        for scope in scopes:
-            for name, limit in scope.limits.items():
-                if name in ("requests_per_minute", "tokens_per_minute"):
-                    rate = Rate(limit)
+        for scope in self.scopes(key or NO_KEY, account):
+            rates = {}
+            for name in ("requests_per_minute", "tokens_per_minute"):
+                if (limit := scope.limits.get(name)) is not None:
                     tat = self._bucket((scope.kind, scope.ident, name), now, limit)
-                    left = gcra.remaining(tat, now, rate)
-                    used, resets = limit - left, wall + gcra.reset_after(tat, now)
-                elif name == "concurrent_requests":
-                    used = self.in_flight(scope.kind, scope.ident)
-                    left, resets = max(0, limit - used), None
-                else:
-                    period = "month" if name.endswith("month") else "day"
-                    requests, tokens = self.counters.used(scope.kind, scope.ident, period)
-                    used = requests if name.startswith("requests") else tokens
-                    left, resets = max(0, limit - used), period_bounds(period, wall)[1]
-                rows.append(
-                    {
-                        "scope": scope.kind,
-                        "scope_id": scope.ident,
-                        "limit": name,
-                        "value": limit,
-                        "used": used,
-                        "remaining": left,
-                        "resets_at": rfc3339(resets) if resets is not None else None,
-                    }
-                )
+                    rates[name] = (gcra.remaining(tat, now, Rate(limit)), gcra.reset_after(tat, now))
+            periods = {period: self.counters.used(scope.kind, scope.ident, period) for period in ("day", "month")}
+            rows += status_rows(scope, wall, rates, self.in_flight(scope.kind, scope.ident), periods)
         return rows
+
+
+def status_rows(
+    scope: Scope, wall: float, rates: dict[str, tuple[int, float]], in_flight: int, periods: dict[str, tuple[int, int]]
+) -> list[dict]:
+    """A scope's rows of a quota report, from its counts (in memory or in Redis): `rates` maps a rate
+    limit to (remaining, seconds to full), `periods` a period to its (requests, tokens)."""
+    rows = []
+    for name, limit in scope.limits.items():
+        resets: float | None = None
+        if name in rates:
+            left, reset_after = rates[name]
+            used, resets = limit - left, wall + reset_after
+        elif name == "concurrent_requests":
+            used = in_flight
+            left = max(0, limit - used)
+        else:
+            period = "month" if name.endswith("month") else "day"
+            requests, tokens = periods[period]
+            used = requests if name.startswith("requests") else tokens
+            left, resets = max(0, limit - used), period_bounds(period, wall)[1]
+        rows.append(
+            {
+                "scope": scope.kind,
+                "scope_id": scope.ident,
+                "limit": name,
+                "value": limit,
+                "used": used,
+                "remaining": left,
+                "resets_at": rfc3339(resets) if resets is not None else None,
+            }
+        )
+    return rows
 
 
 NO_KEY = ApiKey(id="", account_id="", key_hash="", prefix="")

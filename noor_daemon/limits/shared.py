@@ -57,9 +57,9 @@ from noor_daemon.limits.enforcer import (
     concurrency_message,
     quota_error,
     rate_error,
+    status_rows,
     rate_headers,
     rate_message,
-    rfc3339,
 )
 from noor_daemon.limits.periods import PERIODS, committed_since, counts_toward_quota, period_bounds
 from noor_daemon.limits.redis_batch import ScriptBatcher, ScriptCall, raise_first_error, run_scripts
@@ -442,32 +442,8 @@ class SharedLimiter:
                 "requests_per_minute": (int(reply[0]), float(reply[1])),
                 "tokens_per_minute": (int(reply[2]), float(reply[3])),
             }
-            in_flight = int(reply[4])
-            used_in = {"day": (int(reply[5]), int(reply[6])), "month": (int(reply[7]), int(reply[8]))}
-            for name, limit in scope.limits.items():
-                resets: float | None
-                if name in rates:
-                    left, reset_after = rates[name]
-                    used, resets = limit - left, wall + reset_after
-                elif name == "concurrent_requests":
-                    used = in_flight
-                    left, resets = max(0, limit - used), None
-                else:
-                    period = PERIOD_OF[name]
-                    requests, tokens = used_in[period]
-                    used = requests if name.startswith("requests") else tokens
-                    left, resets = max(0, limit - used), period_bounds(period, wall)[1]
-                rows.append(
-                    {
-                        "scope": scope.kind,
-                        "scope_id": scope.ident,
-                        "limit": name,
-                        "value": limit,
-                        "used": used,
-                        "remaining": left,
-                        "resets_at": rfc3339(resets) if resets is not None else None,
-                    }
-                )
+            periods = {"day": (int(reply[5]), int(reply[6])), "month": (int(reply[7]), int(reply[8]))}
+            rows += status_rows(scope, wall, rates, int(reply[4]), periods)
         return rows
 
     async def forget_account(self, account: Account) -> None:
