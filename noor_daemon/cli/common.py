@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import re
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -165,3 +166,27 @@ def debug_enabled() -> bool:
 
 def as_path(value: str) -> Path:
     return Path(value).expanduser()
+
+
+class ProgressBar:
+    """A click progress bar on stderr for long work, opened once the total is known (`bar(done, total)`)."""
+
+    def __init__(self, label: str, *, enabled: bool = True) -> None:
+        self._label = label
+        self._enabled = enabled
+        self._bar = None
+        self._shown = 0
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if not (self._enabled and total):
+            return
+        if self._bar is None:
+            self._bar = click.progressbar(length=total, label=self._label, file=sys.stderr)
+            self._bar.__enter__()
+        self._bar.update(done - self._shown)
+        self._shown = done
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+            self._bar = None

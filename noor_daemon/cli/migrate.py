@@ -7,36 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import re
-import sys
 from pathlib import Path
 
 import click
 
 from noor_daemon import paths
-from noor_daemon.cli.common import fail, json_option, print_json, print_table
-
-
-class _ProgressBar:
-    """A click progress bar on stderr, opened once the number of rows is known."""
-
-    def __init__(self, enabled: bool) -> None:
-        self._enabled = enabled
-        self._bar = None
-        self._shown = 0
-
-    def __call__(self, done: int, total: int) -> None:
-        if not (self._enabled and total):
-            return
-        if self._bar is None:
-            self._bar = click.progressbar(length=total, label="Copying rows", file=sys.stderr)
-            self._bar.__enter__()
-        self._bar.update(done - self._shown)
-        self._shown = done
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.__exit__(None, None, None)
-            self._bar = None
+from noor_daemon.cli.common import ProgressBar, fail, json_option, print_json, print_table
 
 
 def _source_path(ctx: click.Context, param: click.Parameter, value: str) -> Path:
@@ -87,7 +63,7 @@ def migrate(source: Path, target: str, dry_run: bool, chunk_rows: int, as_json: 
     """
     from noor_daemon.ledger.migration import MigrationError, migrate_sqlite_to_postgres, redact
 
-    bar = _ProgressBar(enabled=not dry_run)
+    bar = ProgressBar("Copying rows", enabled=not dry_run)
 
     async def run():
         try:

@@ -3,41 +3,17 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import click
 
 from noor_daemon.cli.common import EXIT_USAGE, as_path, connection_options, fail, json_option, print_json, run_admin
-from noor_daemon.cli.common import print_table, short_time
+from noor_daemon.cli.common import ProgressBar, print_table, short_time
 from noor_daemon.client import AdminClient, ExportResult
 
 
 @click.group()
 def privacy() -> None:
     """Data rights: export, requests and due dates, retention, the audit log, policy notices, mail."""
-
-
-class _ProgressBar:
-    """A click progress bar on stderr, opened once the daemon has said how many events come."""
-
-    def __init__(self) -> None:
-        self._bar = None
-        self._shown = 0
-
-    def __call__(self, done: int, total: int | None) -> None:
-        if not total:
-            return
-        if self._bar is None:
-            self._bar = click.progressbar(
-                length=total, label="Exporting usage events", file=sys.stderr
-            )
-            self._bar.__enter__()
-        self._bar.update(done - self._shown)
-        self._shown = done
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.__exit__(None, None, None)
 
 
 @privacy.command("export")
@@ -52,7 +28,7 @@ class _ProgressBar:
 def export(email: str, output: str, fmt: str, force: bool, as_json: bool, url: str, data_dir: str | None) -> None:
     """Export the account EMAIL's data into FILE, readable by you only."""
     target = as_path(output)
-    bar = _ProgressBar()
+    bar = ProgressBar("Exporting usage events")
 
     async def run(admin: AdminClient) -> ExportResult:
         try:
