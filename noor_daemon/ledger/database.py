@@ -245,8 +245,8 @@ class Ledger:
         for listener in self._change_listeners:
             try:
                 await listener(kind, ident)
-            except Exception:
-                log.exception("change listener failed for %s", kind)
+            except Exception as exc:  # its message could quote a row: the type only
+                log.error("change listener failed for %s: %s", kind, type(exc).__name__)
 
     def exclusive(self, job: str) -> Any:
         """An async context manager yielding True when this daemon should run `job` now (several daemons:
