@@ -99,6 +99,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "flamegraph-request-path.svg")
+    parser.add_argument("--stacks", type=Path, help="also keep the collapsed stacks here (for your own grep)")
     args = parser.parse_args()
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(py_spy).exists():
@@ -132,6 +133,8 @@ def main() -> None:
         print(f"{result['requests']:,} requests at c={args.concurrency} in {args.seconds - 2:.0f} s "
               f"({result['requests'] / (args.seconds - 2):,.0f}/s), daemon CPU {(result['cpu_s'][str(daemon.pid)] or 0) * 1000 / max(result['requests'], 1):.3f} ms/request")
         samples, areas, frames = summary(collapsed)
+        if args.stacks is not None:
+            shutil.copyfile(collapsed, args.stacks)
         shutil.rmtree(collapsed.parent, ignore_errors=True)
         print(f"{args.output} ({samples:,} samples). Where the time went, by innermost frame:")
         for area, share in areas:

@@ -190,8 +190,10 @@ def start_daemon(
     data_dir: Path | None = None,
     parent: Path | None = None,
     module: str = "noor_daemon",
+    code: Path | None = None,
 ) -> Process:
-    """A `noor daemon` process; a fresh data dir under `parent` (a temp dir by default) unless `data_dir`."""
+    """A `noor daemon` process; a fresh data dir under `parent` (a temp dir by default) unless `data_dir`.
+    `code`: another checkout to run the daemon from (its packages first on the path)."""
     workdir = Path(tempfile.mkdtemp(prefix="noor-bench-", dir=parent))
     (workdir / "config.toml").write_text(config_text)
     data = data_dir or workdir / "data"
@@ -201,7 +203,10 @@ def start_daemon(
         "--port", str(port), "--data-dir", str(data), "--config", str(workdir / "config.toml"),
         "--log-level", "warning",
     ]
-    process = Process(name, argv, port, env={"NOOR_ADMIN_TOKEN": BENCH_TOKEN})
+    env = {"NOOR_ADMIN_TOKEN": BENCH_TOKEN}
+    if code is not None:
+        env["PYTHONPATH"] = str(code)
+    process = Process(name, argv, port, env=env, cwd=code)
     process.workdir = workdir  # type: ignore[attr-defined]
     return process
 

@@ -1,8 +1,12 @@
 """The SQLite ledger: one file under the data dir, the default and complete on its own.
 
-Batches are committed in one hop to a dedicated writer thread with its own connection (as
-datasette does with its write thread): one handoff per batch instead of one per statement.
-Other writes go through an aiosqlite connection under the same lock, so SQLite sees one
+A batch of the usual size (a few to a few hundred events) is committed right on the event
+loop: in WAL mode with `synchronous = NORMAL` a commit appends to the WAL without an fsync, so
+it costs less than handing the batch to a thread and waking the loop again. That connection
+never waits for a lock and never checkpoints: when another process holds the database it
+gives way to the writer thread (whose connection waits up to `busy_timeout`), which also takes
+big batches (a burst, a retry) and runs the WAL checkpoints, so no disk sync happens on the
+loop. Other writes go through an aiosqlite connection under the same lock, so SQLite sees one
 writer at a time; reads use a connection of their own (WAL: readers never wait for it).
 """
 
@@ -51,8 +55,20 @@ PRAGMA secure_delete = ON;
 # the database file's free space (the WAL is truncated by `checkpoint` after an erasure).
 
 
+_INLINE_PRAGMAS = """
+PRAGMA busy_timeout = 0;
+PRAGMA wal_autocheckpoint = 0;
+"""
+# The loop's connection fails at once on a lock (the writer thread waits instead) and leaves the
+# WAL's checkpoints, which sync the disk, to the writer thread.
+
+
 class SqliteLedger(Ledger):
     engine = "sqlite"
+    INLINE_MAX = 256
+    """Batches up to this many rows are committed on the loop; bigger ones in the writer thread."""
+    CHECKPOINT_EVERY = 64
+    """Commits on the loop between two WAL checkpoints in the writer thread (~10 pages each)."""
 
     def __init__(self, path: Path) -> None:
         super().__init__()
@@ -61,7 +77,11 @@ class SqliteLedger(Ledger):
         self._reader: aiosqlite.Connection | None = None
         self._batch_db: sqlite3.Connection | None = None
         """The usage writer's own connection, used only from `_batch_thread`."""
+        self._inline_db: sqlite3.Connection | None = None
+        """The connection that commits small batches on the loop, under `_lock`."""
         self._batch_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-writer")
+        self._uncheckpointed = 0
+        self._checkpointing = False
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -73,6 +93,8 @@ class SqliteLedger(Ledger):
         await self._writer.executescript(_PRAGMAS)
         await schema.migrate(self._writer)
         self._batch_db = await self._in_batch_thread(self._open_batch_connection)
+        self._inline_db = self._open_batch_connection()
+        self._inline_db.executescript(_INLINE_PRAGMAS)
         self._reader = await aiosqlite.connect(self.path, isolation_level=None)
         await self._reader.executescript("PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;")
         self._reader.row_factory = aiosqlite.Row
@@ -85,21 +107,59 @@ class SqliteLedger(Ledger):
         for conn in (self._reader, self._writer):
             if conn is not None:
                 await conn.close()
+        if self._inline_db is not None:
+            self._inline_db.close()
         if self._batch_db is not None:
             await self._in_batch_thread(self._batch_db.close)
         self._batch_thread.shutdown(wait=True)
-        self._reader = self._writer = self._batch_db = None
+        self._reader = self._writer = self._batch_db = self._inline_db = None
 
     async def _commit_batch(self, events: list[UsageEvent], samples: list[RouteSample]) -> None:
         async with self._lock:
-            await self._in_batch_thread(self._commit_batch_sync, events, samples, self.pending_key_touches())
+            touches = self.pending_key_touches()
+            if len(events) + len(samples) <= self.INLINE_MAX and self._commit_inline(events, samples, touches):
+                return
+            await self._in_batch_thread(self._commit_batch_sync, events, samples, touches)
 
-    def _commit_batch_sync(self, events: list[UsageEvent], samples: list[RouteSample], touches: list[tuple[int, str]]) -> None:
-        """One transaction: the rows, their rollups, the keys' last use. Runs in the writer thread."""
-        db = self._batch_db
+    def _commit_inline(self, events: list[UsageEvent], samples: list[RouteSample], touches: list[tuple[int, str]]) -> bool:
+        """Commit on the loop; False when another connection holds the database (the thread will wait for it)."""
+        assert self._inline_db is not None
+        try:
+            self._commit_batch_sync(events, samples, touches, self._inline_db, "BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                return False
+            raise
+        self._uncheckpointed += 1
+        if self._uncheckpointed >= self.CHECKPOINT_EVERY and not self._checkpointing:
+            self._uncheckpointed = 0
+            self._checkpointing = True
+            self._batch_thread.submit(self._checkpoint_passive)
+        return True
+
+    def _checkpoint_passive(self) -> None:
+        """Copy committed WAL frames into the database file (writer thread; never blocks a writer)."""
+        try:
+            if self._batch_db is not None:
+                self._batch_db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error as exc:
+            log.warning("WAL checkpoint failed: %s", type(exc).__name__)
+        finally:
+            self._checkpointing = False
+
+    def _commit_batch_sync(
+        self,
+        events: list[UsageEvent],
+        samples: list[RouteSample],
+        touches: list[tuple[int, str]],
+        db: sqlite3.Connection | None = None,
+        begin: str = "BEGIN",
+    ) -> None:
+        """One transaction: the rows, their rollups, the keys' last use (writer thread, or `_commit_inline`)."""
+        db = db or self._batch_db
         assert db is not None
         usage, routes = rollup_rows(events, samples)
-        db.execute("BEGIN")
+        db.execute(begin)
         try:
             if events:
                 db.executemany(INSERT_EVENT, [e.row() for e in events])
@@ -112,7 +172,8 @@ class SqliteLedger(Ledger):
                 db.executemany("UPDATE api_keys SET last_used_at = ? WHERE id = ?", touches)
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # SQLite may have rolled back already (a full disk does)
+                db.execute("ROLLBACK")
             raise
 
     def _open_batch_connection(self) -> sqlite3.Connection:
@@ -129,6 +190,8 @@ class SqliteLedger(Ledger):
             assert self._writer is not None and self._batch_db is not None
             await self._writer.execute(statement)
             await self._in_batch_thread(self._batch_db.execute, statement)
+            if self._inline_db is not None and "busy_timeout" not in statement:  # the loop's connection never waits
+                self._inline_db.execute(statement)
 
     # -- other writes and reads ----------------------------------------------------
 
