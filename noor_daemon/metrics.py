@@ -62,19 +62,29 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_LiveState(routes, ledger))
+        self._children: dict[tuple, object] = {}
+        """Labelled children already made: `labels()` validates and locks on every call, and every
+        committed event would pay that up to five times."""
+
+    def _child(self, metric, *labels: str):
+        child = self._children.get((metric, labels))
+        if child is None:
+            child = self._children[(metric, labels)] = metric.labels(*labels)
+        return child
 
     def on_commit(self, events: list[UsageEvent]) -> None:
         """Ledger listener: count what was committed."""
+        child = self._child
         for event in events:
             model, provider = event.model or "-", event.provider or "-"
-            self.requests.labels(model, provider, event.endpoint, str(event.status)).inc()
+            child(self.requests, model, provider, event.endpoint, str(event.status)).inc()
             if event.prompt_tokens:
-                self.tokens.labels(model, provider, "prompt").inc(event.prompt_tokens)
+                child(self.tokens, model, provider, "prompt").inc(event.prompt_tokens)
             if event.completion_tokens:
-                self.tokens.labels(model, provider, "completion").inc(event.completion_tokens)
-            self.latency.labels(model, provider).observe(event.latency_ms / 1000)
+                child(self.tokens, model, provider, "completion").inc(event.completion_tokens)
+            child(self.latency, model, provider).observe(event.latency_ms / 1000)
             if event.ttft_ms is not None:
-                self.ttft.labels(model, provider).observe(event.ttft_ms / 1000)
+                child(self.ttft, model, provider).observe(event.ttft_ms / 1000)
 
     async def handler(self, request: web.Request) -> web.Response:
         body = generate_latest(self.registry)

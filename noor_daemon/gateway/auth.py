@@ -45,7 +45,8 @@ def well_formed(key: str) -> bool:
     body = key[len(KEY_PREFIX) : len(KEY_PREFIX) + _BODY_LEN]
     check = key[-_CHECK_LEN:]
     # The checksum too: compare_digest raises on non-ASCII text, which would turn a forged key into a 500.
-    if any(c not in _ALPHABET for c in body) or any(c not in _ALPHABET for c in check):
+    # ASCII letters and digits are exactly base62's alphabet.
+    if not (body.isascii() and body.isalnum() and check.isascii() and check.isalnum()):
         return False
     return hmac.compare_digest(_checksum(body), check)
 
