@@ -18,6 +18,7 @@ from noor_daemon import __version__, paths, secret_store
 from noor_daemon.admin import create_admin_app
 from noor_daemon.config import Config
 from noor_daemon.gateway import me
+from noor_daemon.gateway import http1
 from noor_daemon.gateway.auth import KeyRing
 from noor_daemon.gateway.proxy import Proxy
 from noor_daemon.gateway.routing import Router, health_check_loop
@@ -32,6 +33,7 @@ from noor_daemon.keys import (
     LIMITER,
     PROXY,
     SETTINGS,
+    UPSTREAM_POOL,
     DaemonSettings,
 )
 from noor_daemon.ledger.accounts import AccountStore
@@ -98,9 +100,10 @@ def create_app(settings: DaemonSettings) -> web.Application:
 
     async def upstreams_ctx(app: web.Application) -> AsyncIterator[None]:
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=60)
+        pool = app[UPSTREAM_POOL] = http1.Pool()  # proxied calls; the session serves the health probes
         async with aiohttp.ClientSession(connector=connector, auto_decompress=True) as session:
             app[HTTP_SESSION] = session
-            proxy.router = Router(config, build_upstreams(config, secrets, session), settings.clock)
+            proxy.router = Router(config, build_upstreams(config, secrets, session, pool), settings.clock)
             checks = None
             if config.routing.health_check_interval:
                 checks = asyncio.create_task(
@@ -111,6 +114,7 @@ def create_app(settings: DaemonSettings) -> web.Application:
                 checks.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await checks
+            pool.close()
 
     app.cleanup_ctx.append(ledger_ctx)
     app.cleanup_ctx.append(upstreams_ctx)

@@ -11,6 +11,7 @@ from aiohttp import web
 from noor_daemon.clock import Clock
 from noor_daemon.config import LoadedConfig
 from noor_daemon.gateway.auth import KeyRing
+from noor_daemon.gateway.http1 import Pool
 from noor_daemon.gateway.proxy import Proxy
 from noor_daemon.ledger.accounts import AccountStore
 from noor_daemon.ledger.audit import AuditLog
@@ -42,6 +43,8 @@ AUDIT = web.AppKey("audit", AuditLog)
 PROXY = web.AppKey("proxy", Proxy)
 LIMITER = web.AppKey("limiter", Limiter)
 HTTP_SESSION = web.AppKey("http_session", aiohttp.ClientSession)
-"""The one ClientSession every HTTP upstream shares (one connection pool per host)."""
+"""The one ClientSession the upstreams' health probes share."""
+UPSTREAM_POOL = web.AppKey("upstream_pool", Pool)
+"""The keep-alive connections every proxied call goes out on, per upstream origin."""
 ADMIN_TOKEN_HASH = web.AppKey("admin_token_hash", AdminVerifier)
 """The admin token's SHA-256 (rotatable): the daemon keeps no plaintext copy to compare against."""

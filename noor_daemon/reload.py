@@ -17,7 +17,7 @@ from aiohttp import web
 from noor_daemon.config import LoadedConfig, load
 from noor_daemon.gateway.routing import Router
 from noor_daemon.gateway.upstreams import build_upstreams, resolve_secrets
-from noor_daemon.keys import AUDIT, HTTP_SESSION, LIMITER, PROXY, SETTINGS
+from noor_daemon.keys import AUDIT, HTTP_SESSION, LIMITER, PROXY, SETTINGS, UPSTREAM_POOL
 from noor_daemon.ledger.audit import AuditEntry
 from noor_daemon.privacy.service import PRIVACY
 
@@ -38,7 +38,7 @@ async def reload_config(app: Mapping, *, actor: str = "admin") -> list[str]:
     apply_privacy = app[PRIVACY].prepare_reload(new.config)  # [smtp] and its password checked now
     proxy = app[PROXY]
     router = Router(
-        new.config, build_upstreams(new.config, secrets, app[HTTP_SESSION]), settings.clock, health=proxy.router.health
+        new.config, build_upstreams(new.config, secrets, app[HTTP_SESSION], app[UPSTREAM_POOL]), settings.clock, health=proxy.router.health
     )
     warnings = [
         f"[server] {name} changed; it takes effect at the next restart"

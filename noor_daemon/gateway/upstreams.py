@@ -1,4 +1,4 @@
-"""Upstream providers behind one interface, all HTTP ones on the app's one ClientSession."""
+"""Upstream providers behind one interface: calls on the app's keep-alive pool (`http1`), probes on its ClientSession."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Protocol
 import aiohttp
 
 from noor_daemon.config import Config, ProviderConfig
-from noor_daemon.gateway import errors
+from noor_daemon.gateway import errors, http1
 from noor_daemon.secret_store import resolve
 from noor_daemon.tls import provider_ssl_context
 
@@ -45,52 +45,57 @@ class Upstream(Protocol):
 
 
 class HttpReply:
-    __slots__ = ("_response", "status", "content_type", "headers", "_provider")
+    """An upstream's answer as the proxy reads it, with transport failures in the gateway's terms."""
 
-    def __init__(self, response: aiohttp.ClientResponse, provider: str) -> None:
-        self._response = response
+    __slots__ = ("_answer", "status", "content_type", "headers", "_provider")
+
+    def __init__(self, answer: http1.Answer, provider: str) -> None:
+        self._answer = answer
         self._provider = provider
-        self.status = response.status
-        self.content_type = response.content_type
-        self.headers = {h: response.headers[h] for h in _FORWARD_RESPONSE_HEADERS if h in response.headers}
+        self.status = answer.status
+        self.content_type = answer.content_type
+        self.headers = {h: answer.headers[h] for h in _FORWARD_RESPONSE_HEADERS if h in answer.headers}
 
     async def chunks(self) -> AsyncIterator[bytes]:
         try:
-            async for chunk in self._response.content.iter_any():
+            async for chunk in self._answer.chunks():
                 yield chunk
         except TimeoutError:
             raise errors.upstream_failed(self._provider, 504, "stream went idle") from None
-        except aiohttp.ClientError as exc:
+        except ConnectionError as exc:
             raise errors.upstream_failed(self._provider, 502, f"stream broke ({type(exc).__name__})") from None
 
     async def read(self) -> bytes:
         try:
-            return await self._response.read()
+            return await self._answer.read()
         except TimeoutError:
             raise errors.upstream_failed(self._provider, 504, "timed out reading the response") from None
-        except aiohttp.ClientError as exc:
+        except ConnectionError as exc:
             raise errors.upstream_failed(self._provider, 502, f"response broke ({type(exc).__name__})") from None
 
     def release(self) -> None:
-        self._response.close()
+        self._answer.release()
 
 
 class HttpUpstream:
     """An OpenAI- or Anthropic-compatible HTTP provider."""
 
-    def __init__(self, config: ProviderConfig, secret: str | None, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self, config: ProviderConfig, secret: str | None, session: aiohttp.ClientSession, pool: http1.Pool
+    ) -> None:
         self.name = config.name
         self.kind = config.kind
         self.config = config
         self._session = session
+        self._pool = pool
         self._base = (config.base_url or "").rstrip("/")
         self._auth: dict[str, str] = {}
         if secret:
             self._auth = {"x-api-key": secret} if self.kind == "anthropic" else {"Authorization": f"Bearer {secret}"}
-        self._timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=config.connect_timeout, sock_read=config.idle_timeout
-        )
         self._ssl = provider_ssl_context(config)  # True: the system trust store; or the provider's ca_bundle
+        self._targets: dict[str, tuple[http1.Origin, str]] = {}
+        """Each endpoint's origin and request target, parsed once."""
+        self._fixed_headers = [("Content-Type", "application/json"), *self._auth.items()]
 
     def url(self, endpoint: str) -> str:
         if self.kind == "anthropic":
@@ -113,28 +118,32 @@ class HttpUpstream:
     async def send(
         self, endpoint: str, body: bytes, client_headers: Mapping[str, str], deadline: float | None = None
     ) -> UpstreamReply:
-        headers = {"Content-Type": "application/json", **self._auth}
+        target = self._targets.get(endpoint)
+        if target is None:
+            target = self._targets[endpoint] = self._pool.origin(self.url(endpoint), self._ssl)
+        origin, path = target
+        headers = list(self._fixed_headers)
         for name in _FORWARD_REQUEST_HEADERS:
             value = client_headers.get(name)
             if value:
-                headers[name] = value
-        if self.kind == "anthropic" and "anthropic-version" not in headers:
-            headers["anthropic-version"] = "2023-06-01"
+                headers.append((name, value))
+        if self.kind == "anthropic" and not client_headers.get("anthropic-version"):
+            headers.append(("anthropic-version", "2023-06-01"))
         wait = self.config.first_byte_timeout
         by_deadline = deadline is not None and deadline < wait
         try:
             async with asyncio.timeout(deadline if by_deadline else wait):  # one timer for both limits
-                response = await self._session.post(
-                    self.url(endpoint), data=body, headers=headers, timeout=self._timeout, ssl=self._ssl
+                answer = await http1.post(
+                    origin, path, headers, body, self.config.connect_timeout, self.config.idle_timeout
                 )
         except TimeoutError:
             reason = "no answer before the call's deadline" if by_deadline else "no response before the first-byte timeout"
             raise errors.upstream_failed(self.name, 504, reason) from None
-        except aiohttp.ClientConnectorError:
+        except http1.UpstreamUnreachable:
             raise errors.upstream_failed(self.name, 502, "could not connect") from None
-        except aiohttp.ClientError as exc:
+        except ConnectionError as exc:
             raise errors.upstream_failed(self.name, 502, f"request failed ({type(exc).__name__})") from None
-        return HttpReply(response, self.name)
+        return HttpReply(answer, self.name)
 
 
 def resolve_secrets(config: Config) -> dict[str, str | None]:
@@ -142,7 +151,9 @@ def resolve_secrets(config: Config) -> dict[str, str | None]:
     return {p.name: resolve(p.api_key, what=f"provider {p.name!r} api_key") for p in config.providers}
 
 
-def build_upstreams(config: Config, secrets: dict[str, str | None], session: aiohttp.ClientSession) -> dict[str, Upstream]:
+def build_upstreams(
+    config: Config, secrets: dict[str, str | None], session: aiohttp.ClientSession, pool: http1.Pool
+) -> dict[str, Upstream]:
     from noor_daemon.gateway.simulator import SimulatorUpstream
 
     upstreams: dict[str, Upstream] = {}
@@ -150,5 +161,5 @@ def build_upstreams(config: Config, secrets: dict[str, str | None], session: aio
         if provider.kind == "simulator":
             upstreams[provider.name] = SimulatorUpstream(provider.name, provider.latency_scale)
         else:
-            upstreams[provider.name] = HttpUpstream(provider, secrets[provider.name], session)
+            upstreams[provider.name] = HttpUpstream(provider, secrets[provider.name], session, pool)
     return upstreams
