@@ -63,10 +63,11 @@ def _area(stack: list[str]) -> str:
         return "event loop itself (uvloop, native: sockets, timers, callbacks)"
     if "concurrent/futures" in where or "aiosqlite/" in where or "threading.py" in where:
         return "thread handoffs (executor and aiosqlite threads waking)"
+    if where.endswith("http1.py") or where.startswith("httptools/") or where.startswith("aiohttp/client") \
+            or where.startswith("aiohttp/connector"):
+        return "upstream client (gateway/http1.py: the upstream call, its socket write and parsing)"
     if where.startswith("noor_daemon/") or where in _OURS:
         return "NoorAPI's own code (auth, limits, routing, metering, listeners)"
-    if where.startswith("aiohttp/client") or where.startswith("aiohttp/connector"):
-        return "aiohttp client (the upstream call)"
     if where.startswith("aiohttp/"):
         return "aiohttp server and HTTP writer"
     if where.startswith("asyncio/"):

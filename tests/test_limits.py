@@ -264,3 +264,28 @@ async def test_a_deleted_account_leaves_no_counts_behind(start_daemon, manual_cl
     await daemon.app[ACCOUNTS].delete_account(account.id)
     assert limiter.counters.used("account", account.id, "day") == (0, 0)
     assert not any(slot[1] == account.id for slot in limiter._tat)  # noqa: SLF001
+
+
+async def test_a_plan_change_or_a_new_config_applies_to_the_next_call(start_daemon, manual_clock):
+    """The limiter keeps each account's scope between calls; a plan change or a reloaded config replaces it."""
+    from noor_daemon import config as config_module
+
+    text = plan_config("requests_per_minute = 1") + "\n[plans.pro]\nrequests_per_minute = 100\n"
+    daemon = await start_daemon(text, clock=manual_clock)
+    client = sdk(daemon, await daemon.create_key("plans@example.com"))
+    assert (await chat(client)).http_response.status_code == 200
+    with pytest.raises(openai.RateLimitError):
+        await chat(client)
+    async with aiohttp.ClientSession(headers=daemon.admin_headers) as admin:
+        async with admin.patch(f"{daemon.url}/admin/v1/accounts/plans@example.com", json={"plan": "pro"}) as r:
+            assert r.status == 200
+    assert (await chat(client)).http_response.status_code == 200
+    async with aiohttp.ClientSession(headers=daemon.admin_headers) as admin:
+        async with admin.patch(f"{daemon.url}/admin/v1/accounts/plans@example.com", json={"plan": "free"}) as r:
+            assert r.status == 200
+    with pytest.raises(openai.RateLimitError):
+        await chat(client)
+    # A reload (what `reload.py` does to the limiter): the free plan loosened takes effect at once.
+    loosened = plan_config("requests_per_minute = 50") + "\n[plans.pro]\nrequests_per_minute = 100\n"
+    daemon.app[LIMITER].config = config_module.parse(loosened, "reloaded.toml")
+    assert (await chat(client)).http_response.status_code == 200

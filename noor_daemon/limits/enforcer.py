@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -58,6 +59,12 @@ class Admission:
         self.estimate = estimate
         self.finished = False
         self.headers = headers
+
+
+@lru_cache(maxsize=4096)
+def rate(limit: int) -> Rate:
+    """The per-minute `Rate` of a limit, made once: every call checks two or four of them."""
+    return Rate(limit)
 
 
 def plan_limits(plan: PlanConfig | None) -> dict[str, int]:
@@ -144,6 +151,8 @@ class Limiter:
         """The limit each TAT was computed under; a changed limit rescales what was used."""
         self._active: dict[tuple[str, str], int] = {}
         self._reserved: dict[tuple[str, str], list[int]] = {}
+        self._account_scopes: dict[str, tuple[Config, str, Scope | None]] = {}
+        """Each account's scope, kept while the config and the account's plan stay the same."""
         self.shared: SharedLimiter | None = None
         """The Redis-backed limiter when `[limits] redis_url` is set; this one then counts only
         while Redis is unreachable. The proxy asks `shared` first when it is there."""
@@ -151,13 +160,16 @@ class Limiter:
     # -- which limits apply -----------------------------------------------------------
 
     def scopes(self, key: ApiKey, account: Account) -> list[Scope]:
-        scopes = []
-        account_limits = plan_limits(self.config.plan(account.plan))
-        if account_limits:
-            scopes.append(Scope("account", account.id, account_limits))
-        key_limits = {n: v for n, v in key.limits.items() if n in LIMIT_NAMES}
-        if key_limits:
-            scopes.append(Scope("key", key.id, key_limits))
+        cached = self._account_scopes.get(account.id)
+        if cached is None or cached[0] is not self.config or cached[1] != account.plan:
+            account_limits = plan_limits(self.config.plan(account.plan))
+            scope = Scope("account", account.id, account_limits) if account_limits else None
+            cached = self._account_scopes[account.id] = (self.config, account.plan, scope)
+        scopes = [cached[2]] if cached[2] is not None else []
+        if key.limits:
+            key_limits = {n: v for n, v in key.limits.items() if n in LIMIT_NAMES}
+            if key_limits:
+                scopes.append(Scope("key", key.id, key_limits))
         return scopes
 
     # -- the request path -------------------------------------------------------------
@@ -180,7 +192,7 @@ class Limiter:
                 if limit is None:
                     continue
                 slot = (scope.kind, scope.ident, name)
-                allowed, new_tat, retry_after = gcra.take(self._bucket(slot, now, limit), now, cost, Rate(limit))
+                allowed, new_tat, retry_after = gcra.take(self._bucket(slot, now, limit), now, cost, rate(limit))
                 if not allowed:
                     raise self._rate_error(
                         family, scopes, now, retry_after, rate_message(name, limit, scope.kind, retry_after),
@@ -207,7 +219,7 @@ class Limiter:
                 limit = scope.limits.get(name)
                 if limit is not None:
                     slot = (scope.kind, scope.ident, name)
-                    self._tat[slot] = gcra.adjust(self._bucket(slot, now, limit), now, min(cost, limit), Rate(limit))
+                    self._tat[slot] = gcra.adjust(self._bucket(slot, now, limit), now, min(cost, limit), rate(limit))
             ident = (scope.kind, scope.ident)
             self._active[ident] = self._active.get(ident, 0) + 1
             reserved = self._reserved.setdefault(ident, [0, 0])
@@ -230,7 +242,7 @@ class Limiter:
             limit = scope.limits.get("tokens_per_minute")
             if limit is not None and delta:
                 slot = (scope.kind, scope.ident, "tokens_per_minute")
-                self._tat[slot] = gcra.adjust(self._bucket(slot, now, limit), now, delta, Rate(limit))
+                self._tat[slot] = gcra.adjust(self._bucket(slot, now, limit), now, delta, rate(limit))
             active = self._active.get(ident, 1) - 1
             if active > 0:
                 self._active[ident] = active
@@ -261,6 +273,8 @@ class Limiter:
         self._limit_of = {slot: limit for slot, limit in self._limit_of.items() if slot[:2] != (kind, ident)}
         self._active.pop((kind, ident), None)
         self._reserved.pop((kind, ident), None)
+        if kind == "account":
+            self._account_scopes.pop(ident, None)
         self.counters.forget(kind, ident)
 
     async def forget_account(self, account: Account) -> None:
@@ -296,9 +310,9 @@ class Limiter:
             limit = scope.limits.get(name)
             if limit is None:
                 continue
-            rate = Rate(limit)
+            per_minute = rate(limit)
             tat = self._bucket((scope.kind, scope.ident, name), now, limit)
-            candidate = (limit, gcra.remaining(tat, now, rate), gcra.reset_after(tat, now))
+            candidate = (limit, gcra.remaining(tat, now, per_minute), gcra.reset_after(tat, now))
             if best is None or candidate[1] < best[1]:
                 best = candidate
         return best
@@ -340,7 +354,7 @@ class Limiter:
             for name in ("requests_per_minute", "tokens_per_minute"):
                 if (limit := scope.limits.get(name)) is not None:
                     tat = self._bucket((scope.kind, scope.ident, name), now, limit)
-                    rates[name] = (gcra.remaining(tat, now, Rate(limit)), gcra.reset_after(tat, now))
+                    rates[name] = (gcra.remaining(tat, now, rate(limit)), gcra.reset_after(tat, now))
             periods = {period: self.counters.used(scope.kind, scope.ident, period) for period in ("day", "month")}
             rows += status_rows(scope, wall, rates, self.in_flight(scope.kind, scope.ident), periods)
         return rows
