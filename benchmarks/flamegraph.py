@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.__main__ import CHAT_JSON
+from benchmarks.__main__ import CHAT_JSON, CHAT_STREAM
 from benchmarks.loadgen import LoadGenerator
 from benchmarks.systems import GENEROUS_PLAN, daemon_config, provision_key, start_daemon, start_upstream
 
@@ -101,6 +101,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "flamegraph-request-path.svg")
     parser.add_argument("--stacks", type=Path, help="also keep the collapsed stacks here (for your own grep)")
+    parser.add_argument("--stream", action="store_true", help="streamed chat completions instead of JSON")
     args = parser.parse_args()
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(py_spy).exists():
@@ -115,7 +116,8 @@ def main() -> None:
         key = asyncio.run(provision_key(daemon))
         loadgen = LoadGenerator()
         url, headers = daemon.url + "/v1/chat/completions", {"Authorization": f"Bearer {key}"}
-        loadgen.run(url, CHAT_JSON, headers, concurrency=args.concurrency, duration=3.0, warmup=1.0)  # warm-up
+        body = CHAT_STREAM if args.stream else CHAT_JSON
+        loadgen.run(url, body, headers, concurrency=args.concurrency, duration=3.0, warmup=1.0)  # warm-up
         args.output.parent.mkdir(parents=True, exist_ok=True)
         collapsed = Path(tempfile.mkdtemp(prefix="noor-flame-")) / "stacks.txt"
         # Two samplers over the same seconds: py-spy writes one format per recording (the SVG, and the
@@ -127,7 +129,7 @@ def main() -> None:
             for fmt, out in (("flamegraph", args.output), ("raw", collapsed))
         ]
         time.sleep(1.0)  # attached before the load starts
-        result = loadgen.run(url, CHAT_JSON, headers, concurrency=args.concurrency, duration=args.seconds - 2, warmup=0.0,
+        result = loadgen.run(url, body, headers, concurrency=args.concurrency, duration=args.seconds - 2, warmup=0.0,
                              cpu_pids=[daemon.pid])
         for recorder in recorders:
             recorder.wait()

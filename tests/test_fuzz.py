@@ -55,6 +55,69 @@ def test_stream_meters_survive_garbage(chunks):
         assert meter.usage is None or (meter.usage.prompt_tokens >= 0 and meter.usage.completion_tokens >= 0)
 
 
+def _chat_event(kind: str, text: str) -> bytes:
+    if kind == "content":
+        return b"data: " + orjson.dumps({"choices": [{"delta": {"content": text}}], "usage": None}) + b"\n\n"
+    if kind == "usage":
+        return b"data: " + orjson.dumps({"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": len(text)}}) + b"\n\n"
+    if kind == "error":
+        return b"data: " + orjson.dumps({"error": {"type": "server_error", "message": text}}) + b"\n\n"
+    return b"data: [DONE]\n\n"
+
+
+def _messages_event(kind: str, text: str, tight: bool = False) -> bytes:
+    data = {
+        "message_start": {"type": "message_start", "message": {"usage": {"input_tokens": 9, "output_tokens": 1}}},
+        "content_block_delta": {"type": "content_block_delta", "delta": {"type": "text_delta", "text": text}},
+        "ping": {"type": "ping"},
+        "message_delta": {"type": "message_delta", "usage": {"output_tokens": len(text)}},
+        "message_stop": {"type": "message_stop"},
+        "error": {"type": "error", "error": {"type": "overloaded_error", "message": text}},
+    }[kind]
+    return (f"event:{kind}\n".encode() if tight else f"event: {kind}\n".encode()) + b"data: " + orjson.dumps(data) + b"\n\n"
+
+
+_TEXT = st.text(alphabet=st.sampled_from('ab "error" usage [DONE] message_ event:c\n\\{}'), max_size=12)
+_CHAT_STREAM = st.lists(st.tuples(st.sampled_from(["content"] * 6 + ["usage", "error", "done"]), _TEXT), max_size=30)
+_MESSAGES_STREAM = st.lists(
+    st.tuples(st.sampled_from(["content_block_delta"] * 6 + ["ping", "message_start", "message_delta", "message_stop", "error"]),
+              _TEXT, st.booleans()), max_size=30,
+)  # the bool: `event:name` without the space, which SSE allows
+
+
+def _relayed(meter, stream: bytes, cuts: list[int]) -> tuple[bytes, list[bytes]]:
+    splitter, sent, held, position = EventSplitter(), [], [], 0
+    for cut in [*cuts, len(stream)]:
+        sent.append(meter.relay(splitter.feed(stream[position : position + cut]), held))
+        position += cut
+    return b"".join(sent), held
+
+
+def _per_event(meter, stream: bytes) -> tuple[bytes, list[bytes]]:
+    sent, held = [], []
+    for event in EventSplitter().feed(stream):
+        forward, terminal = meter.on_event(event)
+        if terminal or held:
+            held.append(event)
+        elif forward:
+            sent.append(event)
+    return b"".join(sent), held
+
+
+@given(st.one_of(st.tuples(st.just("chat"), _CHAT_STREAM), st.tuples(st.just("messages"), _MESSAGES_STREAM)),
+       st.booleans(), st.lists(st.integers(min_value=1, max_value=400), max_size=12))
+def test_quiet_blocks_relay_and_meter_exactly_like_one_event_at_a_time(stream, strip, cuts):
+    """The fast path (whole blocks without usage, error or end) forwards the same bytes, holds the same
+    events and meters the same usage and content count as `on_event` on every event."""
+    wire, events = stream
+    make = (lambda: openai_wire.ChatStreamMeter(strip)) if wire == "chat" else anthropic_wire.MessagesStreamMeter
+    render = _chat_event if wire == "chat" else _messages_event
+    raw = b"".join(render(*event) for event in events)
+    fast, slow = make(), make()
+    assert _relayed(fast, raw, cuts) == _per_event(slow, raw)
+    assert (fast.usage, fast.content_events, fast.error_status) == (slow.usage, slow.content_events, slow.error_status)
+
+
 @given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
                     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
                     max_leaves=20))

@@ -111,6 +111,14 @@ class MessagesStreamMeter(StreamMeter):
             return True, True
         return True, False
 
+    def quiet(self, events: bytes) -> bool:
+        # No message_start/delta/stop, no error; and every event line written `event: name`, so the
+        # content deltas can be counted by their line (JSON data cannot hold a raw newline).
+        return not (b"message_" in events or b"error" in events or b"event:c" in events)
+
+    def count_quiet(self, events: bytes, count: int) -> None:
+        self.content_events += events.count(b"event: content_block_delta\n")
+
 
 def prepare_request(payload: dict, upstream_model: str) -> dict:
     if payload.get("model") != upstream_model:

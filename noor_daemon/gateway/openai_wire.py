@@ -110,6 +110,10 @@ class ChatStreamMeter(StreamMeter):
         self.content_events += 1
         return True, False
 
+    def quiet(self, events: bytes) -> bool:
+        # A superset of what `on_event` looks for: a false alarm only costs the per-event path.
+        return not (b"[DONE]" in events or b'"error"' in events or b'"usage":{' in events or b'"usage": {' in events)
+
 
 _RESPONSE_TERMINALS = (b"response.completed", b"response.failed", b"response.incomplete")
 

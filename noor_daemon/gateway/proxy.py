@@ -60,6 +60,16 @@ ENDPOINTS = {
 }
 
 
+class EventStreamResponse(web.StreamResponse):
+    """A stream whose status and headers leave with its first events, in one write instead of two.
+
+    aiohttp sends a `StreamResponse`'s headers at `prepare()` unless the class says otherwise (its own
+    `Response` does); the proxy prepares only when it has events to write, so nothing waits for them.
+    """
+
+    _send_headers_immediately = False
+
+
 class Call:
     """Everything the ledger will learn about one call, filled in as it proceeds."""
 
@@ -465,7 +475,7 @@ class Proxy:
     ) -> web.StreamResponse:
         """Relay events as they come. Headers go out with the first event, so an upstream that
         fails before it can still be replaced by another route."""
-        response = web.StreamResponse(
+        response = EventStreamResponse(
             status=200,
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", **reply.headers, **limit_headers},
         )
@@ -475,14 +485,8 @@ class Proxy:
         write_timeout = self.config.server.client_write_timeout
         try:
             async for chunk in reply.chunks():
-                ready = []
-                for event in splitter.feed(chunk):
-                    forward, terminal = meter.on_event(event)
-                    if terminal or held:
-                        held.append(event)
-                    elif forward:
-                        ready.append(event)
-                if not ready:
+                data = meter.relay(splitter.feed(chunk), held)
+                if not data:
                     continue
                 if call.ttft_ms is None:
                     call.ttft_ms = call.elapsed_ms()
@@ -491,7 +495,6 @@ class Proxy:
                 # aiohttp's write waits for the socket to drain, so a slow reader slows the
                 # upstream read too (backpressure); one that stops reading is cut off. The
                 # timer is only armed when a write may block (no cost per event otherwise).
-                data = ready[0] if len(ready) == 1 else b"".join(ready)
                 transport = request.transport
                 if transport is not None and (transport.get_write_buffer_size() or len(data) > _BIG_WRITE):
                     async with asyncio.timeout(write_timeout):
@@ -530,11 +533,10 @@ class Proxy:
         try:
             if not response.prepared:
                 await response.prepare(request)
+            tail = b"".join(held)
             if failure is not None:
-                await response.write(_stream_error(endpoint, failure))
-            for event in held:
-                await response.write(event)
-            await response.write_eof()
+                tail = _stream_error(endpoint, failure) + tail
+            await response.write_eof(tail)  # the held events and the end of the body in one write
         except (ConnectionResetError, ConnectionError):
             pass
         return response

@@ -27,6 +27,34 @@ class StreamMeter:
     def on_event(self, event: bytes) -> tuple[bool, bool]:
         raise NotImplementedError
 
+    def relay(self, events: list[bytes], held: list[bytes]) -> bytes:
+        """The bytes of `events` (whole events, in order) to forward now. The terminal event and every
+        event after it are appended to `held`: they go out once the usage row is committed."""
+        if not events:
+            return b""
+        block = events[0] if len(events) == 1 else b"".join(events)
+        if not held and self.quiet(block):  # most of a stream: forwarded as it came
+            self.count_quiet(block, len(events))
+            return block
+        ready = []
+        for event in events:
+            forward, terminal = self.on_event(event)
+            if terminal or held:
+                held.append(event)
+            elif forward:
+                ready.append(event)
+        return ready[0] if len(ready) == 1 else b"".join(ready)
+
+    def quiet(self, events: bytes) -> bool:
+        """True when no event in `events` (whole events, joined) can matter to this meter: no usage, no
+        error, no end. The proxy then forwards them as one block and `count_quiet` counts them, instead
+        of an `on_event` per event. A wire that cannot tell cheaply says False."""
+        return False
+
+    def count_quiet(self, events: bytes, count: int) -> None:
+        """Count the content events of a quiet block of `count` events."""
+        self.content_events += count
+
 
 def estimate_tokens(size_in_bytes: int) -> int:
     """About four bytes of English text per token: cheap, offline, and marked as an estimate."""
