@@ -120,8 +120,24 @@ class Ledger:
         self._listeners.append(listener)
 
     async def record(self, event: UsageEvent) -> None:
-        """Enqueue `event` and return once the batch holding it is committed."""
+        """Return once `event` is committed: alone, right here, when it is the only call under way and
+        the writer is idle (one call at a time gains nothing from waiting for a batch, and two task
+        switches less is a tenth of a millisecond off its latency); else with the batch it joins."""
+        if self.calls_in_flight() == 1 and not self._batches and not self._committing and not self._unwritten:
+            try:
+                done = self._commit_alone(event)
+            except Exception as exc:
+                self._failed([event], None, exc)
+                self._wakeup.set()  # the writer retries it from now on
+                raise LedgerUnavailable(f"the usage ledger cannot be written ({type(exc).__name__})") from None
+            if done:
+                self._committed([event], None, [])
+                return
         await self.enqueue(event)
+
+    def _commit_alone(self, event: UsageEvent) -> bool:
+        """Commit one event without yielding to the loop; False when the engine cannot do that now."""
+        return False
 
     def enqueue(self, event: UsageEvent) -> asyncio.Future[None]:
         """Enqueue `event` without waiting; the future resolves at its batch's commit. It is the batch's
@@ -150,6 +166,7 @@ class Ledger:
         return sum(batch.size for batch in self._batches)
 
     async def _next_batch(self) -> _Batch | None:
+        """The batch to commit next, or None when the writer woke only to retry unwritten events."""
         if not self._batches:
             self._wakeup.clear()
             if self._unwritten:
@@ -161,6 +178,8 @@ class Ledger:
                     return None
             else:
                 await self._wakeup.wait()
+            if not self._batches:
+                return None
         if self.calls_in_flight() > self._queued() + self.COMMIT_SIBLINGS:
             # Like PostgreSQL's commit_delay: when other calls are about to finish, wait a
             # moment so they share this commit instead of each paying for one of their own.
@@ -170,6 +189,8 @@ class Ledger:
     async def _run_writer(self) -> None:
         while True:
             batch = await self._next_batch()
+            if batch is None and not self._unwritten:
+                continue
             self._committing = True
             retrying = self._unwritten
             events = retrying + batch.events if batch is not None else retrying
@@ -178,25 +199,31 @@ class Ledger:
                 if events or samples:
                     await self._commit_batch(events, samples)
             except Exception as exc:  # disk full, locked: every waiter learns it, no row is lost
-                log.error("ledger commit failed for %d events: %s", len(events), type(exc).__name__)
-                self._unwritten = events[-self.MAX_UNWRITTEN :]
-                if batch is not None and not batch.done.done():
-                    batch.done.set_exception(LedgerUnavailable(f"the usage ledger cannot be written ({type(exc).__name__})"))
+                self._failed(events, batch, exc)
             else:
-                if retrying:
-                    log.warning("ledger writable again; committed %d delayed events", len(retrying))
-                self._unwritten = []
-                self.batches_committed += 1
-                self.events_committed += len(events)
-                if batch is not None and not batch.done.done():
-                    batch.done.set_result(None)
-                for listener in self._listeners:
-                    try:
-                        listener(events)
-                    except Exception:
-                        log.exception("commit listener failed")
+                self._committed(events, batch, retrying)
             finally:
                 self._committing = False
+
+    def _failed(self, events: list[UsageEvent], batch: _Batch | None, exc: Exception) -> None:
+        log.error("ledger commit failed for %d events: %s", len(events), type(exc).__name__)
+        self._unwritten = events[-self.MAX_UNWRITTEN :]
+        if batch is not None and not batch.done.done():
+            batch.done.set_exception(LedgerUnavailable(f"the usage ledger cannot be written ({type(exc).__name__})"))
+
+    def _committed(self, events: list[UsageEvent], batch: _Batch | None, retried: list[UsageEvent]) -> None:
+        if retried:
+            log.warning("ledger writable again; committed %d delayed events", len(retried))
+        self._unwritten = []
+        self.batches_committed += 1
+        self.events_committed += len(events)
+        if batch is not None and not batch.done.done():
+            batch.done.set_result(None)
+        for listener in self._listeners:
+            try:
+                listener(events)
+            except Exception:
+                log.exception("commit listener failed")
 
     async def _commit_batch(self, events: list[UsageEvent], samples: list[RouteSample]) -> None:
         """One transaction: the rows, their rollups, the keys' last use."""

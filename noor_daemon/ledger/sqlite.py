@@ -119,20 +119,24 @@ class SqliteLedger(Ledger):
 
     async def _commit_batch(self, events: list[UsageEvent], samples: list[RouteSample]) -> None:
         async with self._lock:
-            touches = self.pending_key_touches()
-            if len(events) + len(samples) <= self.INLINE_MAX and self._commit_inline(events, samples, touches):
+            if len(events) + len(samples) <= self.INLINE_MAX and self._commit_inline(events, samples):
                 return
-            await self._in_batch_thread(self._commit_batch_sync, events, samples, touches)
+            await self._in_batch_thread(self._commit_batch_sync, events, samples, self.pending_key_touches())
 
-    def _commit_inline(self, events: list[UsageEvent], samples: list[RouteSample], touches: list[tuple[int, str]]) -> bool:
+    def _commit_alone(self, event: UsageEvent) -> bool:
+        return not self._lock.locked() and self._commit_inline([event], [])
+
+    def _commit_inline(self, events: list[UsageEvent], samples: list[RouteSample]) -> bool:
         """Commit on the loop; False when another connection holds the database (the thread will wait for it)."""
-        assert self._inline_db is not None
+        db = self._inline_db
+        assert db is not None
         try:
-            self._commit_batch_sync(events, samples, touches, self._inline_db, "BEGIN IMMEDIATE")
+            db.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
             if exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
                 return False
             raise
+        self._write_batch(db, events, samples, self.pending_key_touches())
         self._uncheckpointed += 1
         if self._uncheckpointed >= self.CHECKPOINT_EVERY and not self._checkpointing:
             self._uncheckpointed = 0
@@ -150,19 +154,19 @@ class SqliteLedger(Ledger):
         finally:
             self._checkpointing = False
 
-    def _commit_batch_sync(
-        self,
-        events: list[UsageEvent],
-        samples: list[RouteSample],
-        touches: list[tuple[int, str]],
-        db: sqlite3.Connection | None = None,
-        begin: str = "BEGIN",
-    ) -> None:
-        """One transaction: the rows, their rollups, the keys' last use (writer thread, or `_commit_inline`)."""
-        db = db or self._batch_db
+    def _commit_batch_sync(self, events: list[UsageEvent], samples: list[RouteSample], touches: list[tuple[int, str]]) -> None:
+        """The writer thread's commit: it waits up to `busy_timeout` for another process's lock."""
+        db = self._batch_db
         assert db is not None
+        db.execute("BEGIN")
+        self._write_batch(db, events, samples, touches)
+
+    @staticmethod
+    def _write_batch(
+        db: sqlite3.Connection, events: list[UsageEvent], samples: list[RouteSample], touches: list[tuple[int, str]]
+    ) -> None:
+        """In the transaction just begun: the rows, their rollups, the keys' last use; then COMMIT."""
         usage, routes = rollup_rows(events, samples)
-        db.execute(begin)
         try:
             if events:
                 db.executemany(INSERT_EVENT, [e.row() for e in events])
