@@ -96,6 +96,9 @@ class _ModelRoutes:
     """(upstream, upstream model or None for "as sent", weight, priority)."""
 
 
+_CANDIDATES_KEPT = 4096
+
+
 class Router:
     def __init__(
         self,
@@ -112,6 +115,8 @@ class Router:
         self._exact: dict[str, _ModelRoutes] = {}
         self._patterns: list[tuple[str, _ModelRoutes]] = []
         self._rng = random.Random()
+        self._candidates: dict[tuple[str, str], tuple[_ModelRoutes, list[Route]]] = {}
+        """Each (model, API family)'s routes, made once: a Route's parts never change in one Router."""
         for model in config.models:
             entry = _ModelRoutes(
                 model, [(upstreams[r.provider], r.model, r.weight, r.priority) for r in model.routes]
@@ -155,14 +160,20 @@ class Router:
         Routes whose breaker is open are left out; if that leaves none, the call fails fast
         with 503 instead of waiting on an upstream known to be down.
         """
-        entry = self._lookup(model)
-        if entry is None:
-            raise errors.unknown_model(model)
-        candidates = [
-            Route(up, name := (target or model), self._health(up.name, name), weight, priority)
-            for up, target, weight, priority in entry.routes
-            if up.kind in FAMILY_KINDS[family]
-        ]
+        cached = self._candidates.get((model, family))
+        if cached is None:
+            entry = self._lookup(model)
+            if entry is None:
+                raise errors.unknown_model(model)
+            candidates = [
+                Route(up, name := (target or model), self._health(up.name, name), weight, priority)
+                for up, target, weight, priority in entry.routes
+                if up.kind in FAMILY_KINDS[family]
+            ]
+            if len(self._candidates) >= _CANDIDATES_KEPT:  # names matching a pattern are the caller's to invent
+                self._candidates.clear()
+            cached = self._candidates[(model, family)] = (entry, candidates)
+        entry, candidates = cached
         if not candidates:
             other = "/v1/chat/completions" if family == "anthropic" else "/v1/messages"
             raise errors.bad_request(
