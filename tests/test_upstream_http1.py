@@ -153,49 +153,42 @@ async def test_chunked_streams_arrive_as_they_are_sent_and_the_connection_is_reu
     pool.close()
 
 
-async def test_an_answer_without_a_length_ends_with_its_connection():
+async def read_one_answer(raw: bytes, *, close: bool) -> tuple[bytes | Exception, int]:
+    """Serve `raw` as the answer to one call (then close the connection when `close`) and read it whole:
+    (the body or the error reading it, the idle connections the pool kept)."""
     async def handler(reader, writer, n):
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{\"whole\": true}")
+        writer.write(raw)
         await writer.drain()
-        writer.close()
+        if close:
+            writer.close()
 
     pool = http1.Pool()
     async with RawServer(handler) as server:
         answer = await call(pool, server.url)
-        assert await answer.read() == b'{"whole": true}'
+        try:
+            result: bytes | Exception = await answer.read()
+        except Exception as exc:
+            result = exc
         answer.release()
+        kept = len(pool.origin(server.url, True)[0].idle)
     pool.close()
+    return result, kept
 
 
-async def test_a_gzip_answer_is_decoded():
-    body = gzip.compress(b'{"usage": {"prompt_tokens": 3}}')
+async def test_an_answer_without_a_length_ends_with_its_connection():
+    raw = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{\"whole\": true}"
+    assert await read_one_answer(raw, close=True) == (b'{"whole": true}', 0)
 
-    async def handler(reader, writer, n):
-        writer.write(json_answer(body, b"Content-Encoding: gzip\r\n"))
 
-    pool = http1.Pool()
-    async with RawServer(handler) as server:
-        answer = await call(pool, server.url)
-        assert await answer.read() == b'{"usage": {"prompt_tokens": 3}}'
-        answer.release()
-    pool.close()
+async def test_a_gzip_answer_is_decoded_and_its_connection_kept():
+    raw = json_answer(gzip.compress(b'{"usage": {"prompt_tokens": 3}}'), b"Content-Encoding: gzip\r\n")
+    assert await read_one_answer(raw, close=False) == (b'{"usage": {"prompt_tokens": 3}}', 1)
 
 
 async def test_an_answer_cut_off_mid_body_is_an_error_and_the_connection_is_not_reused():
-    async def handler(reader, writer, n):
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"partial")
-        await writer.drain()
-        writer.close()
-
-    pool = http1.Pool()
-    async with RawServer(handler) as server:
-        answer = await call(pool, server.url)
-        with pytest.raises(http1.UpstreamBroke):
-            await answer.read()
-        answer.release()
-        origin, _ = pool.origin(server.url, True)
-        assert not origin.idle
-    pool.close()
+    raw = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"partial"
+    error, kept = await read_one_answer(raw, close=True)
+    assert isinstance(error, http1.UpstreamBroke) and kept == 0
 
 
 async def test_a_silent_upstream_times_out_and_its_connection_is_closed():
@@ -266,4 +259,16 @@ async def test_a_big_stream_read_slowly_pauses_the_upstream_and_arrives_whole():
         assert len(await again.read()) == len(part) * count
         again.release()
         assert server.connections == 1
+    pool.close()
+
+
+async def test_an_upstream_that_does_not_speak_http_is_a_broken_call_not_a_crash():
+    async def handler(reader, writer, n):
+        writer.write(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
+
+    pool = http1.Pool()
+    async with RawServer(handler) as server:
+        with pytest.raises(http1.UpstreamBroke):
+            await call(pool, server.url)
+        assert not pool.origin(server.url, True)[0].idle
     pool.close()
