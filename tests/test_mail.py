@@ -163,8 +163,8 @@ async def test_smtp_login_with_a_password_from_the_environment(start_daemon, mon
 async def test_without_smtp_mail_is_written_to_a_private_maildir(daemon):
     await create_account(daemon)
 
-    async def written() -> bool:
-        return bool(maildir_files(daemon.data_dir))
+    async def written() -> bool:  # delivered: moved from tmp/ into new/ (a Maildir writer's last step)
+        return any(path.parent.name == "new" for path in maildir_files(daemon.data_dir))
 
     await eventually_async(written, what="a Maildir file")
     (path,) = maildir_files(daemon.data_dir)
