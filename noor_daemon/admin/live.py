@@ -487,8 +487,11 @@ def _event(row) -> UsageEvent:
 async def seed(live: LiveState, ledger: Ledger, clock: Clock, through_id: int) -> None:
     """Fill the last hour from the ledger after a restart (rows up to `through_id`; later ones arrive by listener)."""
     since = int(clock.now() * 1000) - WINDOW_SECONDS * 1000
+    # The day cache's own connection (its warm-up waits for this): a scan in pages keeps its
+    # connection's snapshot until it ends, which must not be the one every other read shares.
+    reader = live.days.reader or ledger.reader
     try:
-        async with ledger.reader.execute(
+        async with reader.execute(
             f"SELECT {_EVENT_COLUMNS} FROM usage_events WHERE ts >= ? AND id <= ?", (since, through_id)
         ) as cursor:
             while rows := await cursor.fetchmany(5000):
