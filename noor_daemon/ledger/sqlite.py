@@ -132,11 +132,13 @@ class SqliteLedger(Ledger):
         assert db is not None
         try:
             db.execute("BEGIN IMMEDIATE")
+            self._write_batch(db, events, samples, self.pending_key_touches())
         except sqlite3.OperationalError as exc:
+            # A lock, at BEGIN or later (a WAL restart racing a checkpoint): rolled back, the thread retries.
+            # Keys' last-use times drained for it are lost until their next call; the rows are not.
             if exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
                 return False
             raise
-        self._write_batch(db, events, samples, self.pending_key_touches())
         self._uncheckpointed += 1
         if self._uncheckpointed >= self.CHECKPOINT_EVERY and not self._checkpointing:
             self._uncheckpointed = 0
