@@ -88,16 +88,20 @@ class AuditLog:
         rows = await self.ledger.fetchall(
             f"SELECT * FROM audit_log {where} ORDER BY id DESC LIMIT ?", (*params, limit)
         )
-        return [
-            {
-                "id": r["id"],
-                "ts": iso(r["ts"]),
-                "actor": r["actor"],
-                "action": r["action"],
-                "target_type": r["target_type"],
-                "target_id": r["target_id"],
-                "account_id": r["account_id"],
-                "details": json.loads(r["details"]) if r["details"] else None,
-            }
-            for r in rows
-        ]
+        return [entry_view(r) for r in rows]
+
+
+def entry_view(row, *, with_account: bool = True) -> dict:
+    """An audit row as the admin API and the data export show it (the export, one account's own, without `account_id`)."""
+    view = {
+        "id": row["id"],
+        "ts": iso(row["ts"]),
+        "actor": row["actor"],
+        "action": row["action"],
+        "target_type": row["target_type"],
+        "target_id": row["target_id"],
+    }
+    if with_account:
+        view["account_id"] = row["account_id"]
+    view["details"] = json.loads(row["details"]) if row["details"] else None
+    return view

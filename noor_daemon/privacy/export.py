@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-import json
 import re
 from collections.abc import AsyncIterator
 
@@ -19,6 +18,7 @@ import orjson
 from noor_daemon.admin.serialize import account_json, key_json
 from noor_daemon.clock import iso
 from noor_daemon.gateway.auth import Account, ApiKey
+from noor_daemon.ledger.audit import entry_view
 from noor_daemon.ledger.database import Ledger
 
 PAGE = 1000
@@ -115,22 +115,7 @@ async def _audit_pages(ledger: Ledger, account_id: str) -> AsyncIterator[bytes]:
         if not rows:
             return
         last_ts, last_id = rows[-1]["ts"], rows[-1]["id"]
-        yield b",".join(
-            [
-                orjson.dumps(
-                    {
-                        "id": r["id"],
-                        "ts": iso(r["ts"]),
-                        "actor": r["actor"],
-                        "action": r["action"],
-                        "target_type": r["target_type"],
-                        "target_id": r["target_id"],
-                        "details": json.loads(r["details"]) if r["details"] else None,
-                    }
-                )
-                for r in rows
-            ]
-        )
+        yield b",".join([orjson.dumps(entry_view(r, with_account=False)) for r in rows])
 
 
 async def _array(name: bytes, pages: AsyncIterator[bytes], *, one_per_line: bool) -> AsyncIterator[bytes]:
