@@ -306,6 +306,13 @@ async def test_long_ranges_from_the_day_cache_match_the_ledger(start_daemon, man
     from noor_daemon.admin.series import usage_series
     from noor_daemon.keys import ACCOUNTS, KEYRING, LEDGER, SETTINGS
 
+    # Mid-day UTC: within an hour after midnight the 30-day window's first day is read differently by the
+    # day cache and the ledger (a known edge, see the closing note of issue #8), which this test is not about.
+    import time
+
+    from noor_daemon.clock import ManualClock
+
+    manual_clock = ManualClock(start=time.time() - time.time() % 86_400 + 12 * 3600)
     daemon = await start_daemon(PRICED_CONFIG, clock=manual_clock)
     await daemon.create_key("keeps@example.com")
     await daemon.create_key("leaves@example.com")
