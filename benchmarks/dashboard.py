@@ -64,7 +64,7 @@ async def _accounts(data_dir: Path) -> tuple[str, list[tuple[str, str]]]:
     account's id and every (account_id, key_id)."""
     from noor_daemon import paths
     from noor_daemon.clock import Clock
-    from noor_daemon.gateway.auth import KeyRing
+    from noor_daemon.domain.accounts import KeyRing
     from noor_daemon.ledger.accounts import AccountStore
     from noor_daemon.ledger.audit import AuditLog
     from noor_daemon.ledger.sqlite import SqliteLedger

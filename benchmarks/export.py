@@ -31,7 +31,7 @@ async def build_ledger(data_dir: Path, events: int) -> str:
     """One account, one key and `events` usage events (the last ones within retention)."""
     from noor_daemon import paths
     from noor_daemon.clock import Clock
-    from noor_daemon.gateway.auth import KeyRing
+    from noor_daemon.domain.accounts import KeyRing
     from noor_daemon.ledger.accounts import AccountStore
     from noor_daemon.ledger.audit import AuditLog
     from noor_daemon.ledger.sqlite import SqliteLedger

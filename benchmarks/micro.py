@@ -133,8 +133,8 @@ async def ledger_benchmark(burst: int, writers: int, seconds: float, directory: 
 def extraction_benchmark(streams: int) -> dict:
     """Microseconds per stream to split the stand-in's stream into events, with and without the usage meter."""
     from benchmarks.upstream import STREAM_EVENTS, _CHUNK, _USAGE
-    from noor_daemon.gateway.openai_wire import ChatStreamMeter
-    from noor_daemon.gateway.sse import EventSplitter
+    from noor_daemon.gateway.wire.openai import ChatStreamMeter
+    from noor_daemon.gateway.wire.sse import EventSplitter
 
     chunks = [_CHUNK] * (STREAM_EVENTS - 1) + [_USAGE, b"data: [DONE]\n\n"]
 

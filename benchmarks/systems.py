@@ -226,7 +226,7 @@ async def provision_data_dir(data_dir: Path, email: str = BENCH_EMAIL) -> str:
     """A data dir holding one account and one key, written in-process (the daemon is not running)."""
     from noor_daemon import paths
     from noor_daemon.clock import Clock
-    from noor_daemon.gateway.auth import KeyRing
+    from noor_daemon.domain.accounts import KeyRing
     from noor_daemon.ledger.accounts import AccountStore
     from noor_daemon.ledger.audit import AuditLog
     from noor_daemon.ledger.sqlite import SqliteLedger

@@ -1,7 +1,9 @@
-"""The application factory: config, ledger, keys, upstreams and routes, wired once.
+"""The application factory: every service and every route of the daemon, assembled in one declared order.
 
-`noor daemon` and the tests both build the daemon with `create_app`, so what is tested
-is what runs.
+`noor daemon`, `noor demo` and the tests all build the daemon with `create_app`, so what is
+tested is what runs. Read it top to bottom: the services, each handed what it needs (lower
+layers never reach into the app); how they hear of each other (ledger commits, account
+changes); what starts in which order; then the route tables.
 """
 
 from __future__ import annotations
@@ -10,86 +12,115 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 from aiohttp import web
 
-from noor_daemon import __version__, paths, secret_store
+from noor_daemon import __version__, paths, secret_store, selfservice, state
 from noor_daemon.admin import create_admin_app
+from noor_daemon.billing import routes as billing_routes
+from noor_daemon.billing.service import BillingService, stripe_secrets
 from noor_daemon.config import Config
-from noor_daemon.gateway import me
+from noor_daemon.domain.accounts import Account, KeyRing
 from noor_daemon.gateway import http1
-from noor_daemon.gateway.auth import KeyRing
 from noor_daemon.gateway.proxy import Proxy
 from noor_daemon.gateway.routing import Router, health_check_loop
 from noor_daemon.gateway.upstreams import build_upstreams, resolve_secrets
-from noor_daemon.keys import (
-    ACCOUNTS,
-    ADMIN_TOKEN_HASH,
-    AUDIT,
-    HTTP_SESSION,
-    KEYRING,
-    LEDGER,
-    LIMITER,
-    PROXY,
-    SETTINGS,
-    UPSTREAM_POOL,
-    DaemonSettings,
-)
+from noor_daemon.ledger import ledger_for
 from noor_daemon.ledger.accounts import AccountStore
 from noor_daemon.ledger.audit import AuditLog
-from noor_daemon.ledger import ledger_for
 from noor_daemon.limits.abuse import AuthFailures, SpikeDetector
 from noor_daemon.limits.enforcer import Limiter
 from noor_daemon.limits.periods import PeriodCounters
+from noor_daemon.limits.report import quota_report
+from noor_daemon.mail.outbox import Outbox
 from noor_daemon.metrics import Metrics
+from noor_daemon.privacy.service import PrivacyService, build_sender
 from noor_daemon.reload import sighup_ctx
-from noor_daemon.privacy.service import install_privacy
-from noor_daemon.admin.live import install_live
-from noor_daemon.billing.service import install_billing
+from noor_daemon.settings import DaemonSettings
+from noor_daemon.views.live import EventFeed, LiveState, MetricsWindow, live_context
+from noor_daemon.views.minutes import MinuteUsage
 
 log = logging.getLogger(__name__)
 
 
 def create_app(settings: DaemonSettings) -> web.Application:
     config = settings.config.config
+    clock = settings.clock
     paths.ensure_private_dir(settings.data_dir)  # refuses a world-writable data dir
     secret_store.use_backend(secret_store.open_backend(config.secrets, settings.data_dir))  # [secrets]: keyring or 0600 file
-    secrets = resolve_secrets(config)
+    # Every secret is resolved now, so a missing one stops the start with its name, not a later call.
+    upstream_secrets = resolve_secrets(config)
+    mail_sender, from_address = build_sender(config, settings.data_dir)  # SMTP, or the local Maildir
+    stripe_key, webhook_secret = stripe_secrets(config)
 
+    # -- the services, bottom-up -------------------------------------------------------------
     ledger = ledger_for(config.storage, paths.database_file(settings.data_dir))  # SQLite, or [storage] url
     keyring = KeyRing()
-    ledger.pending_key_touches = keyring.drain_touches
-    audit = AuditLog(ledger, settings.clock)
-    accounts = AccountStore(ledger, keyring, settings.clock, audit)
-    counters = PeriodCounters(settings.clock)
-    ledger.add_listener(counters.on_commit)
-    limiter = Limiter(config, settings.clock, counters)
-    accounts.on_account_deleted.append(limiter.forget_account)
+    audit = AuditLog(ledger, clock)
+    accounts = AccountStore(ledger, keyring, clock, audit)
+    counters = PeriodCounters(clock)
+    limiter = Limiter(config, clock, counters)
     proxy = Proxy(
         config=config,
         keyring=keyring,
         ledger=ledger,
-        clock=settings.clock,
+        clock=clock,
         limiter=limiter,
-        auth_failures=AuthFailures(config.abuse, settings.clock),
-        spikes=SpikeDetector(config.abuse, settings.clock),
+        auth_failures=AuthFailures(config.abuse, clock),
+        spikes=SpikeDetector(config.abuse, clock),
         report_abuse=audit.add_soon,
     )
+    outbox = Outbox(ledger, clock, mail_sender, from_address, audit)
+    privacy = PrivacyService(
+        config=config, ledger=ledger, keyring=keyring, accounts=accounts, audit=audit, clock=clock, outbox=outbox,
+        data_dir=settings.data_dir,
+    )
+    live = LiveState(EventFeed(keyring), MetricsWindow(clock), MinuteUsage(clock))
+    billing = BillingService(
+        settings=settings, ledger=ledger, accounts=accounts, keyring=keyring, audit=audit, clock=clock, outbox=outbox,
+        secret_key=stripe_key, webhook_secret=webhook_secret,
+    )
+    metrics = Metrics(lambda: proxy.router.snapshot(), ledger)
 
-    ledger.calls_in_flight = lambda: proxy.in_flight
-    app = web.Application(client_max_size=config.server.max_body_bytes, middlewares=[me.me_errors])
-    app[SETTINGS] = settings
-    app[LEDGER] = ledger
-    app[KEYRING] = keyring
-    app[ACCOUNTS] = accounts
-    app[AUDIT] = audit
-    app[PROXY] = proxy
-    app[LIMITER] = limiter
-    app[ADMIN_TOKEN_HASH] = secret_store.AdminVerifier(
+    # -- how they hear of each other ---------------------------------------------------------
+    ledger.pending_key_touches = keyring.drain_touches  # keys' last use, written with each batch
+    ledger.calls_in_flight = lambda: proxy.in_flight  # the writer batches more when many calls wait
+    ledger.add_listener(counters.on_commit)  # day/month quotas follow committed usage
+    accounts.on_account_deleted.append(limiter.forget_account)
+    privacy.hook_into(accounts)  # creation, correction and erasure do the whole data-rights job
+
+    async def quota_section(account: Account) -> Any:
+        return await quota_report(limiter, accounts, keyring.accounts.get(account.id, account), int(clock.now() * 1000))
+
+    privacy.export_sections["quota"] = quota_section
+    ledger.add_listener(live.on_commit)  # the dashboard's live feed and last hour
+    accounts.on_account_deleted.append(live.forget_account)
+    if billing.configured:
+        assert billing.meter is not None
+        billing.hook_into(accounts)  # Stripe customers follow accounts
+        ledger.add_listener(billing.meter.on_commit)  # late calls of a metered hour are reported too
+        privacy.export_sections["billing"] = billing.export_section  # a data export names the Stripe ids
+    ledger.add_listener(metrics.on_commit)  # /metrics counts committed calls
+
+    app = web.Application(client_max_size=config.server.max_body_bytes)
+    app[state.SETTINGS] = settings
+    app[state.LEDGER] = ledger
+    app[state.KEYRING] = keyring
+    app[state.ACCOUNTS] = accounts
+    app[state.AUDIT] = audit
+    app[state.PROXY] = proxy
+    app[state.LIMITER] = limiter
+    app[state.OUTBOX] = outbox
+    app[state.PRIVACY] = privacy
+    app[state.LIVE] = live
+    app[state.BILLING] = billing
+    app[state.ADMIN_TOKEN_HASH] = secret_store.AdminVerifier(
         settings.admin_token_hash or secret_store.token_digest(settings.admin_token), settings.admin_token_source, settings.data_dir
     )
 
+    # -- start-up order (cleanup_ctx: set up in this order, torn down in reverse) ------------
     async def ledger_ctx(app: web.Application) -> AsyncIterator[None]:
         await ledger.open()
         await accounts.load()
@@ -100,10 +131,10 @@ def create_app(settings: DaemonSettings) -> web.Application:
 
     async def upstreams_ctx(app: web.Application) -> AsyncIterator[None]:
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=60)
-        pool = app[UPSTREAM_POOL] = http1.Pool()  # proxied calls; the session serves the health probes
+        pool = app[state.UPSTREAM_POOL] = http1.Pool()  # proxied calls; the session serves the health probes
         async with aiohttp.ClientSession(connector=connector, auto_decompress=True) as session:
-            app[HTTP_SESSION] = session
-            proxy.router = Router(config, build_upstreams(config, secrets, session, pool), settings.clock)
+            app[state.HTTP_SESSION] = session
+            proxy.router = Router(config, build_upstreams(config, upstream_secrets, session, pool), clock)
             checks = None
             if config.routing.health_check_interval:
                 checks = asyncio.create_task(
@@ -116,22 +147,29 @@ def create_app(settings: DaemonSettings) -> web.Application:
                     await checks
             pool.close()
 
+    async def close_event_streams(app: web.Application) -> None:
+        live.feed.close_all()  # before the server waits for its handlers
+
     app.cleanup_ctx.append(ledger_ctx)
     app.cleanup_ctx.append(upstreams_ctx)
-    app.cleanup_ctx.append(sighup_ctx)
-    install_privacy(app)  # mail outbox, retention job, data-rights hooks, /v1/me export and deletion
-    install_live(app)  # the dashboard's live feed and last hour in memory, /v1/me/usage
-    install_billing(app)  # Stripe customers, meter outbox, webhooks, /v1/me/billing (off without [billing])
-    app.add_routes(proxy.routes())
-    app.add_routes(me.routes)
-    metrics = Metrics(lambda: proxy.router.snapshot(), ledger)
-    ledger.add_listener(metrics.on_commit)
-    if config.limits.redis_url:  # limits shared by several daemons (redis is in the `scale` extra)
+    app.cleanup_ctx.append(sighup_ctx)  # `noor daemon` only: SIGHUP reloads the config
+    app.cleanup_ctx.append(privacy.ctx)  # mail sender, retention job
+    app.cleanup_ctx.append(live_context(live, ledger, clock, lambda: settings.config.config))
+    app.cleanup_ctx.append(billing.ctx)  # the Stripe pass (idle without [billing])
+    app.on_shutdown.append(close_event_streams)
+    if config.limits.redis_url:  # limits shared by several daemons; redis is the optional `scale` extra
         from noor_daemon.limits.shared import install_shared_limits
 
-        install_shared_limits(app, limiter, ledger, accounts, metrics.registry)
+        shared = install_shared_limits(limiter, ledger, accounts, metrics.registry)
+        app.cleanup_ctx.append(shared.ctx)
+
+    # -- routes ------------------------------------------------------------------------------
+    app.add_routes(proxy.routes())  # /v1: the OpenAI- and Anthropic-compatible API
+    app.add_routes(selfservice.routes())  # /v1/me: a key holder's own account
+    app.add_routes(billing_routes.routes(billing))  # Stripe's webhook, the pages Checkout returns to
     app.add_routes([web.get("/healthz", healthz), web.get("/metrics", metrics.handler)])
-    app.add_subapp("/admin/v1", create_admin_app())
+    app.add_subapp("/admin/v1", create_admin_app())  # loopback and the admin token only
+    state.check_complete(app)
     return app
 
 
@@ -150,18 +188,18 @@ async def healthz(request: web.Request) -> web.Response:
 
     A Redis fallback stays 200: every daemon still enforces every limit, alone.
     """
-    settings = request.app[SETTINGS]
-    healthy = request.app[LEDGER].healthy
-    shared = request.app[LIMITER].shared
+    settings = request.app[state.SETTINGS]
+    ledger = request.app[state.LEDGER]
+    shared = request.app[state.LIMITER].shared
     return web.json_response(
         {
-            "status": "ok" if healthy else "degraded",
-            "ledger": "ok" if healthy else "unwritable",
-            "storage": request.app[LEDGER].engine,  # sqlite, or postgresql (shared by several daemons)
+            "status": "ok" if ledger.healthy else "degraded",
+            "ledger": "ok" if ledger.healthy else "unwritable",
+            "storage": ledger.engine,  # sqlite, or postgresql (shared by several daemons)
             # local: this daemon's own counts; shared: in Redis; fallback: Redis configured but unusable
             "limits": "local" if shared is None else shared.link.mode,
             "version": __version__,
             "simulator_only": settings.config.path is None,
         },
-        status=200 if healthy else 503,
+        status=200 if ledger.healthy else 503,
     )

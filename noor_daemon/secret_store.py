@@ -38,6 +38,7 @@ import keyring.errors
 from keyring.backends import fail
 
 from noor_daemon import paths
+from noor_daemon.config import ConfigError, load
 
 SERVICE = "noorapi"
 ADMIN_TOKEN_NAME = "admin-token"
@@ -421,8 +422,6 @@ def save_client_token(found_source: str, token: str, data_dir: Path) -> str | No
 
 def secrets_report(config_path: str | None, data_dir: Path) -> dict:
     """For `noor doctor`: which backend `keyring:` references use, and whether it works here."""
-    from noor_daemon.config import ConfigError, load
-
     try:
         chosen = load(config_path).config.secrets
     except (ConfigError, OSError):

@@ -14,7 +14,8 @@ from aiohttp import web
 from noor_daemon import config as config_module
 from noor_daemon.app import create_app, server_options
 from noor_daemon.clock import Clock, ManualClock
-from noor_daemon.keys import ACCOUNTS, LEDGER, DaemonSettings
+from noor_daemon.state import ACCOUNTS, LEDGER
+from noor_daemon.settings import DaemonSettings
 import pg_helpers
 from standin_upstream import (
     ANTHROPIC_KEY_ENV,

@@ -20,8 +20,8 @@ from keyring.backend import KeyringBackend
 
 from noor_daemon import config as config_module
 from noor_daemon.app import create_app, server_options
-from noor_daemon.gateway import auth
-from noor_daemon.keys import DaemonSettings
+from noor_daemon.domain import api_keys as auth
+from noor_daemon.settings import DaemonSettings
 from noor_daemon.tls import server_ssl_context
 
 

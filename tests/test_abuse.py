@@ -6,7 +6,7 @@ import aiohttp
 import openai
 import pytest
 
-from noor_daemon.keys import AUDIT
+from noor_daemon.state import AUDIT
 from tests.conftest import SIMULATOR_CONFIG
 
 MESSAGES = [{"role": "user", "content": "hello"}]

@@ -9,9 +9,10 @@ import aiohttp
 import pytest
 
 from conftest import SIMULATOR_CONFIG
-from noor_daemon.admin.live import LIVE, EventFeed, MetricsWindow, percentile, _bin, NBINS
+from noor_daemon.state import LIVE
+from noor_daemon.views.live import EventFeed, MetricsWindow, percentile, _bin, NBINS
 from noor_daemon.clock import ManualClock
-from noor_daemon.gateway.auth import KeyRing
+from noor_daemon.domain.accounts import KeyRing
 from noor_daemon.ledger.usage import UsageEvent
 
 CANARY = "CANARY-dashboard-7f3a"
@@ -303,8 +304,8 @@ async def test_openapi_documents_the_dashboard_endpoints(daemon) -> None:
 
 async def test_long_ranges_from_the_day_cache_match_the_ledger(start_daemon, manual_clock) -> None:
     """30 and 90 days read whole past days from memory; the answer is the ledger's, before and after a deletion."""
-    from noor_daemon.admin.series import usage_series
-    from noor_daemon.keys import ACCOUNTS, KEYRING, LEDGER, SETTINGS
+    from noor_daemon.views.series import usage_series
+    from noor_daemon.state import ACCOUNTS, KEYRING, LEDGER, SETTINGS
 
     # Mid-day UTC: within an hour after midnight the 30-day window's first day is read differently by the
     # day cache and the ledger (a known edge, see the closing note of issue #8), which this test is not about.

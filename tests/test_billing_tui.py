@@ -8,8 +8,8 @@ from datetime import UTC
 from textual.widgets import DataTable
 
 from billing_helpers import PRO_PRICE, billing_config, event, eventually, post_event, stripe  # noqa: F401 - fixture
-from noor_daemon.billing.service import BILLING
-from noor_daemon.keys import ACCOUNTS
+from noor_daemon.state import BILLING
+from noor_daemon.state import ACCOUNTS
 from noor_tui.app import AdminApp
 from tui_helpers import screen_text, table_text, wait_until
 

@@ -24,10 +24,10 @@ from billing_helpers import (  # noqa: F401 - fixture
     stripe,
 )
 from conftest import SIMULATOR_CONFIG
-from noor_daemon.billing.service import BILLING
+from noor_daemon.state import BILLING
 from noor_daemon.clock import ManualClock
-from noor_daemon.keys import ACCOUNTS, KEYRING, LEDGER
-from noor_daemon.mail.outbox import OUTBOX
+from noor_daemon.state import ACCOUNTS, KEYRING, LEDGER
+from noor_daemon.state import OUTBOX
 
 
 async def chat(daemon, key: str) -> int:

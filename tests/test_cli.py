@@ -31,7 +31,7 @@ from noor_daemon import config as config_module
 from noor_daemon.app import create_app
 from noor_daemon.cli import cli
 from noor_daemon.cli.common import Duration
-from noor_daemon.keys import DaemonSettings
+from noor_daemon.settings import DaemonSettings
 
 NOOR = Path(sys.executable).with_name("noor")
 

@@ -15,9 +15,11 @@ from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from noor_daemon.gateway import anthropic_wire, openai_wire
-from noor_daemon.gateway.sse import EventSplitter
-from noor_daemon.keys import LIMITER
+from noor_daemon.gateway.wire import WIRES
+from noor_daemon.gateway.wire import anthropic as anthropic_wire
+from noor_daemon.gateway.wire import openai as openai_wire
+from noor_daemon.gateway.wire.sse import EventSplitter
+from noor_daemon.state import LIMITER
 from tests.conftest import SIMULATOR_CONFIG
 
 # -- pure parsing: properties ---------------------------------------------------------
@@ -123,11 +125,9 @@ def test_quiet_blocks_relay_and_meter_exactly_like_one_event_at_a_time(stream, s
                     max_leaves=20))
 def test_usage_extraction_never_raises_on_any_json(value):
     payload = {"usage": value} if not isinstance(value, dict) else value
-    for endpoint in ("chat/completions", "responses", "embeddings"):
-        usage = openai_wire.usage_from_body(endpoint, payload)
+    for endpoint in ("chat/completions", "responses", "embeddings", "messages"):
+        usage = WIRES[endpoint].usage_from_body(payload)
         assert usage is None or (usage.prompt_tokens >= 0 and usage.completion_tokens >= 0)
-    usage = anthropic_wire.usage_from_body("messages", payload)
-    assert usage is None or (usage.prompt_tokens >= 0 and usage.completion_tokens >= 0)
 
 
 # -- the daemon: generated requests -----------------------------------------------------

@@ -17,8 +17,8 @@ import anthropic
 import openai
 import pytest
 
-from noor_daemon.gateway.auth import KEY_PREFIX, generate_key
-from noor_daemon.keys import ACCOUNTS, KEYRING, PROXY
+from noor_daemon.domain.api_keys import KEY_PREFIX, generate_key
+from noor_daemon.state import ACCOUNTS, KEYRING, PROXY
 
 from gateway_helpers import anthropic_client, openai_client, tokens, wait_for_rows
 from standin_upstream import reply_text, standin_config

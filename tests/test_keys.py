@@ -13,9 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from noor_daemon.gateway import auth
-from noor_daemon.gateway.auth import KEY_LENGTH, KEY_PREFIX, KeyRing, generate_key, hash_key, well_formed
-from noor_daemon.keys import KEYRING
+from noor_daemon.domain import api_keys as auth
+from noor_daemon.domain.api_keys import KEY_LENGTH, KEY_PREFIX, generate_key, hash_key, well_formed
+from noor_daemon.domain import accounts as accounts_module
+from noor_daemon.domain.accounts import KeyRing
+from noor_daemon.state import KEYRING
 
 from gateway_helpers import openai_client
 
@@ -89,7 +91,7 @@ def test_a_malformed_key_is_refused_before_any_hashing(monkeypatch):
     ring = KeyRing()
     hashed: list[str] = []
     real_hash = auth.hash_key
-    monkeypatch.setattr(auth, "hash_key", lambda k: hashed.append(k) or real_hash(k))
+    monkeypatch.setattr(accounts_module, "hash_key", lambda k: hashed.append(k) or real_hash(k))
     key = generate_key()
     broken = key[:20] + ("x" if key[20] != "x" else "y") + key[21:]
     assert ring.lookup(broken) is None

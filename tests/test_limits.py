@@ -12,7 +12,7 @@ import anthropic
 import openai
 import pytest
 
-from noor_daemon.keys import ACCOUNTS, LIMITER
+from noor_daemon.state import ACCOUNTS, LIMITER
 from tests.conftest import SIMULATOR_CONFIG, Daemon
 
 MESSAGES = [{"role": "user", "content": "hello"}]

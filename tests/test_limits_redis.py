@@ -25,9 +25,9 @@ import redis.asyncio as redis_asyncio
 from noor_daemon.cli.doctor import _daemon_report
 from noor_daemon.clock import ManualClock
 from noor_daemon.config import parse
-from noor_daemon.gateway.auth import Account, ApiKey
-from noor_daemon.gateway.errors import GatewayError
-from noor_daemon.keys import ACCOUNTS, KEYRING, LIMITER
+from noor_daemon.domain.accounts import Account, ApiKey
+from noor_daemon.domain.errors import GatewayError
+from noor_daemon.state import ACCOUNTS, KEYRING, LIMITER
 from noor_daemon.ledger.usage import UsageEvent
 from noor_daemon.limits.enforcer import Limiter
 from noor_daemon.limits.periods import PeriodCounters

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import aiohttp
 
-from noor_daemon.keys import LEDGER
+from noor_daemon.state import LEDGER
 
 EMAIL = "audited@example.org"
 

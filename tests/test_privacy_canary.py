@@ -23,7 +23,7 @@ import pytest
 
 from daemon_process import DaemonProcesses
 from gateway_helpers import anthropic_client, openai_client, wait_for_rows
-from noor_daemon.keys import LEDGER
+from noor_daemon.state import LEDGER
 from standin_upstream import standin_config
 
 

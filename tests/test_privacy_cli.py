@@ -17,7 +17,7 @@ from conftest import ADMIN_TOKEN, SIMULATOR_CONFIG
 from noor_daemon import config as config_module
 from noor_daemon.app import create_app
 from noor_daemon.cli import cli
-from noor_daemon.keys import DaemonSettings
+from noor_daemon.settings import DaemonSettings
 
 EMAIL = "cli.person@example.org"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import aiohttp
 
-from noor_daemon.keys import LEDGER
+from noor_daemon.state import LEDGER
 from privacy_helpers import eventually, smtp  # noqa: F401
 
 OLD = "old.address@example.org"

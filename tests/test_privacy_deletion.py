@@ -12,10 +12,10 @@ from pathlib import Path
 import aiohttp
 
 from noor_daemon import paths
-from noor_daemon.gateway.auth import hash_key
-from noor_daemon.keys import ACCOUNTS, LEDGER
+from noor_daemon.domain.api_keys import hash_key
+from noor_daemon.state import ACCOUNTS, LEDGER
 from noor_daemon.ledger.usage import INSERT_EVENT, UsageEvent
-from noor_daemon.privacy.service import PRIVACY
+from noor_daemon.state import PRIVACY
 from privacy_helpers import chat_body, eventually, eventually_async, maildir_files, smtp  # noqa: F401
 
 OLD_EMAIL = "Grace.Hopper@Example.org"

@@ -12,7 +12,7 @@ import tracemalloc
 import aiohttp
 import orjson
 
-from noor_daemon.keys import ACCOUNTS, LEDGER
+from noor_daemon.state import ACCOUNTS, LEDGER
 from noor_daemon.ledger.usage import INSERT_EVENT, UsageEvent
 from noor_daemon.privacy import export
 from privacy_helpers import chat_body
@@ -159,7 +159,7 @@ def test_json_export_is_valid_when_empty():
     """Head, empty arrays and the closing brace make one JSON document."""
     import asyncio
 
-    from noor_daemon.gateway.auth import Account
+    from noor_daemon.domain.accounts import Account
 
     class EmptyLedger:
         async def fetchall(self, sql, params=()):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import aiohttp
 
 from noor_daemon.clock import ManualClock
-from noor_daemon.keys import LEDGER
+from noor_daemon.state import LEDGER
 from privacy_helpers import eventually, smtp  # noqa: F401
 
 DAY = 86_400

@@ -6,7 +6,7 @@ from __future__ import annotations
 import aiohttp
 
 from noor_daemon.clock import ManualClock
-from noor_daemon.privacy.service import PRIVACY
+from noor_daemon.state import PRIVACY
 
 DAY = 86_400
 START = 1_760_000_000.0

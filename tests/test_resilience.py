@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from daemon_process import DaemonProcesses
-from noor_daemon.keys import LEDGER, LIMITER
+from noor_daemon.state import LEDGER, LIMITER
 from tests.conftest import SIMULATOR_CONFIG
 
 MESSAGES = [{"role": "user", "content": "hello"}]

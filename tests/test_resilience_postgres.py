@@ -10,7 +10,7 @@ import asyncpg
 
 import pg_helpers
 from conftest import SIMULATOR_CONFIG
-from noor_daemon.keys import LEDGER
+from noor_daemon.state import LEDGER
 
 
 async def _chat_status(session: aiohttp.ClientSession, daemon, key: str) -> int:

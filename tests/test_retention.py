@@ -10,10 +10,10 @@ import aiohttp
 
 from conftest import SIMULATOR_CONFIG
 from noor_daemon.clock import ManualClock
-from noor_daemon.keys import ACCOUNTS, LEDGER
+from noor_daemon.state import ACCOUNTS, LEDGER
 from noor_daemon.ledger.usage import HOUR_MS, INSERT_EVENT, UsageEvent
 from noor_daemon.privacy import retention
-from noor_daemon.privacy.service import PRIVACY
+from noor_daemon.state import PRIVACY
 from privacy_helpers import chat_body, eventually_async
 
 DAY = 86_400

@@ -12,7 +12,7 @@ import pytest
 
 from noor_daemon.gateway.routing import RouteHealth, Router
 from noor_daemon.config import parse
-from noor_daemon.keys import LEDGER, PROXY
+from noor_daemon.state import LEDGER, PROXY
 from standin_upstream import OPENAI_KEY_ENV, UPSTREAM_OPENAI_SECRET, StandIn
 from tests.gateway_helpers import openai_client
 

@@ -20,7 +20,8 @@ from noor_daemon import config as config_module
 from noor_daemon.admin.errors import AdminError
 from noor_daemon.admin.middleware import admin_auth
 from noor_daemon.cli import cli
-from noor_daemon.keys import ADMIN_TOKEN_HASH, AUDIT, LEDGER, SETTINGS, DaemonSettings
+from noor_daemon.state import ADMIN_TOKEN_HASH, AUDIT, LEDGER, SETTINGS
+from noor_daemon.settings import DaemonSettings
 from noor_daemon.secret_store import (
     AdminVerifier,
     SecretError,

@@ -15,7 +15,7 @@ from noor_daemon.cli import cli
 from noor_daemon.cli.key import stale_keys
 from noor_daemon.client import KeyInfo
 from noor_daemon.clock import ManualClock
-from noor_daemon.keys import ACCOUNTS
+from noor_daemon.state import ACCOUNTS
 from noor_daemon.ledger import accounts as accounts_module
 from security_helpers import key_with_prefix, serve_in_thread
 

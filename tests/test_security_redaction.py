@@ -17,7 +17,7 @@ import pytest
 from daemon_process import start_daemon_process
 from gateway_helpers import openai_client
 from noor_daemon.gateway import proxy as proxy_module
-from noor_daemon.keys import PROXY
+from noor_daemon.state import PROXY
 from noor_daemon.redaction import REDACTED, RedactingFilter, install, redact
 from standin_upstream import standin_config
 

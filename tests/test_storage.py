@@ -15,7 +15,7 @@ import pytest
 import pg_helpers
 from noor_daemon.clock import ManualClock
 from noor_daemon.config import StorageConfig
-from noor_daemon.gateway.auth import KeyRing
+from noor_daemon.domain.accounts import KeyRing
 from noor_daemon.ledger import ledger_for
 from noor_daemon.ledger.accounts import AccountStore, Conflict
 from noor_daemon.ledger.audit import AuditLog

@@ -11,7 +11,7 @@ from textual.widgets import DataTable
 from conftest import ADMIN_TOKEN, SIMULATOR_CONFIG
 from noor_daemon import config as config_module
 from noor_daemon.app import create_app
-from noor_daemon.keys import DaemonSettings
+from noor_daemon.settings import DaemonSettings
 from noor_tui.app import AdminApp
 from noor_tui.screens.overview import OverviewScreen
 from noor_tui.widgets.charts import Chart

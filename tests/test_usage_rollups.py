@@ -9,10 +9,10 @@ import aiohttp
 
 from conftest import SIMULATOR_CONFIG
 from noor_daemon.clock import ManualClock
-from noor_daemon.keys import ACCOUNTS, LEDGER
+from noor_daemon.state import ACCOUNTS, LEDGER
 from noor_daemon.ledger import rollups
 from noor_daemon.ledger.usage import DAY_MS, HOUR_MS, UsageEvent
-from noor_daemon.privacy.service import PRIVACY
+from noor_daemon.state import PRIVACY
 
 START = 1_760_000_000.0 + 7 * 3600 + 1234.5  # a fixed moment, mid-day, so days fall the same way on every run
 SUMS = "sum(requests), sum(errors), sum(prompt_tokens), sum(completion_tokens), sum(latency_ms_sum)"
@@ -120,9 +120,9 @@ async def test_daily_rollups_match_the_hourly_ones_through_traffic_and_retention
 async def test_the_week_and_month_from_cached_days_match_the_ledger(start_daemon):
     """The week (3-hour buckets) and the month read whole past days from the day cache, the month's
     filled from `usage_daily`: the same answers as reading the hourly rows, before and after a late call."""
-    from noor_daemon.admin.live import LIVE
-    from noor_daemon.admin.series import usage_series
-    from noor_daemon.keys import KEYRING, SETTINGS
+    from noor_daemon.state import LIVE
+    from noor_daemon.views.series import usage_series
+    from noor_daemon.state import KEYRING, SETTINGS
 
     clock = ManualClock(START)
     daemon = await start_daemon(SIMULATOR_CONFIG, clock=clock)

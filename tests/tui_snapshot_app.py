@@ -24,8 +24,8 @@ from noor_daemon import config as config_module
 from noor_daemon import paths
 from noor_daemon.app import create_app
 from noor_daemon.clock import ManualClock
-from noor_daemon.gateway.auth import KEY_PREFIX, _base62, _checksum, display_prefix, hash_key
-from noor_daemon.keys import DaemonSettings
+from noor_daemon.domain.api_keys import KEY_PREFIX, _base62, _checksum, display_prefix, hash_key
+from noor_daemon.settings import DaemonSettings
 from noor_daemon.ledger.sqlite import SqliteLedger
 from noor_daemon.ledger.usage import INSERT_EVENT, UPSERT_ROUTE_HOURLY, UPSERT_USAGE_HOURLY, UsageEvent, rollup_rows
 from noor_tui.app import make_app

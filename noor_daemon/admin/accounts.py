@@ -6,9 +6,9 @@ from aiohttp import web
 
 from noor_daemon.admin import requests
 from noor_daemon.admin.errors import bad_request
-from noor_daemon.admin.serialize import account_json
-from noor_daemon.keys import ACCOUNTS, SETTINGS
-from noor_daemon.privacy.service import PRIVACY
+from noor_daemon.domain.serialize import account_json
+from noor_daemon.state import ACCOUNTS, SETTINGS
+from noor_daemon.state import PRIVACY
 
 routes = web.RouteTableDef()
 

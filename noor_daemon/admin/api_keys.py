@@ -7,8 +7,8 @@ from aiohttp import web
 from noor_daemon.admin import requests
 from noor_daemon.admin.errors import bad_request
 from noor_daemon.admin.limits import parse_limits
-from noor_daemon.admin.serialize import key_json
-from noor_daemon.keys import ACCOUNTS, SETTINGS
+from noor_daemon.domain.serialize import key_json
+from noor_daemon.state import ACCOUNTS, SETTINGS
 from noor_daemon.ledger.accounts import IssuedKey
 
 routes = web.RouteTableDef()

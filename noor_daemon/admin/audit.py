@@ -5,8 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from noor_daemon.admin.privacy import _int_query
-from noor_daemon.keys import AUDIT
-from noor_daemon.privacy.service import PRIVACY
+from noor_daemon.state import AUDIT
+from noor_daemon.state import PRIVACY
 
 routes = web.RouteTableDef()
 

@@ -6,9 +6,10 @@ from aiohttp import web
 
 from noor_daemon.admin import requests
 from noor_daemon.admin.errors import AdminError, bad_request
-from noor_daemon.billing.service import BILLING, BillingConflict, BillingInvalid, BillingNotConfigured
+from noor_daemon.state import BILLING
+from noor_daemon.billing.service import BillingConflict, BillingInvalid, BillingNotConfigured
 from noor_daemon.billing.stripe_api import Link, StripeUnavailable
-from noor_daemon.keys import ACCOUNTS
+from noor_daemon.state import ACCOUNTS
 
 routes = web.RouteTableDef()
 

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from noor_daemon.admin.errors import AdminError
 from noor_daemon.config import ConfigError
-from noor_daemon.keys import SETTINGS
+from noor_daemon.state import SETTINGS
 from noor_daemon.reload import reload_config
 from noor_daemon.secret_store import SecretError
 

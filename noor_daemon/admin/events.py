@@ -14,7 +14,7 @@ import asyncio
 from aiohttp import web
 
 from noor_daemon.admin.errors import bad_request
-from noor_daemon.admin.live import LIVE
+from noor_daemon.state import LIVE
 
 routes = web.RouteTableDef()
 

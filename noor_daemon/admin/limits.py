@@ -6,31 +6,16 @@ from aiohttp import web
 
 from noor_daemon.admin import requests
 from noor_daemon.admin.errors import bad_request
-from noor_daemon.admin.serialize import account_json, key_json
-from noor_daemon.gateway.auth import Account
-from noor_daemon.keys import ACCOUNTS, AUDIT, KEYRING, LIMITER, PROXY, SETTINGS
-from noor_daemon.limits.enforcer import LIMIT_NAMES, Limiter
+from noor_daemon.domain.serialize import account_json, key_json
+from noor_daemon.state import ACCOUNTS, AUDIT, KEYRING, LIMITER, PROXY, SETTINGS
+from noor_daemon.limits.enforcer import LIMIT_NAMES
+from noor_daemon.limits.report import quota_report
 
 routes = web.RouteTableDef()
 
 
 def _now_ms(request: web.Request) -> int:
     return int(request.config_dict[SETTINGS].clock.now() * 1000)
-
-
-async def quota_report(limiter: Limiter, store, account: Account, now_ms: int, key_id: str | None = None) -> dict:
-    """Every limit of the account and of each live key: used, remaining, reset time."""
-    keys = [k for k in await store.list_keys(account.id) if k.revoked_at is None]
-    if key_id is not None:
-        keys = [k for k in keys if k.id == key_id]
-    return {
-        "account": account_json(account),
-        "limits": await limiter.report(None, account),
-        "keys": [
-            {**key_json(k, now_ms), "limits": [row for row in await limiter.report(k, account) if row["scope"] == "key"]}
-            for k in keys
-        ],
-    }
 
 
 def parse_limits(body: dict) -> dict[str, int] | None:

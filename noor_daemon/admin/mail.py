@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from noor_daemon.admin.privacy import _int_query
-from noor_daemon.mail.outbox import OUTBOX
+from noor_daemon.state import OUTBOX
 
 routes = web.RouteTableDef()
 

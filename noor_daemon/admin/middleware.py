@@ -8,7 +8,7 @@ import logging
 from aiohttp import web
 
 from noor_daemon.admin.errors import AdminError, error_response
-from noor_daemon.keys import ADMIN_TOKEN_HASH, SETTINGS
+from noor_daemon.state import ADMIN_TOKEN_HASH, SETTINGS
 from noor_daemon.ledger.accounts import Conflict, NotFound
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from noor_daemon.admin import requests
 from noor_daemon.admin.errors import bad_request
 from noor_daemon.privacy.policies import PolicyRefused, parse_effective
 from noor_daemon.privacy.requests import KINDS
-from noor_daemon.privacy.service import PRIVACY
+from noor_daemon.state import PRIVACY
 
 routes = web.RouteTableDef()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from noor_daemon.keys import PROXY
+from noor_daemon.state import PROXY
 
 routes = web.RouteTableDef()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from noor_daemon.admin.errors import bad_request
-from noor_daemon.keys import ACCOUNTS, LEDGER, SETTINGS
+from noor_daemon.state import ACCOUNTS, LEDGER, SETTINGS
 from noor_daemon.ledger import rollups
 from noor_daemon.ledger.usage import DAY_MS, HOUR_MS
 

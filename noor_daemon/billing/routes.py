@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from noor_daemon.billing.service import BILLING
-
-routes = web.RouteTableDef()
+from noor_daemon.billing.service import BillingService
 
 
-@routes.post("/stripe/webhook")
-async def stripe_webhook(request: web.Request) -> web.Response:
-    """Stripe's events, verified by their `Stripe-Signature`; 404 while billing is not configured."""
-    return await request.app[BILLING].webhooks.handle(request)
+def routes(service: BillingService) -> list[web.RouteDef]:
+    """Stripe's webhook (its events verified by `Stripe-Signature`; 404 while billing is not configured)
+    and the pages Checkout and the portal send the customer back to."""
+    return [
+        web.post("/stripe/webhook", service.webhooks.handle),
+        web.get("/billing/done", billing_done),
+        web.get("/billing/cancelled", billing_cancelled),
+    ]
 
 
 _PAGE = """<!DOCTYPE html>
@@ -22,14 +24,12 @@ _PAGE = """<!DOCTYPE html>
 """
 
 
-@routes.get("/billing/done")
 async def billing_done(request: web.Request) -> web.Response:
     """Where Checkout and the portal send the customer back (the default `success_url`/`return_url`)."""
     text = "Stripe has your payment details; the plan changes as soon as Stripe confirms it. You can close this tab."
     return web.Response(text=_PAGE.format(title="Thank you", text=text), content_type="text/html")
 
 
-@routes.get("/billing/cancelled")
 async def billing_cancelled(request: web.Request) -> web.Response:
     text = "Nothing was charged and your plan is unchanged. You can close this tab."
     return web.Response(text=_PAGE.format(title="Checkout cancelled", text=text), content_type="text/html")

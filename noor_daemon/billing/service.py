@@ -1,8 +1,8 @@
 """Billing wired into the daemon: Stripe customers, the meter outbox, webhooks, deletion, grace periods.
 
-`install_billing(app)` (one line in `create_app`) builds the `BillingService`, hooks it into the
-`AccountStore`, adds its background pass as a `cleanup_ctx` entry and its routes
-(`POST /stripe/webhook`, `/v1/me/billing…`, the pages Checkout returns to). Without `[billing]` in
+`app.py` builds the `BillingService`, hooks it into the `AccountStore`, adds its background pass
+as a `cleanup_ctx` entry and its routes (`routes.py`: `POST /stripe/webhook`, the pages Checkout
+returns to; `/v1/me/billing…` is in `selfservice/billing.py`). Without `[billing]` in
 the config the service exists but is off: its endpoints answer "billing not configured" and
 nothing reaches Stripe.
 
@@ -36,16 +36,16 @@ from noor_daemon.billing.meter import MeterOutbox, backoff_seconds
 from noor_daemon.billing.stripe_api import Link, StripeApi, StripeUnavailable
 from noor_daemon.billing.webhooks import ACTIVE, WebhookProcessor
 from noor_daemon.clock import Clock, iso
+from noor_daemon.domain.money import cost_of, price_for
 from noor_daemon.config import BillingConfig, Config
-from noor_daemon.gateway.auth import Account, KeyRing
-from noor_daemon.keys import ACCOUNTS, AUDIT, KEYRING, LEDGER, SETTINGS, DaemonSettings
+from noor_daemon.domain.accounts import Account, KeyRing
+from noor_daemon.settings import DaemonSettings
 from noor_daemon.ledger.accounts import AccountStore, NotFound
 from noor_daemon.ledger.audit import AuditEntry, AuditLog
 from noor_daemon.ledger.database import Ledger
 from noor_daemon.ledger.usage import HOUR_MS
 from noor_daemon.limits.periods import period_bounds
-from noor_daemon.mail.outbox import OUTBOX, Outbox
-from noor_daemon.privacy.service import PRIVACY
+from noor_daemon.mail.outbox import Outbox
 from noor_daemon.secret_store import resolve
 
 log = logging.getLogger(__name__)
@@ -492,8 +492,6 @@ class BillingService:
 
     async def account_document(self, account: Account, *, links: dict[str, str], with_meter: bool = True) -> dict[str, Any]:
         """Plan, billing state, this period's usage with its estimated charge, links and the last invoices."""
-        from noor_daemon.admin.series import cost_of, price_for
-
         account = self.keyring.accounts.get(account.id, account)
         now = self.now_ms()
         row = await self.customer_row(account.id) if self.configured else None
@@ -630,39 +628,11 @@ def _grace_json(row: dict | None) -> dict | None:
     }
 
 
-BILLING = web.AppKey("billing", BillingService)
-
-
-def install_billing(app: web.Application) -> BillingService:
-    """Build the billing service for `app` (resolving the Stripe secrets now), hook it in, add its task and routes."""
-    from noor_daemon.billing import routes
-    from noor_daemon.gateway import me_billing
-
-    settings = app[SETTINGS]
-    config = settings.config.config
-    secret_key = webhook_secret = None
-    if config.billing is not None:
-        secret_key = resolve(config.billing.secret_key, what="[billing] secret_key")
-        webhook_secret = resolve(config.billing.webhook_secret, what="[billing] webhook_secret")
-    service = BillingService(
-        settings=settings,
-        ledger=app[LEDGER],
-        accounts=app[ACCOUNTS],
-        keyring=app[KEYRING],
-        audit=app[AUDIT],
-        clock=settings.clock,
-        outbox=app[OUTBOX],
-        secret_key=secret_key,
-        webhook_secret=webhook_secret,
+def stripe_secrets(config: Config) -> tuple[str | None, str | None]:
+    """The Stripe secret key and webhook secret, resolved at start (`keyring:`/`env:` references)."""
+    if config.billing is None:
+        return None, None
+    return (
+        resolve(config.billing.secret_key, what="[billing] secret_key"),
+        resolve(config.billing.webhook_secret, what="[billing] webhook_secret"),
     )
-    if service.configured:
-        service.hook_into(app[ACCOUNTS])
-        assert service.meter is not None
-        app[LEDGER].add_listener(service.meter.on_commit)
-        if PRIVACY in app:  # a data export names the account's Stripe ids too
-            app[PRIVACY].export_sections["billing"] = service.export_section
-    app[BILLING] = service
-    app.cleanup_ctx.append(service.ctx)
-    app.add_routes(routes.routes)
-    app.add_routes(me_billing.routes)
-    return service

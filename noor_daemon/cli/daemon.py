@@ -28,7 +28,7 @@ def daemon(host: str | None, port: int | None, data_dir: str | None, config_path
     from aiohttp import web
 
     from noor_daemon.app import create_app, server_options
-    from noor_daemon.keys import DaemonSettings
+    from noor_daemon.settings import DaemonSettings
 
     configure_logging(log_level)  # every record loses anything shaped like an API key
     os.umask(0o077)  # whatever the daemon or a library creates is private to its user

@@ -53,7 +53,7 @@ async def running_daemon(data_dir: Path, admin_token: str) -> AsyncIterator[str]
     from aiohttp import web
 
     from noor_daemon.app import create_app
-    from noor_daemon.keys import DaemonSettings
+    from noor_daemon.settings import DaemonSettings
 
     app = create_app(DaemonSettings(demo_config(), data_dir, admin_token, "generated for the demo"))
     runner = web.AppRunner(app, access_log=None)

@@ -44,7 +44,7 @@ async def seed(data_dir: Path) -> dict[str, list[str]]:
     """Accounts, keys and a week of usage in a fresh ledger; returns each account's key secrets."""
     from noor_daemon import paths
     from noor_daemon.clock import Clock
-    from noor_daemon.gateway.auth import KeyRing
+    from noor_daemon.domain.accounts import KeyRing
     from noor_daemon.ledger.accounts import AccountStore
     from noor_daemon.ledger.audit import AuditLog
     from noor_daemon.ledger.sqlite import SqliteLedger
@@ -144,7 +144,7 @@ async def running_daemon(data_dir: Path, admin_token: str) -> AsyncIterator[str]
 
     from noor_daemon.app import create_app
     from noor_daemon.config import Config, LoadedConfig
-    from noor_daemon.keys import DaemonSettings
+    from noor_daemon.settings import DaemonSettings
 
     base = demo_config().config
     config = Config.model_validate({**base.model_dump(exclude_none=True), "prices": PRICES})

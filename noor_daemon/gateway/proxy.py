@@ -12,21 +12,20 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from types import ModuleType
 
 import orjson
 from aiohttp import web
 
 from noor_daemon.clock import Clock
 from noor_daemon.config import Config
-from noor_daemon.gateway import anthropic_wire, errors, openai_wire
-from noor_daemon.gateway.auth import ApiKey, KeyRing
-from noor_daemon.gateway.errors import GatewayError
+from noor_daemon.domain import errors
+from noor_daemon.domain.accounts import ApiKey, KeyRing
+from noor_daemon.domain.errors import GatewayError
 from noor_daemon.gateway.routing import Route, Router
-from noor_daemon.gateway.sse import EventSplitter
 from noor_daemon.gateway.upstreams import UpstreamReply
-from noor_daemon.gateway.usage_meter import StreamMeter, Usage, estimate_tokens, stream_usage
+from noor_daemon.gateway.wire import WIRES, Outgoing, Wire
+from noor_daemon.gateway.wire.meter import StreamMeter, Usage, estimate_tokens, stream_usage
+from noor_daemon.gateway.wire.sse import EventSplitter
 from noor_daemon.ledger.audit import AuditEntry
 from noor_daemon.ledger.database import Ledger, LedgerUnavailable
 from noor_daemon.ledger.usage import RouteSample, UsageEvent
@@ -40,24 +39,6 @@ _BIG_WRITE = 16 * 1024
 that was keeping up (one with bytes still unsent always does)."""
 
 CLIENT_CLOSED = 499  # nginx's convention: the client went away before the answer was whole
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    path: str
-    family: str  # "openai" | "anthropic"
-    wire: ModuleType
-    stream_meter: Callable[[bool], StreamMeter] | None
-
-
-ENDPOINTS = {
-    "chat/completions": Endpoint("chat/completions", "openai", openai_wire, openai_wire.ChatStreamMeter),
-    "completions": Endpoint("completions", "openai", openai_wire, openai_wire.ChatStreamMeter),
-    "embeddings": Endpoint("embeddings", "openai", openai_wire, None),
-    "responses": Endpoint("responses", "openai", openai_wire, lambda _strip: openai_wire.ResponsesStreamMeter()),
-    "messages": Endpoint("messages", "anthropic", anthropic_wire, lambda _strip: anthropic_wire.MessagesStreamMeter()),
-    "messages/count_tokens": Endpoint("messages/count_tokens", "anthropic", anthropic_wire, None),
-}
 
 
 class EventStreamResponse(web.StreamResponse):
@@ -94,6 +75,12 @@ class Call:
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000
+
+    def conclude(self, status: int, usage: Usage | None = None, *, estimated: bool = False) -> None:
+        """The call's outcome, set once where it is decided: the status the ledger records and the tokens it cost."""
+        self.status = status
+        self.usage = usage if usage is not None else Usage()
+        self.estimated = estimated
 
     def event(self) -> UsageEvent:
         return UsageEvent(
@@ -154,13 +141,13 @@ class Proxy:
         """Calls between arrival and their last byte; the ledger batches more when it is high."""
 
     def routes(self) -> list[web.RouteDef]:
-        defs = [web.post(f"/v1/{path}", self._handler(endpoint)) for path, endpoint in ENDPOINTS.items()]
+        defs = [web.post(f"/v1/{path}", self._handler(wire)) for path, wire in WIRES.items()]
         defs.append(web.get("/v1/models", self.list_models))
         return defs
 
-    def _handler(self, endpoint: Endpoint):
+    def _handler(self, wire: Wire):
         async def handler(request: web.Request) -> web.StreamResponse:
-            return await self.handle(request, endpoint)
+            return await self.handle(request, wire)
 
         return handler
 
@@ -247,23 +234,23 @@ class Proxy:
                 )
             raise
 
-    async def handle(self, request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
-        call = Call(endpoint.path, int(self.clock.now() * 1000))
+    async def handle(self, request: web.Request, wire: Wire) -> web.StreamResponse:
+        call = Call(wire.path, int(self.clock.now() * 1000))
         admission: Admission | None = None
         self.in_flight += 1
         try:
             call.key = key = self.guarded_authenticate(request)
             raw, payload = await self.read_payload(request)
             call.model = payload["model"]
-            call.stream = payload.get("stream") is True and endpoint.stream_meter is not None
-            routes = self.router.routes(call.model, endpoint.family)
+            call.stream = payload.get("stream") is True and wire.streams
+            routes = self.router.routes(call.model, wire.family)
             if not self.may_use(key, call.model):
                 raise errors.forbidden(f"This key may not use the model `{call.model}`.", code="model_not_allowed")
             account = self.keyring.accounts[key.account_id]
             if self.limiter.shared is None:
-                admission = self.limiter.admit(key, account, token_estimate(raw, payload), endpoint.family)
+                admission = self.limiter.admit(key, account, token_estimate(raw, payload), wire.family)
             else:  # [limits] redis_url: counted with the other daemons (or locally while Redis is down)
-                admission = await self.limiter.shared.admit(key, account, token_estimate(raw, payload), endpoint.family)
+                admission = await self.limiter.shared.admit(key, account, token_estimate(raw, payload), wire.family)
             spike = self.spikes.observe(key.id, account.id)
             if spike is not None:
                 self.report_abuse(
@@ -276,25 +263,24 @@ class Proxy:
                         {"requests_this_minute": spike.requests_this_minute, "baseline_per_minute": spike.baseline_per_minute},
                     )
                 )
-            return await self.forward(request, endpoint, call, raw, payload, routes, admission.headers)
+            return await self.forward(request, wire, call, raw, payload, routes, admission.headers)
         except GatewayError as error:
-            call.status = error.status
-            call.usage = Usage()
+            call.conclude(error.status)
             await self.meter(call, quietly=True)
-            response = endpoint.wire.error_response(error)
+            response = wire.error_response(error)
             if admission is not None:
                 response.headers.update(admission.headers)
             return response
         except asyncio.CancelledError:
             # The daemon is shutting down or the client vanished: meter without waiting.
             if not call.metered:
-                call.status = CLIENT_CLOSED
+                call.conclude(CLIENT_CLOSED, call.usage, estimated=call.estimated)
                 self.ledger.enqueue(call.event())
             raise
         except ConnectionError:
             # The client went away (mid-body, or before the first event): nobody to answer.
             if not call.metered:
-                call.status, call.usage = CLIENT_CLOSED, Usage()
+                call.conclude(CLIENT_CLOSED)
                 await self.meter(call, quietly=True)
             return web.Response(status=CLIENT_CLOSED)  # never delivered: the socket is gone
         except Exception as exc:
@@ -304,14 +290,14 @@ class Proxy:
             # Past the first event or the metering, the answer has begun: it can only be cut off.
             started = call.ttft_ms is not None or call.metered
             if not call.metered:
-                call.status, call.usage = 500, Usage()
+                call.conclude(500)
                 if started:
                     self.ledger.enqueue(call.event())
                 else:
                     await self.meter(call, quietly=True)
             if started:
                 raise RuntimeError(f"{type(exc).__name__} in the request path") from None
-            return endpoint.wire.error_response(
+            return wire.error_response(
                 GatewayError(500, "upstream", "The gateway failed on this request; its log names the error.", code="internal_error")
             )
         finally:
@@ -338,18 +324,10 @@ class Proxy:
             if not quietly:
                 raise
 
-    def _upstream_body(self, endpoint: Endpoint, raw: bytes, payload: dict, route: Route) -> tuple[bytes, bool]:
-        if endpoint.family == "anthropic":
-            changed = anthropic_wire.prepare_request(payload, route.model)
-            strip = False
-        else:
-            changed, strip = openai_wire.prepare_request(endpoint.path, payload, route.model)
-        return (raw if changed is payload else orjson.dumps(changed)), strip
-
     async def forward(
         self,
         request: web.Request,
-        endpoint: Endpoint,
+        wire: Wire,
         call: Call,
         raw: bytes,
         payload: dict,
@@ -372,12 +350,13 @@ class Proxy:
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
                 break
-            body, strip = self._upstream_body(endpoint, raw, payload, route)
+            outgoing = wire.prepare(payload, route.model)
+            body = raw if outgoing.payload is payload else orjson.dumps(outgoing.payload)
             call.provider = route.upstream.name
             route.health.on_attempt()
             attempt_started = time.perf_counter()
             try:
-                reply = await route.upstream.send(endpoint.path, body, request.headers, remaining)
+                reply = await route.upstream.send(wire.path, body, request.headers, remaining)
             except GatewayError as error:
                 failure = error
             else:
@@ -393,7 +372,7 @@ class Proxy:
                 retryable = reply.status == 429 or reply.status >= 500
                 if not retryable or index == len(routes) - 1:
                     try:
-                        return await self._answer(request, endpoint, call, raw, reply, strip, route, limit_headers)
+                        return await self._answer(request, wire, call, raw, reply, outgoing, route, limit_headers)
                     except _NothingSent as unsent:
                         failure = unsent.error
                 else:
@@ -412,20 +391,18 @@ class Proxy:
     async def _answer(
         self,
         request: web.Request,
-        endpoint: Endpoint,
+        wire: Wire,
         call: Call,
         raw: bytes,
         reply: UpstreamReply,
-        strip: bool,
+        outgoing: Outgoing,
         route: Route,
         limit_headers: dict[str, str],
     ) -> web.StreamResponse:
         try:
-            call.status = reply.status
             if call.stream and reply.status < 400 and reply.content_type == "text/event-stream":
-                assert endpoint.stream_meter is not None
-                meter = endpoint.stream_meter(strip)
-                return await self._stream(request, endpoint, call, raw, reply, meter, route, limit_headers)
+                assert outgoing.new_meter is not None
+                return await self._stream(request, wire, call, raw, reply, outgoing.new_meter(), route, limit_headers)
             call.stream = False
             data = await reply.read()
         finally:
@@ -434,12 +411,13 @@ class Proxy:
             route.health.on_failure(self.clock.monotonic())
         else:
             route.health.on_success(call.elapsed_ms())
-        call.usage, call.estimated = self._usage_of_body(endpoint, raw, data, reply.status)
+        usage, estimated = self._usage_of_body(wire, raw, data, reply.status)
+        call.conclude(reply.status, usage, estimated=estimated)
         try:
             await self.meter(call)
         except LedgerUnavailable as exc:
             if not self.config.ledger.fail_open:
-                return endpoint.wire.error_response(GatewayError(503, "unavailable", str(exc), code="ledger_unavailable"))
+                return wire.error_response(GatewayError(503, "unavailable", str(exc), code="ledger_unavailable"))
         return web.Response(
             status=reply.status,
             body=data,
@@ -448,14 +426,14 @@ class Proxy:
         )
 
     @staticmethod
-    def _usage_of_body(endpoint: Endpoint, raw: bytes, data: bytes, status: int) -> tuple[Usage, bool]:
+    def _usage_of_body(wire: Wire, raw: bytes, data: bytes, status: int) -> tuple[Usage, bool]:
         if status >= 400:
             return Usage(), False
         usage = None
         try:
             parsed = orjson.loads(data)
             if isinstance(parsed, dict):
-                usage = endpoint.wire.usage_from_body(endpoint.path, parsed)
+                usage = wire.usage_from_body(parsed)
         except orjson.JSONDecodeError:
             pass
         if usage is not None:
@@ -465,7 +443,7 @@ class Proxy:
     async def _stream(
         self,
         request: web.Request,
-        endpoint: Endpoint,
+        wire: Wire,
         call: Call,
         raw: bytes,
         reply: UpstreamReply,
@@ -482,6 +460,7 @@ class Proxy:
         splitter = EventSplitter()
         held: list[bytes] = []
         failure: GatewayError | None = None
+        client_left = False
         write_timeout = self.config.server.client_write_timeout
         try:
             async for chunk in reply.chunks():
@@ -507,35 +486,42 @@ class Proxy:
                 raise _NothingSent(error) from None
             failure = error
         except (ConnectionResetError, ConnectionError):
-            call.status = CLIENT_CLOSED
+            client_left = True
         except TimeoutError:
-            call.status = CLIENT_CLOSED
+            client_left = True
             if request.transport is not None:
                 request.transport.close()
         finally:
             reply.release()
-        if meter.error_status is not None and call.status == 200:
-            call.status = meter.error_status  # the upstream ended the stream with an error event
+        # The outcome: the client left, the upstream broke off, it ended with an error event, or it is whole.
+        if client_left:
+            status = CLIENT_CLOSED
+        elif failure is not None:
+            status = failure.status
+        elif meter.error_status is not None:
+            status = meter.error_status
+        else:
+            status = reply.status
         if failure is not None:
-            call.status = failure.status
             route.health.on_failure(self.clock.monotonic())
-        elif call.status == 200:
+        elif status == 200:
             route.health.on_success(call.ttft_ms)
-        call.usage, call.estimated = stream_usage(meter, len(raw), complete=call.status == 200)
+        usage, estimated = stream_usage(meter, len(raw), complete=status == 200)
+        call.conclude(status, usage, estimated=estimated)
         try:
             await self.meter(call)
         except LedgerUnavailable as exc:
             if not self.config.ledger.fail_open:
                 failure = GatewayError(503, "unavailable", str(exc), code="ledger_unavailable")
                 held.clear()
-        if call.status == CLIENT_CLOSED:
+        if client_left:
             return response
         try:
             if not response.prepared:
                 await response.prepare(request)
             tail = b"".join(held)
             if failure is not None:
-                tail = _stream_error(endpoint, failure) + tail
+                tail = wire.stream_error(failure) + tail
             await response.write_eof(tail)  # the held events and the end of the body in one write
         except (ConnectionResetError, ConnectionError):
             pass
@@ -545,7 +531,7 @@ class Proxy:
 
     async def list_models(self, request: web.Request) -> web.Response:
         """Listing models is not an LLM call, so it is answered but not metered."""
-        wire = anthropic_wire if "anthropic-version" in request.headers else openai_wire
+        wire = WIRES["messages"] if "anthropic-version" in request.headers else WIRES["chat/completions"]
         try:
             key = self.guarded_authenticate(request)
         except GatewayError as error:
@@ -560,11 +546,3 @@ class _NothingSent(Exception):
     def __init__(self, error: GatewayError) -> None:
         super().__init__(str(error))
         self.error = error
-
-
-def _stream_error(endpoint: Endpoint, error: GatewayError) -> bytes:
-    """An in-stream error event, so SDKs raise instead of seeing a silently short answer."""
-    body = endpoint.wire.error_body(error)
-    if endpoint.family == "anthropic":
-        return b"event: error\ndata: " + body + b"\n\n"
-    return b"data: " + body + b"\n\n"

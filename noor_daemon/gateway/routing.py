@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from noor_daemon.clock import Clock
 from noor_daemon.config import Config, ModelConfig, RoutingConfig
-from noor_daemon.gateway import errors
+from noor_daemon.domain import errors
 from noor_daemon.gateway.upstreams import Upstream
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Mapping
 
 import orjson
 
-from noor_daemon.gateway.usage_meter import estimate_tokens
+from noor_daemon.gateway.wire.meter import estimate_tokens
 
 _WORDS = (
     "the gateway meters every call and never stores what was said while tokens stream through "

@@ -9,7 +9,9 @@ from typing import Protocol
 import aiohttp
 
 from noor_daemon.config import Config, ProviderConfig
-from noor_daemon.gateway import errors, http1
+from noor_daemon.gateway import http1
+from noor_daemon.gateway.simulator import SimulatorUpstream
+from noor_daemon.domain import errors
 from noor_daemon.secret_store import resolve
 from noor_daemon.tls import provider_ssl_context
 
@@ -154,8 +156,6 @@ def resolve_secrets(config: Config) -> dict[str, str | None]:
 def build_upstreams(
     config: Config, secrets: dict[str, str | None], session: aiohttp.ClientSession, pool: http1.Pool
 ) -> dict[str, Upstream]:
-    from noor_daemon.gateway.simulator import SimulatorUpstream
-
     upstreams: dict[str, Upstream] = {}
     for provider in config.providers:
         if provider.kind == "simulator":

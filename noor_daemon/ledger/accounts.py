@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import aiosqlite
 
 from noor_daemon.clock import Clock
-from noor_daemon.gateway.auth import Account, ApiKey, KeyRing, display_prefix, generate_key, hash_key, new_id
+from noor_daemon.domain.accounts import Account, ApiKey, KeyRing
+from noor_daemon.domain.api_keys import display_prefix, generate_key, hash_key, new_id
 from noor_daemon.ledger.audit import AuditEntry, AuditLog
 from noor_daemon.ledger.database import Ledger
 

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 
 from noor_daemon.clock import Clock
 from noor_daemon.config import Config, PlanConfig
-from noor_daemon.gateway.auth import Account, ApiKey
-from noor_daemon.gateway.errors import GatewayError
+from noor_daemon.domain.accounts import Account, ApiKey
+from noor_daemon.domain.errors import GatewayError
 from noor_daemon.limits import gcra
 from noor_daemon.limits.gcra import Rate
 from noor_daemon.limits.periods import PeriodCounters, period_bounds

@@ -42,8 +42,8 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from noor_daemon.clock import Clock
-from noor_daemon.gateway.auth import Account, ApiKey
-from noor_daemon.gateway.errors import GatewayError
+from noor_daemon.domain.accounts import Account, ApiKey
+from noor_daemon.domain.errors import GatewayError
 from noor_daemon.ledger.accounts import AccountStore
 from noor_daemon.ledger.database import Ledger
 from noor_daemon.ledger.usage import UsageEvent
@@ -483,10 +483,9 @@ class SharedLimiter:
         await self.link.close()
 
 
-def install_shared_limits(
-    app: web.Application, limiter: Limiter, ledger: Ledger, accounts: AccountStore, registry: CollectorRegistry
-) -> SharedLimiter:
-    """Share `limiter`'s limits through Redis: the proxy and the quota reports then ask `limiter.shared`."""
+def install_shared_limits(limiter: Limiter, ledger: Ledger, accounts: AccountStore, registry: CollectorRegistry) -> SharedLimiter:
+    """Share `limiter`'s limits through Redis: the proxy and the quota reports then ask `limiter.shared`.
+    The caller runs its `ctx` (the connection and the lease renewals) as a `cleanup_ctx` entry."""
     limits = limiter.config.limits
     assert limits.redis_url is not None
     link = RedisLink(limits.redis_url, lambda: limiter.config.limits.redis_timeout)
@@ -495,5 +494,4 @@ def install_shared_limits(
     ledger.add_listener(shared.on_commit)
     accounts.on_account_deleted.append(shared.forget_account)
     registry.register(SharedLimitsCollector(link))
-    app.cleanup_ctx.append(shared.ctx)
     return shared

@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import aiosqlite
-from aiohttp import web
 
 from noor_daemon.clock import Clock, iso
 from noor_daemon.ledger.audit import AuditEntry, AuditLog
@@ -273,9 +272,6 @@ class Outbox:
                 for r in rows
             ],
         }
-
-
-OUTBOX = web.AppKey("mail_outbox", Outbox)
 
 
 async def outbox_ctx(outbox: Outbox) -> AsyncIterator[None]:

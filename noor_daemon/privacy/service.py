@@ -1,8 +1,8 @@
 """Data rights wired into the daemon: export bookkeeping, correction, erasure, requests, retention, policies.
 
-`install_privacy(app)` builds the mail outbox and this service, hooks it into the
-`AccountStore` (so every path that creates, corrects or deletes an account does the whole
-job) and adds the background tasks and the /v1/me privacy routes.
+`app.py` builds the mail outbox and this service and hooks it into the `AccountStore` (so
+every path that creates, corrects or deletes an account does the whole job); `ctx` runs the
+mail sender and the retention job. The /v1/me routes are in `selfservice/privacy.py`.
 
 Erasure, in one transaction after the account's rows are gone (`AccountStore.on_erase`):
 audit entries about the account or its keys are rewritten to name the account's pseudonym
@@ -33,13 +33,12 @@ from aiohttp import web
 
 from noor_daemon.clock import Clock, iso
 from noor_daemon.config import Config
-from noor_daemon.gateway.auth import Account, KeyRing
-from noor_daemon.keys import ACCOUNTS, AUDIT, KEYRING, LEDGER, SETTINGS
+from noor_daemon.domain.accounts import Account, KeyRing
 from noor_daemon.ledger.accounts import AccountStore, NotFound
 from noor_daemon.ledger.audit import AuditEntry, AuditLog
 from noor_daemon.ledger.database import Ledger
 from noor_daemon.mail import templates
-from noor_daemon.mail.outbox import OUTBOX, Outbox
+from noor_daemon.mail.outbox import Outbox
 from noor_daemon.mail.senders import MaildirSender, SmtpSender
 from noor_daemon.privacy.policies import Policies
 from noor_daemon.privacy.requests import PrivacyRequests, source_of
@@ -449,8 +448,6 @@ class PrivacyService:
                 pass
 
 
-PRIVACY = web.AppKey("privacy", PrivacyService)
-
 
 def build_sender(config: Config, data_dir: Path) -> tuple[SmtpSender | MaildirSender, str]:
     """SMTP when `[smtp]` is configured (its password resolved now), else the Maildir; and the From address."""
@@ -458,48 +455,3 @@ def build_sender(config: Config, data_dir: Path) -> tuple[SmtpSender | MaildirSe
         password = resolve(config.smtp.password, what="[smtp] password")
         return SmtpSender(config.smtp, password), config.smtp.from_address
     return MaildirSender(data_dir / MAILDIR), LOCAL_SENDER
-
-
-def install_privacy(app: web.Application) -> PrivacyService:
-    """Build the outbox and the privacy service for `app`, hook them in, add their tasks and routes."""
-    from noor_daemon.gateway import me_privacy
-
-    settings = app[SETTINGS]
-    config = settings.config.config
-    sender, from_address = build_sender(config, settings.data_dir)
-    outbox = Outbox(app[LEDGER], settings.clock, sender, from_address, app[AUDIT])
-    service = PrivacyService(
-        config=config,
-        ledger=app[LEDGER],
-        keyring=app[KEYRING],
-        accounts=app[ACCOUNTS],
-        audit=app[AUDIT],
-        clock=settings.clock,
-        outbox=outbox,
-        data_dir=settings.data_dir,
-    )
-    service.hook_into(app[ACCOUNTS])
-    _quota_section(app, service)
-    app[OUTBOX] = outbox
-    app[PRIVACY] = service
-    app.cleanup_ctx.append(service.ctx)
-    app.add_routes(me_privacy.routes)
-    return service
-
-
-def _quota_section(app: web.Application, service: PrivacyService) -> None:
-    """The export's `quota` section, from the limits package when it is there."""
-    try:
-        from noor_daemon.admin.limits import quota_report
-        from noor_daemon.keys import LIMITER
-    except ImportError:
-        return
-    if LIMITER not in app:
-        return
-    limiter = app[LIMITER]
-
-    async def quota(account: Account) -> Any:
-        live = service.keyring.accounts.get(account.id, account)
-        return await quota_report(limiter, service.accounts, live, service._now())
-
-    service.export_sections["quota"] = quota

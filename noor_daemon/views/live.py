@@ -9,8 +9,8 @@ path, never waiting on a reader):
   (re)connects show the latest calls at once, resuming from `Last-Event-ID`.
 - `MetricsWindow`: the last hour in 10-second buckets with latency histograms, for the
   overview's rates, error rate and p50/p95 (`GET /admin/v1/overview`).
-- `MinuteUsage`: the last hour per minute and per (account, key, model), for the usage
-  screen's hour range (the ledger's rollups are hourly).
+- `MinuteUsage` (`minutes.py`): the last hour per minute and per (account, key, model), for
+  the usage screen's hour range (the ledger's rollups are hourly).
 
 What is kept is what a usage row holds, minus the ids a view does not need: the feed names
 an account by id and a key by its display prefix; no email, no content, ever. Nothing here
@@ -24,29 +24,27 @@ import bisect
 import logging
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from aiohttp import web
-
 from noor_daemon.clock import Clock, iso
-from noor_daemon.gateway.auth import Account, KeyRing
-from noor_daemon.keys import ACCOUNTS, KEYRING, LEDGER, SETTINGS
+from noor_daemon.domain.accounts import Account, KeyRing
+from noor_daemon.config import Config
 from noor_daemon.ledger.database import Ledger
 from noor_daemon.ledger.usage import UsageEvent
+from noor_daemon.views.day_cache import DayCache
+from noor_daemon.views.minutes import MinuteUsage
+from noor_daemon.views.series import cached_day_rows
 
 log = logging.getLogger(__name__)
 
 WINDOW_SECONDS = 3600
 STEP_SECONDS = 10
-MINUTE_MS = 60_000
 SUBSCRIBER_QUEUE = 2048
 """Events a subscriber may fall behind by before its feed drops events."""
 BACKLOG = 200
-MAX_COMBOS_PER_MINUTE = 20_000
-"""(account, key, model) rows one minute may hold; beyond it calls fold into their account's row."""
 
 # Latency histogram: bin i holds values below BOUNDS[i]; 1.2x steps from 1 ms to ~10 minutes.
 BOUNDS: list[float] = [1.2**i for i in range(74)]
@@ -329,117 +327,6 @@ def _summary(bucket: Bucket, seconds: float) -> dict:
     }
 
 
-# -- the last hour per minute, for the usage screen --------------------------------------------
-
-
-class MinuteUsage:
-    """Per minute and per (account, key, model): the hourly rollup's shape at minute grain, last hour only."""
-
-    def __init__(self, clock: Clock, *, minutes: int = 60, max_combos: int = MAX_COMBOS_PER_MINUTE) -> None:
-        self.clock = clock
-        self.minutes = minutes
-        self.max_combos = max_combos
-        self.data: dict[int, dict[tuple[str, str, str], list[int]]] = {}
-
-    def _horizon(self) -> int:
-        now_ms = int(self.clock.now() * 1000)
-        return now_ms - now_ms % MINUTE_MS - self.minutes * MINUTE_MS
-
-    def add(self, events: Iterable[UsageEvent]) -> None:
-        horizon = self._horizon()
-        for e in events:
-            minute = e.ts - e.ts % MINUTE_MS
-            if minute <= horizon:
-                continue
-            rows = self.data.get(minute)
-            if rows is None:
-                rows = self.data[minute] = {}
-            combo = (e.account_id or "", e.key_id or "", e.model)
-            row = rows.get(combo)
-            if row is None:
-                if len(rows) >= self.max_combos:
-                    combo = (combo[0], "", combo[2])
-                    row = rows.get(combo)
-                if row is None:
-                    row = rows[combo] = [0, 0, 0, 0]
-            row[0] += 1
-            if e.status >= 400:
-                row[1] += 1
-            row[2] += e.prompt_tokens
-            row[3] += e.completion_tokens
-        self.prune()
-
-    def prune(self) -> None:
-        horizon = self._horizon()
-        for minute in [m for m in self.data if m <= horizon]:
-            del self.data[minute]
-
-    def rows(self, since_ms: int, account_id: str | None = None) -> Iterator[tuple[int, str, str, str, int, int, int, int]]:
-        """(minute, account_id, key_id, model, requests, errors, prompt_tokens, completion_tokens)."""
-        self.prune()
-        for minute, combos in sorted(self.data.items()):
-            if minute < since_ms:
-                continue
-            for (account, key, model), (requests, errors, prompt, completion) in combos.items():
-                if account_id is None or account == account_id:
-                    yield minute, account, key, model, requests, errors, prompt, completion
-
-    def forget_account(self, account_id: str) -> None:
-        for combos in self.data.values():
-            for combo in [c for c in combos if c[0] == account_id]:
-                del combos[combo]
-
-
-# -- whole past days, for the long usage ranges ----------------------------------------------
-
-
-class DayCache:
-    """Past days of `usage_hourly` summed per day, group and model, kept so that the 30- and 90-day
-    usage ranges read a few thousand rows instead of grouping hundreds of thousands each time.
-
-    A day is cached once it has been over for an hour (no call can still land in it); the current
-    day is always read from the ledger. Everything is dropped when an account is deleted, and
-    `admin/series.py` never caches a day the retention job may be cutting into.
-    """
-
-    MAX_ROWS = 500_000
-
-    def __init__(self) -> None:
-        self.days: dict[str, dict[int, list[tuple[str, str, int, int, int, int]]]] = {}
-        self.rows = 0
-        self.reader: Any = None
-        """A read-only connection of its own, so filling the cache never queues the admin API's other reads."""
-        self.filling = asyncio.Lock()
-        """One fill at a time: two screens asking at once do not both read the same days."""
-
-    def get(self, column: str) -> dict[int, list[tuple[str, str, int, int, int, int]]]:
-        return self.days.setdefault(column, {})
-
-    def put(self, column: str, day: int, rows: list[tuple[str, str, int, int, int, int]]) -> bool:
-        """Keep `rows` for `day`; False (and nothing kept) once the cache is full."""
-        if self.rows + len(rows) > self.MAX_ROWS:
-            return False
-        days = self.get(column)
-        self.rows += len(rows) - len(days.get(day, ()))
-        days[day] = rows
-        return True
-
-    def forget_days(self, days: set[int]) -> None:
-        """Calls landed in these (past) days: they are read from the ledger again next time."""
-        for cached in self.days.values():
-            for day in days & cached.keys():
-                self.rows -= len(cached.pop(day))
-
-    def prune(self, before: int) -> None:
-        for days in self.days.values():
-            for day in [d for d in days if d < before]:
-                self.rows -= len(days.pop(day))
-
-    def clear(self) -> None:
-        self.days.clear()
-        self.rows = 0
-
-
 # -- wiring ------------------------------------------------------------------------------
 
 
@@ -468,7 +355,6 @@ class LiveState:
         self.days.clear()
 
 
-LIVE = web.AppKey("live", LiveState)
 
 _EVENT_COLUMNS = (
     "id, ts, account_id, key_id, model, provider, endpoint, status, prompt_tokens, completion_tokens, "
@@ -504,33 +390,25 @@ async def seed(live: LiveState, ledger: Ledger, clock: Clock, through_id: int) -
         live.seeded.set()
 
 
-async def warm_days(app: web.Application, live: LiveState) -> None:
+async def warm_days(live: LiveState, ledger: Ledger, clock: Clock, config: Callable[[], Config]) -> None:
     """Fill the day cache for the 90-day ranges after start, so the first person to open them does not wait."""
-    from noor_daemon.admin.series import cached_day_rows
-
-    settings = app[SETTINGS]
     await live.seeded.wait()
     try:
         for column in ("model", "key_id", "account_id"):
-            now_ms = int(settings.clock.now() * 1000)
-            await cached_day_rows(app[LEDGER], live.days, settings.config.config, column, now_ms - 90 * 86_400_000, now_ms)
+            now_ms = int(clock.now() * 1000)
+            await cached_day_rows(ledger, live.days, config(), column, now_ms - 90 * 86_400_000, now_ms)
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # a nicety: the ranges read the ledger directly without it
         log.warning("could not pre-compute the long usage ranges: %s", type(exc).__name__)
 
 
-def install_live(app: web.Application) -> LiveState:
-    """Keep the live view for `app`: a ledger commit listener, the last hour loaded at start,
-    the event streams closed at shutdown (before the server waits for handlers), and /v1/me/usage."""
-    settings = app[SETTINGS]
-    ledger, keyring = app[LEDGER], app[KEYRING]
-    live = LiveState(EventFeed(keyring), MetricsWindow(settings.clock), MinuteUsage(settings.clock))
-    app[LIVE] = live
-    ledger.add_listener(live.on_commit)
-    app[ACCOUNTS].on_account_deleted.append(live.forget_account)
+def live_context(
+    live: LiveState, ledger: Ledger, clock: Clock, config: Callable[[], Config]
+) -> Callable[[Any], AsyncIterator[None]]:
+    """The live view's `cleanup_ctx` entry: the backlog and the last hour loaded at start, the day cache warmed."""
 
-    async def live_ctx(app: web.Application) -> AsyncIterator[None]:
+    async def ctx(_app: Any) -> AsyncIterator[None]:
         last = await ledger.fetchall(
             f"SELECT {_EVENT_COLUMNS}, (SELECT prefix FROM api_keys k WHERE k.id = e.key_id) "
             "FROM usage_events e ORDER BY id DESC LIMIT ?",
@@ -540,8 +418,8 @@ def install_live(app: web.Application) -> LiveState:
         through = last[0][0] if last else 0
         live.days.reader = await ledger.open_reader()
         tasks = [
-            asyncio.create_task(seed(live, ledger, settings.clock, through), name="live-seed"),
-            asyncio.create_task(warm_days(app, live), name="live-days"),
+            asyncio.create_task(seed(live, ledger, clock, through), name="live-seed"),
+            asyncio.create_task(warm_days(live, ledger, clock, config), name="live-days"),
         ]
         yield
         for task in tasks:
@@ -554,12 +432,4 @@ def install_live(app: web.Application) -> LiveState:
         reader, live.days.reader = live.days.reader, None
         await ledger.close_reader(reader)
 
-    async def close_streams(app: web.Application) -> None:
-        live.feed.close_all()
-
-    app.cleanup_ctx.append(live_ctx)
-    app.on_shutdown.append(close_streams)
-    from noor_daemon.gateway import me_usage  # /v1/me/usage reads the same views
-
-    app.add_routes(me_usage.routes)
-    return live
+    return ctx

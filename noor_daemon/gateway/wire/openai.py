@@ -1,13 +1,16 @@
-"""OpenAI's wire format: error bodies, usage in responses and in SSE streams."""
+"""OpenAI's wire formats: Chat Completions, (legacy) Completions, Embeddings and the Responses API.
+
+They share the OpenAI error body and `x-ratelimit-*` headers; each knows where its usage is,
+in a whole answer and in its stream.
+"""
 
 from __future__ import annotations
 
 import orjson
-from aiohttp import web
-
-from noor_daemon.gateway.errors import GatewayError
-from noor_daemon.gateway.sse import event_field, event_json
-from noor_daemon.gateway.usage_meter import StreamMeter, Usage
+from noor_daemon.domain.errors import GatewayError
+from noor_daemon.gateway.wire.base import Outgoing, Wire
+from noor_daemon.gateway.wire.meter import StreamMeter, Usage
+from noor_daemon.gateway.wire.sse import event_field, event_json
 
 _TYPES = {
     "invalid_request": "invalid_request_error",
@@ -35,22 +38,6 @@ def error_body(error: GatewayError) -> bytes:
             }
         }
     )
-
-
-def error_response(error: GatewayError) -> web.Response:
-    return web.Response(
-        status=error.status, body=error_body(error), content_type="application/json", headers=error.headers
-    )
-
-
-def usage_from_body(endpoint: str, payload: dict) -> Usage | None:
-    usage = payload.get("usage")
-    fields = ("input_tokens", "output_tokens") if endpoint == "responses" else ("prompt_tokens", "completion_tokens")
-    if not isinstance(usage, dict) or not any(isinstance(usage.get(f), int) for f in fields):
-        return None  # absent, null or empty: the row will be estimated, not metered as zero
-    if endpoint == "responses":
-        return Usage(_int(usage.get("input_tokens")), _int(usage.get("output_tokens")))
-    return Usage(_int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens")))
 
 
 def _int(value: object) -> int:
@@ -143,24 +130,77 @@ class ResponsesStreamMeter(StreamMeter):
         return True, False
 
 
-def prepare_request(endpoint: str, payload: dict, upstream_model: str) -> tuple[dict, bool]:
-    """Adjust a client request for the upstream. Returns (payload, strip_usage_chunk).
-
-    The payload is only copied when something must change, so an unchanged request can be
-    forwarded as the very bytes the client sent.
-    """
-    strip = False
-    if payload.get("model") != upstream_model:
-        payload = {**payload, "model": upstream_model}
-    if endpoint in ("chat/completions", "completions") and payload.get("stream") is True:
-        options = payload.get("stream_options")
-        if not (isinstance(options, dict) and options.get("include_usage") is True):
-            strip = True
-            payload = {**payload, "stream_options": {**(options if isinstance(options, dict) else {}), "include_usage": True}}
-    return payload, strip
-
-
 def models_list(names: list[str]) -> bytes:
     return orjson.dumps(
         {"object": "list", "data": [{"id": n, "object": "model", "created": 0, "owned_by": "noorapi"} for n in names]}
     )
+
+
+# -- the strategies ----------------------------------------------------------------------------
+
+
+class OpenAIWire(Wire):
+    """OpenAI's error body (`{"error": {message, type, param, code}}`) for every OpenAI endpoint."""
+
+    family = "openai"
+
+    def error_body(self, error: GatewayError) -> bytes:
+        return error_body(error)
+
+    def stream_error(self, error: GatewayError) -> bytes:
+        return b"data: " + error_body(error) + b"\n\n"
+
+    def models_list(self, names: list[str]) -> bytes:
+        return models_list(names)
+
+    def usage_from_body(self, payload: dict) -> Usage | None:
+        usage = payload.get("usage")
+        if not isinstance(usage, dict) or not any(isinstance(usage.get(f), int) for f in ("prompt_tokens", "completion_tokens")):
+            return None  # absent, null or empty: the row will be estimated, not metered as zero
+        return Usage(_int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens")))
+
+
+class ChatCompletionsWire(OpenAIWire):
+    """`/v1/chat/completions`. A stream's usage comes in a last chunk only when `stream_options.include_usage`
+    is set: we always ask for it, and hide that chunk from a client that did not."""
+
+    path = "chat/completions"
+
+    streams = True
+
+    def prepare(self, payload: dict, upstream_model: str) -> Outgoing:
+        outgoing = super().prepare(payload, upstream_model)
+        if payload.get("stream") is not True:
+            return outgoing
+        options = payload.get("stream_options")
+        if isinstance(options, dict) and options.get("include_usage") is True:
+            return Outgoing(outgoing.payload, lambda: ChatStreamMeter(strip_usage_chunk=False))
+        asked = {**outgoing.payload, "stream_options": {**(options if isinstance(options, dict) else {}), "include_usage": True}}
+        return Outgoing(asked, lambda: ChatStreamMeter(strip_usage_chunk=True))
+
+
+class CompletionsWire(ChatCompletionsWire):
+    """`/v1/completions` (legacy): the same usage and stream rules as chat."""
+
+    path = "completions"
+
+
+class EmbeddingsWire(OpenAIWire):
+    path = "embeddings"
+
+
+class ResponsesWire(OpenAIWire):
+    """`/v1/responses`: usage as input/output tokens, inside the terminal `response.completed` event."""
+
+    path = "responses"
+
+    streams = True
+
+    def usage_from_body(self, payload: dict) -> Usage | None:
+        usage = payload.get("usage")
+        if not isinstance(usage, dict) or not any(isinstance(usage.get(f), int) for f in ("input_tokens", "output_tokens")):
+            return None
+        return Usage(_int(usage.get("input_tokens")), _int(usage.get("output_tokens")))
+
+    def prepare(self, payload: dict, upstream_model: str) -> Outgoing:
+        return Outgoing(super().prepare(payload, upstream_model).payload, ResponsesStreamMeter)

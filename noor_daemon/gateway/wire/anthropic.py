@@ -1,13 +1,12 @@
-"""Anthropic's wire format: error bodies, usage in messages and in SSE streams."""
+"""Anthropic's wire format: Messages and token counting, with Anthropic's error body and headers."""
 
 from __future__ import annotations
 
 import orjson
-from aiohttp import web
-
-from noor_daemon.gateway.errors import GatewayError
-from noor_daemon.gateway.sse import event_field, event_json
-from noor_daemon.gateway.usage_meter import StreamMeter, Usage
+from noor_daemon.domain.errors import GatewayError
+from noor_daemon.gateway.wire.base import Outgoing, Wire
+from noor_daemon.gateway.wire.meter import StreamMeter, Usage
+from noor_daemon.gateway.wire.sse import event_field, event_json
 
 _TYPES = {
     "invalid_request": "invalid_request_error",
@@ -42,12 +41,6 @@ def error_body(error: GatewayError) -> bytes:
     return orjson.dumps({"type": "error", "error": {"type": _TYPES.get(error.kind, "api_error"), "message": error.message}})
 
 
-def error_response(error: GatewayError) -> web.Response:
-    return web.Response(
-        status=error.status, body=error_body(error), content_type="application/json", headers=error.headers
-    )
-
-
 def _int(value: object) -> int:
     return value if isinstance(value, int) and value >= 0 else 0
 
@@ -68,15 +61,6 @@ def _reports(usage: object, *fields: str) -> bool:
     so the row is estimated rather than metered as zero tokens.
     """
     return isinstance(usage, dict) and any(isinstance(usage.get(f), int) for f in fields)
-
-
-def usage_from_body(endpoint: str, payload: dict) -> Usage | None:
-    if endpoint == "messages/count_tokens":
-        return Usage(0, 0)  # counting is free; it consumes nothing
-    usage = payload.get("usage")
-    if not _reports(usage, "input_tokens", "output_tokens"):
-        return None
-    return Usage(_input_tokens(usage), _int(usage.get("output_tokens")))
 
 
 class MessagesStreamMeter(StreamMeter):
@@ -120,12 +104,6 @@ class MessagesStreamMeter(StreamMeter):
         self.content_events += events.count(b"event: content_block_delta\n")
 
 
-def prepare_request(payload: dict, upstream_model: str) -> dict:
-    if payload.get("model") != upstream_model:
-        payload = {**payload, "model": upstream_model}
-    return payload
-
-
 def models_list(names: list[str]) -> bytes:
     data = [
         {"type": "model", "id": n, "display_name": n, "created_at": "1970-01-01T00:00:00Z"} for n in names
@@ -133,3 +111,47 @@ def models_list(names: list[str]) -> bytes:
     return orjson.dumps(
         {"data": data, "has_more": False, "first_id": names[0] if names else None, "last_id": names[-1] if names else None}
     )
+
+
+# -- the strategies ----------------------------------------------------------------------------
+
+
+class AnthropicWire(Wire):
+    """Anthropic's error body (`{"type": "error", "error": {type, message}}`) and `anthropic-ratelimit-*` headers."""
+
+    family = "anthropic"
+
+    def error_body(self, error: GatewayError) -> bytes:
+        return error_body(error)
+
+    def stream_error(self, error: GatewayError) -> bytes:
+        return b"event: error\ndata: " + error_body(error) + b"\n\n"
+
+    def models_list(self, names: list[str]) -> bytes:
+        return models_list(names)
+
+
+class MessagesWire(AnthropicWire):
+    """`/v1/messages`: input tokens in `message_start`, the output count in `message_delta`."""
+
+    path = "messages"
+
+    streams = True
+
+    def usage_from_body(self, payload: dict) -> Usage | None:
+        usage = payload.get("usage")
+        if not _reports(usage, "input_tokens", "output_tokens"):
+            return None
+        return Usage(_input_tokens(usage), _int(usage.get("output_tokens")))
+
+    def prepare(self, payload: dict, upstream_model: str) -> Outgoing:
+        return Outgoing(super().prepare(payload, upstream_model).payload, MessagesStreamMeter)
+
+
+class CountTokensWire(AnthropicWire):
+    """`/v1/messages/count_tokens`: counting is free; it consumes nothing."""
+
+    path = "messages/count_tokens"
+
+    def usage_from_body(self, payload: dict) -> Usage | None:
+        return Usage(0, 0)

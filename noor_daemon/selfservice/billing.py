@@ -5,12 +5,12 @@ from __future__ import annotations
 import orjson
 from aiohttp import web
 
-from noor_daemon.billing.service import BILLING, BillingConflict, BillingInvalid, BillingNotConfigured
+from noor_daemon.billing.service import BillingConflict, BillingInvalid, BillingNotConfigured
 from noor_daemon.billing.stripe_api import Link, StripeUnavailable
-from noor_daemon.gateway import errors
-from noor_daemon.gateway.errors import GatewayError
-from noor_daemon.gateway.me import caller
-from noor_daemon.keys import KEYRING
+from noor_daemon.domain import errors
+from noor_daemon.domain.errors import GatewayError
+from noor_daemon.selfservice.account import caller
+from noor_daemon.state import BILLING, KEYRING
 
 routes = web.RouteTableDef()
 

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from noor_daemon.admin.errors import AdminError
-from noor_daemon.admin.live import LIVE
-from noor_daemon.admin.series import parse_query, usage_series
-from noor_daemon.gateway import errors
-from noor_daemon.gateway.me import caller
-from noor_daemon.keys import KEYRING, LEDGER, SETTINGS
+from noor_daemon.domain import errors
+from noor_daemon.selfservice.account import caller
+from noor_daemon.state import KEYRING, LEDGER, LIVE, SETTINGS
+from noor_daemon.views.series import QueryError, parse_query, usage_series
 
 routes = web.RouteTableDef()
 
@@ -19,9 +17,9 @@ async def my_usage(request: web.Request) -> web.Response:
     """Same document as /admin/v1/usage/series, limited to the caller's account (`group` model or key)."""
     key = caller(request)
     try:
-        range_name, group, limit = parse_query(request, groups=("model", "key"))
-    except AdminError as exc:
-        raise errors.bad_request(exc.message) from None
+        range_name, group, limit = parse_query(request.query, groups=("model", "key"))
+    except QueryError as exc:
+        raise errors.bad_request(str(exc)) from None
     settings = request.app[SETTINGS]
     return web.json_response(
         await usage_series(
@@ -34,5 +32,6 @@ async def my_usage(request: web.Request) -> web.Response:
             group=group,
             account_id=key.account_id,
             limit=limit,
+            days=request.app[LIVE].days,
         )
     )

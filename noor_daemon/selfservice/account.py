@@ -1,15 +1,13 @@
-"""/v1/me: self-service for a key holder, limited to the key's own account."""
+"""/v1/me and /v1/me/quota: who the caller is and what its limits are; the caller check every /v1/me route uses."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from noor_daemon.admin.limits import quota_report
-from noor_daemon.admin.serialize import account_json, key_json
-from noor_daemon.gateway import openai_wire
-from noor_daemon.gateway.auth import ApiKey
-from noor_daemon.gateway.errors import GatewayError
-from noor_daemon.keys import ACCOUNTS, KEYRING, LIMITER, PROXY, SETTINGS
+from noor_daemon.domain.serialize import account_json, key_json
+from noor_daemon.domain.accounts import ApiKey
+from noor_daemon.limits.report import quota_report
+from noor_daemon.state import ACCOUNTS, KEYRING, LIMITER, PROXY, SETTINGS
 
 routes = web.RouteTableDef()
 
@@ -17,17 +15,6 @@ routes = web.RouteTableDef()
 def caller(request: web.Request) -> ApiKey:
     """The key making this request; raises GatewayError (401/403) like the proxy does."""
     return request.app[PROXY].guarded_authenticate(request)
-
-
-@web.middleware
-async def me_errors(request: web.Request, handler) -> web.StreamResponse:
-    """/v1/me speaks OpenAI's error shape, like the rest of /v1."""
-    if not request.path.startswith("/v1/me"):
-        return await handler(request)
-    try:
-        return await handler(request)
-    except GatewayError as error:
-        return openai_wire.error_response(error)
 
 
 @routes.get("/v1/me")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from noor_daemon.clock import iso
-from noor_daemon.gateway.auth import Account, ApiKey
+from noor_daemon.domain.accounts import Account, ApiKey
 
 
 def account_json(account: Account) -> dict:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import orjson
 from aiohttp import web
 
-from noor_daemon.gateway import errors
-from noor_daemon.gateway.me import caller
-from noor_daemon.keys import KEYRING
+from noor_daemon.domain import errors
+from noor_daemon.selfservice.account import caller
+from noor_daemon.state import KEYRING, PRIVACY
 from noor_daemon.privacy import export
-from noor_daemon.privacy.service import PRIVACY, InvalidToken
+from noor_daemon.privacy.service import InvalidToken
 
 routes = web.RouteTableDef()
 

@@ -1,0 +1,70 @@
+"""What the request path needs to know of one client-facing wire format, as one typed strategy.
+
+Each endpoint under /v1 has a `Wire`: its family (which error shape and rate-limit headers its
+callers expect), whether it streams, how its errors are written (as a response and inside a
+stream), where its usage is in a whole answer, and how a request is prepared for an upstream
+route (with the stream meter that will read the answer).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+from aiohttp import web
+
+from noor_daemon.domain.errors import GatewayError
+from noor_daemon.gateway.wire.meter import StreamMeter, Usage
+
+Family = Literal["openai", "anthropic"]
+
+
+@dataclass(slots=True)
+class Outgoing:
+    """A request as it leaves for one upstream route."""
+
+    payload: dict
+    """The body to send: the very dict the client sent when nothing had to change (then its raw bytes go)."""
+    new_meter: Callable[[], StreamMeter] | None = None
+    """Makes the meter that reads this request's stream; None for a wire without streams."""
+
+
+class Wire(ABC):
+    """One endpoint's format. Instances are stateless and shared by every call."""
+
+    path: ClassVar[str]
+    """Under /v1, e.g. `chat/completions`."""
+    family: ClassVar[Family]
+
+    streams: ClassVar[bool] = False
+    """Whether the endpoint has a server-sent-events form (`"stream": true`)."""
+
+    @abstractmethod
+    def error_body(self, error: GatewayError) -> bytes: ...
+
+    def error_response(self, error: GatewayError) -> web.Response:
+        return web.Response(status=error.status, body=self.error_body(error), content_type="application/json", headers=error.headers)
+
+    @abstractmethod
+    def stream_error(self, error: GatewayError) -> bytes:
+        """An in-stream error event, so SDKs raise instead of seeing a silently short answer."""
+
+    @abstractmethod
+    def models_list(self, names: list[str]) -> bytes:
+        """`GET /v1/models` in this family's shape."""
+
+    @abstractmethod
+    def usage_from_body(self, payload: dict) -> Usage | None:
+        """The usage a whole (non-streamed) answer reports, or None when it reports none."""
+
+    def prepare(self, payload: dict, upstream_model: str) -> Outgoing:
+        """The request for an upstream that serves this model as `upstream_model`.
+
+        The payload is only copied when something must change, so an unchanged request can be
+        forwarded as the very bytes the client sent.
+        """
+        if payload.get("model") != upstream_model:
+            payload = {**payload, "model": upstream_model}
+        return Outgoing(payload)
