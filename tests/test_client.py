@@ -6,6 +6,8 @@ import ast
 import json
 import socket
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,11 +25,42 @@ from noor_daemon.client import (
 
 
 def test_client_imports_nothing_else_from_noor_daemon() -> None:
-    """The dashboard may import the client alone; it must not drag the daemon in."""
-    tree = ast.parse(Path(noor_daemon.client.__file__).read_text())
-    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-    imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    assert not [name for name in imported if name.startswith("noor")]
+    """The dashboard may import the client alone; it must not drag the daemon in.
+
+    Every module of the package is read: absolute imports may not name noor_daemon (or noor_tui)
+    at all, relative ones may not climb out of the package (`from ..keys import …`).
+    """
+    package = Path(noor_daemon.client.__file__).parent
+    modules = sorted(package.rglob("*.py"))
+    assert {m.name for m in modules} >= {"__init__.py", "admin.py", "me.py", "http.py", "models.py"}
+    offenders = {}
+    for module in modules:
+        tree = ast.parse(module.read_text(encoding="utf-8"))
+        imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        imported |= {
+            node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level == 0
+        }
+        bad = [name for name in imported if name.startswith("noor")]
+        depth = len(module.relative_to(package).parts)  # 1 for a module directly in the package
+        bad += [
+            "." * node.level + (node.module or "")
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.level > depth
+        ]
+        if bad:
+            offenders[module.name] = sorted(bad)
+    assert offenders == {}
+
+
+def test_importing_the_client_loads_no_other_daemon_module() -> None:
+    """At run time too: the package's own modules, and nothing else of noor_daemon."""
+    code = (
+        "import sys, noor_daemon.client; "
+        "print(sorted(m for m in sys.modules if m.startswith('noor') and m != 'noor_daemon' "
+        "and m != 'noor_daemon.client' and not m.startswith('noor_daemon.client.')))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
 
 
 async def test_accounts_and_keys_are_typed(daemon) -> None:

@@ -30,6 +30,22 @@ _KEY_PARAM = {"name": "key_id", "in": "path", "required": True, "schema": {"type
 
 _TIME = {"type": ["string", "null"], "format": "date-time"}
 
+_KEY_PROPERTIES = {
+    "id": {"type": "string"},
+    "account_id": {"type": "string"},
+    "prefix": {"type": "string"},
+    "masked": {"type": "string"},
+    "name": {"type": ["string", "null"]},
+    "models": {"type": ["array", "null"], "items": {"type": "string"}},
+    "limits": {"type": ["object", "null"]},
+    "status": {"type": "string"},
+    "state": {"type": "string", "enum": ["active", "suspended", "revoked", "expired"]},
+    "created_at": _TIME,
+    "expires_at": _TIME,
+    "revoked_at": _TIME,
+    "last_used_at": _TIME,
+}
+
 SCHEMAS = {
     "Error": {
         "type": "object",
@@ -56,21 +72,7 @@ SCHEMAS = {
     "Key": {
         "type": "object",
         "required": ["id", "account_id", "prefix", "state", "created_at"],
-        "properties": {
-            "id": {"type": "string"},
-            "account_id": {"type": "string"},
-            "prefix": {"type": "string"},
-            "masked": {"type": "string"},
-            "name": {"type": ["string", "null"]},
-            "models": {"type": ["array", "null"], "items": {"type": "string"}},
-            "limits": {"type": ["object", "null"]},
-            "status": {"type": "string"},
-            "state": {"type": "string", "enum": ["active", "suspended", "revoked", "expired"]},
-            "created_at": _TIME,
-            "expires_at": _TIME,
-            "revoked_at": _TIME,
-            "last_used_at": _TIME,
-        },
+        "properties": _KEY_PROPERTIES,
     },
     "Limits": {
         "type": "object",
@@ -102,7 +104,34 @@ SCHEMAS = {
         "properties": {
             "account": {"$ref": "#/components/schemas/Account"},
             "limits": {"type": "array", "items": {"$ref": "#/components/schemas/LimitStatus"}},
-            "keys": {"type": "array", "items": {"type": "object"}},
+            "keys": {"type": "array", "items": {"$ref": "#/components/schemas/KeyQuota"}},
+        },
+    },
+    "ModelUsage": {
+        "type": "object",
+        "required": ["model", "requests", "errors", "prompt_tokens", "completion_tokens", "mean_latency_ms"],
+        "properties": {
+            "model": {"type": ["string", "null"]},
+            "requests": {"type": "integer"},
+            "errors": {"type": "integer"},
+            "prompt_tokens": {"type": "integer"},
+            "completion_tokens": {"type": "integer"},
+            "mean_latency_ms": {"type": ["number", "null"], "description": "null without requests"},
+        },
+    },
+    "UsageSummary": {
+        "type": "object",
+        "required": ["hours", "models", "totals"],
+        "properties": {
+            "hours": {"type": "integer"},
+            "models": {"type": "array", "items": {"$ref": "#/components/schemas/ModelUsage"}},
+            "totals": {
+                "type": "object",
+                "required": ["requests", "errors", "prompt_tokens", "completion_tokens"],
+                "properties": {
+                    name: {"type": "integer"} for name in ("requests", "errors", "prompt_tokens", "completion_tokens")
+                },
+            },
         },
     },
     "Route": {
@@ -117,6 +146,15 @@ SCHEMAS = {
             "error_rate": {"type": "number"},
             "requests": {"type": "integer"},
             "failures": {"type": "integer"},
+        },
+    },
+    "KeyQuota": {
+        "type": "object",
+        "description": "A live key as in Key, except that `limits` holds its own limit rows (scope key), not its overrides.",
+        "required": ["id", "account_id", "prefix", "state", "created_at", "limits"],
+        "properties": {
+            **_KEY_PROPERTIES,
+            "limits": {"type": "array", "items": {"$ref": "#/components/schemas/LimitStatus"}},
         },
     },
     "IssuedKey": {
@@ -314,7 +352,7 @@ def document() -> dict:
                         {"name": "hours", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 8784}},
                         {"name": "account", "in": "query", "schema": {"type": "string"}},
                     ],
-                    "responses": {"200": _json({"type": "object"}), **_ERRORS},
+                    "responses": {"200": _json(_ref("UsageSummary")), **_ERRORS},
                 }
             },
         },

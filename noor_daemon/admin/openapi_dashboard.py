@@ -73,9 +73,11 @@ USAGE_SERIES = {
     "properties": {
         "range": {"type": "string", "enum": ["hour", "day", "7d", "30d", "90d"]},
         "group": {"type": "string", "enum": ["model", "key", "account"]},
+        "account_id": {"type": ["string", "null"], "description": "The account asked for, null for all"},
         "bucket_seconds": {"type": "integer"},
         "start": {"type": "string", "format": "date-time"},
         "end": {"type": "string", "format": "date-time"},
+        "now": {"type": "string", "format": "date-time"},
         "buckets": {"type": "array", "items": {"type": "string", "format": "date-time"}},
         "source": {"type": "string", "enum": ["usage_hourly", "memory"]},
         "series": {
@@ -85,6 +87,7 @@ USAGE_SERIES = {
                 "properties": {
                     "key": {"type": "string", "description": "Model name, key id or account id; `(other)` folds the rest"},
                     "label": {"type": "string"},
+                    "account_id": {"type": ["string", "null"], "description": "The key's account (group=key only)"},
                     "requests": _INTS,
                     "errors": _INTS,
                     "prompt_tokens": _INTS,
@@ -94,7 +97,50 @@ USAGE_SERIES = {
             },
         },
         "groups": {"type": "integer"},
-        "totals": _SERIES_TOTALS,
+        "totals": {
+            **_SERIES_TOTALS,
+            "properties": {
+                **_SERIES_TOTALS["properties"],
+                "priced": {"type": "boolean", "description": "Whether the config has any [prices]"},
+            },
+        },
+    },
+}
+
+_PROVIDER_HEALTH = {
+    "type": "object",
+    "required": ["name", "kind", "host", "routes", "requests", "errors", "error_rate", "latency_ms", "state"],
+    "properties": {
+        "name": {"type": "string"},
+        "kind": {"type": "string"},
+        "host": {"type": ["string", "null"], "description": "The base URL's host; null for the simulator"},
+        "routes": {"type": "integer"},
+        "requests": {"type": "integer"},
+        "errors": {"type": "integer"},
+        "error_rate": {"type": ["number", "null"], "description": "0..1; null without requests"},
+        "latency_ms": {"type": ["number", "null"]},
+        "state": {"type": "string", "enum": ["ok", "degraded", "down", "idle"]},
+    },
+}
+
+_ROUTE_STATUS = {
+    "type": "object",
+    "required": [
+        "provider", "model", "upstream_model", "breaker", "consecutive_failures",
+        "requests", "errors", "error_rate", "latency_ms", "ttft_ms", "state",
+    ],
+    "properties": {
+        "provider": {"type": "string"},
+        "model": {"type": "string"},
+        "upstream_model": {"type": "string"},
+        "breaker": {"type": ["string", "null"], "enum": ["closed", "open", "half_open", None]},
+        "consecutive_failures": {"type": "integer"},
+        "requests": {"type": "integer"},
+        "errors": {"type": "integer"},
+        "error_rate": {"type": ["number", "null"], "description": "0..1; null without requests"},
+        "latency_ms": {"type": ["number", "null"]},
+        "ttft_ms": {"type": ["number", "null"]},
+        "state": {"type": "string", "enum": ["ok", "degraded", "down", "idle"]},
     },
 }
 
@@ -160,10 +206,12 @@ PATHS = {
                 "200": _json(
                     {
                         "type": "object",
+                        "required": ["since", "now", "providers", "routes"],
                         "properties": {
                             "since": {"type": "string", "format": "date-time"},
-                            "providers": {"type": "array", "items": {"type": "object"}},
-                            "routes": {"type": "array", "items": {"type": "object"}},
+                            "now": {"type": "string", "format": "date-time"},
+                            "providers": {"type": "array", "items": _PROVIDER_HEALTH},
+                            "routes": {"type": "array", "items": _ROUTE_STATUS},
                         },
                     }
                 ),

@@ -29,6 +29,8 @@ def _query(name: str, schema: dict, description: str | None = None) -> dict:
 
 
 _TIME = {"type": ["string", "null"], "format": "date-time"}
+_STAMP = {"type": "string", "format": "date-time"}
+"""A time the ledger always has (a NOT NULL column)."""
 _PAGE = [
     _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
     _query("before", {"type": "integer", "minimum": 1}, "Page back: entries with a smaller id than this"),
@@ -47,8 +49,8 @@ SCHEMAS = {
             "source": {"type": "string", "enum": ["admin", "self"]},
             "status": {"type": "string", "enum": ["open", "completed", "cancelled", "expired"]},
             "awaiting_confirmation": {"type": "boolean", "description": "A self-service deletion not yet confirmed"},
-            "received_at": _TIME,
-            "due_at": _TIME,
+            "received_at": _STAMP,
+            "due_at": _STAMP,
             "completed_at": _TIME,
             "overdue": {"type": "boolean"},
             "days_left": {"type": ["integer", "null"]},
@@ -75,8 +77,8 @@ SCHEMAS = {
         "required": ["version", "published_at", "effective_at", "summary", "material", "notices"],
         "properties": {
             "version": {"type": "integer"},
-            "published_at": _TIME,
-            "effective_at": _TIME,
+            "published_at": _STAMP,
+            "effective_at": _STAMP,
             "summary": {"type": "string"},
             "material": {"type": "boolean"},
             "url": {"type": ["string", "null"]},
@@ -88,7 +90,7 @@ SCHEMAS = {
         "description": "Who did what, when. No content, never an email.",
         "properties": {
             "id": {"type": "integer"},
-            "ts": _TIME,
+            "ts": _STAMP,
             "actor": {"type": "string", "description": "admin, self, system or signal"},
             "action": {"type": "string", "description": "account.created, key.revoked, privacy.exported, retention.ran…"},
             "target_type": {"type": ["string", "null"]},
