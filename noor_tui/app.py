@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import ClassVar
@@ -19,6 +19,8 @@ from textual.app import App
 from textual.binding import Binding
 from textual.message import Message
 from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widget import AwaitMount
 
 from noor_daemon.client import AdminClient, CallEvent, Catalog, KeyInfo, MeClient
 from noor_daemon.client import Account as AccountInfo
@@ -31,7 +33,6 @@ from noor_tui.screens.help import HelpScreen
 from noor_tui.screens.keys import KeysScreen
 from noor_tui.screens.me import MeAccountScreen, MeDataScreen, MeUsageScreen
 from noor_tui.screens.overview import OverviewScreen
-from noor_tui.screens.base import NoorScreen as NoorScreenBase
 from noor_tui.screens.privacy import PrivacyScreen
 from noor_tui.screens.quotas import QuotasScreen
 from noor_tui.screens.usage import UsageScreen
@@ -69,18 +70,19 @@ class NoorApp(App[None]):
         tz: tzinfo | None = None,
         export_dir: Path | None = None,
         theme: str = "noor-dark",
-        prepare: bool = False,
     ) -> None:
         super().__init__()
-        self.prepare = prepare
-        """Build the other screens while idle (`prepare_screens`). Off by default: it leans on Textual internals and raced a TabbedContent once in tests."""
         self.url = url
         self._clock = clock
         self.tz = tz if tz is not None else datetime.now().astimezone().tzinfo
         self.export_dir = export_dir or Path.cwd()
         self.feed = CallLog()
         self._failures = 0
-        self.screens_prepared = False
+        self._showing: str | None = self.current_mode
+        """The mode whose screen is being built or shown, while Textual does so (see `refresh_css`): the first
+        one until the app has mounted, then the one `switch_mode` shows while it runs."""
+        self._css_styled_with: tuple | None = None
+        """What Textual's last whole-app restyle was made from (see `refresh_css`)."""
         for candidate in THEMES:
             self.register_theme(candidate)
         self.theme = theme
@@ -109,6 +111,60 @@ class NoorApp(App[None]):
     def _unfreeze(self) -> None:
         gc.unfreeze()  # the next app in this process (tests, benchmarks) starts from a collectable heap
 
+    # -- styling ----------------------------------------------------------------------
+
+    @on(events.Mount)
+    def _started(self) -> None:
+        self._showing = None  # the first mode's screen is built
+
+    def switch_mode(self, mode: str) -> AwaitMount:
+        """Textual's, noting which mode is being shown (for `refresh_css`)."""
+        self._showing = mode
+        try:
+            return super().switch_mode(mode)
+        finally:
+            self._showing = None
+
+    def refresh_css(self, animate: bool = True) -> None:
+        """Textual's whole-app restyle, spared while a mode's screen is shown if it would change nothing.
+
+        Textual asks for one as it builds a mode's screen (the first one as the app starts, too) and
+        again as it shows it (most of a first visit's time, issue #5: about 40 ms each): it re-parses
+        the whole stylesheet and restyles the screen being left. If the theme's variables and the ANSI theme are those of the last restyle
+        that ran, and the CSS it read is all still there unchanged, every widget is already styled
+        with what it would produce: a new screen as it mounts (the default CSS of widget classes
+        seen for the first time is added as they mount, for them, as in any mount), a screen shown
+        again by its `ScreenResume` (`NoorScreen.on_screen_resume`). A theme change, or a mode
+        whose stack holds more than its own screen (a modal over it), still restyles in full.
+        """
+        variables = self.get_css_variables()
+        if self._showing is None or not self._one_screen(self._showing) or not self._styled_with(variables):
+            super().refresh_css(animate)
+            self._css_styled_with = (variables, self._css_read(), self.ansi_theme)
+
+    def _styled_with(self, variables: dict[str, str]) -> bool:
+        """Was the last whole-app restyle made from these variables, this ANSI theme and CSS that is all still there?"""
+        if self._css_styled_with is None:
+            return False
+        styled_variables, styled_sources, styled_ansi = self._css_styled_with
+        sources = self._css_read()
+        return (
+            variables == styled_variables
+            and self.ansi_theme is styled_ansi
+            and all(sources.get(where) == css for where, css in styled_sources.items())
+        )
+
+    def _css_read(self) -> dict[tuple[str, str], str]:
+        """The stylesheet's CSS by where it was read from (a source's tie-breaker may drop as more widgets
+        mount; Textual re-parses for that at its next restyle, not at once)."""
+        return {where: source.content for where, source in self.stylesheet.source.items()}
+
+    def _one_screen(self, mode: str) -> bool:
+        try:
+            return len(self.get_screen_stack(mode)) <= 1
+        except KeyError:  # the mode's screen is being built
+            return True
+
     # -- connection state -----------------------------------------------------------
 
     def connection_ok(self) -> None:
@@ -130,9 +186,14 @@ class NoorApp(App[None]):
     def broadcast_changed(self, what: str) -> None:
         self.broadcast(DataChanged(what))
 
-    def screen_stack_everywhere(self):
-        seen = set()
-        for stack in self._screen_stacks.values():
+    def screen_stack_everywhere(self) -> Iterator[Screen]:
+        """Every screen of every mode visited so far, once each (a mode is built on its first visit)."""
+        seen: set[int] = set()
+        for mode in dict.fromkeys([self.current_mode, *self.MODES]):
+            try:
+                stack = self.get_screen_stack(mode)
+            except KeyError:  # not visited yet: no screen
+                continue
             for screen in stack:
                 if id(screen) not in seen:
                     seen.add(id(screen))
@@ -147,26 +208,6 @@ class NoorApp(App[None]):
     def action_toggle_theme(self) -> None:
         current = self.current_theme
         self.theme = PAIRS.get(self.theme, "noor-light" if current.dark else "noor-dark")
-
-    def prepare_screens(self) -> None:
-        """Build the other screens while the dashboard idles, so a first visit only fetches and paints.
-
-        One screen at a time, a moment apart, so a key pressed meanwhile waits for one screen's
-        composition at most. Uses Textual's mode set-up without switching to the mode (a screen
-        that is not showing does not poll); skipped quietly if this Textual has no such hook.
-        """
-        if not self.is_running:  # closing down: no new screens
-            return
-        init_mode = getattr(self, "_init_mode", None)
-        waiting = [mode for mode, _ in self.NAV if mode != self.current_mode and mode not in self._screen_stacks]
-        if init_mode is None or not waiting:
-            self.screens_prepared = True
-            return
-        init_mode(waiting[0])
-        for screen in self._screen_stacks.get(waiting[0], []):
-            if isinstance(screen, NoorScreenBase):
-                screen.prefetch()
-        self.set_timer(0.3, self.prepare_screens)
 
     async def run_in_mode(self, mode: str, action: str) -> None:
         """Show `mode`'s screen, then run `action` on it (for the command palette)."""
@@ -209,8 +250,6 @@ class AdminApp(NoorApp):
         # The screen's own poll goes first; the feed follows the first frame, the directory (labels and
         # forms only) a moment later.
         self.set_timer(0.5, self.refresh_directory)
-        if self.prepare:
-            self.set_timer(1.5, self.prepare_screens)
         if self.live:
             self.call_after_refresh(self.run_feed)
 
@@ -283,10 +322,6 @@ class MeApp(NoorApp):
     def __init__(self, url: str, api_key: str, **options) -> None:
         super().__init__(url, **options)
         self.me = MeClient(url, api_key)
-
-    def on_mount(self) -> None:
-        if self.prepare:
-            self.set_timer(1.5, self.prepare_screens)
 
     async def on_unmount(self) -> None:
         await self.me.close()

@@ -1,7 +1,8 @@
 """What keeps a screen's first visit short (issue #5: the usage screen paints in under 200 ms).
 
-Some of it leans on how Textual styles and shows a new screen (`NoorScreen._skip_first_restyle`);
-these tests say so at once if a Textual upgrade changes that, rather than a benchmark later.
+Some of it leans on how Textual styles and shows a new screen (`NoorApp.refresh_css`,
+`NoorScreen.on_screen_resume`); these tests say so at once if a Textual upgrade changes that, rather
+than a benchmark later.
 The figure itself: `python -m benchmarks.tui_usage`.
 """
 
@@ -38,8 +39,9 @@ async def test_a_first_visit_restyles_nothing_twice_and_fetches_once(daemon, tmp
     async with app.run_test(size=(160, 48)) as pilot:
         await wait_until(pilot, lambda: app.screen.loaded, what="the overview")
         await pilot.pause(0.2)
-        refreshes: list[bool] = []
-        monkeypatch.setattr(app, "refresh_css", lambda animate=True: refreshes.append(animate))
+        reparsed: list[bool] = []
+        reparse = app.stylesheet.reparse
+        monkeypatch.setattr(app.stylesheet, "reparse", lambda: (reparsed.append(True), reparse()))
         restyled = []
         update_styles = app.update_styles
         monkeypatch.setattr(app, "update_styles", lambda node, animate=True: (restyled.append(node), update_styles(node, animate)))
@@ -49,7 +51,7 @@ async def test_a_first_visit_restyles_nothing_twice_and_fetches_once(daemon, tmp
         await wait_until(pilot, lambda: screen.loaded, what="the usage screen")
         await pilot.pause(0.2)
 
-        assert refreshes == [], "Textual restyled the whole app for a new screen: see NoorScreen._skip_first_restyle"
+        assert reparsed == [], "Textual re-parsed and restyled the whole app for a new screen: see NoorApp.refresh_css"
         assert screen not in restyled, "the new screen was restyled whole as it was shown"
         assert fetches == ["day"], "the first visit should ask the daemon once (the early fetch), not once per resume"
         assert {"-wide", "-tall"} <= screen.classes and not {"-narrow", "-short"} & screen.classes
@@ -58,6 +60,7 @@ async def test_a_first_visit_restyles_nothing_twice_and_fetches_once(daemon, tmp
         await app.switch_mode("usage")
         await pilot.pause(0.1)
         assert screen in restyled, "a screen shown again is restyled (what changed while it was away)"
+        assert reparsed == [], "nothing changed the CSS: showing a screen again needs no re-parse"
 
 
 async def test_size_classes_are_set_before_mounting_as_textual_would(daemon, tmp_path) -> None:

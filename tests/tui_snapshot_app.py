@@ -248,7 +248,7 @@ class SnapshotDaemon:
 
 def snapshot_app(url: str, export_dir: Path, *, me: bool = False):
     """The dashboard as the snapshots see it: clock stopped at NOW, times in UTC."""
-    options = {"clock": lambda: NOW, "tz": UTC, "export_dir": export_dir, "prepare": False}
+    options = {"clock": lambda: NOW, "tz": UTC, "export_dir": export_dir}
     if me:
         return make_app(url, api_key=ME_KEY, **options)
     return make_app(url, token=TOKEN, **options)

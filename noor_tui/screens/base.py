@@ -8,8 +8,9 @@ screen that is not showing does not poll; coming back to it polls at once.
 A screen is built on its first visit, and that visit should paint it with its data at once
 (issue #5: the usage screen over 10M events in under 200 ms). So a new screen asks the daemon
 as it is made (`_fetch_early`), comes with its size classes already set, and is not restyled
-again by Textual as it is first shown: it was styled as it mounted (`_skip_first_restyle`,
-`on_screen_resume`).
+again as it is first shown: it was styled as it mounted (`on_screen_resume` clears the resume's
+`refresh_styles`; `NoorApp.refresh_css` spares the whole-app restyle Textual asks for with a new
+mode's screen).
 """
 
 from __future__ import annotations
@@ -74,7 +75,6 @@ class NoorScreen(Screen):
         """Styled as it mounted and not suspended since: showing it needs no restyle."""
         self._early = self._fetch_early()
         self._set_size_classes()
-        self._skip_first_restyle()
 
     def _set_size_classes(self) -> None:
         """The breakpoint classes (`-narrow`/`-wide`, `-short`/`-tall`) as Textual sets them at the first
@@ -91,22 +91,6 @@ class NoorScreen(Screen):
                 if value >= threshold:
                     self.add_class(name, update=False)
                     break
-
-    def _skip_first_restyle(self) -> None:
-        """Mark the new screen as styled with the app's current CSS (it is, as it mounts).
-
-        Otherwise Textual, seeing a screen it has not restyled yet, re-parses the whole stylesheet
-        and restyles every widget of every screen, twice (once as it sets the mode up, once as it
-        switches to it): most of a first visit's time. Textual decides by comparing the screen's
-        private `_css_update_count` with the app's; if a Textual has no such counter, nothing is
-        done here and a first visit is just slower (tests/test_tui_first_paint.py says so).
-        """
-        try:
-            count = self.app._css_update_count
-        except (NoActiveAppError, AttributeError):
-            return
-        if isinstance(count, int) and isinstance(getattr(self, "_css_update_count", None), int):
-            self._css_update_count = count
 
     def _fetch_early(self) -> asyncio.Task | None:
         """Ask the daemon as the screen is made, so the answer is in by the time it is composed and
@@ -167,7 +151,7 @@ class NoorScreen(Screen):
         # (Textual calls each class's handler: a subclass's own `on_screen_resume` need not call this.)
         if self._fresh and event is not None:
             event.refresh_styles = False
-        if not self.is_current:  # a screen built ahead of time (`NoorApp.prepare_screens`) waits to be shown
+        if not self.is_current:  # switched away again before this resume was handled: no poll
             return
         if self._polling:  # the first fetch (or one just asked for) is under way: it brings the data
             return
@@ -197,10 +181,6 @@ class NoorScreen(Screen):
 
     def action_refresh(self) -> None:
         self.poll()
-
-    def prefetch(self) -> None:
-        """Fetch once while not showing (a screen built ahead of time), so it first appears with data."""
-        self._poll = self._poll_worker()
 
     async def fetch(self) -> Any:
         """The screen's data, from the daemon (override)."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from textual.app import ComposeResult
-from textual.reactive import Reactive
 from textual.widgets import Footer
 
 
@@ -26,12 +25,12 @@ class KeyFooter(Footer):
         self._shown: tuple[Any, ...] | None = None
 
     def compose(self) -> ComposeResult:
-        # Textual's "the screen has announced its bindings" (private: without it, this footer behaves as
-        # Textual's does). They are known as the screen is built: its own and the app's.
-        ready = getattr(Footer, "_bindings_ready", None)
-        if isinstance(ready, Reactive):
-            self.set_reactive(ready, True)
-            self._shown = self._keys()
+        # Textual's footer composes its keys once the screen has announced its bindings (`bindings_changed`,
+        # by the screen's `bindings_updated_signal`). They are known as the screen is built, its own and
+        # the app's: announced here, so the first frame has them (the rebuild that this asks for finds the
+        # same keys and is skipped).
+        self.bindings_changed(self.screen)
+        self._shown = self._keys()
         yield from super().compose()
 
     def _keys(self) -> tuple[Any, ...]:
