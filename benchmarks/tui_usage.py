@@ -69,7 +69,7 @@ def timed_app(url: str, start_mode: str):
             # Textual calls the screen's own `on_screen_resume` too (every class's handler, this one
             # first): calling it from here as well would poll twice, which the dashboard never does.
             self.waiting_since_resume = True
-            if self.series is not None:  # built and fetched ahead of time: this frame has the data
+            if self.series is not None:  # a revisit: the data of the last visit paints in this frame
                 self.call_after_refresh(self._shown_painted)
 
         def _shown_painted(self) -> None:
