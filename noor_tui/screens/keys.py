@@ -12,7 +12,7 @@ from textual.containers import Container
 from textual.widgets import DataTable, Input
 
 from noor_daemon.client import Account, IssuedKey, KeyInfo
-from noor_tui.formatting import ago, date, truncate
+from noor_tui.formatting import ago, date, parse_time, truncate
 from noor_tui.screens.base import NoorScreen
 from noor_tui.widgets.cells import Column, Ranked, by_rank, lay_out, width_of
 from noor_tui.widgets.modals import ConfirmModal, LimitsModal, NewKeyModal, ShowOnceKeyModal
@@ -275,7 +275,5 @@ class KeysScreen(NoorScreen):
 
 
 def _stamp(value: str | None) -> float:
-    from noor_tui.formatting import parse_time
-
     moment = parse_time(value)
     return moment.timestamp() if moment else 0.0
