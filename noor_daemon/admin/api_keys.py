@@ -1,4 +1,4 @@
-"""/admin/v1/keys: create (the full key is in the answer once), list masked, revoke, rotate."""
+"""/admin/v1/keys: create (the full key is in the answer once), list masked, revoke, rotate (at once or after a grace period)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from aiohttp import web
 from noor_daemon.admin import requests
 from noor_daemon.admin.errors import bad_request
 from noor_daemon.admin.limits import parse_limits
+from noor_daemon.clock import iso
 from noor_daemon.domain.serialize import key_json
 from noor_daemon.state import ACCOUNTS, SETTINGS
 from noor_daemon.ledger.accounts import IssuedKey
@@ -19,7 +20,11 @@ def _now_ms(request: web.Request) -> int:
 
 
 def _issued_json(request: web.Request, issued: IssuedKey) -> dict:
-    return {**key_json(issued.key, _now_ms(request)), "key": issued.secret}
+    return {
+        **key_json(issued.key, _now_ms(request)),
+        "key": issued.secret,
+        "previous_expires_at": iso(issued.previous_expires_at),
+    }
 
 
 @routes.get("/keys")
@@ -71,5 +76,9 @@ async def revoke_key(request: web.Request) -> web.Response:
 
 @routes.post("/keys/{key_id}/rotate")
 async def rotate_key(request: web.Request) -> web.Response:
-    issued = await request.config_dict[ACCOUNTS].rotate_key(request.match_info["key_id"])
+    body = await requests.json_body(request)
+    grace = body.get("grace_seconds")
+    if grace is not None and (not isinstance(grace, int) or isinstance(grace, bool) or grace < 0):
+        raise bad_request("`grace_seconds` must be a whole number of seconds, 0 or more.")
+    issued = await request.config_dict[ACCOUNTS].rotate_key(request.match_info["key_id"], grace_seconds=grace or None)
     return web.json_response(_issued_json(request, issued), status=201)

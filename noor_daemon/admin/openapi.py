@@ -158,7 +158,20 @@ SCHEMAS = {
         },
     },
     "IssuedKey": {
-        "allOf": [_ref("Key"), {"type": "object", "required": ["key"], "properties": {"key": {"type": "string"}}}],
+        "allOf": [
+            _ref("Key"),
+            {
+                "type": "object",
+                "required": ["key"],
+                "properties": {
+                    "key": {"type": "string"},
+                    "previous_expires_at": {
+                        **_TIME,
+                        "description": "After a rotation with `grace_seconds`: when the replaced key stops working",
+                    },
+                },
+            },
+        ],
         "description": "A key with its full secret: returned once, at creation or rotation.",
     },
 }
@@ -288,7 +301,24 @@ def document() -> dict:
             "/keys/{key_id}/rotate": {
                 "parameters": [_KEY_PARAM],
                 "post": {
-                    "summary": "Revoke a key and issue its replacement",
+                    "summary": "Issue a key's replacement; the old key is revoked at once, or after `grace_seconds`",
+                    "requestBody": {
+                        "required": False,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "grace_seconds": {
+                                            "type": "integer",
+                                            "minimum": 0,
+                                            "description": "Keep the old key working this long (its expiry moves to then)",
+                                        }
+                                    },
+                                }
+                            }
+                        },
+                    },
                     "responses": {"201": _json(_ref("IssuedKey"), "Created"), "409": _json(_ref("Error"), "Key revoked"), **_ERRORS},
                 },
             },

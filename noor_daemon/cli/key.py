@@ -137,12 +137,16 @@ def revoke(key_id: str, as_json: bool, url: str, data_dir: str | None) -> None:
 
 @key.command("rotate")
 @click.argument("key_id", metavar="ID")
+@click.option("--grace", type=Duration(), default=None, metavar="DURATION",
+              help="Keep the old key working this long (90m, 1h, 7d…) so its users can switch [default: revoke it at once].")
 @json_option
 @connection_options
-def rotate(key_id: str, as_json: bool, url: str, data_dir: str | None) -> None:
-    """Revoke the key ID and issue its replacement, shown this once."""
-    issued = run_admin(url, data_dir, lambda admin: admin.rotate_key(key_id))
+def rotate(key_id: str, grace: int | None, as_json: bool, url: str, data_dir: str | None) -> None:
+    """Issue the replacement of key ID, shown this once, and revoke the old key (at once, or after --grace)."""
+    issued = run_admin(url, data_dir, lambda admin: admin.rotate_key(key_id, grace=grace))
     if as_json:
         print_json(issued.to_json())
+    elif issued.previous_expires_at:
+        show_issued_key(issued.key, f"{key_id} keeps working until {issued.previous_expires_at}; its replacement is {issued.id}:")
     else:
         show_issued_key(issued.key, f"Revoked {key_id}; its replacement is {issued.id}:")

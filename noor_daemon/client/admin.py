@@ -140,9 +140,11 @@ class AdminClient(_DaemonClient):
     async def revoke_key(self, key_id: str) -> KeyInfo:
         return _from_json(KeyInfo, await self._admin("POST", f"/keys/{_segment(key_id)}/revoke"))
 
-    async def rotate_key(self, key_id: str) -> IssuedKey:
-        """Revoke the key and issue its replacement; the new secret is in `key`."""
-        return _from_json(IssuedKey, await self._admin("POST", f"/keys/{_segment(key_id)}/rotate"))
+    async def rotate_key(self, key_id: str, *, grace: int | None = None) -> IssuedKey:
+        """Issue the key's replacement (its secret is in `key`); the old key is revoked at once, or
+        keeps working `grace` seconds more (until `previous_expires_at`)."""
+        body = {"grace_seconds": grace} if grace else None
+        return _from_json(IssuedKey, await self._admin("POST", f"/keys/{_segment(key_id)}/rotate", json=body))
 
     async def revoke_key_by_prefix(self, prefix: str) -> KeyInfo:
         """Revoke the one key with this display prefix (`sk-noor-AbC123`) or the whole key; 409 if several match."""

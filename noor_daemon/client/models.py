@@ -57,6 +57,8 @@ class IssuedKey(KeyInfo):
     """A key just created or rotated: `key` is the full secret, shown this once."""
 
     key: str = field(default="", repr=False)
+    previous_expires_at: str | None = None
+    """After a rotation with a grace period: when the key it replaced stops working."""
 
 
 @dataclass(frozen=True)

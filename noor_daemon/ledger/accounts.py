@@ -18,8 +18,11 @@ from noor_daemon.domain.accounts import Account, ApiKey, KeyRing
 from noor_daemon.domain.api_keys import display_prefix, generate_key, hash_key, new_id
 from noor_daemon.ledger.audit import AuditEntry, AuditLog
 from noor_daemon.ledger.database import Ledger
+from noor_daemon.ledger.usage import delete_usage
 
 log = logging.getLogger(__name__)
+
+ERASE_BATCH = 5000
 
 
 class NotFound(LookupError):
@@ -36,6 +39,8 @@ class IssuedKey:
 
     key: ApiKey
     secret: str
+    previous_expires_at: int | None = None
+    """After a rotation with a grace period: when the key it replaces stops working (ms)."""
 
 
 def _account_from_row(row) -> Account:
@@ -201,7 +206,8 @@ class AccountStore:
         async def delete(db: aiosqlite.Connection) -> None:
             async with db.execute("SELECT id, prefix FROM api_keys WHERE account_id = ?", (account.id,)) as cur:
                 keys = [(row[0], row[1]) for row in await cur.fetchall()]
-            await db.execute("DELETE FROM usage_events WHERE account_id = ?", (account.id,))
+            while await delete_usage(db, "account_id = ?", (account.id,), ERASE_BATCH) == ERASE_BATCH:
+                pass  # usage committed since the erasure's batches began, and what it added to every rollup
             await db.execute("DELETE FROM usage_hourly WHERE account_id = ?", (account.id,))
             await db.execute("DELETE FROM usage_daily WHERE account_id = ?", (account.id,))
             await db.execute("DELETE FROM api_keys WHERE account_id = ?", (account.id,))
@@ -308,8 +314,13 @@ class AccountStore:
         await self.ledger.write(revoke)
         return key
 
-    async def rotate_key(self, key_id: str, *, actor: str = "admin") -> IssuedKey:
-        """Revoke `key_id` and issue a replacement with the same name, models and limits."""
+    async def rotate_key(self, key_id: str, *, actor: str = "admin", grace_seconds: int | None = None) -> IssuedKey:
+        """Issue a replacement of `key_id` with the same name, models and limits, and retire the old key.
+
+        Without `grace_seconds` the old key is revoked at once; with it, the old key keeps working until
+        the grace ends (its expiry is brought forward to then, never pushed back), so the programs using
+        it can move to the replacement without a gap.
+        """
         old = await self.get_key(key_id)
         if old.revoked:
             raise Conflict(f"key {key_id} is revoked; create a new one instead")
@@ -326,20 +337,30 @@ class AccountStore:
             limits=old.limits,
             status=old.status,
         )
-        self.keyring.drop_key(old.id)
+        grace_until = new.created_at + grace_seconds * 1000 if grace_seconds else None
+        if grace_until is not None and old.expires_at is not None:
+            grace_until = min(grace_until, old.expires_at)
+        if grace_until is None:
+            self.keyring.drop_key(old.id)  # refused from this instant
+        details = {"replacement": new.id, "prefix": new.prefix} | ({"grace_seconds": grace_seconds} if grace_until else {})
 
         async def swap(db: aiosqlite.Connection) -> None:
-            await db.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ?", (new.created_at, old.id))
+            if grace_until is None:
+                await db.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ?", (new.created_at, old.id))
+            else:
+                await db.execute("UPDATE api_keys SET expires_at = ? WHERE id = ?", (grace_until, old.id))
             await self._insert_key(db, new)
             await self.ledger.announce(db, "key", old.id)
             await self.ledger.announce(db, "key", new.id)
-            await self.audit.add_in(
-                db, AuditEntry("key.rotated", actor, "key", old.id, old.account_id, {"replacement": new.id, "prefix": new.prefix})
-            )
+            await self.audit.add_in(db, AuditEntry("key.rotated", actor, "key", old.id, old.account_id, details))
 
         await self.ledger.write(swap)
+        if grace_until is not None:
+            live = self.keyring.keys.get(old.id)
+            if live is not None:
+                live.expires_at = grace_until  # the request path refuses it from then on
         self.keyring.put_key(new)
-        return IssuedKey(new, secret)
+        return IssuedKey(new, secret, grace_until)
 
     async def set_key_limits(self, key_id: str, limits: dict[str, int], *, actor: str = "admin") -> ApiKey:
         """Replace a key's own limit overrides (its account's plan still applies on top)."""
