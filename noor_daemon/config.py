@@ -31,6 +31,9 @@ class _Misreference(ValueError):
         self.loc = loc
 
 
+_SECRET_REFERENCE = r"(keyring|env):[A-Za-z0-9_.\-]+"
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -51,6 +54,9 @@ class ServerConfig(_Section):
     max_headers: int = Field(100, ge=8)
     client_write_timeout: float = Field(60.0, gt=0)
     """A client that reads nothing for this long is cut off, so slow readers cannot pin a stream."""
+    trust_env: bool = True
+    """Providers without their own `proxy` go through HTTPS_PROXY / HTTP_PROXY (ALL_PROXY), except the
+    hosts NO_PROXY names, as curl and the SDKs do; false ignores those variables."""
 
     @model_validator(mode="after")
     def _tls(self) -> "ServerConfig":
@@ -77,6 +83,50 @@ class ProviderConfig(_Section):
     """Simulator only: 1.0 streams at a realistic pace, 0 answers at once."""
     ca_bundle: str | None = None
     """A PEM file of CA certificates to trust for this provider instead of the system's (a LAN server's own CA)."""
+    proxy: str | None = None
+    """A forward proxy for this provider's calls, `http://host:port` (HTTPS goes through it with CONNECT,
+    verified end to end); it wins over HTTPS_PROXY and NO_PROXY. A user name may be in the URL with a
+    password reference after it: `http://alice:keyring:corp-proxy@proxy.internal:3128`."""
+    proxy_auth: str | None = None
+    """The proxy's credentials as a secret reference (`keyring:NAME`, `env:VAR`) holding `user:password`."""
+    max_connections: int = Field(100, ge=1, le=10_000)
+    """Connections open to this provider at most; more calls wait for a free one within connect_timeout."""
+    keepalive_expiry: float = Field(4.0, ge=0)
+    """Seconds an idle connection is kept for reuse: below the common server idle timeouts (uvicorn,
+    Node and llama.cpp close after 5 s), so the server seldom closes one as it is reused; a shorter
+    `Keep-Alive: timeout=N` from the server wins. 0: a new connection per call."""
+
+    @field_validator("proxy")
+    @classmethod
+    def _proxy_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(value)
+            port = parts.port
+        except ValueError as exc:
+            raise ValueError(f"not a proxy URL ({exc})") from None
+        if parts.scheme.lower() != "http" or not parts.hostname:
+            raise ValueError("must be http://host:port (the proxy itself is spoken to in plain HTTP; "
+                             "HTTPS to the provider goes through it with CONNECT)")
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ValueError("must be http://host:port, without a path")
+        if port is None:
+            raise ValueError("needs a port, e.g. http://proxy.internal:3128")
+        password = parts.password
+        if password is not None and not re.fullmatch(_SECRET_REFERENCE, password):
+            raise ValueError("a password in the proxy URL must be a secret reference "
+                             "(http://user:keyring:NAME@host:port), never the password itself; or use proxy_auth")
+        return value
+
+    @field_validator("proxy_auth")
+    @classmethod
+    def _proxy_auth_is_reference(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(_SECRET_REFERENCE, value):
+            raise ValueError("must be a secret reference like 'keyring:corp-proxy' (holding user:password), never the credentials themselves")
+        return value
 
     @field_validator("ca_bundle")
     @classmethod
@@ -99,6 +149,10 @@ class ProviderConfig(_Section):
 
     @model_validator(mode="after")
     def _default_base_url(self) -> "ProviderConfig":
+        if self.proxy_auth is not None and self.proxy is None:
+            raise ValueError("proxy_auth needs proxy (credentials for HTTPS_PROXY go in that variable's URL)")
+        if self.proxy_auth is not None and "@" in (self.proxy or ""):
+            raise ValueError("credentials twice: in the proxy URL and in proxy_auth; keep one")
         if self.base_url is None and self.kind != "simulator":
             default = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com"}[self.kind]
             object.__setattr__(self, "base_url", default)
@@ -235,8 +289,6 @@ class PriceConfig(_Section):
     output_per_million: float = Field(ge=0)
     """Price of a million completion tokens."""
 
-
-_SECRET_REFERENCE = r"(keyring|env):[A-Za-z0-9_.\-]+"
 
 
 class BillingConfig(_Section):

@@ -1,15 +1,18 @@
-"""Upstream providers behind one interface: calls on the app's keep-alive pool (`http1`), probes on its ClientSession."""
+"""Upstream providers behind one interface: calls on the app's keep-alive pool (`http1`), probes on its
+ClientSession; both through the provider's forward proxy, if it has one (`egress`)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from typing import Protocol
 
 import aiohttp
 
 from noor_daemon.config import Config, ProviderConfig
 from noor_daemon.gateway import http1
+from noor_daemon.gateway.egress import DIRECT, Egress, egress_for
 from noor_daemon.gateway.simulator import SimulatorUpstream
 from noor_daemon.domain import errors
 from noor_daemon.secret_store import resolve
@@ -65,7 +68,7 @@ class HttpReply:
         except TimeoutError:
             raise errors.upstream_failed(self._provider, 504, "stream went idle") from None
         except ConnectionError as exc:
-            raise errors.upstream_failed(self._provider, 502, f"stream broke ({type(exc).__name__})") from None
+            raise errors.upstream_failed(self._provider, 502, f"stream broke: {_reason(exc)}") from None
 
     async def read(self) -> bytes:
         try:
@@ -73,7 +76,7 @@ class HttpReply:
         except TimeoutError:
             raise errors.upstream_failed(self._provider, 504, "timed out reading the response") from None
         except ConnectionError as exc:
-            raise errors.upstream_failed(self._provider, 502, f"response broke ({type(exc).__name__})") from None
+            raise errors.upstream_failed(self._provider, 502, f"response broke: {_reason(exc)}") from None
 
     def release(self) -> None:
         self._answer.release()
@@ -83,13 +86,21 @@ class HttpUpstream:
     """An OpenAI- or Anthropic-compatible HTTP provider."""
 
     def __init__(
-        self, config: ProviderConfig, secret: str | None, session: aiohttp.ClientSession, pool: http1.Pool
+        self, config: ProviderConfig, secret: str | None, session: aiohttp.ClientSession, pool: http1.Pool,
+        egress: Egress = DIRECT,
     ) -> None:
         self.name = config.name
         self.kind = config.kind
         self.config = config
+        self.egress = egress
         self._session = session
         self._pool = pool
+        self._probe_proxy: dict = {}
+        """aiohttp's arguments for the same proxy (health probes take the path calls take)."""
+        if egress.proxy is not None:
+            self._probe_proxy["proxy"] = egress.proxy_url
+            if egress.proxy.authorization:
+                self._probe_proxy["proxy_headers"] = {"Proxy-Authorization": egress.proxy.authorization}
         self._base = (config.base_url or "").rstrip("/")
         self._auth: dict[str, str] = {}
         if secret:
@@ -111,7 +122,7 @@ class HttpUpstream:
             headers["anthropic-version"] = "2023-06-01"
         try:
             async with asyncio.timeout(self.config.connect_timeout):
-                async with self._session.get(self.url("models"), headers=headers, ssl=self._ssl) as response:
+                async with self._session.get(self.url("models"), headers=headers, ssl=self._ssl, **self._probe_proxy) as response:
                     await response.read()
                     return response.status < 500
         except (TimeoutError, aiohttp.ClientError):
@@ -122,7 +133,11 @@ class HttpUpstream:
     ) -> UpstreamReply:
         target = self._targets.get(endpoint)
         if target is None:
-            target = self._targets[endpoint] = self._pool.origin(self.url(endpoint), self._ssl)
+            config = self.config
+            target = self._targets[endpoint] = self._pool.origin(
+                self.url(endpoint), self._ssl, provider=self.name, proxy=self.egress.proxy,
+                max_connections=config.max_connections, keepalive=config.keepalive_expiry, trust=config.ca_bundle or "",
+            )
         origin, path = target
         headers = list(self._fixed_headers)
         for name in _FORWARD_REQUEST_HEADERS:
@@ -141,25 +156,48 @@ class HttpUpstream:
         except TimeoutError:
             reason = "no answer before the call's deadline" if by_deadline else "no response before the first-byte timeout"
             raise errors.upstream_failed(self.name, 504, reason) from None
-        except http1.UpstreamUnreachable:
-            raise errors.upstream_failed(self.name, 502, "could not connect") from None
+        except http1.PoolExhausted as exc:
+            raise errors.upstream_failed(self.name, 503, str(exc)) from None
+        except http1.UpstreamUnreachable as exc:
+            raise errors.upstream_failed(self.name, 502, f"could not connect: {exc}") from None
         except ConnectionError as exc:
-            raise errors.upstream_failed(self.name, 502, f"request failed ({type(exc).__name__})") from None
+            raise errors.upstream_failed(self.name, 502, f"request failed: {_reason(exc)}") from None
+        if answer.status == 407:  # a forward proxy's refusal of plain HTTP, not the provider's answer
+            answer.release()
+            raise errors.upstream_failed(self.name, 502, "the forward proxy asked for credentials (407); check its proxy_auth")
         return HttpReply(answer, self.name)
 
 
-def resolve_secrets(config: Config) -> dict[str, str | None]:
-    """Every provider's API key, from the keyring or the environment. Raises `SecretError`."""
-    return {p.name: resolve(p.api_key, what=f"provider {p.name!r} api_key") for p in config.providers}
+def _reason(exc: ConnectionError) -> str:
+    """An error's message when it is one of the client's own (fixed text, nothing from the upstream), else its type."""
+    return str(exc) if isinstance(exc, (http1.UpstreamBroke, http1.UpstreamUnreachable)) else type(exc).__name__
+
+
+@dataclass(frozen=True)
+class ProviderAccess:
+    """What calling a provider takes besides its config: its API key and its way out."""
+
+    api_key: str | None
+    egress: Egress
+
+
+def resolve_secrets(config: Config) -> dict[str, ProviderAccess]:
+    """Every provider's API key (keyring or environment) and forward proxy with its credentials, resolved
+    now so that a missing one stops the start or the reload. Raises `SecretError` or `ConfigError`."""
+    return {
+        p.name: ProviderAccess(resolve(p.api_key, what=f"provider {p.name!r} api_key"), egress_for(p, config.server.trust_env))
+        for p in config.providers
+    }
 
 
 def build_upstreams(
-    config: Config, secrets: dict[str, str | None], session: aiohttp.ClientSession, pool: http1.Pool
+    config: Config, secrets: dict[str, ProviderAccess], session: aiohttp.ClientSession, pool: http1.Pool
 ) -> dict[str, Upstream]:
     upstreams: dict[str, Upstream] = {}
     for provider in config.providers:
         if provider.kind == "simulator":
             upstreams[provider.name] = SimulatorUpstream(provider.name, provider.latency_scale)
         else:
-            upstreams[provider.name] = HttpUpstream(provider, secrets[provider.name], session, pool)
+            access = secrets[provider.name]
+            upstreams[provider.name] = HttpUpstream(provider, access.api_key, session, pool, access.egress)
     return upstreams
