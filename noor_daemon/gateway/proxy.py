@@ -404,7 +404,10 @@ class Proxy:
                 assert outgoing.new_meter is not None
                 return await self._stream(request, wire, call, raw, reply, outgoing.new_meter(), route, limit_headers)
             call.stream = False
-            data = await reply.read()
+            try:
+                data = await reply.read()
+            except GatewayError as error:  # cut short or undecodable: nothing was sent, another route may answer
+                raise _NothingSent(error) from None
         finally:
             reply.release()
         if reply.status >= 500 or reply.status == 429:
