@@ -82,7 +82,8 @@ def create_app(settings: DaemonSettings) -> web.Application:
         settings=settings, ledger=ledger, accounts=accounts, keyring=keyring, audit=audit, clock=clock, outbox=outbox,
         secret_key=stripe_key, webhook_secret=webhook_secret,
     )
-    metrics = Metrics(lambda: proxy.router.snapshot(), ledger)
+    pool = http1.Pool()  # proxied calls' connections; the session of upstreams_ctx serves the health probes
+    metrics = Metrics(lambda: proxy.router.snapshot(), ledger, pool.stats)
 
     # -- how they hear of each other ---------------------------------------------------------
     ledger.pending_key_touches = keyring.drain_touches  # keys' last use, written with each batch
@@ -131,7 +132,7 @@ def create_app(settings: DaemonSettings) -> web.Application:
 
     async def upstreams_ctx(app: web.Application) -> AsyncIterator[None]:
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=60)
-        pool = app[state.UPSTREAM_POOL] = http1.Pool()  # proxied calls; the session serves the health probes
+        app[state.UPSTREAM_POOL] = pool
         async with aiohttp.ClientSession(connector=connector, auto_decompress=True) as session:
             app[state.HTTP_SESSION] = session
             proxy.router = Router(config, build_upstreams(config, upstream_secrets, session, pool), clock)

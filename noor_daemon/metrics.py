@@ -46,8 +46,34 @@ class _LiveState(Collector):
         yield CounterMetricFamily("noor_ledger_events", "Usage rows committed", value=self._ledger.events_committed)
 
 
+class _UpstreamConnections(Collector):
+    """Each provider's connections and the calls that waited for one (`max_connections`), read at scrape time."""
+
+    def __init__(self, stats: Callable[[], list[dict]]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterable[Metric]:
+        rows = self._stats()
+        families = (
+            (GaugeMetricFamily, "noor_upstream_connections_open", "Connections open to the provider (at most max_connections)", "open"),
+            (GaugeMetricFamily, "noor_upstream_connections_idle", "Of those, idle and kept for reuse", "idle"),
+            (GaugeMetricFamily, "noor_upstream_connection_waiting", "Calls waiting now for a free connection", "waiting"),
+            (CounterMetricFamily, "noor_upstream_connection_waits", "Calls that found every connection busy and waited", "waits"),
+            (CounterMetricFamily, "noor_upstream_connection_wait_seconds", "Seconds calls spent waiting for a free connection", "wait_seconds"),
+            (CounterMetricFamily, "noor_upstream_connection_wait_timeouts", "Calls that waited the whole connect timeout in vain", "wait_timeouts"),
+            (CounterMetricFamily, "noor_upstream_retries", "Calls sent again on a fresh connection after the server closed a reused one", "retries"),
+        )
+        for family, name, text, field in families:
+            metric = family(name, text, labels=["provider"])
+            for row in rows:
+                metric.add_metric([row["provider"]], row[field])
+            yield metric
+
+
 class Metrics:
-    def __init__(self, routes: Callable[[], list[dict]], ledger: Ledger) -> None:
+    def __init__(
+        self, routes: Callable[[], list[dict]], ledger: Ledger, connections: Callable[[], list[dict]] | None = None
+    ) -> None:
         self.registry = CollectorRegistry()
         labels = ["model", "provider"]
         self.requests = Counter(
@@ -62,6 +88,8 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_LiveState(routes, ledger))
+        if connections is not None:
+            self.registry.register(_UpstreamConnections(connections))
         self._children: dict[tuple, object] = {}
         """Labelled children already made: `labels()` validates and locks on every call, and every
         committed event would pay that up to five times."""

@@ -1,9 +1,14 @@
-"""The request path's HTTP/1.1 client (`gateway/http1.py`) against raw servers on loopback that send exact bytes."""
+"""The request path's HTTP/1.1 client (`gateway/http1.py`) against raw servers on loopback that send exact bytes:
+keep-alive and its races, interim answers, bodies cut short, compression, and the bound per provider."""
 
 from __future__ import annotations
 
 import asyncio
 import gzip
+import socket
+import struct
+import threading
+import time
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -271,4 +276,311 @@ async def test_an_upstream_that_does_not_speak_http_is_a_broken_call_not_a_crash
         with pytest.raises(http1.UpstreamBroke):
             await call(pool, server.url)
         assert not pool.origin(server.url, True)[0].idle
+    pool.close()
+
+
+# -- informational answers, bodies cut short, corrupt compression ---------------------------------
+
+
+async def test_interim_1xx_answers_are_skipped_and_the_final_answer_is_read_whole():
+    raw = (b"HTTP/1.1 100 Continue\r\n\r\n"
+           b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+           + json_answer(b'{"final": true}', b"x-final: 1\r\n"))
+
+    async def handler(reader, writer, n):
+        writer.write(raw)
+
+    pool = http1.Pool()
+    async with RawServer(handler) as server:
+        for _ in range(2):  # and the connection stays in step for the next call
+            answer = await call(pool, server.url)
+            assert answer.status == 200 and answer.headers.get("x-final") == "1" and "link" not in answer.headers
+            assert await answer.read() == b'{"final": true}'
+            answer.release()
+        assert server.connections == 1
+    pool.close()
+
+
+async def test_a_chunked_body_cut_before_its_last_chunk_is_an_error():
+    raw = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n9\r\ndata: 1\n\n\r\n"
+    error, kept = await read_one_answer(raw, close=True)
+    assert isinstance(error, http1.UpstreamBroke) and kept == 0
+
+
+async def test_a_reset_during_a_body_without_a_length_is_an_error_not_its_end():
+    async def handler(reader, writer, n):
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\ndata: 1\n\n")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with RST
+        writer.transport.abort()
+
+    pool = http1.Pool()
+    async with RawServer(handler) as server:
+        answer = await call(pool, server.url)
+        received = b""
+        with pytest.raises(http1.UpstreamBroke, match="reset"):
+            async for chunk in answer.chunks():
+                received += chunk
+        assert received == b"data: 1\n\n"
+        answer.release()
+    pool.close()
+
+
+@pytest.mark.parametrize("body", [
+    gzip.compress(b'{"a": 1}')[:10] + b"not deflate at all" + gzip.compress(b'{"a": 1}')[28:],  # corrupt
+    gzip.compress(b'{"usage": {"prompt_tokens": 3}}' * 20)[:40],  # cut short, yet the message is whole
+    gzip.compress(b'{"a": 1}') + b"trailing junk",  # bytes after the compressed stream's end
+], ids=["corrupt", "truncated", "trailing"])
+async def test_a_corrupt_gzip_answer_is_an_error_and_its_connection_is_dropped(body: bytes):
+    error, kept = await read_one_answer(json_answer(body, b"Content-Encoding: gzip\r\n"), close=False)
+    assert isinstance(error, http1.UpstreamBroke) and "compressed" in str(error) and kept == 0
+
+
+async def test_an_encoding_the_gateway_cannot_read_is_an_error_not_passed_on_as_text():
+    with pytest.raises(http1.UpstreamBroke, match="content-encoding"):
+        await read_one_answer(json_answer(b"\x1b\x00brotli", b"Content-Encoding: br\r\n"), close=False)
+
+
+# -- stale connections ------------------------------------------------------------------------------
+
+
+class ThreadedServer:
+    """A server on its own thread, so that it can close a connection while the test's loop is not running."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.connections: list[socket.socket] = []
+        self.requests = 0
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.listener.getsockname()[1]}/v1/chat/completions"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections.append(conn)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        buffer = b""
+        try:
+            while True:
+                while b"\r\n\r\n" not in buffer:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buffer += data
+                head, _, buffer = buffer.partition(b"\r\n\r\n")
+                length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+                while len(buffer) < length:
+                    buffer += conn.recv(65536)
+                buffer = buffer[length:]
+                self.requests += 1
+                conn.sendall(json_answer(b'{"n": %d}' % self.requests))
+        except OSError:
+            return
+
+    def close_all(self) -> None:
+        for conn in self.connections:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            conn.close()
+
+    def stop(self) -> None:
+        self.close_all()
+        self.listener.close()
+
+
+async def test_an_idle_connection_the_server_closed_is_seen_before_it_is_reused():
+    """The server's FIN is in the socket but the loop has not run since: the pool looks before reusing."""
+    server = ThreadedServer()
+    pool = http1.Pool()
+    try:
+        answer = await call(pool, server.url)
+        await answer.read()
+        answer.release()
+        server.close_all()
+        time.sleep(0.05)  # blocks the loop: the close is in the kernel, connection_lost has not run
+        answer = await call(pool, server.url)
+        assert await answer.read() == b'{"n": 2}'
+        answer.release()
+        origin = pool.origin(server.url, True)[0]
+        assert (origin.stats.stale_closed, origin.stats.retries) == (1, 0)
+        assert len(server.connections) == 2
+    finally:
+        server.stop()
+        pool.close()
+
+
+async def test_a_reused_connection_closed_as_the_request_goes_out_is_retried_once_on_a_fresh_one():
+    """The server's idle timeout fires as the request arrives: it closes without reading it (a reset)."""
+    async def handler(reader, writer, n):
+        writer.write(json_answer(b'{"n": %d}' % n))
+
+    closing_on_second = {"armed": False}
+
+    async def serve(reader, writer):  # answers one request per connection, then drops the next unread
+        served = False
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+                await reader.readexactly(length)
+                if served and closing_on_second["armed"]:
+                    sock = writer.get_extra_info("socket")
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    writer.transport.abort()
+                    return
+                served = True
+                writer.write(json_answer(b'{"ok": true}'))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/chat/completions"
+    pool = http1.Pool()
+    try:
+        answer = await call(pool, url)
+        await answer.read()
+        answer.release()
+        closing_on_second["armed"] = True
+        answer = await call(pool, url)  # the reused connection is reset unanswered; a fresh one answers
+        assert answer.status == 200 and await answer.read() == b'{"ok": true}'
+        answer.release()
+        assert pool.origin(url, True)[0].stats.retries == 1
+    finally:
+        server.close()
+        pool.close()
+
+
+async def test_a_fresh_connection_that_breaks_or_a_reused_one_that_answered_in_part_is_not_retried():
+    async def handler(reader, writer, n):
+        if n == 1:
+            writer.close()  # a fresh connection closed unanswered: the provider's failure, not a race
+        elif n == 2:
+            writer.write(json_answer(b'{"ok": 1}'))
+        else:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Le")  # part of an answer, then the close
+            await writer.drain()
+            writer.close()
+
+    pool = http1.Pool()
+    async with RawServer(handler) as server:
+        with pytest.raises(http1.UpstreamBroke):
+            await call(pool, server.url)
+        answer = await call(pool, server.url)
+        await answer.read()
+        answer.release()
+        with pytest.raises(http1.UpstreamBroke):
+            await call(pool, server.url)
+        assert pool.origin(server.url, True)[0].stats.retries == 0
+        assert len(server.heads) == 3  # nothing was sent twice
+    pool.close()
+
+
+async def test_idle_connections_expire_and_a_servers_keep_alive_hint_shortens_their_life():
+    async def handler(reader, writer, n):
+        writer.write(json_answer(b"{}", b"Keep-Alive: timeout=1\r\n" if n == 3 else b""))
+
+    pool = http1.Pool()
+    async with RawServer(handler) as server:
+        origin, target = pool.origin(server.url, True, keepalive=0.2)
+
+        async def one() -> None:
+            answer = await http1.post(origin, target, [], b"{}", 2.0, 2.0)
+            await answer.read()
+            answer.release()
+
+        await one()
+        await one()  # within 0.2 s: reused
+        assert server.connections == 1
+        await asyncio.sleep(0.3)
+        await one()  # expired: a new connection (its answer says timeout=1, so it lives 0 s more)
+        assert server.connections == 2
+        origin.configure(100, 30.0)
+        await one()
+        assert server.connections == 3  # the hint (1 s, less a second's margin) still applied to the 2nd connection
+    pool.close()
+
+
+# -- the bound per provider --------------------------------------------------------------------------
+
+
+async def test_no_more_than_max_connections_sockets_under_500_concurrent_calls():
+    open_now = peak = 0
+
+    async def serve(reader, writer):
+        nonlocal open_now, peak
+        open_now += 1
+        peak = max(peak, open_now)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+                await reader.readexactly(length)
+                await asyncio.sleep(0.01)
+                writer.write(json_answer(b'{"ok": true}'))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            open_now -= 1
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0, backlog=1024)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/chat/completions"
+    pool = http1.Pool()
+    origin, target = pool.origin(url, True, provider="p", max_connections=8)
+
+    async def one() -> bytes:
+        answer = await http1.post(origin, target, [], b"{}", 10.0, 5.0)
+        try:
+            return await answer.read()
+        finally:
+            answer.release()
+
+    try:
+        bodies = await asyncio.gather(*(one() for _ in range(500)))
+        assert bodies == [b'{"ok": true}'] * 500
+        assert peak == 8 and origin.open <= 8
+        stats = pool.stats()[0]
+        assert stats["provider"] == "p" and stats["waits"] > 400 and stats["wait_seconds"] > 0 and stats["waiting"] == 0
+    finally:
+        server.close()
+        pool.close()
+
+
+async def test_a_call_that_finds_every_connection_busy_for_the_connect_timeout_gets_pool_exhausted():
+    release = asyncio.Event()
+
+    async def handler(reader, writer, n):
+        await release.wait()
+        writer.write(json_answer(b"{}"))
+
+    pool = http1.Pool()
+    async with RawServer(handler) as server:
+        origin, target = pool.origin(server.url, True, max_connections=1)
+        first = asyncio.create_task(http1.post(origin, target, [], b"{}", 2.0, 2.0))
+        await asyncio.sleep(0.05)
+        with pytest.raises(http1.PoolExhausted):
+            await http1.post(origin, target, [], b"{}", 0.2, 2.0)
+        assert origin.stats.wait_timeouts == 1 and not origin.waiters
+        release.set()
+        answer = await first
+        await answer.read()
+        answer.release()
+        again = await http1.post(origin, target, [], b"{}", 0.5, 2.0)  # the slot was not lost
+        release.set()
+        await again.read()
+        again.release()
+        assert server.connections == 1
     pool.close()
