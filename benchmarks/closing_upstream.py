@@ -139,25 +139,30 @@ class _Connection(asyncio.Protocol):
         else:
             self._answer(stream)
 
-    def _answer(self, stream: bool) -> None:
+    def _answer(self, stream: bool, interim_sent: bool = False) -> None:
         transport = self.transport
         if transport is None or transport.is_closing():
             return
         mode = self.server.mode
-        head = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </x>; rel=preload\r\n\r\n" if mode == "interim" else b""
+        if mode == "interim" and not interim_sent:  # the interim answers now, the final one a moment later
+            transport.write(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </x>; rel=preload\r\n\r\n")
+            asyncio.get_running_loop().call_later(0.02, self._answer, stream, True)
+            return
+        head = b""
         kind = b"text/event-stream" if stream else b"application/json"
         body = _STREAM if stream else _CHAT
+        cut = len(_CHUNK) + 10 if stream else 40  # a stream is cut after its first event
         if mode == "cut_length":
-            transport.write(head + b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n%s" % (kind, len(body), body[:40]))
+            transport.write(head + b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n%s" % (kind, len(body), body[:cut]))
             transport.close()
             return
         if mode == "cut_chunked":
             transport.write(head + b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n"
-                            % (kind, 40, body[:40]))
+                            % (kind, cut, body[:cut]))
             transport.close()
             return
         if mode == "reset_unknown_length":
-            transport.write(head + b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nConnection: close\r\n\r\n%s" % (kind, body[:40]))
+            transport.write(head + b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nConnection: close\r\n\r\n%s" % (kind, body[:cut]))
             sock = transport.get_extra_info("socket")
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with a reset
             asyncio.get_running_loop().call_later(0.05, transport.abort)
