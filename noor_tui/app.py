@@ -8,6 +8,7 @@ only through `noor_daemon.client`; `make_app` picks one, for `noor tui` and for 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, tzinfo
@@ -35,6 +36,7 @@ from noor_tui.screens.me import MeAccountScreen, MeDataScreen, MeUsageScreen
 from noor_tui.screens.overview import OverviewScreen
 from noor_tui.screens.privacy import PrivacyScreen
 from noor_tui.screens.quotas import QuotasScreen
+from noor_tui.screens.routes import RoutesScreen
 from noor_tui.screens.usage import UsageScreen
 from noor_tui.themes import PAIRS, THEMES
 from noor_tui.widgets.feed import CallLog, LiveFeed
@@ -199,6 +201,10 @@ class NoorApp(App[None]):
                     seen.add(id(screen))
                     yield screen
 
+    def notify(self, message: str, *, title: str = "", severity="information", timeout: float | None = None, markup: bool = True) -> None:
+        """Textual's, always as plain text: a toast names emails, keys and config sections (`[billing]`) as they are."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
+
     # -- actions --------------------------------------------------------------------
 
     def action_help(self) -> None:
@@ -226,6 +232,7 @@ class AdminApp(NoorApp):
         ("accounts", "Accounts"),
         ("privacy", "Privacy"),
         ("billing", "Billing"),
+        ("routes", "Routes"),
     ]
     MODES = {
         "overview": OverviewScreen,
@@ -235,6 +242,7 @@ class AdminApp(NoorApp):
         "accounts": AccountsScreen,
         "privacy": PrivacyScreen,
         "billing": BillingScreen,
+        "routes": RoutesScreen,
     }
     DEFAULT_MODE = "overview"
 
@@ -245,11 +253,14 @@ class AdminApp(NoorApp):
         self.accounts: dict[str, AccountInfo] = {}
         self.keys: dict[str, KeyInfo] = {}
         self.catalog: Catalog | None = None
+        self.directory_ready = asyncio.Event()
+        """Set once the accounts are in: the feed waits for it, so it never shows an id where an email belongs."""
 
     async def on_mount(self) -> None:
-        # The screen's own poll goes first; the feed follows the first frame, the directory (labels and
-        # forms only) a moment later.
-        self.set_timer(0.5, self.refresh_directory)
+        # The screen's own poll goes first; the directory (emails for the labels) and the feed follow the
+        # first frame, and the feed shows its first calls once the emails are in (or after 2 s without them).
+        self.directory_ready = asyncio.Event()
+        self.call_after_refresh(self.refresh_directory)
         if self.live:
             self.call_after_refresh(self.run_feed)
 
@@ -286,16 +297,30 @@ class AdminApp(NoorApp):
                 await asyncio.sleep(5)
                 continue
             self.directory_loaded(accounts, keys)
+            self.directory_ready.set()
             await asyncio.sleep(30)
+
+    @work(exclusive=True, group="directory-accounts", exit_on_error=False)
+    async def refresh_accounts(self) -> None:
+        """An account the directory does not know yet made a call: its email, now (not in 30 s)."""
+        try:
+            accounts = await self.admin.list_accounts()
+        except CONNECTION_ERRORS:
+            return
+        self.directory_loaded(accounts)
 
     @work(exclusive=True, group="feed", exit_on_error=False)
     async def run_feed(self) -> None:
         """Follow the daemon's event stream; reconnect (resuming after the last call seen) when it drops."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.directory_ready.wait(), 2.0)
         while True:
             try:
                 backlog = 100 if self.feed.last_seq is None else None
                 async for item in self.admin.events(after=self.feed.last_seq, backlog=backlog):
                     if isinstance(item, CallEvent):
+                        if item.account_id and item.account_id not in self.accounts and self.directory_ready.is_set():
+                            self.refresh_accounts()
                         self.feed.add(item)
                     else:
                         self.feed.gap(item.dropped)

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from datetime import UTC
 
-from textual.widgets import DataTable
-
 from billing_helpers import PRO_PRICE, billing_config, event, eventually, post_event, stripe  # noqa: F401 - fixture
-from noor_daemon.state import BILLING
-from noor_daemon.state import ACCOUNTS
-from noor_tui.app import AdminApp
+from textual.widgets import DataTable
 from tui_helpers import screen_text, table_text, wait_until
+
+from noor_daemon.state import ACCOUNTS, BILLING
+from noor_tui.app import AdminApp
 
 SIZE = (140, 36)
 
@@ -31,7 +30,7 @@ async def test_the_billing_screen_shows_stripe_state_and_gives_links(start_daemo
         await app.switch_mode("billing")
         screen = app.screen
         await wait_until(pilot, lambda: screen.loaded, what="billing to load")
-        table = screen.query_one("#billing", DataTable)
+        table = screen.query_one("#billing DataTable", DataTable)
         await wait_until(pilot, lambda: "active pro" in table_text(table), what="the subscription")
         assert "no subscription" in table_text(table)
         assert "Billing is configured" in screen_text(app)

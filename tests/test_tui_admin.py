@@ -12,6 +12,7 @@ from datetime import UTC
 
 import pytest
 from textual.widgets import Button, DataTable, Input, Select
+from tui_helpers import chat, screen_text, table_text, wait_for_screen, wait_for_text, wait_until
 
 from noor_daemon.client import AdminClient
 from noor_tui.app import AdminApp
@@ -20,6 +21,7 @@ from noor_tui.screens.accounts import AccountsScreen
 from noor_tui.screens.help import HelpScreen
 from noor_tui.screens.keys import KeysScreen
 from noor_tui.widgets.modals import (
+    ChoiceModal,
     ConfirmModal,
     ExportModal,
     NewAccountModal,
@@ -28,7 +30,6 @@ from noor_tui.widgets.modals import (
     ShowOnceKeyModal,
     TypedConfirmModal,
 )
-from tui_helpers import wait_for_screen, chat, screen_text, table_text, wait_for_text, wait_until
 
 SIZE = (120, 36)
 
@@ -69,7 +70,7 @@ async def test_create_a_key_shows_it_once_then_revoke_marks_it(daemon, tmp_path)
         shown.query_one("#done", Button).press()
         await wait_until(pilot, lambda: app.screen is screen, what="the modal to close")
 
-        table = screen.query_one("#keys", DataTable)
+        table = screen.query_one("#keys DataTable", DataTable)
         await wait_until(pilot, lambda: "ci-runner" in table_text(table), what="the new key in the table")
         assert secret not in screen_text(app)  # never shown again
         new_key = next(k for k in screen.data.keys if k.name == "ci-runner")
@@ -89,14 +90,15 @@ async def test_rotate_shows_the_replacement_once(daemon, tmp_path) -> None:
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_screen(pilot, "keys")
         await pilot.press("o")
-        await wait_for_screen(pilot, ConfirmModal)
-        await pilot.press("y")
+        await wait_for_screen(pilot, ChoiceModal)
+        assert app.screen.query_one("#choice", Select).value == "0"  # no overlap unless asked for
+        app.screen.query_one("#confirm", Button).press()
         await wait_for_screen(pilot, ShowOnceKeyModal)
         replacement = app.screen.secret
         assert replacement != old and await chat(daemon.url, replacement) == [200]
         assert await chat(daemon.url, old) == [401]
         await pilot.press("escape")
-        table = screen.query_one("#keys", DataTable)
+        table = screen.query_one("#keys DataTable", DataTable)
         await wait_until(pilot, lambda: table_text(table).count("laptop") == 2, what="old and new key listed")
 
 
@@ -109,7 +111,7 @@ async def test_create_an_account_then_export_and_delete_it_with_the_email_typed(
         await wait_for_screen(pilot, NewAccountModal)
         app.screen.query_one("#email", Input).value = "leaving@example.com"
         app.screen.query_one("#confirm", Button).press()
-        table = screen.query_one("#accounts", DataTable)
+        table = screen.query_one("#accounts DataTable", DataTable)
         await wait_until(pilot, lambda: "leaving@example.com" in table_text(table), what="the new account")
         key = await daemon.create_key("leaving@example.com")
         assert await chat(daemon.url, key, count=3) == [200, 200, 200]
@@ -160,7 +162,7 @@ async def test_quotas_show_limits_and_suspension(start_daemon, tmp_path) -> None
         await wait_for_screen(pilot, ConfirmModal)
         await pilot.press("y")
         await wait_until(pilot, lambda: "suspended" in table_text(detail), what="the suspension shown")
-        assert "‖" in table_text(screen.query_one("#quota-accounts", DataTable))
+        assert "‖" in table_text(screen.query_one("#quota-accounts DataTable", DataTable))
     assert await chat(daemon.url, key) == [403]
 
 
@@ -194,10 +196,10 @@ async def test_usage_ranges_and_groups(daemon, tmp_path) -> None:
         assert len(screen.series.buckets) == 60 and screen.series.totals.requests == 4
         await pilot.press("g")
         await wait_until(pilot, lambda: screen.series.group == "key", what="grouping by key")
-        assert "batch" in table_text(screen.query_one("#usage-table", DataTable))
+        assert "batch" in table_text(screen.query_one("#usage-table DataTable", DataTable))
         await pilot.press("g")
         await wait_until(pilot, lambda: screen.series.group == "account")
-        table = screen.query_one("#usage-table", DataTable)
+        table = screen.query_one("#usage-table DataTable", DataTable)
         assert "usage@example.com" in table_text(table)
         await pilot.press("g")
         await wait_until(pilot, lambda: screen.series.group == "model" and table.row_count == 1)
@@ -227,7 +229,7 @@ async def test_privacy_requests_show_due_dates_and_overdue(start_daemon, tmp_pat
     app = admin_app(daemon, tmp_path, clock=lambda: datetime.fromtimestamp(manual_clock.now(), UTC))
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_screen(pilot, "privacy")
-        table = screen.query_one("#privacy-requests", DataTable)
+        table = screen.query_one("#privacy-requests DataTable", DataTable)
         text = table_text(table)
         late = next(line for line in text.split("\n") if "late@example.com" in line)
         asks = next(line for line in text.split("\n") if "asks@example.com" in line)
@@ -240,7 +242,7 @@ async def test_privacy_requests_show_due_dates_and_overdue(start_daemon, tmp_pat
         app.screen.query_one("#confirm", Button).press()
         await wait_until(pilot, lambda: "completed" in table_text(table), what="the request completed")
         await pilot.press("t")
-        audit = screen.query_one("#audit-log", DataTable)
+        audit = screen.query_one("#audit-log DataTable", DataTable)
         await wait_until(pilot, lambda: "privacy.request" in table_text(audit))
         assert "@" not in table_text(audit).replace("late@example.com", "").replace("asks@example.com", "")
 

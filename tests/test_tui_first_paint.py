@@ -13,12 +13,12 @@ import gc
 from datetime import UTC
 
 from textual.app import App, ComposeResult
+from tui_helpers import wait_until
 
 from noor_tui.app import AdminApp
 from noor_tui.screens.usage import UsageScreen
 from noor_tui.widgets.bar_chart import BarChart
 from noor_tui.widgets.footer import KeyFooter
-from tui_helpers import wait_until
 
 
 def admin_app(daemon, tmp_path) -> AdminApp:
@@ -81,7 +81,10 @@ async def test_the_footer_is_rebuilt_only_when_its_keys_change(daemon, tmp_path)
         await app.switch_mode("usage")  # returns once the screen is mounted, before its first frame
         screen = app.screen
         footer = screen.query_one(KeyFooter)
-        assert footer.children, "the footer should come with its keys, not fill them in after the first frame"
+        first_frame: list[int] = []
+        screen.call_after_refresh(lambda: first_frame.append(len(footer.children)))
+        await wait_until(pilot, lambda: first_frame, what="the first frame")
+        assert first_frame[0], "the footer should come with its keys, not fill them in after the first frame"
         await wait_until(pilot, lambda: screen.loaded, what="the usage screen")
         keys = list(footer.children)
         assert any("Range" in str(key.render()) for key in keys)
@@ -137,7 +140,7 @@ async def test_a_screen_built_or_shown_after_a_theme_change_wears_the_new_theme(
         usage = app.screen
         await wait_until(pilot, lambda: usage.loaded, what="the usage screen")
         assert usage.styles.background == light
-        table = usage.query_one("#usage-table")
+        table = usage.query_one("#usage-table DataTable")
         assert table.styles.background == app.screen.query_one("#usage-table-box").styles.background
 
         await app.switch_mode("overview")

@@ -6,9 +6,10 @@ import socket
 from datetime import UTC
 
 from aiohttp import web
-from textual.widgets import DataTable
-
 from conftest import ADMIN_TOKEN, SIMULATOR_CONFIG
+from textual.widgets import DataTable
+from tui_helpers import chat, screen_text, static_text, wait_for_text, wait_until
+
 from noor_daemon import config as config_module
 from noor_daemon.app import create_app
 from noor_daemon.settings import DaemonSettings
@@ -17,7 +18,6 @@ from noor_tui.screens.overview import OverviewScreen
 from noor_tui.widgets.charts import Chart
 from noor_tui.widgets.feed import LiveFeed
 from noor_tui.widgets.stats import StatTile
-from tui_helpers import chat, screen_text, static_text, wait_for_text, wait_until
 
 
 def stat(screen, name: str) -> str:
@@ -44,10 +44,10 @@ async def test_charts_and_feed_move_while_traffic_flows(daemon, tmp_path) -> Non
         await chat(daemon.url, key, count=5)
         await chat(daemon.url, "sk-noor-" + "z" * 40)  # refused: an error in the charts
         feed = screen.query_one(LiveFeed)
-        await wait_until(pilot, lambda: feed.row_count == 6, what="six calls in the live feed")
-        rows = [feed.get_row_at(i) for i in range(feed.row_count)]
+        await wait_until(pilot, lambda: feed.table.row_count == 6, what="six calls in the live feed")
+        rows = [feed.table.get_row_at(i) for i in range(feed.table.row_count)]
         assert str(rows[0][4]) == "401"  # newest first
-        await wait_until(pilot, lambda: "live@example.com" in str(feed.get_row_at(1)[1]), what="the account's email")
+        await wait_until(pilot, lambda: "live@example.com" in str(feed.table.get_row_at(1)[1]), what="the account's email")
         assert "hello" not in screen_text(app)  # never content
 
         screen.poll()
@@ -57,14 +57,14 @@ async def test_charts_and_feed_move_while_traffic_flows(daemon, tmp_path) -> Non
         upstreams = screen.query_one("#upstreams", DataTable)
         await wait_until(pilot, lambda: "simulator" in str(upstreams.get_row_at(0)[0]))
 
-        count = feed.row_count
+        count = feed.table.row_count
         await pilot.press("p")  # paused: calls keep arriving but the table holds still
         await chat(daemon.url, key, count=2)
         await wait_until(pilot, lambda: app.feed.received >= 8)
         await pilot.pause(0.4)
-        assert feed.row_count == count
+        assert feed.table.row_count == count
         await pilot.press("p")
-        await wait_until(pilot, lambda: feed.row_count == count + 2, what="the feed to catch up")
+        await wait_until(pilot, lambda: feed.table.row_count == count + 2, what="the feed to catch up")
 
         await pilot.press("z")
         await wait_for_text(pilot, "last 10 min")

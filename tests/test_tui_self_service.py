@@ -7,11 +7,11 @@ import stat
 from datetime import UTC
 
 from textual.widgets import Button, DataTable, Input
+from tui_helpers import chat, screen_text, table_text, wait_for_screen, wait_for_text, wait_until
 
 from noor_tui.app import MeApp, make_app
 from noor_tui.screens.me import MeAccountScreen
 from noor_tui.widgets.modals import ExportModal, TypedConfirmModal
-from tui_helpers import wait_for_screen, chat, screen_text, table_text, wait_for_text, wait_until
 
 SIZE = (120, 36)
 
@@ -39,7 +39,7 @@ async def test_the_self_service_view_sees_its_own_account_only(daemon, tmp_path)
         assert usage.series.totals.requests == 2  # not the other account's five
         await pilot.press("g")
         await wait_until(pilot, lambda: usage.series.group == "key")
-        assert "laptop" in table_text(usage.query_one("#usage-table", DataTable))
+        assert "laptop" in table_text(usage.query_one("#usage-table DataTable", DataTable))
         await pilot.press("g")
         await wait_until(pilot, lambda: usage.series.group == "model", what="only model and key to group by")
         seen += screen_text(app)

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 from textual.widgets import Input
+from tui_helpers import wait_until
+from tui_snapshot_app import TOKEN, SnapshotDaemon, snapshot_app
 
 from noor_tui.widgets.feed import LiveFeed
 from noor_tui.widgets.modals import ShowOnceKeyModal, TypedConfirmModal
-from tui_helpers import wait_until
-from tui_snapshot_app import TOKEN, SnapshotDaemon, snapshot_app
 
 SIZES = {"80x24": (80, 24), "160x48": (160, 48)}
 ADMIN_SCREENS = ["overview", "usage", "quotas", "keys", "accounts", "privacy", "billing"]
@@ -64,7 +64,7 @@ async def _ready(pilot, mode: str) -> None:
         await wait_until(pilot, lambda: app.accounts, timeout=15, what="the directory of accounts")
     if mode == "overview":
         feed = screen.query_one(LiveFeed)
-        await wait_until(pilot, lambda: feed.row_count == 100, timeout=15, what="the feed's backlog")
+        await wait_until(pilot, lambda: feed.table.row_count == 100, timeout=15, what="the feed's backlog")
         await wait_until(pilot, lambda: screen.upstreams is not None, timeout=15, what="upstream health")
     await pilot.pause(0.2)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from noor_daemon.admin import accounts, api_keys, config, exports, limits, openapi, routes, usage
+from noor_daemon.admin import accounts, api_keys, config, doctor, exports, limits, openapi, routes, usage
 from noor_daemon.admin import audit, mail, privacy
 from noor_daemon.admin import events, overview, series
 from noor_daemon.admin import billing
@@ -17,6 +17,7 @@ def create_admin_app() -> web.Application:
     for table in (
         accounts.routes,
         config.routes,
+        doctor.routes,
         api_keys.routes,
         exports.routes,
         limits.routes,

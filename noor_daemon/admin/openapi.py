@@ -157,6 +157,59 @@ SCHEMAS = {
             "limits": {"type": "array", "items": {"$ref": "#/components/schemas/LimitStatus"}},
         },
     },
+    "Doctor": {
+        "type": "object",
+        "description": "Paths and names only: never a secret, never an account",
+        "required": ["version", "config", "data_dir", "ledger", "keyring", "secrets", "admin_token", "limits", "server",
+                     "billing", "mail", "retention"],
+        "properties": {
+            "version": {"type": "string"},
+            "config": {
+                "type": "object",
+                "required": ["path", "simulator_only", "providers", "models"],
+                "properties": {
+                    "path": {"type": ["string", "null"], "description": "null: no file, the built-in simulator"},
+                    "simulator_only": {"type": "boolean"},
+                    "providers": {"type": "integer"},
+                    "models": {"type": "integer"},
+                },
+            },
+            "data_dir": {"type": "string"},
+            "ledger": {
+                "type": "object",
+                "required": ["engine", "where", "healthy"],
+                "properties": {
+                    "engine": {"type": "string", "enum": ["sqlite", "postgresql"]},
+                    "where": {"type": "string", "description": "the SQLite file, or the PostgreSQL URL without its password"},
+                    "healthy": {"type": "boolean"},
+                },
+            },
+            "keyring": {
+                "type": "object",
+                "required": ["backend", "usable"],
+                "properties": {"backend": {"type": "string"}, "usable": {"type": "boolean"}},
+            },
+            "secrets": {
+                "type": "object",
+                "required": ["backend", "where", "usable"],
+                "properties": {"backend": {"type": "string"}, "where": {"type": "string"}, "usable": {"type": "boolean"}},
+            },
+            "admin_token": {"type": "object", "required": ["source"], "properties": {"source": {"type": "string"}}},
+            "limits": {"type": "string", "enum": ["local", "shared", "fallback"]},
+            "server": {
+                "type": "object",
+                "required": ["tls", "admin_remote"],
+                "properties": {"tls": {"type": "boolean"}, "admin_remote": {"type": "boolean"}},
+            },
+            "billing": {"type": "object", "required": ["configured"], "properties": {"configured": {"type": "boolean"}}},
+            "mail": {
+                "type": "object",
+                "required": ["delivery", "where"],
+                "properties": {"delivery": {"type": "string", "enum": ["smtp", "maildir"]}, "where": {"type": "string"}},
+            },
+            "retention": {"type": "object", "required": ["usage_days"], "properties": {"usage_days": {"type": "integer"}}},
+        },
+    },
     "IssuedKey": {
         "allOf": [
             _ref("Key"),
@@ -363,6 +416,12 @@ def document() -> dict:
                 "get": {
                     "summary": "Upstream routes: breaker state, moving latency and error rate (no account identity)",
                     "responses": {"200": _json({"type": "object", "properties": {"data": {"type": "array", "items": _ref("Route")}}}), **_ERRORS},
+                }
+            },
+            "/doctor": {
+                "get": {
+                    "summary": "What `noor doctor` reports, as this daemon sees it: config, data dir, ledger, keyring, secrets, limits",
+                    "responses": {"200": _json(_ref("Doctor")), **_ERRORS},
                 }
             },
             "/config/reload": {

@@ -13,6 +13,7 @@ HTTP client like any other.
     dashboard.py  live feed, overview, upstreams, usage series, quotas, catalog
     privacy.py    erasures, privacy requests, retention, policy versions, audit log
     billing.py    an account's billing, Stripe links
+    doctor.py     the daemon's own doctor report
 
 Every name below is public and stays importable from `noor_daemon.client`.
 """
@@ -37,6 +38,7 @@ from .dashboard import (
     UsageLine,
     UsageSeries,
 )
+from .doctor import DoctorReport
 from .export import EXPORT_EVENTS_HEADER, ExportFormat, ExportProgress
 from .http import DEFAULT_URL, AdminApiError, DaemonUnreachable
 from .me import MeClient
@@ -77,6 +79,7 @@ __all__ = [
     "CallEvent",
     "Catalog",
     "DaemonUnreachable",
+    "DoctorReport",
     "Erasure",
     "ExportFormat",
     "ExportProgress",

@@ -28,6 +28,7 @@ from .dashboard import (
     _upstreams,
     _usage_series,
 )
+from .doctor import DoctorReport
 from .export import ExportFormat, ExportProgress, _download_export
 from .http import DEFAULT_URL, AdminApiError, _DaemonClient, _segment
 from .models import (
@@ -189,6 +190,10 @@ class AdminClient(_DaemonClient):
     async def reload_config(self) -> dict[str, Any]:
         """Ask the daemon to re-read its config file; a bad file raises AdminApiError (400)."""
         return await self._admin("POST", "/config/reload")
+
+    async def doctor(self) -> DoctorReport:
+        """What the running daemon reports about itself: config file, data dir, ledger, keyring, secrets, limits."""
+        return _from_json(DoctorReport, await self._admin("GET", "/doctor"))
 
     async def routes(self) -> list[dict[str, Any]]:
         """Every upstream route with its breaker state and moving latency/error aggregates."""

@@ -6,16 +6,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rich.text import Text
-from textual import work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Container
-from textual.widgets import DataTable
 
 from noor_daemon.client import Account, KeyInfo
-from noor_tui.formatting import date, truncate
+from noor_tui.details.accounts import account_detail
+from noor_tui.formatting import date
 from noor_tui.screens.base import FAILED, NoorScreen
-from noor_tui.widgets.cells import Column, Ranked, by_rank, lay_out, width_of
 from noor_tui.widgets.modals import (
     ChoiceModal,
     ConfirmModal,
@@ -26,14 +25,15 @@ from noor_tui.widgets.modals import (
     email_problem,
 )
 from noor_tui.widgets.quota import state_text
+from noor_tui.widgets.records import Column, Record, RecordTable
 
 COLUMNS = [
-    Column("email", "Email", (26, 30)),
-    Column("plan", "Plan", (8, 10)),
+    Column("email", "Email", 24, grow=2),
+    Column("plan", "Plan", 8, grow=1),
     Column("status", "Status", 12),
-    Column("keys", "Keys", 5),
+    Column("keys", "Keys", 5, right=True),
     Column("created", "Created", 10),
-    Column("id", "Id", 22, wide_only=True),
+    Column("id", "Id", 22, drop=1),
 ]
 
 
@@ -82,19 +82,20 @@ class AccountActions:
             return
         deleted = await self.call(self.admin_app.admin.delete_account(account.id), "delete the account")
         if deleted is not FAILED:
-            self.notify(f"{account.email} and everything about it is deleted.", title="Account deleted")
+            self.notify(f"{account.email} and everything about it is deleted.", title="Account deleted", markup=False)
             self.changed("accounts")
             self.noor.broadcast_changed("privacy")
 
 
 class AccountsScreen(AccountActions, NoorScreen):
     MODE = "accounts"
-    AUTO_FOCUS = "#accounts"
+    AUTO_FOCUS = "#accounts DataTable"
     POLL_SECONDS = 10.0
     WATCHES = ("accounts", "keys")
     HELP = (
         "Every account: its email (the only personal data NoorAPI holds), plan, status and live keys. "
-        "Create, correct the email, change the plan, suspend, export its data, or delete it."
+        "Create, correct the email, change the plan, suspend, export its data, or delete it. Enter shows its "
+        "plan, keys, limits, budget, billing and data-rights requests."
     )
     BINDINGS = [
         Binding("n", "new_account", "New"),
@@ -112,14 +113,11 @@ class AccountsScreen(AccountActions, NoorScreen):
     def compose_body(self) -> ComposeResult:
         with Container(id="accounts-box", classes="panel") as box:
             box.border_title = "Accounts"
-            yield DataTable(id="accounts", cursor_type="row", zebra_stripes=True)
+            yield RecordTable(COLUMNS, id="accounts", empty="No accounts yet: press n to create one.")
 
-    def on_mount(self) -> None:
-        lay_out(self.query_one("#accounts", DataTable), COLUMNS, self.app.size.width)
-
-    def on_resize(self) -> None:
-        if self.data is not None:
-            self.show(self.data)
+    @property
+    def table(self) -> RecordTable:
+        return self.query_one("#accounts", RecordTable)
 
     async def fetch(self) -> AccountData:
         admin = self.admin_app.admin
@@ -128,43 +126,41 @@ class AccountsScreen(AccountActions, NoorScreen):
     def show(self, data: AccountData) -> None:
         self.data = data
         self.admin_app.directory_loaded(data.accounts, data.keys)
-        live = {}
+        live: dict[str, int] = {}
         for key in data.keys:
             if key.state == "active":
                 live[key.account_id] = live.get(key.account_id, 0) + 1
-        table = self.query_one("#accounts", DataTable)
-        accounts = sorted(data.accounts, key=lambda a: a.email.lower())
-        with self.app.batch_update():
-            columns = lay_out(table, COLUMNS, self.app.size.width)
-            shown = {str(k.value) for k in table.rows}
-            for account_id in shown - {a.id for a in accounts}:
-                table.remove_row(account_id)
-            for rank, account in enumerate(accounts):
-                cells = {
-                    "email": Ranked(truncate(account.email, width_of(table, "email")), rank, style="bold" if account.status == "active" else "yellow"),
+        records = []
+        for account in sorted(data.accounts, key=lambda a: a.email.lower()):
+            records.append(Record(
+                account.id,
+                {
+                    "email": Text(account.email, style="bold" if account.status == "active" else "yellow"),
                     "plan": account.plan,
                     "status": state_text(account.status),
-                    "keys": Text(str(live.get(account.id, 0)), justify="right"),
+                    "keys": str(live.get(account.id, 0)),
                     "created": Text(date(account.created_at, self.noor.tz), style="dim"),
                     "id": Text(account.id, style="dim"),
-                }
-                if account.id in shown:
-                    for column in columns:
-                        table.update_cell(account.id, column, cells[column])
-                else:
-                    table.add_row(*(cells[c] for c in columns), key=account.id)
-            table.sort("email", key=by_rank)
+                },
+                item=account,
+                sort={"keys": live.get(account.id, 0), "created": account.created_at or ""},
+                copy=account.id,
+            ))
+        self.table.show(records)
         suspended = sum(1 for a in data.accounts if a.status == "suspended")
         self.query_one("#accounts-box").border_title = f"Accounts · {len(data.accounts)}" + (
             f" · {suspended} suspended" if suspended else ""
         )
 
     def selected_account(self) -> Account | None:
-        table = self.query_one("#accounts", DataTable)
-        if self.data is None or table.row_count == 0:
-            return None
-        row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
-        return next((a for a in self.data.accounts if a.id == row_key.value), None)
+        record = self.table.selected
+        return record.item if record is not None else None
+
+    @on(RecordTable.Opened, "#accounts")
+    def _open(self, event: RecordTable.Opened) -> None:
+        account: Account = event.record.item
+        keys = [k for k in (self.data.keys if self.data else []) if k.account_id == account.id]
+        self.app.push_screen(account_detail(self.admin_app.admin, account, keys, self.noor.tz, self.now()))
 
     def _plans(self) -> tuple[list[str], str]:
         catalog = self.admin_app.catalog

@@ -18,10 +18,11 @@ from textual.containers import Container, Horizontal, Vertical
 from textual.widgets import DataTable, Static
 
 from noor_daemon.client import Account, AccountBilling, BillingLink
-from noor_tui.formatting import date, integer, money, si, truncate, until
+from noor_tui.details.billing import billing_detail
+from noor_tui.formatting import date, integer, money, si, until
 from noor_tui.screens.base import FAILED, NoorScreen
-from noor_tui.widgets.cells import Column, lay_out, sync_rows, width_of
 from noor_tui.widgets.modals import ChoiceModal, LinkModal
+from noor_tui.widgets.records import Column, Record, RecordTable
 
 MAX_ACCOUNTS = 100
 
@@ -31,12 +32,14 @@ NOT_CONFIGURED = (
 )
 
 COLUMNS = [
-    Column("email", "Account", (22, 28)),
-    Column("plan", "Plan", (8, 10)),
-    Column("subscription", "Subscription", 16, wide_only=True),
-    Column("tokens", "Tokens", 8),
-    Column("estimate", "Estimate", 10),
+    Column("email", "Account", 14, grow=1),
+    Column("plan", "Plan", 6),
+    Column("subscription", "Subscription", 15, drop=1),
+    Column("tokens", "Tokens", 6, right=True),
+    Column("estimate", "Estimate", 9, right=True),
 ]
+LINK_ACTIONS = ("stripe_link", "checkout", "portal")
+"""Actions that need Stripe: not offered (footer, palette) while billing is not configured."""
 
 
 @dataclass
@@ -62,7 +65,7 @@ def _subscription(document: AccountBilling) -> Text:
 
 class BillingScreen(NoorScreen):
     MODE = "billing"
-    AUTO_FOCUS = "#billing"
+    AUTO_FOCUS = "#billing DataTable"
     POLL_SECONDS = 30.0
     WATCHES = ("accounts",)
     HELP = (
@@ -87,7 +90,7 @@ class BillingScreen(NoorScreen):
         with Horizontal(id="billing-body"):
             with Container(id="billing-box", classes="panel") as box:
                 box.border_title = "Accounts · this period"
-                yield DataTable(id="billing", cursor_type="row", zebra_stripes=True)
+                yield RecordTable(COLUMNS, id="billing", empty="No accounts.")
             with Vertical(id="billing-detail-box", classes="panel") as detail:
                 detail.border_title = "Account"
                 yield Static("", id="billing-detail", classes="summary")
@@ -102,9 +105,15 @@ class BillingScreen(NoorScreen):
         for key, label, width in (("number", "Invoice", 14), ("date", "Date", 10), ("status", "Status", 8), ("total", "Total", 10)):
             invoices.add_column(label, key=key, width=width)
 
-    def on_resize(self) -> None:
-        if self.data is not None:
-            self.show(self.data)
+    @property
+    def configured(self) -> bool:
+        return bool(self.data and self.data.summary.get("configured"))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Stripe links only where they can work: hidden until the daemon says billing is configured."""
+        if action in LINK_ACTIONS and not self.configured:
+            return False
+        return True
 
     async def fetch(self) -> BillingData:
         admin = self.admin_app.admin
@@ -137,26 +146,22 @@ class BillingScreen(NoorScreen):
             )
         else:
             state.update(NOT_CONFIGURED)
-        table = self.query_one("#billing", DataTable)
-        with self.app.batch_update():
-            columns = lay_out(table, COLUMNS, self.app.size.width)
-            rows = []
-            for account in sorted(data.accounts, key=lambda a: a.email.lower()):
-                document = data.documents.get(account.id)
-                if document is None:
-                    continue
-                usage, estimate = document.usage, document.estimate
-                amount = estimate.get("amount")
-                unpriced = estimate.get("unpriced_models") or []
-                cells = {
-                    "email": truncate(account.email, width_of(table, "email")),
-                    "plan": document.plan,
-                    "subscription": _subscription(document),
-                    "tokens": Text(si(usage.get("tokens", 0)), justify="right"),
-                    "estimate": Text(money(amount) + ("*" if unpriced else ""), justify="right"),
-                }
-                rows.append((account.id, cells))
-            sync_rows(table, columns, rows)
+        records = []
+        for account in sorted(data.accounts, key=lambda a: a.email.lower()):
+            document = data.documents.get(account.id)
+            if document is None:
+                continue
+            usage, estimate = document.usage, document.estimate
+            amount = estimate.get("amount")
+            unpriced = estimate.get("unpriced_models") or []
+            records.append(Record(
+                account.id,
+                {"email": account.email, "plan": document.plan, "subscription": _subscription(document),
+                 "tokens": si(usage.get("tokens", 0)), "estimate": money(amount) + ("*" if unpriced else "")},
+                item=document, sort={"tokens": usage.get("tokens", 0), "estimate": amount}, copy=account.id,
+            ))
+        self.query_one("#billing", RecordTable).show(records)
+        self.refresh_bindings()
         if self.selected not in data.documents and data.documents:
             self.selected = sorted(data.accounts, key=lambda a: a.email.lower())[0].id
         self._detail()
@@ -219,11 +224,15 @@ class BillingScreen(NoorScreen):
                 )
         invoices.display = bool(document.invoices)
 
-    @on(DataTable.RowHighlighted, "#billing")
-    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if event.row_key is not None and event.row_key.value != self.selected:
-            self.selected = str(event.row_key.value)
+    @on(RecordTable.Highlighted, "#billing")
+    def _highlighted(self, event: RecordTable.Highlighted) -> None:
+        if event.record is not None and event.record.key != self.selected:
+            self.selected = event.record.key
             self._detail()
+
+    @on(RecordTable.Opened, "#billing")
+    def _open(self, event: RecordTable.Opened) -> None:
+        self.app.push_screen(billing_detail(event.record.item, self.noor.tz, self.now()))
 
     def _document(self) -> AccountBilling | None:
         if self.data is None or self.selected is None:

@@ -1,4 +1,5 @@
-"""Keys: every API key (display prefix only), with create (shown once), revoke, rotate, suspend and per-key limits."""
+"""Keys: every API key (display prefix only), with create (shown once), revoke, rotate (with an overlap),
+suspend (with a reason) and per-key limits."""
 
 from __future__ import annotations
 
@@ -9,23 +10,30 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Container
-from textual.widgets import DataTable, Input
 
 from noor_daemon.client import Account, IssuedKey, KeyInfo
-from noor_tui.formatting import ago, date, parse_time, truncate
+from noor_tui.details.keys import key_detail
+from noor_tui.formatting import ago, date, date_time, parse_time
 from noor_tui.screens.base import NoorScreen
-from noor_tui.widgets.cells import Column, Ranked, by_rank, lay_out, width_of
-from noor_tui.widgets.modals import ConfirmModal, LimitsModal, NewKeyModal, ShowOnceKeyModal
+from noor_tui.widgets.modals import ChoiceModal, ConfirmModal, LimitsModal, NewKeyModal, PromptModal, ShowOnceKeyModal
 from noor_tui.widgets.quota import state_text
+from noor_tui.widgets.records import Column, Record, RecordTable
 
 COLUMNS = [
     Column("prefix", "Key", 14),
-    Column("name", "Name", (10, 16)),
-    Column("account", "Account", (20, 26)),
+    Column("name", "Name", 10, grow=1),
+    Column("account", "Account", 18, grow=2),
     Column("state", "State", 11),
-    Column("created", "Created", 10, wide_only=True),
-    Column("used", "Last used", (9, 10)),
-    Column("expires", "Expires", 10, wide_only=True),
+    Column("created", "Created", 10, drop=2),
+    Column("used", "Last used", 9),
+    Column("expires", "Expires", 10, drop=1),
+]
+STATE_ORDER = {"active": 0, "suspended": 1, "expired": 2, "revoked": 3}
+GRACES = [
+    ("No overlap: revoke the old key now", "0"),
+    ("Keep the old key 1 hour", "3600"),
+    ("Keep the old key 24 hours", "86400"),
+    ("Keep the old key 7 days", "604800"),
 ]
 
 
@@ -35,14 +43,20 @@ class KeyData:
     accounts: list[Account]
 
 
+def _stamp(value: str | None) -> float:
+    moment = parse_time(value)
+    return moment.timestamp() if moment else 0.0
+
+
 class KeysScreen(NoorScreen):
     MODE = "keys"
-    AUTO_FOCUS = "#keys"
+    AUTO_FOCUS = "#keys DataTable"
     POLL_SECONDS = 10.0
     WATCHES = ("keys", "accounts")
     HELP = (
         "Every API key by its display prefix (NoorAPI keeps only a hash), with its account, state, and when it "
-        "was created, last used and expires. A new or rotated key is shown in full once."
+        "was created, last used and expires. A new or rotated key is shown in full once; a rotation can keep the "
+        "old key working for a while so its programs can switch. Enter shows a key's limits, use and history."
     )
     BINDINGS = [
         Binding("n", "new_key", "New"),
@@ -50,111 +64,72 @@ class KeysScreen(NoorScreen):
         Binding("o", "rotate", "Rotate"),
         Binding("s", "suspend", "Suspend/resume"),
         Binding("l", "limits", "Limits"),
-        Binding("slash", "filter", "Filter"),
-        Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self.data: KeyData | None = None
-        self.filter = ""
 
     def compose_body(self) -> ComposeResult:
-        yield Input(placeholder="Filter by prefix, name, account or state…", id="key-filter", classes="filter")
         with Container(id="keys-box", classes="panel") as box:
             box.border_title = "API keys"
-            yield DataTable(id="keys", cursor_type="row", zebra_stripes=True)
+            yield RecordTable(COLUMNS, id="keys", empty="No keys yet: press n to create one.")
 
-    def on_mount(self) -> None:
-        lay_out(self.query_one("#keys", DataTable), COLUMNS, self.app.size.width)
+    @property
+    def table(self) -> RecordTable:
+        return self.query_one("#keys", RecordTable)
 
     async def fetch(self) -> KeyData:
         admin = self.admin_app.admin
         return KeyData(await admin.list_keys(), await admin.list_accounts())
 
-    def _cells(self, key: KeyInfo, accounts: dict[str, Account], rank: int, table: DataTable) -> dict:
+    def _record(self, key: KeyInfo, accounts: dict[str, Account]) -> Record:
         now = self.now()
         account = accounts.get(key.account_id)
         dim = "dim" if key.state in ("revoked", "expired") else ""
-        return {
-            "prefix": Ranked(key.prefix, rank, style="strike dim" if key.state == "revoked" else "bold"),
-            "name": Text(truncate(key.name or "–", width_of(table, "name")), style=dim),
-            "account": Text(truncate(account.email if account else key.account_id, width_of(table, "account")), style=dim),
-            "state": state_text(key.state),
-            "created": Text(date(key.created_at, self.noor.tz), style=dim),
-            "used": Text(ago(key.last_used_at, now), style=dim or ("" if key.last_used_at else "dim")),
-            "expires": Text(ago(key.expires_at, now) if key.expires_at else "never", style=dim),
-        }
-
-    def _matches(self, key: KeyInfo, accounts: dict[str, Account]) -> bool:
-        if not self.filter:
-            return True
-        account = accounts.get(key.account_id)
-        haystack = " ".join([key.prefix, key.name or "", key.state, key.id, account.email if account else key.account_id])
-        return self.filter.lower() in haystack.lower()
+        email = account.email if account else key.account_id
+        return Record(
+            key.id,
+            {
+                "prefix": Text(key.prefix, style="strike dim" if key.state == "revoked" else "bold"),
+                "name": Text(key.name or "–", style=dim),
+                "account": Text(email, style=dim),
+                "state": state_text(key.state),
+                "created": Text(date(key.created_at, self.noor.tz), style=dim),
+                "used": Text(ago(key.last_used_at, now), style=dim or ("" if key.last_used_at else "dim")),
+                "expires": Text(ago(key.expires_at, now) if key.expires_at else "never", style=dim),
+            },
+            item=key,
+            sort={
+                "state": STATE_ORDER.get(key.state, 9), "created": _stamp(key.created_at),
+                "used": -_stamp(key.last_used_at), "expires": _stamp(key.expires_at) or None,
+            },
+            fields={"id": key.id, "account_id": key.account_id},
+            copy=key.id,
+        )
 
     def show(self, data: KeyData) -> None:
         self.data = data
         self.admin_app.directory_loaded(data.accounts, data.keys)
         accounts = {a.id: a for a in data.accounts}
-        order = {"active": 0, "suspended": 1, "expired": 2, "revoked": 3}
-        keys = sorted(
-            (k for k in data.keys if self._matches(k, accounts)),
-            key=lambda k: (order.get(k.state, 9), -(_stamp(k.created_at))),
-        )
-        table = self.query_one("#keys", DataTable)
-        with self.app.batch_update():
-            columns = lay_out(table, COLUMNS, self.app.size.width)
-            shown = [str(k.value) for k in table.rows]
-            wanted = [k.id for k in keys]
-            for key_id in set(shown) - set(wanted):
-                table.remove_row(key_id)
-            for rank, key in enumerate(keys):
-                cells = self._cells(key, accounts, rank, table)
-                if key.id in shown:
-                    for column in columns:
-                        table.update_cell(key.id, column, cells[column])
-                else:
-                    table.add_row(*(cells[c] for c in columns), key=key.id)
-            table.sort("prefix", key=by_rank)
+        keys = sorted(data.keys, key=lambda k: (STATE_ORDER.get(k.state, 9), -_stamp(k.created_at)))
+        self.table.show(self._record(k, accounts) for k in keys)
         live = sum(1 for k in data.keys if k.state == "active")
-        box = self.query_one("#keys-box")
-        box.border_title = f"API keys · {live} active of {len(data.keys)}"
-        box.border_subtitle = f"filter: {self.filter}" if self.filter else ""
-
-    def on_resize(self) -> None:
-        if self.data is not None:
-            self.show(self.data)
+        self.query_one("#keys-box").border_title = f"API keys · {live} active of {len(data.keys)}"
 
     def selected_key(self) -> KeyInfo | None:
-        table = self.query_one("#keys", DataTable)
-        if self.data is None or table.row_count == 0:
-            return None
-        row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
-        return next((k for k in self.data.keys if k.id == row_key.value), None)
+        record = self.table.selected
+        return record.item if record is not None else None
 
-    # -- filter -----------------------------------------------------------------------
-
-    def action_filter(self) -> None:
-        box = self.query_one("#key-filter", Input)
-        box.add_class("-shown")
-        box.focus()
-
-    @on(Input.Changed, "#key-filter")
-    def _filter_changed(self, event: Input.Changed) -> None:
-        self.filter = event.value.strip()
-        if self.data is not None:
-            self.show(self.data)
-
-    @on(Input.Submitted, "#key-filter")
-    def _filter_done(self) -> None:
-        self.query_one("#keys", DataTable).focus()
-
-    def action_clear_filter(self) -> None:
-        box = self.query_one("#key-filter", Input)
-        box.value = ""
-        box.remove_class("-shown")
-        self.query_one("#keys", DataTable).focus()
+    @on(RecordTable.Opened, "#keys")
+    def _open(self, event: RecordTable.Opened) -> None:
+        key: KeyInfo = event.record.item
+        account = self.admin_app.accounts.get(key.account_id)
+        label = f"{account.email} ({key.account_id})" if account else key.account_id
+        self.app.push_screen(
+            key_detail(self.admin_app.admin, key, label, account.plan if account else None, self.admin_app.catalog,
+                       self.noor.tz, self.now())
+        )
 
     # -- actions ------------------------------------------------------------------------
 
@@ -195,7 +170,7 @@ class KeysScreen(NoorScreen):
     @work(group="action", exit_on_error=False)
     async def _revoke(self, key: KeyInfo) -> None:
         if key.state == "revoked":
-            self.notify(f"{key.masked} is revoked already.")
+            self.notify(f"{key.masked} is revoked already.", markup=False)
             return
         confirmed = await self.app.push_screen_wait(
             ConfirmModal(
@@ -207,7 +182,7 @@ class KeysScreen(NoorScreen):
             )
         )
         if confirmed and await self.call(self.admin_app.admin.revoke_key(key.id), "revoke the key"):
-            self.notify(f"{key.masked} is revoked.", title="Key revoked")
+            self.notify(f"{key.masked} is revoked.", title="Key revoked", markup=False)
             self.changed("keys")
 
     def action_rotate(self) -> None:
@@ -218,23 +193,28 @@ class KeysScreen(NoorScreen):
     @work(group="action", exit_on_error=False)
     async def _rotate(self, key: KeyInfo) -> None:
         if key.state == "revoked":
-            self.notify(f"{key.masked} is revoked; create a new key instead.", severity="warning")
+            self.notify(f"{key.masked} is revoked; create a new key instead.", severity="warning", markup=False)
             return
-        confirmed = await self.app.push_screen_wait(
-            ConfirmModal(
+        grace = await self.app.push_screen_wait(
+            ChoiceModal(
                 "Rotate key",
-                f"Revoke {key.masked} and issue a replacement with the same account, name, models and limits?",
+                "Overlap",
+                GRACES,
+                value="0",
                 confirm="Rotate",
-                danger=True,
+                message=f"Issue a replacement for {key.masked} with the same account, name, models and limits. "
+                "The old key can keep working for a while, so the programs using it can switch without a gap.",
             )
         )
-        if not confirmed:
+        if grace is None:
             return
-        issued = await self.call(self.admin_app.admin.rotate_key(key.id), "rotate the key")
+        issued = await self.call(self.admin_app.admin.rotate_key(key.id, grace=int(grace) or None), "rotate the key")
         if isinstance(issued, IssuedKey):
             self.changed("keys")
+            until = (f"{key.masked} keeps working until {date_time(issued.previous_expires_at, self.noor.tz)}."
+                     if issued.previous_expires_at else f"{key.masked} is revoked.")
             await self.app.push_screen_wait(
-                ShowOnceKeyModal("Rotated key", issued.key, f"Replacement for {key.masked}: {issued.prefix}…")
+                ShowOnceKeyModal("Rotated key", issued.key, f"Replacement for {key.masked}: {issued.prefix}… {until}")
             )
 
     def action_suspend(self) -> None:
@@ -246,20 +226,28 @@ class KeysScreen(NoorScreen):
     async def _suspend(self, key: KeyInfo) -> None:
         admin = self.admin_app.admin
         if key.state in ("revoked", "expired"):
-            self.notify(f"{key.masked} is {key.state}.", severity="warning")
+            self.notify(f"{key.masked} is {key.state}.", severity="warning", markup=False)
             return
         if key.state == "suspended":
             if await self.app.push_screen_wait(ConfirmModal("Resume key", f"Let {key.masked} make calls again?", confirm="Resume")):
                 if await self.call(admin.unsuspend_key(key.id), "resume the key"):
-                    self.notify(f"{key.masked} is active again.")
+                    self.notify(f"{key.masked} is active again.", markup=False)
                     self.changed("keys")
             return
-        if await self.app.push_screen_wait(
-            ConfirmModal("Suspend key", f"Refuse calls with {key.masked} until it is resumed?", confirm="Suspend", danger=True)
-        ):
-            if await self.call(admin.suspend_key(key.id, reason="suspended from the dashboard"), "suspend the key"):
-                self.notify(f"{key.masked} is suspended.")
-                self.changed("keys")
+        reason = await self.app.push_screen_wait(
+            PromptModal(
+                "Suspend key",
+                f"Refuse calls with {key.masked} until it is resumed. Why? (kept in the audit log; no personal data)",
+                placeholder="e.g. leaked in a public repository",
+                confirm="Suspend",
+                danger=True,
+            )
+        )
+        if reason is None:
+            return
+        if await self.call(admin.suspend_key(key.id, reason=reason or "suspended from the dashboard"), "suspend the key"):
+            self.notify(f"{key.masked} is suspended.", markup=False)
+            self.changed("keys")
 
     def action_limits(self) -> None:
         key = self.selected_key()
@@ -268,12 +256,11 @@ class KeysScreen(NoorScreen):
 
     @work(group="action", exit_on_error=False)
     async def _limits(self, key: KeyInfo) -> None:
-        limits = await self.app.push_screen_wait(LimitsModal(f"Limits of {key.masked}", key.limits))
+        account = self.admin_app.accounts.get(key.account_id)
+        catalog = self.admin_app.catalog
+        plan = account.plan if account else None
+        plan_limits = (catalog.plans.get(plan) if catalog and plan else None) or {}
+        limits = await self.app.push_screen_wait(LimitsModal(f"Limits of {key.masked}", key.limits, plan_limits, plan))
         if limits and await self.call(self.admin_app.admin.set_key_limits(key.id, limits), "set the key's limits"):
-            self.notify(f"{key.masked}: limits saved.")
+            self.notify(f"{key.masked}: limits saved.", markup=False)
             self.changed("keys")
-
-
-def _stamp(value: str | None) -> float:
-    moment = parse_time(value)
-    return moment.timestamp() if moment else 0.0

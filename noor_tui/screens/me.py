@@ -10,24 +10,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rich.text import Text
-from textual import work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Container, Horizontal, Vertical
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
 
-from noor_daemon.client import AccountBilling, AdminApiError, MeInfo, QuotaReport, UsageSeries
-from noor_tui.formatting import ago, date, integer, money, si, truncate
+from noor_daemon.client import AccountBilling, AdminApiError, KeyInfo, MeInfo, QuotaReport, UsageSeries
+from noor_tui.details.keys import key_fields
+from noor_tui.formatting import ago, date, integer, money, si
 from noor_tui.screens.base import FAILED, NoorScreen
 from noor_tui.screens.usage import UsageScreen
-from noor_tui.widgets.cells import Column, lay_out, sync_rows, width_of
+from noor_tui.widgets.detail import DetailScreen
 from noor_tui.widgets.modals import ExportModal, TypedConfirmModal
 from noor_tui.widgets.quota import QuotaTable, state_text
-
+from noor_tui.widgets.records import Column, Record, RecordTable
 
 KEY_COLUMNS = [
-    Column("prefix", "Key", 14), Column("name", "Name", (20, 24)), Column("state", "State", 12),
-    Column("created", "Created", 10, wide_only=True), Column("used", "Last used", 10), Column("expires", "Expires", 10),
+    Column("prefix", "Key", 14), Column("name", "Name", 12, grow=1), Column("state", "State", 12),
+    Column("created", "Created", 10, drop=1), Column("used", "Last used", 10), Column("expires", "Expires", 10),
 ]
 
 
@@ -50,14 +51,11 @@ class MeAccountScreen(NoorScreen):
             yield QuotaTable(id="me-quota")
         with Container(id="me-keys-box", classes="panel") as keys:
             keys.border_title = "Your account's keys"
-            yield DataTable(id="me-keys", cursor_type="row", zebra_stripes=True)
+            yield RecordTable(KEY_COLUMNS, id="me-keys", empty="No keys.")
 
-    def on_mount(self) -> None:
+    def __init__(self) -> None:
+        super().__init__()
         self.data: MeData | None = None
-
-    def on_resize(self) -> None:
-        if self.data is not None:
-            self.show(self.data)
 
     async def fetch(self) -> MeData:
         me = self.me_app.me
@@ -84,21 +82,25 @@ class MeAccountScreen(NoorScreen):
             )
         self.query_one("#me-summary", Static).update(summary)
         self.query_one("#me-quota", QuotaTable).show(data.quota, self.now())
-        table = self.query_one("#me-keys", DataTable)
         now = self.now()
-        with self.app.batch_update():
-            columns = lay_out(table, KEY_COLUMNS, self.app.size.width)
-            rows = []
-            for k in data.me.api_keys:
-                mine = " ← this one" if k.id == key.id else ""
-                cells = {
-                    "prefix": Text(k.prefix, style="bold" if mine else ""),
-                    "name": truncate((k.name or "–") + mine, width_of(table, "name")), "state": state_text(k.state),
-                    "created": date(k.created_at, self.noor.tz), "used": ago(k.last_used_at, now),
-                    "expires": ago(k.expires_at, now) if k.expires_at else "never",
-                }
-                rows.append((k.id, cells))
-            sync_rows(table, columns, rows)
+        records = []
+        for k in data.me.api_keys:
+            mine = " ← this one" if k.id == key.id else ""
+            records.append(Record(
+                k.id,
+                {"prefix": Text(k.prefix, style="bold" if mine else ""), "name": (k.name or "–") + mine,
+                 "state": state_text(k.state), "created": date(k.created_at, self.noor.tz), "used": ago(k.last_used_at, now),
+                 "expires": ago(k.expires_at, now) if k.expires_at else "never"},
+                item=k, sort={"created": k.created_at or "", "used": k.last_used_at or ""}, copy=k.prefix,
+            ))
+        self.query_one("#me-keys", RecordTable).show(records)
+
+    @on(RecordTable.Opened, "#me-keys")
+    def _open(self, event: RecordTable.Opened) -> None:
+        key: KeyInfo = event.record.item
+        account = self.data.me.account if self.data else None
+        fields = key_fields(key, account.email if account else key.account_id, self.noor.tz, self.now())
+        self.app.push_screen(DetailScreen(f"Key {key.masked}", [fields], copy=key.prefix))
 
 
 class MeUsageScreen(UsageScreen):

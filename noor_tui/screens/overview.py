@@ -5,16 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Container, Grid, Horizontal
 from textual.widgets import DataTable
 
 from noor_daemon.client import Overview, Upstreams
+from noor_tui.details.calls import call_detail
 from noor_tui.formatting import duration_ms, percent, rate, si
 from noor_tui.screens.base import NoorScreen
 from noor_tui.widgets.charts import Chart
 from noor_tui.widgets.feed import LiveFeed
+from noor_tui.widgets.records import RecordTable
 from noor_tui.widgets.stats import StatTile
 
 CHARTS = (
@@ -55,11 +58,13 @@ class OverviewData:
 
 class OverviewScreen(NoorScreen):
     MODE = "overview"
+    AUTO_FOCUS = "#feed DataTable"
     POLL_SECONDS = 2.0
     HELP = (
         "Request rate, tokens per minute, error rate and latency (p50 and p95) over the last hour, "
         "from the daemon's memory; the live feed of metered calls (ids and numbers only, never content); "
-        "and the health of each upstream over the last hour or two."
+        "and the health of each upstream over the last hour or two. Filter the feed with / (status:4xx, "
+        "account:ada, model:gpt); Enter shows a call in full, and for a refused one what refused it."
     )
     BINDINGS = [
         Binding("p", "pause", "Pause feed"),
@@ -176,6 +181,14 @@ class OverviewScreen(NoorScreen):
         # The health panel shows from 120 columns; below that the feed's title carries a one-line summary.
         summary = f" · upstreams: {marks}" if self.size.width < 140 else ""
         self.query_one("#feed-box").border_title = "Live calls" + (f" · ⚠ upstream {', '.join(bad)}" if bad else summary)
+
+    @on(RecordTable.Opened, "#feed")
+    def _open(self, event: RecordTable.Opened) -> None:
+        call = event.record.item
+        label = self.admin_app.account_label(call.account_id)
+        if call.account_id and label != call.account_id:
+            label = f"{label} ({call.account_id})"
+        self.app.push_screen(call_detail(self.admin_app.admin, call, label, self.noor.tz, self.now()))
 
     # -- actions --------------------------------------------------------------------
 

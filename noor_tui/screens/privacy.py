@@ -6,33 +6,34 @@ import json
 from dataclasses import dataclass
 
 from rich.text import Text
-from textual import work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Static, TabbedContent, TabPane
+from textual.widgets import Static, TabbedContent, TabPane
 
-from noor_daemon.client import Account, AuditEntry, PolicyOverview, PrivacyRequestPage, RetentionStatus
-from noor_tui.formatting import ago, date, date_time, integer, span, truncate
+from noor_daemon.client import Account, AuditEntry, PolicyOverview, PrivacyRequest, PrivacyRequestPage, RetentionStatus
+from noor_tui.details.privacy import audit_detail, policy_detail, request_detail
+from noor_tui.formatting import ago, date, date_time, integer, span
 from noor_tui.screens.accounts import AccountActions
 from noor_tui.screens.base import FAILED, NoorScreen
-from noor_tui.widgets.cells import Column, lay_out, sync_rows, width_of
 from noor_tui.widgets.modals import ChoiceModal, ConfirmModal, PromptModal
+from noor_tui.widgets.records import Column, Record, RecordTable
 
 TABS = ("requests", "audit", "policies")
 REQUEST_COLUMNS = [
-    Column("id", "#", 4), Column("kind", "Kind", 10), Column("account", "Account", (18, 26)),
-    Column("source", "From", 6, wide_only=True), Column("status", "Status", 12),
-    Column("received", "Received", 10, wide_only=True), Column("due", "Due", 19), Column("note", "Note", 24, wide_only=True),
+    Column("id", "#", 3, right=True), Column("kind", "Kind", 10), Column("account", "Account", 16, grow=2),
+    Column("source", "From", 5, drop=2), Column("status", "Status", 9), Column("received", "Received", 10, drop=1),
+    Column("due", "Due", 18), Column("note", "Note", 10, grow=1, drop=3),
 ]
 AUDIT_COLUMNS = [
-    Column("ts", "Time", 16), Column("actor", "Actor", 7), Column("action", "Action", (18, 22)),
-    Column("target", "Target", 24, wide_only=True), Column("account", "Account", (17, 24)),
-    Column("details", "Details", 34, wide_only=True),
+    Column("ts", "Time", 16), Column("actor", "Actor", 6), Column("action", "Action", 22, grow=1),
+    Column("target", "Target", 20, grow=1, drop=2), Column("account", "Account", 14, grow=1),
+    Column("details", "Details", 16, grow=2, drop=1),
 ]
 POLICY_COLUMNS = [
-    Column("version", "Ver", 4), Column("state", "State", 9), Column("published", "Published", 10, wide_only=True),
-    Column("effective", "Effective", 10), Column("material", "Material", 8, wide_only=True),
-    Column("notices", "Notices", 7, wide_only=True), Column("summary", "Summary", (36, 60)),
+    Column("version", "Ver", 3, right=True), Column("state", "State", 8), Column("published", "Published", 10, drop=2),
+    Column("effective", "Effective", 10), Column("material", "Material", 8, drop=3),
+    Column("notices", "Notices", 7, right=True, drop=1), Column("summary", "Summary", 20, grow=1),
 ]
 
 
@@ -53,13 +54,14 @@ def _details(details: dict | None) -> str:
 
 class PrivacyScreen(AccountActions, NoorScreen):
     MODE = "privacy"
-    AUTO_FOCUS = "#privacy-requests"
+    AUTO_FOCUS = "#privacy-requests DataTable"
     POLL_SECONDS = 15.0
     WATCHES = ("privacy", "accounts")
     HELP = (
         "Data-rights requests (access, correction, deletion) with their 30-day due dates, overdue in red; "
         "the retention job (usage older than the configured days is deleted by itself); the audit log "
-        "(no content, no emails); and the privacy policy versions with their notice periods."
+        "(no content, no emails); and the privacy policy versions with their notice periods. Enter shows a "
+        "request, an audit entry or a policy version in full."
     )
     BINDINGS = [
         Binding("x", "export", "Export account"),
@@ -77,15 +79,11 @@ class PrivacyScreen(AccountActions, NoorScreen):
         yield Static("", id="retention", classes="summary")
         with TabbedContent(id="privacy-tabs", initial="requests"):
             with TabPane("Requests", id="requests"):
-                yield DataTable(id="privacy-requests", cursor_type="row", zebra_stripes=True)
+                yield RecordTable(REQUEST_COLUMNS, id="privacy-requests", empty="No data-rights requests yet.")
             with TabPane("Audit log", id="audit"):
-                yield DataTable(id="audit-log", cursor_type="row", zebra_stripes=True)
+                yield RecordTable(AUDIT_COLUMNS, id="audit-log", empty="The audit log is empty.")
             with TabPane("Policies", id="policies"):
-                yield DataTable(id="policy-versions", cursor_type="row", zebra_stripes=True)
-
-    def on_resize(self) -> None:
-        if self.data is not None:
-            self.show(self.data)
+                yield RecordTable(POLICY_COLUMNS, id="policy-versions", empty="No policy versions published yet.")
 
     async def fetch(self) -> PrivacyData:
         admin = self.admin_app.admin
@@ -101,70 +99,81 @@ class PrivacyScreen(AccountActions, NoorScreen):
         self.data = data
         self.admin_app.directory_loaded(data.accounts)
         self._retention(data.retention, data.requests)
+        tz = self.noor.tz
         label = self.admin_app.account_label
-        width = self.app.size.width
-        with self.app.batch_update():
-            table = self.query_one("#privacy-requests", DataTable)
-            columns = lay_out(table, REQUEST_COLUMNS, width)
-            rows: list = []
-            ordered = sorted(data.requests.data, key=lambda r: (r.status != "open", r.due_at))
-            for r in ordered:
-                if r.status == "open" and r.overdue:
-                    due = Text(f"{date(r.due_at, self.noor.tz)} overdue", style="bold red")
-                elif r.status == "open":
-                    style = "yellow" if (r.days_left or 0) < 7 else ""
-                    due = Text(f"{date(r.due_at, self.noor.tz)} ({r.days_left}d)", style=style)
-                else:
-                    due = Text(date(r.due_at, self.noor.tz), style="dim")
-                status = r.status + (" (confirm)" if r.awaiting_confirmation else "")
-                status_style = {"open": "bold", "completed": "green", "cancelled": "dim", "expired": "dim"}.get(r.status, "")
-                cells = {
-                    "id": str(r.id), "kind": r.kind, "account": truncate(label(r.account_id), width_of(table, "account")),
-                    "source": r.source, "status": Text(status, style=status_style),
-                    "received": date(r.received_at, self.noor.tz), "due": due, "note": truncate(r.note or "", 24),
-                }
-                rows.append((str(r.id), cells))
-            if not ordered:
-                rows.append(("none", {c: Text("None yet.", style="dim") if c == "account" else "" for c in columns}))
-            sync_rows(table, columns, rows)
-            audit = self.query_one("#audit-log", DataTable)
-            columns = lay_out(audit, AUDIT_COLUMNS, width)
-            rows = []
-            for entry in data.audit:
-                target = f"{entry.target_type or ''} {entry.target_id or ''}".strip()
-                cells = {
-                    "ts": Text(date_time(entry.ts, self.noor.tz), style="dim"), "actor": entry.actor,
-                    "action": truncate(entry.action, width_of(audit, "action")), "target": truncate(target, 24),
-                    "account": truncate(label(entry.account_id) if entry.account_id else "–", width_of(audit, "account")),
-                    "details": truncate(_details(entry.details), 34),
-                }
-                rows.append((str(entry.id), cells))
-            sync_rows(audit, columns, rows)
-            policies = self.query_one("#policy-versions", DataTable)
-            columns = lay_out(policies, POLICY_COLUMNS, width)
-            overview = data.policies
-            versions = [("current", overview.current)] if overview.current else []
-            versions += [("upcoming", v) for v in overview.upcoming] + [("previous", v) for v in reversed(overview.previous)]
-            rows = []
-            for state, version in versions:
-                if version is None:
-                    continue
-                style = {"current": "bold green", "upcoming": "yellow", "previous": "dim"}[state]
-                cells = {
-                    "version": str(version.version), "state": Text(state, style=style),
-                    "published": date(version.published_at, self.noor.tz), "effective": date(version.effective_at, self.noor.tz),
-                    "material": "yes" if version.material else "no", "notices": integer(version.notices),
-                    "summary": truncate(version.summary, width_of(policies, "summary")),
-                }
-                rows.append((f"v{version.version}", cells))
-            if not rows:
-                empty = Text("No policy versions published yet.", style="dim")
-                rows.append(("none", {c: empty if c == "summary" else "" for c in columns}))
-            sync_rows(policies, columns, rows)
+        requests = []
+        for r in sorted(data.requests.data, key=lambda r: (r.status != "open", r.due_at)):
+            if r.status == "open" and r.overdue:
+                due = Text(f"{date(r.due_at, tz)} overdue", style="bold red")
+            elif r.status == "open":
+                due = Text(f"{date(r.due_at, tz)} ({r.days_left}d)", style="yellow" if (r.days_left or 0) < 7 else "")
+            else:
+                due = Text(date(r.due_at, tz), style="dim")
+            status = r.status + (" (confirm)" if r.awaiting_confirmation else "")
+            style = {"open": "bold", "completed": "green", "cancelled": "dim", "expired": "dim"}.get(r.status, "")
+            requests.append(Record(
+                str(r.id),
+                {"id": str(r.id), "kind": r.kind, "account": label(r.account_id), "source": r.source,
+                 "status": Text(status, style=style), "received": date(r.received_at, tz), "due": due, "note": r.note or ""},
+                item=r, sort={"id": r.id, "due": r.due_at, "received": r.received_at}, fields={"account_id": r.account_id},
+                copy=str(r.id),
+            ))
+        self.query_one("#privacy-requests", RecordTable).show(requests)
+        entries = []
+        for entry in data.audit:
+            target = f"{entry.target_type or ''} {entry.target_id or ''}".strip()
+            entries.append(Record(
+                str(entry.id),
+                {"ts": Text(date_time(entry.ts, tz), style="dim"), "actor": entry.actor, "action": entry.action,
+                 "target": target, "account": label(entry.account_id) if entry.account_id else "–",
+                 "details": _details(entry.details)},
+                item=entry, sort={"ts": entry.ts}, fields={"id": str(entry.id), "account_id": entry.account_id or ""},
+                copy=entry.target_id or str(entry.id),
+            ))
+        self.query_one("#audit-log", RecordTable).show(entries)
+        overview = data.policies
+        versions = [("current", overview.current)] if overview.current else []
+        versions += [("upcoming", v) for v in overview.upcoming] + [("previous", v) for v in reversed(overview.previous)]
+        policies = []
+        for state, version in versions:
+            if version is None:
+                continue
+            style = {"current": "bold green", "upcoming": "yellow", "previous": "dim"}[state]
+            policies.append(Record(
+                f"v{version.version}",
+                {"version": str(version.version), "state": Text(state, style=style),
+                 "published": date(version.published_at, tz), "effective": date(version.effective_at, tz),
+                 "material": "yes" if version.material else "no", "notices": integer(version.notices),
+                 "summary": version.summary},
+                item=(state, version), sort={"version": version.version, "notices": version.notices},
+                copy=version.url or f"v{version.version}",
+            ))
+        self.query_one("#policy-versions", RecordTable).show(policies)
         tabs = self.query_one("#privacy-tabs", TabbedContent)
         open_count, overdue = data.requests.open, data.requests.overdue
         tabs.get_tab("requests").label = f"Requests · {open_count} open" + (f" · {overdue} overdue" if overdue else "")
         tabs.get_tab("policies").label = f"Policies · v{overview.current.version}" if overview.current else "Policies"
+
+    @on(RecordTable.Opened, "#privacy-requests")
+    def _open_request(self, event: RecordTable.Opened) -> None:
+        request: PrivacyRequest = event.record.item
+        self.app.push_screen(request_detail(request, self._account(request.account_id), self.noor.tz))
+
+    @on(RecordTable.Opened, "#audit-log")
+    def _open_entry(self, event: RecordTable.Opened) -> None:
+        entry: AuditEntry = event.record.item
+        self.app.push_screen(audit_detail(entry, self._account(entry.account_id), self.noor.tz))
+
+    @on(RecordTable.Opened, "#policy-versions")
+    def _open_policy(self, event: RecordTable.Opened) -> None:
+        state, version = event.record.item
+        self.app.push_screen(policy_detail(version, state, self.noor.tz))
+
+    def _account(self, account_id: str | None) -> str:
+        if not account_id:
+            return "–"
+        email = self.admin_app.account_label(account_id)
+        return account_id if email == account_id else f"{email} ({account_id})"
 
     def _retention(self, retention: RetentionStatus, requests: PrivacyRequestPage) -> None:
         now = self.now()
@@ -189,6 +198,19 @@ class PrivacyScreen(AccountActions, NoorScreen):
     def action_next_tab(self) -> None:
         tabs = self.query_one("#privacy-tabs", TabbedContent)
         tabs.active = TABS[(TABS.index(tabs.active) + 1) % len(TABS)] if tabs.active in TABS else TABS[0]
+        table = {"requests": "#privacy-requests", "audit": "#audit-log", "policies": "#policy-versions"}[tabs.active]
+        self.query_one(f"{table} DataTable").focus()
+
+    def selected_account_id(self) -> str | None:
+        """The account of the request or audit entry under the cursor on the tab shown (to preset the dialogs)."""
+        tabs = self.query_one("#privacy-tabs", TabbedContent)
+        table_id = {"requests": "#privacy-requests", "audit": "#audit-log"}.get(tabs.active or "")
+        record = self.query_one(table_id, RecordTable).selected if table_id else None
+        if record is None:
+            return None
+        account_id = record.item.account_id
+        known = {a.id for a in self.data.accounts} if self.data else set()
+        return account_id if account_id in known else None
 
     async def _pick_account(self, title: str) -> Account | None:
         accounts = self.data.accounts if self.data else []
@@ -196,7 +218,10 @@ class PrivacyScreen(AccountActions, NoorScreen):
             self.notify("There are no accounts.", severity="warning")
             return None
         chosen = await self.app.push_screen_wait(
-            ChoiceModal(title, "Account", [(a.email, a.id) for a in sorted(accounts, key=lambda a: a.email)], confirm="Next")
+            ChoiceModal(
+                title, "Account", [(a.email, a.id) for a in sorted(accounts, key=lambda a: a.email)],
+                value=self.selected_account_id(), confirm="Next",
+            )
         )
         return next((a for a in accounts if a.id == chosen), None)
 
@@ -220,12 +245,9 @@ class PrivacyScreen(AccountActions, NoorScreen):
             await self.delete_account(account)
 
     def action_complete(self) -> None:
-        table = self.query_one("#privacy-requests", DataTable)
-        if self.data is None or table.row_count == 0:
-            return
-        row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
-        request = next((r for r in self.data.requests.data if str(r.id) == row_key.value), None)
-        if request is not None:
+        record = self.query_one("#privacy-requests", RecordTable).selected
+        if record is not None:
+            request: PrivacyRequest = record.item
             self._complete(request.id, request.status, request.kind)
 
     @work(group="action", exit_on_error=False)

@@ -10,14 +10,16 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Container, Horizontal
-from textual.widgets import DataTable
 
 from noor_daemon.client import Account, QuotaReport
+from noor_tui.details.accounts import account_detail
 from noor_tui.screens.base import NoorScreen
 from noor_tui.widgets.modals import ConfirmModal
 from noor_tui.widgets.quota import QuotaTable, level_style, meter, worst
+from noor_tui.widgets.records import Column, Record, RecordTable
 
 MAX_ACCOUNTS = 200
+COLUMNS = [Column("email", "Account", 16, grow=1), Column("worst", "Fullest", 11)]
 
 
 @dataclass
@@ -28,7 +30,7 @@ class QuotaData:
 
 class QuotasScreen(NoorScreen):
     MODE = "quotas"
-    AUTO_FOCUS = "#quota-accounts"
+    AUTO_FOCUS = "#quota-accounts DataTable"
     POLL_SECONDS = 5.0
     WATCHES = ("accounts", "keys")
     HELP = (
@@ -47,15 +49,10 @@ class QuotasScreen(NoorScreen):
         with Horizontal(id="quota-body"):
             with Container(id="quota-accounts-box", classes="panel") as left:
                 left.border_title = "Accounts"
-                yield DataTable(id="quota-accounts", cursor_type="row", zebra_stripes=False)
+                yield RecordTable(COLUMNS, id="quota-accounts", zebra=False, empty="No accounts.")
             with Container(id="quota-detail-box", classes="panel") as right:
                 right.border_title = "Limits"
                 yield QuotaTable(id="quota-detail")
-
-    def on_mount(self) -> None:
-        table = self.query_one("#quota-accounts", DataTable)
-        table.add_column("Account", key="email", width=20)
-        table.add_column("Fullest", key="worst", width=11)
 
     async def fetch(self) -> QuotaData:
         admin = self.admin_app.admin
@@ -72,33 +69,27 @@ class QuotasScreen(NoorScreen):
     def show(self, data: QuotaData) -> None:
         self.data = data
         self.admin_app.directory_loaded(data.accounts)
-        table = self.query_one("#quota-accounts", DataTable)
         wanted = [a for a in data.accounts if a.id in data.reports]
-        with self.app.batch_update():
-            current = {str(k.value) for k in table.rows}
-            for key in current - {a.id for a in wanted}:
-                table.remove_row(key)
-            for account in wanted:
-                cells = self._account_cells(account, data.reports[account.id])
-                if account.id in current:
-                    table.update_cell(account.id, "email", cells[0])
-                    table.update_cell(account.id, "worst", cells[1])
-                else:
-                    table.add_row(*cells, key=account.id)
+        records = []
+        for account in wanted:
+            report = data.reports[account.id]
+            share = worst(report)
+            label = Text(account.email)
+            if account.status == "suspended":
+                label = Text("‖ ", style="bold yellow") + label
+            style = level_style(share)
+            records.append(Record(
+                account.id,
+                {"email": label, "worst": Text(f"{share * 100:3.0f}% ", style=style) + meter(share, 6, style)},
+                item=account, sort={"worst": share}, copy=account.id,
+            ))
+        self.query_one("#quota-accounts", RecordTable).show(records)
         if self.selected not in data.reports and wanted:
             self.selected = wanted[0].id
         self._show_detail()
-        self.query_one("#quota-accounts-box").border_subtitle = f"{len(data.accounts)}" + (
+        self.query_one("#quota-accounts-box").border_title = f"Accounts · {len(data.accounts)}" + (
             f" (first {MAX_ACCOUNTS})" if len(data.accounts) > MAX_ACCOUNTS else ""
         )
-
-    def _account_cells(self, account: Account, report: QuotaReport) -> list:
-        share = worst(report)
-        label = Text(account.email)
-        if account.status == "suspended":
-            label = Text("‖ ", style="bold yellow") + label
-        style = level_style(share)
-        return [label, Text(f"{share * 100:3.0f}% ", style=style) + meter(share, 6, style)]
 
     def _show_detail(self) -> None:
         detail = self.query_one("#quota-detail", QuotaTable)
@@ -112,11 +103,17 @@ class QuotasScreen(NoorScreen):
         box.border_title = f"Limits · {report.account.email} · plan {report.account.plan}"
         box.border_subtitle = "‖ suspended: calls are refused" if report.account.status == "suspended" else ""
 
-    @on(DataTable.RowHighlighted, "#quota-accounts")
-    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if event.row_key is not None and event.row_key.value != self.selected:
-            self.selected = str(event.row_key.value)
+    @on(RecordTable.Highlighted, "#quota-accounts")
+    def _highlighted(self, event: RecordTable.Highlighted) -> None:
+        if event.record is not None and event.record.key != self.selected:
+            self.selected = event.record.key
             self._show_detail()
+
+    @on(RecordTable.Opened, "#quota-accounts")
+    def _open(self, event: RecordTable.Opened) -> None:
+        account: Account = event.record.item
+        keys = [k for k in self.admin_app.keys.values() if k.account_id == account.id]
+        self.app.push_screen(account_detail(self.admin_app.admin, account, keys, self.noor.tz, self.now()))
 
     def action_suspend(self) -> None:
         if self.data is None or self.selected is None:

@@ -11,13 +11,14 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Container, Horizontal
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
 
 from noor_daemon.client import UsageSeries
-from noor_tui.formatting import bar, integer, money, parse_time, percent, si, truncate
+from noor_tui.details.usage import usage_detail
+from noor_tui.formatting import bar, integer, money, parse_time, percent, si
 from noor_tui.screens.base import NoorScreen
-from noor_tui.widgets.cells import Column, lay_out, sync_rows
 from noor_tui.widgets.bar_chart import BarChart
+from noor_tui.widgets.records import Column, Record, RecordTable
 from noor_tui.widgets.segments import Segments
 from noor_tui.widgets.stats import StatTile
 
@@ -82,21 +83,16 @@ class UsageScreen(NoorScreen):
             yield BarChart(id="usage-chart")
         with Container(id="usage-table-box", classes="panel") as table_box:
             table_box.border_title = "Totals"
-            yield DataTable(id="usage-table", cursor_type="row", zebra_stripes=False)
+            yield RecordTable(self._columns(), id="usage-table", zebra=False, empty="No calls in this range.")
         yield Static("", id="usage-note", classes="note")
 
-    def _columns(self, table: DataTable) -> list[str]:
-        """Lay the table out for the terminal's width; narrow terminals drop errors and share."""
-        columns = [
-            Column("swatch", "", 1), Column("label", self._group_label(), (24, 34)), Column("requests", "Requests", 9),
-            Column("errors", "Errors", 7, wide_only=True), Column("in", "In", 7), Column("out", "Out", 7),
-            Column("share", "Share", 14, wide_only=True), Column("cost", "Est. cost", 9),
+    def _columns(self) -> list[Column]:
+        """The totals' columns; a narrow table leaves out the share, then the errors."""
+        return [
+            Column("swatch", "", 1), Column("label", self._group_label(), 16, grow=1), Column("requests", "Requests", 8, right=True),
+            Column("errors", "Errors", 6, right=True, drop=1), Column("in", "In", 6, right=True),
+            Column("out", "Out", 6, right=True), Column("share", "Share", 13, drop=2), Column("cost", "Est. cost", 9, right=True),
         ]
-        return lay_out(table, columns, self.app.size.width)
-
-    def on_resize(self) -> None:
-        if self.series is not None:
-            self._table(self.series)
 
     def _group_label(self) -> str:
         return dict(self.GROUPS).get(self.group, self.group)
@@ -147,31 +143,40 @@ class UsageScreen(NoorScreen):
         self.query_one("#usage-chart-box").border_title = f"{metric} per {_bucket_words(data.bucket_seconds)} by {self._group_label().lower()} · {RANGE_WORDS[data.range]}"
 
     def _table(self, data: UsageSeries) -> None:
-        table = self.query_one("#usage-table", DataTable)
+        table = self.query_one("#usage-table", RecordTable)
         chart = self.query_one("#usage-chart", BarChart)
         grand = sum(sum(self._values(line)) for line in data.series) or 1
-        with self.app.batch_update():
-            columns = self._columns(table)
-            rows = []
-            for index, line in enumerate(data.series):
-                t = line.totals
-                share = sum(self._values(line)) / grand
-                colour = Style(color=RichColor.from_rgb(*chart.colour(index)))
-                cells = {
+        table.columns = self._columns()
+        records = []
+        for index, line in enumerate(data.series):
+            t = line.totals
+            share = sum(self._values(line)) / grand
+            colour = Style(color=RichColor.from_rgb(*chart.colour(index)))
+            records.append(Record(
+                line.key,
+                {
                     "swatch": Text("█", style=colour),
-                    "label": truncate(line.label, 34),
-                    "requests": Text(integer(t.requests), justify="right"),
+                    "label": line.label,
+                    "requests": integer(t.requests),
                     "errors": Text(integer(t.errors), justify="right", style="red" if t.errors else "dim"),
-                    "in": Text(si(t.prompt_tokens), justify="right"),
-                    "out": Text(si(t.completion_tokens), justify="right"),
+                    "in": si(t.prompt_tokens),
+                    "out": si(t.completion_tokens),
                     "share": Text(bar(share, 8), style=colour) + Text(f" {share * 100:3.0f}%"),
-                    "cost": Text(money(t.cost), justify="right") if t.cost is not None else Text("unpriced", style="dim", justify="right"),
-                }
-                rows.append((line.key, cells))
-            if not data.series:
-                empty = {"label": Text(f"No calls in the {RANGE_WORDS[data.range]}.", style="dim")}
-                rows.append(("none", {c: empty.get(c, "") for c in columns}))
-            sync_rows(table, columns, rows)
+                    "cost": money(t.cost) if t.cost is not None else Text("unpriced", style="dim", justify="right"),
+                },
+                item=line,
+                sort={"requests": t.requests, "errors": t.errors, "in": t.prompt_tokens, "out": t.completion_tokens,
+                      "share": share, "cost": t.cost, "swatch": index},
+                fields={self.group: line.key},
+                copy=line.key,
+            ))
+        table.empty = f"No calls in the {RANGE_WORDS[data.range]}."
+        table.show(records)
+
+    @on(RecordTable.Opened, "#usage-table")
+    def _open(self, event: RecordTable.Opened) -> None:
+        if self.series is not None:
+            self.app.push_screen(usage_detail(event.record.item, self.series, self._group_label(), self.noor.tz))
 
     # -- controls -------------------------------------------------------------------
 

@@ -1,8 +1,9 @@
 """The live feed: metered calls as they commit, newest first. Ids and numbers only, never content.
 
-The app's feed worker appends calls to a bounded `CallLog`; the `LiveFeed` table catches up
-with it a few times a second, diffing by call (drop rows that aged out, add new ones)
-inside `batch_update`, so a burst of traffic is one repaint.
+The app's feed worker appends calls to a bounded `CallLog`; the `LiveFeed` table (a `RecordTable`:
+filter, sort, Enter for the whole call) catches up with it a few times a second, diffing by call
+(drop rows that aged out, add new ones, leave drawn rows alone) inside `batch_update`, so a burst
+of traffic is one repaint.
 """
 
 from __future__ import annotations
@@ -12,11 +13,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
 from rich.text import Text
-from textual.widgets import DataTable
 
 from noor_daemon.client import CallEvent
-from noor_tui.formatting import clock_time, duration_ms, si, truncate
-from noor_tui.widgets.cells import Ranked, by_rank
+from noor_tui.formatting import clock_time, duration_ms, si
+from noor_tui.widgets.records import Column, Record, RecordTable
 
 if TYPE_CHECKING:
     from noor_tui.app import NoorApp
@@ -57,91 +57,72 @@ def status_text(status: int) -> Text:
     return Text(str(status), style=style)
 
 
-WIDE = (
-    ("time", "Time", 8),
-    ("account", "Account", 20),
-    ("key", "Key", 14),
-    ("model", "Model", 11),
-    ("status", "Status", 6),
-    ("tokens", "Tokens", 6),
-    ("latency", "Latency", 8),
-    ("ttft", "TTFT", 7),
-)
-NARROW = (
-    ("time", "Time", 8),
-    ("account", "Account", 15),
-    ("key", "Key", 14),
-    ("model", "Model", 9),
-    ("status", "St", 3),
-    ("tokens", "Tok", 5),
-    ("latency", "Latency", 7),
-)
-TINY = (
-    ("time", "Time", 8),
-    ("account", "Account", 13),
-    ("model", "Model", 9),
-    ("status", "St", 3),
-    ("tokens", "Tok", 5),
-    ("latency", "Latency", 7),
-)
-"""The feed's own width picks the set: 96 columns and up, 76 and up, or fewer (no key, no TTFT)."""
+COLUMNS = [
+    Column("time", "Time", 8),
+    Column("account", "Account", 12, grow=3),
+    Column("key", "Key", 14, drop=2),
+    Column("model", "Model", 9, grow=1),
+    Column("status", "St", 3),
+    Column("tokens", "Tok", 5, right=True),
+    Column("latency", "Latency", 7, right=True),
+    Column("ttft", "TTFT", 7, right=True, drop=1),
+]
+"""A narrow feed leaves out the time to first token, then the key."""
 
 
-class LiveFeed(DataTable):
-    """Newest call on top, at most `limit` rows; `paused` freezes it while calls keep arriving."""
+class LiveFeed(RecordTable):
+    """Newest call on top, at most `limit` rows; `paused` freezes it while calls keep arriving.
 
-    DEFAULT_CSS = """
-    LiveFeed { height: 1fr; overflow-x: hidden; scrollbar-size-vertical: 1; }
+    Filter it like any table (`status:4xx`, `account:ada`, `model:gpt`); Enter shows the call in full.
     """
 
     def __init__(self, *, limit: int = 200, account_label: Callable[[str | None], str] | None = None, id: str | None = None) -> None:
-        super().__init__(id=id, cursor_type="row", show_cursor=False)
+        super().__init__(COLUMNS, id=id or "feed", empty="No calls yet.", zebra=False)
         self.limit = limit
         self.account_label = account_label or (lambda account_id: account_id or "–")
         self.paused = False
-        self._shown: list[str] = []
         self._version_seen = -1
-        self._columns: tuple = ()
+        self._made: dict[str, Record] = {}
+        """Each call's record, made once (the table then skips rows it has drawn)."""
 
     @property
     def noor(self) -> NoorApp:
         return cast("NoorApp", self.app)
 
     def on_mount(self) -> None:
-        self._lay_out(self.size.width or self.app.size.width)
+        self.catch_up(force=True)
         self.set_interval(0.25, self.catch_up)
 
-    def on_resize(self) -> None:
-        self._lay_out(self.size.width)
-
-    def _lay_out(self, width: int) -> None:
-        columns = WIDE if width >= 96 else NARROW if width >= 76 else TINY
-        if columns is self._columns:
-            return
-        self._columns = columns
-        self.clear(columns=True)
-        self._shown = []
-        for key, label, size in columns:
-            self.add_column(label, key=key, width=size)
-        self.catch_up(force=True)
-
-    def cells(self, epoch: int, event: CallEvent) -> list:
-        widths = {key: size for key, _, size in self._columns}
-        cells = {
-            "time": Ranked(clock_time(event.ts, self.noor.tz), (epoch, event.seq), style="dim"),
-            "account": truncate(self.account_label(event.account_id), widths["account"]),
-            "key": event.key_prefix or Text("–", style="dim"),
-            "model": truncate(event.model, widths["model"]),
-            "status": status_text(event.status),
-            "tokens": Text(si(event.total_tokens) if event.total_tokens else "–", justify="right"),
-            "latency": Text(duration_ms(event.latency_ms), justify="right"),
-            "ttft": Text(duration_ms(event.ttft_ms) if event.ttft_ms is not None else "–", justify="right", style="dim"),
-        }
-        return [cells[key] for key, _, _ in self._columns]
+    def record(self, epoch: int, event: CallEvent) -> Record:
+        key = f"{epoch}:{event.seq}"
+        made = self._made.get(key)
+        if made is not None:
+            return made
+        account = self.account_label(event.account_id)
+        made = self._made[key] = Record(
+            key,
+            {
+                "time": Text(clock_time(event.ts, self.noor.tz), style="dim"),
+                "account": account,
+                "key": event.key_prefix or Text("–", style="dim"),
+                "model": event.model,
+                "status": status_text(event.status),
+                "tokens": si(event.total_tokens) if event.total_tokens else "–",
+                "latency": duration_ms(event.latency_ms),
+                "ttft": Text(duration_ms(event.ttft_ms) if event.ttft_ms is not None else "–", style="dim"),
+            },
+            item=event,
+            sort={"time": (epoch, event.seq), "tokens": event.total_tokens, "latency": event.latency_ms,
+                  "ttft": event.ttft_ms, "status": event.status},
+            fields={"provider": event.provider or "", "endpoint": event.endpoint, "account_id": event.account_id or "",
+                    "seq": str(event.seq)},
+            copy=str(event.seq),
+        )
+        return made
 
     def catch_up(self, force: bool = False) -> None:
         """Bring the rows in line with the app's call log (when on screen and not paused)."""
-        if not force and not self.screen.is_current:
+        if not self.is_mounted or (not force and not self.screen.is_current):
             return
         log = self.noor.feed
         if log.version == self._version_seen and not force:
@@ -150,33 +131,25 @@ class LiveFeed(DataTable):
         if self.paused and not force:
             return
         self._version_seen = log.version
-        wanted = {f"{epoch}:{event.seq}": (epoch, event) for epoch, event in list(log.calls)[-self.limit :]}
-        stale = [key for key in self._shown if key not in wanted]
-        fresh = [key for key in wanted if key not in set(self._shown)]
-        if not stale and not fresh:
-            return
-        with self.app.batch_update():
-            for key in stale:
-                self.remove_row(key)
-            for key in fresh:
-                self.add_row(*self.cells(*wanted[key]), key=key)
-            self._shown = list(wanted)
-            if fresh:
-                self.sort("time", key=by_rank, reverse=True)
+        calls = list(log.calls)[-self.limit :]
+        records = [self.record(epoch, event) for epoch, event in reversed(calls)]
+        wanted = {r.key for r in records}
+        for key in [k for k in self._made if k not in wanted]:
+            del self._made[key]
+        self.show(records)
 
     def _caption(self, log: CallLog) -> None:
         parent = self.parent
         if parent is not None and parent.has_class("panel"):
             skipped = f" · {log.dropped:,} skipped (reader too slow)" if log.dropped else ""
             paused = " · PAUSED (p resumes)" if self.paused else ""
-            parent.border_subtitle = f"{log.received:,} received{skipped}{paused}"
+            narrowed = f" · /{self.filter.text}: {len(self.shown)} shown" if self.filter else ""
+            parent.border_subtitle = f"{log.received:,} received{skipped}{paused}{narrowed}"
+
+    def _subtitle(self) -> None:
+        self._caption(self.noor.feed)
 
     def relabel(self) -> None:
-        """Account names arrived or changed: redraw the account column."""
-        calls = {f"{epoch}:{event.seq}": event for epoch, event in self.noor.feed.calls}
-        with self.app.batch_update():
-            for key in self._shown:
-                event = calls.get(key)
-                if event is not None:
-                    width = next(size for name, _, size in self._columns if name == "account")
-                    self.update_cell(key, "account", truncate(self.account_label(event.account_id), width))
+        """Account names arrived or changed: the account column is drawn again."""
+        self._made.clear()
+        self.catch_up(force=True)

@@ -182,7 +182,7 @@ class PromptModal(Dialog, ModalScreen[str | None]):
 
     def __init__(
         self, title: str, label: str, *, value: str = "", placeholder: str = "",
-        validate: Callable[[str], str | None] | None = None, confirm: str = "Save",
+        validate: Callable[[str], str | None] | None = None, confirm: str = "Save", danger: bool = False,
     ) -> None:
         super().__init__(title)
         self.label = label
@@ -190,16 +190,17 @@ class PromptModal(Dialog, ModalScreen[str | None]):
         self.placeholder = placeholder
         self.check = validate or (lambda _text: None)
         self.confirm_label = confirm
+        self.danger = danger
 
     def compose(self) -> ComposeResult:
-        with Vertical(classes="box") as box:
+        with Vertical(classes="box -danger" if self.danger else "box") as box:
             box.border_title = self.dialog_title
-            yield Label(self.label)
+            yield Label(self.label, markup=False)
             yield Input(self.value, placeholder=self.placeholder, id="value", compact=True)
             yield Static("", id="problem", classes="problem")
             with Horizontal(classes="buttons"):
                 yield Button("Cancel", id="cancel")
-                yield Button(self.confirm_label, id="confirm", variant="primary")
+                yield Button(self.confirm_label, id="confirm", variant="error" if self.danger else "primary")
 
     @on(Input.Submitted)
     @on(Button.Pressed, "#confirm")
@@ -219,16 +220,22 @@ class PromptModal(Dialog, ModalScreen[str | None]):
 class ChoiceModal(Dialog, ModalScreen[str | None]):
     """Pick one of a few options (a plan, an account)."""
 
-    def __init__(self, title: str, label: str, options: list[tuple[str, str]], *, value: str | None = None, confirm: str = "Save") -> None:
+    def __init__(
+        self, title: str, label: str, options: list[tuple[str, str]], *, value: str | None = None, confirm: str = "Save",
+        message: str = "",
+    ) -> None:
         super().__init__(title)
         self.label = label
         self.options = options
         self.value = value
         self.confirm_label = confirm
+        self.message = message
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="box") as box:
             box.border_title = self.dialog_title
+            if self.message:
+                yield Static(self.message, classes="message", markup=False)
             yield Label(self.label)
             yield Select(self.options, value=self.value if self.value is not None else Select.NULL, id="choice", allow_blank=self.value is None, compact=True)
             with Horizontal(classes="buttons"):
@@ -351,19 +358,26 @@ def _positive_or_blank(text: str) -> bool:
 class LimitsModal(Dialog, ModalScreen[dict[str, int] | None]):
     """A key's own limits, tighter than its account's plan; blank means "the plan's"."""
 
-    def __init__(self, title: str, current: dict[str, int] | None) -> None:
+    def __init__(
+        self, title: str, current: dict[str, int] | None, plan_limits: dict[str, int] | None = None, plan: str | None = None
+    ) -> None:
         super().__init__(title)
         self.current = current or {}
+        self.plan_limits = plan_limits or {}
+        self.plan = plan
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="box -wide") as box:
             box.border_title = self.dialog_title
-            yield Static("Blank fields follow the account's plan.", classes="message")
+            plan = f"plan {self.plan}" if self.plan else "the account's plan"
+            yield Static(f"The key's own limits are filled in; a blank field follows {plan} (shown greyed).", classes="message", markup=False)
             for name, label in LIMIT_LABELS.items():
                 with Horizontal(classes="field"):
                     yield Label(label)
+                    planned = self.plan_limits.get(name)
                     yield Input(
                         str(self.current.get(name, "")), id=f"limit-{name}", type="integer",
+                        placeholder=f"plan: {planned:,}" if planned is not None else "plan: no limit",
                         validators=[Function(_positive_or_blank, "a positive whole number")], compact=True,
                     )
             with Horizontal(classes="buttons"):
@@ -423,6 +437,7 @@ class ExportModal(Dialog, ModalScreen[ExportResult | None]):
 
     def on_mount(self) -> None:
         self.query_one("#progress", ProgressBar).display = False
+        self.query_one("#confirm", Button).focus()  # Enter exports; Tab Tab Enter never closes without exporting
 
     @on(Select.Changed, "#format")
     def _format(self, event: Select.Changed) -> None:
