@@ -50,14 +50,19 @@ class ClosingUpstream:
         self.peak_open = 0
         self.requests = 0
         self.idle_closes = 0
+        self.paths: list[str] = []
+        """`METHOD target` of every request served."""
         self._server: asyncio.Server | None = None
         self._live: set[_Connection] = set()
         self.port = 0
+        self.scheme = "http"
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> ClosingUpstream:
+    async def start(self, host: str = "127.0.0.1", port: int = 0, ssl_context=None) -> ClosingUpstream:
+        """`ssl_context`: serve HTTPS (a server context with its certificate loaded)."""
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _Connection(self), host, port, backlog=1024)
+        self._server = await loop.create_server(lambda: _Connection(self), host, port, backlog=1024, ssl=ssl_context)
         self.port = self._server.sockets[0].getsockname()[1]
+        self.scheme = "https" if ssl_context is not None else "http"
         return self
 
     async def stop(self) -> None:
@@ -69,7 +74,7 @@ class ClosingUpstream:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        return f"{self.scheme}://127.0.0.1:{self.port}/v1"
 
 
 class _Connection(asyncio.Protocol):
@@ -78,6 +83,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.body = bytearray()
+        self.url = ""
         self.idle_timer: asyncio.TimerHandle | None = None
         self.closing = False
 
@@ -127,11 +133,15 @@ class _Connection(asyncio.Protocol):
 
     # -- httptools ---------------------------------------------------------------------
 
+    def on_url(self, url: bytes) -> None:
+        self.url = url.decode("latin-1")
+
     def on_body(self, body: bytes) -> None:
         self.body += body
 
     def on_message_complete(self) -> None:
         self.server.requests += 1
+        self.server.paths.append(self.parser.get_method().decode() + " " + self.url)
         body, self.body = bytes(self.body), bytearray()
         stream = b'"stream":true' in body.replace(b" ", b"")
         if self.server.answer_delay:

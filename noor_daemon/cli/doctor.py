@@ -60,6 +60,59 @@ async def _daemon_report(url: str, token: str | None) -> dict[str, Any]:
     return report
 
 
+def _egress_report(config_path: str | None, data: Path) -> list[dict[str, Any]]:
+    """How each provider is reached: directly or through which proxy (never its credentials), and
+    whether that proxy opens a tunnel to it, made the way the daemon makes its connections."""
+    from noor_daemon.config import ConfigError, load
+    from noor_daemon.gateway.egress import egress_for
+    from noor_daemon.secret_store import SecretError, open_backend
+
+    try:
+        config = load(config_path).config
+    except (ConfigError, OSError):
+        return []
+    backend = open_backend(config.secrets, data)
+    rows = []
+    for provider in config.providers:
+        if provider.kind == "simulator":
+            continue
+        row: dict[str, Any] = {"provider": provider.name, "proxy": None, "source": None, "credentials": None,
+                               "route": None, "tunnel": None, "error": None}
+        try:
+            egress = egress_for(provider, config.server.trust_env, backend)
+        except (ConfigError, SecretError) as exc:
+            rows.append({**row, "error": str(exc)})
+            continue
+        row.update(proxy=egress.proxy_url, source=egress.source, credentials=egress.credentials, route=egress.describe())
+        if egress.proxy is not None:  # plain http:// providers: a connection to the proxy, which forwards each request
+            row["tunnel"] = asyncio.run(_open_through(provider, egress))
+            row["tls"] = (provider.base_url or "").startswith("https:")
+        rows.append(row)
+    return rows
+
+
+async def _open_through(provider, egress) -> str:
+    """Open one connection to the provider through its proxy (TLS included) and close it: "ok" or why not."""
+    from noor_daemon.config import ConfigError
+    from noor_daemon.gateway import http1
+    from noor_daemon.tls import provider_ssl_context
+
+    try:
+        context = provider_ssl_context(provider)
+    except ConfigError as exc:
+        return str(exc)
+    pool = http1.Pool()
+    origin, _ = pool.origin(provider.base_url, context, provider=provider.name, proxy=egress.proxy)
+    try:
+        connection = await origin.acquire(min(provider.connect_timeout, 5.0), fresh=True)
+        connection.close()
+        return "ok"
+    except http1.UpstreamUnreachable as exc:
+        return str(exc)
+    finally:
+        pool.close()
+
+
 def collect(url: str, data_dir: str | None, config_path: str | None) -> dict[str, Any]:
     from noor_daemon.secret_store import keyring_backend_name, keyring_usable, secrets_report
 
@@ -73,6 +126,7 @@ def collect(url: str, data_dir: str | None, config_path: str | None) -> dict[str
         "keyring": {"backend": keyring_backend_name(), "usable": keyring_usable()},
         "secrets": secrets_report(config_path, data),
         "admin_token": {"found": token is not None, "source": token_source},
+        "providers": _egress_report(config_path, data),
         "daemon": asyncio.run(_daemon_report(url, token)),
     }
 
@@ -105,7 +159,20 @@ def _describe(report: dict[str, Any]) -> list[tuple[str, str]]:
     ]
     if daemon["limits"] in LIMITS_STATES:
         rows.append(("limits", LIMITS_STATES[daemon["limits"]]))
+    for provider in report["providers"]:
+        rows.append(("proxy", f"{provider['provider']}: {_egress_text(provider)}"))
     return rows
+
+
+def _egress_text(provider: dict[str, Any]) -> str:
+    if provider["error"]:
+        return f"CANNOT BE REACHED AS CONFIGURED: {provider['error']}"
+    text = provider["route"]
+    if provider["tunnel"] == "ok":
+        return f"{text}; " + ("a tunnel to the provider opened, its certificate verified" if provider.get("tls") else "the proxy answers")
+    if provider["tunnel"]:
+        return f"{text}; NO TUNNEL: {provider['tunnel']}"
+    return text
 
 
 LIMITS_STATES = {
