@@ -133,8 +133,18 @@ def print_report(result: dict) -> None:
     _print_ledger(result)
     _print_memory(result)
     _print_scale_out(result)
+    _print_stale(result)
     _print_dashboard(result)
     _print_targets(result)
+
+
+def _print_stale(result: dict) -> None:
+    stale = result.get("stale_connections")
+    if stale:
+        print("\nstale connections (python -m benchmarks.stale):")
+        print(f"  {stale['calls']:,} calls to a provider closing idle connections after 0.5–2 s: {stale['client_errors']} "
+              f"client errors, {stale['breaker_failures']} breaker failures, {stale['metered']:,} metered, "
+              f"{stale['retries']} sent again on a fresh connection")
 
 
 def _print_load(result: dict) -> None:
