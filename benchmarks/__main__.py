@@ -6,7 +6,8 @@ auth, limits and metering on, the daemon with layers turned off (to price each o
 `--peers` LiteLLM's proxy. A closed-loop load generator in its own process drives each at fixed
 concurrency for a fixed time after a warm-up. In the same run: the ledger writer's throughput,
 usage extraction per stream, the daemon's memory idle, under load and after many calls, cold
-start to the first served request, throughput with 1, 2 and 3 daemons sharing PostgreSQL, and the dashboard's queries and an export over a generated
+start to the first served request, throughput with 1, 2 and 3 daemons sharing PostgreSQL, calls to a
+provider that closes idle connections (no call may see it), and the dashboard's queries and an export over a generated
 ledger of 10,000,000 events.
 
 Prints one report, writes benchmarks/results/latest.json and a chart of latency percentiles
@@ -32,7 +33,7 @@ from pathlib import Path
 
 import orjson
 
-from benchmarks import dashboard, micro, peers, report, scale_out
+from benchmarks import dashboard, micro, peers, report, scale_out, stale
 from benchmarks.loadgen import LoadGenerator
 from benchmarks.systems import (
     GENEROUS_PLAN,
@@ -329,6 +330,19 @@ class Bench:
                 self.errors.append(f"scale-out, {row['daemons']} daemon(s): {row['errors']} failed ({row['statuses']})")
         self.out["scale_out"] = result
 
+    def stale(self) -> None:
+        """A provider closing idle connections after 0.5–2 s (benchmarks/stale.py): no call may see it."""
+        calls = 200 if self.plan.quick else 1000
+        log(f"stale connections: {calls:,} calls to a provider closing idle connections after 0.5–2 s…")
+        try:
+            result = stale.run(calls, parent=self.tmp)
+        except Exception as exc:
+            self.errors.append(f"stale-connection benchmark failed: {type(exc).__name__}: {exc}")
+            return
+        self.out["stale_connections"] = result
+        if result["client_errors"] or result["breaker_failures"] or result["metered"] != result["calls"]:
+            self.errors.append(f"stale connections: {stale.describe(result)}")
+
     def stop_load_processes(self) -> None:
         for name, process in self.processes.items():
             if not process.alive() and name != "litellm":
@@ -357,6 +371,7 @@ class Bench:
             for name, section in (
                 ("micro", self.micro), ("start", self.start), ("matrix", self.matrix), ("layers", self.layers),
                 ("anthropic", self.anthropic), ("soak", self.soak), ("cold_start", self.cold_start), ("scale_out", self.scale_out),
+                ("stale", self.stale),
                 ("stop", self.stop_load_processes), ("dashboard", self.dashboard),
             ):
                 begun = time.perf_counter()
