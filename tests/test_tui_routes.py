@@ -134,7 +134,7 @@ async def test_the_palette_finds_routes_settings_and_reload(daemon, tmp_path) ->
 
 async def test_a_toast_with_brackets_shows_them(daemon, tmp_path) -> None:
     app = admin_app(daemon, tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
         await app.switch_mode("keys")  # a screen that shows no "[billing]" of its own
         await wait_until(pilot, lambda: app.screen.loaded)
         assert "[billing" not in screen_text(app)
