@@ -17,11 +17,13 @@ from textual.widgets import Input
 from tui_helpers import wait_until
 from tui_snapshot_app import TOKEN, SnapshotDaemon, snapshot_app
 
+from noor_tui.widgets.detail import DetailScreen
 from noor_tui.widgets.feed import LiveFeed
 from noor_tui.widgets.modals import ShowOnceKeyModal, TypedConfirmModal
+from noor_tui.widgets.records import RecordTable
 
 SIZES = {"80x24": (80, 24), "160x48": (160, 48)}
-ADMIN_SCREENS = ["overview", "usage", "quotas", "keys", "accounts", "privacy", "billing"]
+ADMIN_SCREENS = ["overview", "usage", "quotas", "keys", "accounts", "privacy", "billing", "routes"]
 ME_SCREENS = ["account", "usage", "data"]
 SHOWN_ONCE = "sk-noor-" + "S" * 43 + "NAPSHT"
 
@@ -125,3 +127,89 @@ def test_dialog(snap_compare, snapshot_daemon, tmp_path: Path, mode: str, action
     app = snapshot_app(snapshot_daemon.url, tmp_path)
     assert snap_compare(app, terminal_size=SIZES[size], run_before=_before(mode, action))
 
+
+
+async def _on_row(pilot, table_id: str, key: str | None = None, *, where=None) -> RecordTable:
+    """Focus the table and put its cursor on a record (by key, or the first for which `where` holds)."""
+    table = pilot.app.screen.query_one(f"#{table_id}", RecordTable)
+    await wait_until(pilot, lambda: table.records, what=f"rows in #{table_id}")
+    if key is None and where is not None:
+        key = next(r.key for r in table.records if where(r.item))
+    if key is not None:
+        assert table.select(key)
+    table.table.focus()
+    await pilot.pause()
+    return table
+
+
+def _press(table_id: str, *keys: str, key: str | None = None, where=None, wait=None):
+    async def action(pilot) -> None:
+        await _on_row(pilot, table_id, key, where=where)
+        await pilot.press(*keys)
+        await pilot.pause(0.3)
+        if wait is not None:
+            await wait_until(pilot, lambda: wait(pilot.app.screen), timeout=10, what="the dialog")
+
+    return action
+
+
+def _detail(table_id: str, key: str | None = None, *, where=None, tab_presses: int = 0):
+    async def action(pilot) -> None:
+        for _ in range(tab_presses):
+            await pilot.press("t")
+            await pilot.pause(0.2)
+        await _on_row(pilot, table_id, key, where=where)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(pilot.app.screen, DetailScreen) and pilot.app.screen.loaded,
+                         timeout=10, what="the detail panel")
+
+    return action
+
+
+async def _filter(pilot) -> None:
+    await _on_row(pilot, "keys")
+    await pilot.press("slash", *"ada")
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize(
+    "mode, action",
+    [
+        ("keys", _filter),
+        ("keys", _press("keys", "s", key="key_000000000000003")),
+        ("keys", _press("keys", "l", key="key_000000000000002")),
+        ("keys", _press("keys", "o", key="key_000000000000001")),
+        ("keys", _press("keys", "n", key="key_000000000000001")),
+        ("accounts", _press("accounts", "x", key="acct_0000000000grc2")),
+        ("privacy", _press("privacy-requests", "x", where=lambda r: r.kind == "access")),
+        ("privacy", _press("privacy-requests", "x", "enter", where=lambda r: r.kind == "access")),
+    ],
+    ids=["filter", "suspend_reason", "limits", "rotate_overlap", "new_key", "export", "export_pick_account", "pick_then_export"],
+)
+def test_table_dialog(snap_compare, snapshot_daemon, mode: str, action, size: str) -> None:
+    app = snapshot_app(snapshot_daemon.url, Path("/srv/noor-exports"))  # shown in the export dialog: the same on every run
+    assert snap_compare(app, terminal_size=SIZES[size], run_before=_before(mode, action))
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize(
+    "mode, action",
+    [
+        ("keys", _detail("keys", "key_000000000000002")),
+        ("accounts", _detail("accounts", "acct_0000000000lin3")),
+        ("overview", _detail("feed", where=lambda call: call.status == 429)),
+        ("overview", _detail("feed", where=lambda call: call.status == 200)),
+        ("privacy", _detail("privacy-requests", where=lambda r: r.kind == "access")),
+        ("privacy", _detail("audit-log", where=lambda e: e.action == "abuse.spike", tab_presses=1)),
+        ("privacy", _detail("policy-versions", "v2", tab_presses=2)),
+        ("usage", _detail("usage-table", "sim-gpt")),
+        ("billing", _detail("billing", "acct_0000000000ada1")),
+        ("routes", _detail("routes", "local-vllm:llama-3-8b")),
+        ("quotas", _detail("quota-accounts", "acct_0000000000mrg4")),
+    ],
+    ids=["key", "account", "refused_call", "call", "request", "audit_entry", "policy", "usage_line", "billing",
+         "route", "quota_account"],
+)
+def test_detail_panel(snap_compare, snapshot_daemon, tmp_path: Path, mode: str, action, size: str) -> None:
+    app = snapshot_app(snapshot_daemon.url, tmp_path)
+    assert snap_compare(app, terminal_size=SIZES[size], run_before=_before(mode, action))

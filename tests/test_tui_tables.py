@@ -336,10 +336,9 @@ async def test_rotate_with_an_overlap_from_the_keys_screen(start_daemon, tmp_pat
         table = await open_table(pilot, "keys", "keys")
         await pilot.press("o")
         from noor_tui.widgets.modals import ChoiceModal, ShowOnceKeyModal
-        from textual.widgets import Select
 
         choice = await wait_for_screen(pilot, ChoiceModal)
-        choice.query_one("#choice", Select).value = "3600"
+        choice.choose("3600")
         choice.query_one("#confirm", Button).press()
         shown_once = await wait_for_screen(pilot, ShowOnceKeyModal)
         assert "keeps working until" in shown_once.about

@@ -15,6 +15,10 @@ if TYPE_CHECKING:
     from noor_tui.app import NoorApp
 
 
+SHORT_LABELS = {"Overview": "Over", "Quotas": "Quota", "Accounts": "Accts", "Privacy": "Priv", "Billing": "Bill"}
+"""Under 120 columns the screens that are not shown go by shorter names, so all eight fit in 80."""
+
+
 class TopBar(Horizontal):
     """`◆ NoorAPI  1 Overview 2 Usage …   ● connected  12:04:33`."""
 
@@ -44,6 +48,8 @@ class TopBar(Horizontal):
         for number, (mode, label) in enumerate(self.noor.NAV, start=1):
             active = mode == self.active
             style = "b $text on $primary 35%" if active else "$text-muted"
+            if narrow and not active:
+                label = SHORT_LABELS.get(label, label)
             text = f" {number} {label} " if active or not narrow else f"{number} {label}"
             items.append(f"[@click=app.switch_mode('{mode}')][{style}]{text}[/][/]")
         self.query_one("#nav", Static).update((" " if narrow else " ").join(items))

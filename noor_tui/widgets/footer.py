@@ -5,7 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from textual.app import ComposeResult
+from textual.types import NoActiveAppError
 from textual.widgets import Footer
+
+NARROW = 120
+"""Under this many columns the keys sit closer together (Textual's compact footer), so they fit in 80."""
 
 
 class KeyFooter(Footer):
@@ -21,8 +25,15 @@ class KeyFooter(Footer):
     """
 
     def __init__(self) -> None:
-        super().__init__()
+        try:
+            narrow = self.app.size.width < NARROW
+        except NoActiveAppError:
+            narrow = False
+        super().__init__(compact=narrow)
         self._shown: tuple[Any, ...] | None = None
+
+    def on_resize(self) -> None:
+        self.compact = self.app.size.width < NARROW
 
     def compose(self) -> ComposeResult:
         # Textual's footer composes its keys once the screen has announced its bindings (`bindings_changed`,

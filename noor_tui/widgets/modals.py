@@ -7,13 +7,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.validation import Function
-from textual.widgets import Button, Input, Label, ProgressBar, Select, SelectionList, Static
+from textual.widgets import Button, Input, Label, OptionList, ProgressBar, Select, SelectionList, Static
+from textual.widgets.option_list import Option
 
 from noor_daemon.client import AdminApiError, DaemonUnreachable, ExportResult
 
@@ -218,7 +220,8 @@ class PromptModal(Dialog, ModalScreen[str | None]):
 
 
 class ChoiceModal(Dialog, ModalScreen[str | None]):
-    """Pick one of a few options (a plan, an account)."""
+    """Pick one of a few options (a plan, an account, an overlap): a list inside the dialog, never a dropdown
+    that spills over its border. Up/down move, Enter or the button confirms."""
 
     def __init__(
         self, title: str, label: str, options: list[tuple[str, str]], *, value: str | None = None, confirm: str = "Save",
@@ -227,7 +230,7 @@ class ChoiceModal(Dialog, ModalScreen[str | None]):
         super().__init__(title)
         self.label = label
         self.options = options
-        self.value = value
+        self.initial = value
         self.confirm_label = confirm
         self.message = message
 
@@ -237,16 +240,36 @@ class ChoiceModal(Dialog, ModalScreen[str | None]):
             if self.message:
                 yield Static(self.message, classes="message", markup=False)
             yield Label(self.label)
-            yield Select(self.options, value=self.value if self.value is not None else Select.NULL, id="choice", allow_blank=self.value is None, compact=True)
+            yield OptionList(*[Option(Text(label), id=value) for label, value in self.options], id="choice", compact=True)
             with Horizontal(classes="buttons"):
                 yield Button("Cancel", id="cancel")
                 yield Button(self.confirm_label, id="confirm", variant="primary")
 
+    def on_mount(self) -> None:
+        choice = self.query_one("#choice", OptionList)
+        if self.initial is not None:
+            self.choose(self.initial)
+        elif self.options:
+            choice.highlighted = 0
+        choice.focus()
+
+    @property
+    def value(self) -> str | None:
+        """The option under the highlight."""
+        choice = self.query_one("#choice", OptionList)
+        if choice.highlighted is None:
+            return None
+        return choice.get_option_at_index(choice.highlighted).id
+
+    def choose(self, value: str) -> None:
+        choice = self.query_one("#choice", OptionList)
+        choice.highlighted = choice.get_option_index(value)
+
+    @on(OptionList.OptionSelected, "#choice")
     @on(Button.Pressed, "#confirm")
     def _confirm(self) -> None:
-        value = self.query_one("#choice", Select).value
-        if value is not Select.NULL:
-            self.dismiss(str(value))
+        if self.value is not None:
+            self.dismiss(self.value)
 
     @on(Button.Pressed, "#cancel")
     def action_cancel(self) -> None:
