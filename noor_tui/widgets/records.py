@@ -219,10 +219,6 @@ class RecordTable(Vertical):
         self._loaded = False
 
     def compose(self) -> ComposeResult:
-        placeholder = "Filter: words, name:value, !negate, 4xx… (Esc clears)"
-        box = Input(placeholder=self.filter_hint or placeholder, classes="records-filter", compact=True)
-        box.can_focus = False  # until `/` shows it: a hidden filter must never take the keys meant for the table
-        yield box
         yield DataTable(cursor_type="row", zebra_stripes=self._zebra)
 
     @property
@@ -231,7 +227,15 @@ class RecordTable(Vertical):
 
     @property
     def filter_input(self) -> Input:
-        return self.query_one(Input)
+        """The filter box, made on the first `/` (an Input per table would slow every screen's first paint)."""
+        found = self.query(Input)
+        if found:
+            return found.first()
+        placeholder = "Filter: words, name:value, !negate, 4xx… (Esc clears)"
+        box = Input(placeholder=self.filter_hint or placeholder, classes="records-filter", compact=True)
+        box.can_focus = False  # until `/` shows it: a hidden filter must never take the keys meant for the table
+        self.mount(box, before=self.table)
+        return box
 
     # -- data ---------------------------------------------------------------------------
 
@@ -392,7 +396,7 @@ class RecordTable(Vertical):
         box = self.filter_input
         box.add_class("-shown")
         box.can_focus = True
-        box.focus()
+        self.call_after_refresh(box.focus)  # a box just made is focusable once it is mounted
 
     @on(Input.Changed, ".records-filter")
     def _filter_changed(self, event: Input.Changed) -> None:
@@ -420,6 +424,8 @@ class RecordTable(Vertical):
         self._refresh_rows()
 
     def action_clear_filter(self) -> None:
+        if not self.query(Input):
+            return
         box = self.filter_input
         had_filter = bool(self.filter) or box.has_class("-shown")
         box.value = ""
