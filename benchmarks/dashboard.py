@@ -30,6 +30,7 @@ import os
 import random
 import shutil
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -39,8 +40,9 @@ from benchmarks import export as export_bench
 from benchmarks.loadgen import percentile
 from benchmarks.systems import BENCH_TOKEN, Process, free_port, http_get
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 HOUR_MS = 3_600_000
+DAY_MS = 86_400_000
 SPAN_HOURS = 88 * 24
 ACCOUNTS = 20
 KEYS_PER_ACCOUNT = 2
@@ -90,15 +92,17 @@ async def _accounts(data_dir: Path) -> tuple[str, list[tuple[str, str]]]:
 
 
 def generate(data_dir: Path, events: int, export_events: int, now_ms: int, log=print) -> dict:
-    """Write the ledger; returns its description (also kept as meta.json beside the data dir)."""
+    """Write the ledger through the ledger's own writer; returns its description (also kept as meta.json)."""
     from noor_daemon import paths
-    from noor_daemon.ledger.usage import INSERT_EVENT
+    from noor_daemon.ledger.sqlite import SqliteLedger
+    from noor_daemon.ledger.usage import UsageEvent
 
     export_id, pairs = asyncio.run(_accounts(data_dir))
     export_pairs = [p for p in pairs if p[0] == export_id]
     other_pairs = [p for p in pairs if p[0] != export_id]
     db_path = paths.database_file(data_dir)
     db = sqlite3.connect(db_path, isolation_level=None)
+    # Bulk speed: no journal sync, and the events' indexes built once at the end over sorted rows.
     db.executescript(
         """PRAGMA journal_mode = DELETE; PRAGMA synchronous = OFF; PRAGMA cache_size = -262144;
            PRAGMA secure_delete = OFF; DROP INDEX IF EXISTS usage_events_ts;
@@ -108,8 +112,6 @@ def generate(data_dir: Path, events: int, export_events: int, now_ms: int, log=p
     start_ms = now_ms - SPAN_HOURS * HOUR_MS
     step = SPAN_HOURS * HOUR_MS / events
     every = max(1, events // export_events) if export_events else 0
-    usage: dict[tuple, list] = {}
-    routes: dict[tuple, list] = {}
     n_models = len(MODELS)
     started = time.perf_counter()
 
@@ -125,61 +127,27 @@ def generate(data_dir: Path, events: int, export_events: int, now_ms: int, log=p
         templates.append((
             model, PROVIDERS[model], status, int(50 + rng.random() * 1500) if ok else 0,
             int(rng.random() * 600) if ok else 0, round(80 + rng.random() * 2000, 3),
-            round(40 + rng.random() * 400, 3) if is_stream else None, int(is_stream), 0 if ok else 1,
+            round(40 + rng.random() * 400, 3) if is_stream else None, is_stream,
         ))
     n_other, n_export = len(other_pairs), len(export_pairs)
 
-    def rows(lo: int, hi: int):
+    def batch(lo: int, hi: int) -> list[UsageEvent]:
+        out = []
         for i in range(lo, hi):
-            ts = int(start_ms + i * step)
             if every and i % every == 0:
                 account_id, key_id = export_pairs[i // every % n_export]
             else:
                 account_id, key_id = other_pairs[i % n_other]
-            model, provider, status, prompt, completion, latency, ttft, is_stream, err = templates[i % TEMPLATES]
-            hour = ts - ts % HOUR_MS
-            u = usage.get((hour, account_id, key_id, model))
-            if u is None:
-                usage[(hour, account_id, key_id, model)] = [1, err, prompt, completion, latency]
-            else:
-                u[0] += 1
-                u[1] += err
-                u[2] += prompt
-                u[3] += completion
-                u[4] += latency
-            r = routes.get((hour, provider, model))
-            if r is None:
-                r = routes[(hour, provider, model)] = [0, 0, 0, 0, 0.0, 0.0, 0]
-            r[0] += 1
-            r[1] += err
-            r[2] += prompt
-            r[3] += completion
-            r[4] += latency
-            if ttft is not None:
-                r[5] += ttft
-                r[6] += 1
-            yield (ts, account_id, key_id, model, provider, "chat/completions", status, prompt, completion,
-                   latency, ttft, is_stream, 0)
+            model, provider, status, prompt, completion, latency, ttft, is_stream = templates[i % TEMPLATES]
+            out.append(UsageEvent(int(start_ms + i * step), model, "chat/completions", status, latency, account_id,
+                                  key_id, provider, prompt, completion, ttft, is_stream))
+        return out
 
     for lo in range(0, events, BATCH):
         db.execute("BEGIN")
-        db.executemany(INSERT_EVENT, rows(lo, min(events, lo + BATCH)))
-        db.execute("COMMIT")
+        SqliteLedger.write_batch(db, batch(lo, min(events, lo + BATCH)), [], [])  # the batch commit's own writer
         if events >= 2_000_000 and (lo // BATCH) % 8 == 7:
             log(f"  … {lo + BATCH:,} events written ({time.perf_counter() - started:.0f}s)")
-    db.execute("BEGIN")
-    db.executemany(
-        """INSERT INTO usage_hourly (hour, account_id, key_id, model, requests, errors, prompt_tokens,
-           completion_tokens, latency_ms_sum) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-        (k + tuple(v) for k, v in usage.items()),
-    )
-    db.executemany(
-        """INSERT INTO route_hourly (hour, provider, model, requests, errors, prompt_tokens, completion_tokens,
-           latency_ms_sum, ttft_ms_sum, ttft_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-        (k + tuple(v) for k, v in routes.items()),
-    )
-    db.execute("COMMIT")
-    _rebuild_daily(db)
     written = time.perf_counter() - started
     # The indexes exactly as the schema declares them, built once over sorted rows.
     db.executescript(
@@ -187,6 +155,8 @@ def generate(data_dir: Path, events: int, export_events: int, now_ms: int, log=p
            CREATE INDEX usage_events_account_ts ON usage_events(account_id, ts);
            PRAGMA journal_mode = WAL;"""
     )
+    hourly = db.execute("SELECT count(*) FROM usage_hourly").fetchone()[0]
+    route = db.execute("SELECT count(*) FROM route_hourly").fetchone()[0]
     db.close()
     return {
         "events": events,
@@ -195,8 +165,8 @@ def generate(data_dir: Path, events: int, export_events: int, now_ms: int, log=p
         "accounts": ACCOUNTS,
         "keys": len(pairs),
         "models": len(MODELS),
-        "usage_hourly_rows": len(usage),
-        "route_hourly_rows": len(routes),
+        "usage_hourly_rows": hourly,
+        "route_hourly_rows": route,
         "generated_at_ms": now_ms,
         "rollups_at_ms": now_ms,
         "write_seconds": round(written, 1),
@@ -204,46 +174,29 @@ def generate(data_dir: Path, events: int, export_events: int, now_ms: int, log=p
     }
 
 
-def _rebuild_daily(db: sqlite3.Connection) -> None:
-    """`usage_daily` from `usage_hourly`, as the batch commit would have kept it."""
-    db.execute("BEGIN")
-    db.execute("DELETE FROM usage_daily")
-    db.execute(
-        f"""INSERT INTO usage_daily (day, account_id, key_id, model, requests, errors, prompt_tokens,
-            completion_tokens, latency_ms_sum)
-            SELECT hour - hour % {24 * HOUR_MS}, account_id, key_id, model, sum(requests), sum(errors),
-                   sum(prompt_tokens), sum(completion_tokens), sum(latency_ms_sum)
-            FROM usage_hourly GROUP BY 1, 2, 3, 4"""
-    )
-    db.execute("COMMIT")
-
-
-def _shift_rollups(data_dir: Path, meta: dict, now_ms: int) -> int:
-    """Move the rollups' hours forward by whole hours so they end at the current hour."""
+def _shift_usage(data_dir: Path, meta: dict, now_ms: int) -> int:
+    """Move the whole ledger forward by whole days (`ledger.usage.shift_usage`, facts and rollups alike), so
+    its last day is today. Returns the days moved."""
     from noor_daemon import paths
+    from noor_daemon.ledger.sqlite import SqliteLedger
+    from noor_daemon.ledger.usage import shift_usage
 
-    hours = (now_ms - now_ms % HOUR_MS - (meta["rollups_at_ms"] - meta["rollups_at_ms"] % HOUR_MS)) // HOUR_MS
-    db = sqlite3.connect(paths.database_file(data_dir), isolation_level=None)
-    try:
-        if hours <= 0:
-            if not db.execute("SELECT 1 FROM usage_daily LIMIT 1").fetchone():
-                _rebuild_daily(db)  # a ledger cached before the generator filled `usage_daily`
-            return 0
-        delta = hours * HOUR_MS
-        db.execute("BEGIN IMMEDIATE")
-        for table in ("usage_hourly", "route_hourly"):
-            db.execute(f"CREATE TEMP TABLE shifted AS SELECT * FROM {table}")
-            db.execute(f"DELETE FROM {table}")
-            db.execute(f"UPDATE shifted SET hour = hour + {delta}")
-            db.execute(f"INSERT INTO {table} SELECT * FROM shifted")
-            db.execute("DROP TABLE shifted")
-        db.execute("COMMIT")
-        _rebuild_daily(db)  # whole hours move days' boundaries: the daily rows are summed again
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    finally:
-        db.close()
-    meta["rollups_at_ms"] += delta
-    return hours
+    days = (now_ms // DAY_MS) - (meta["rollups_at_ms"] // DAY_MS)
+    if days <= 0:
+        return 0
+
+    async def shift() -> None:
+        ledger = SqliteLedger(paths.database_file(data_dir))
+        await ledger.open()
+        try:
+            await ledger.write(lambda db: shift_usage(db, days * DAY_MS))
+            await ledger.checkpoint()
+        finally:
+            await ledger.close()
+
+    asyncio.run(shift())
+    meta["rollups_at_ms"] += days * DAY_MS
+    return days
 
 
 def cached_ledger(events: int, log=print) -> tuple[Path, dict]:
@@ -257,10 +210,10 @@ def cached_ledger(events: int, log=print) -> tuple[Path, dict]:
     if meta_file.exists() and data_dir.exists():
         meta = json.loads(meta_file.read_text())
         meta["cached"] = True
-        shifted = _shift_rollups(data_dir, meta, now_ms)
-        meta["shifted_hours"] = shifted
+        shifted = _shift_usage(data_dir, meta, now_ms)
+        meta["shifted_days"] = shifted
         if shifted:
-            meta_file.write_text(json.dumps({k: v for k, v in meta.items() if k not in ("cached", "shifted_hours")}))
+            meta_file.write_text(json.dumps({k: v for k, v in meta.items() if k not in ("cached", "shifted_days")}))
         return data_dir, meta
     if home.exists():
         shutil.rmtree(home)
@@ -373,7 +326,31 @@ def run(events: int, *, repeats: int, formats: tuple[str, ...], log=print) -> di
                 report["errors"].append(f"the daemon on the big ledger died: {daemon.log_tail()}")
         finally:
             daemon.stop()
+    report["verify"] = verify_ledger(data_dir, meta["events"])
+    if not report["verify"]["ok"]:
+        report["errors"].append(f"noor ledger verify found {report['verify']['differences']} differences in the generated ledger")
     return report
+
+
+def verify_ledger(data_dir: Path, events: int) -> dict:
+    """`noor ledger verify` over the whole ledger (the daemon stopped): its time and events per second."""
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "noor_daemon", "ledger", "verify", "--data-dir", str(data_dir), "--json"],
+        capture_output=True, text=True, timeout=1800,
+    )
+    seconds = time.perf_counter() - started
+    try:
+        doc = json.loads(result.stdout)
+    except json.JSONDecodeError:
+        doc = {"ok": False, "difference_count": None, "seconds": None}
+    return {
+        "ok": result.returncode == 0 and doc.get("ok", False),
+        "differences": doc.get("difference_count"),
+        "seconds": round(seconds, 1),
+        "check_seconds": doc.get("seconds"),
+        "events_per_second": round(events / doc["seconds"]) if doc.get("seconds") else None,
+    }
 
 
 def main() -> None:

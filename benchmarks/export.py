@@ -35,7 +35,7 @@ async def build_ledger(data_dir: Path, events: int) -> str:
     from noor_daemon.ledger.accounts import AccountStore
     from noor_daemon.ledger.audit import AuditLog
     from noor_daemon.ledger.sqlite import SqliteLedger
-    from noor_daemon.ledger.usage import INSERT_EVENT, UsageEvent
+    from noor_daemon.ledger.usage import UsageEvent
 
     paths.ensure_private_dir(data_dir)
     ledger = SqliteLedger(paths.database_file(data_dir))
@@ -62,10 +62,10 @@ async def build_ledger(data_dir: Path, events: int) -> str:
                 completion_tokens=50 + i % 700,
                 ttft_ms=80.0 + i % 90,
                 stream=bool(i % 2),
-            ).row()
+            )
             for i in range(start, min(start + CHUNK, events))
         ]
-        await ledger.write(lambda db, rows=rows: db.executemany(INSERT_EVENT, rows))
+        await ledger.append_usage(rows)
     await ledger.close()
     return account.id
 

@@ -56,7 +56,7 @@ _OURS = {path.name for path in (ROOT / "noor_daemon").rglob("*.py")}
 
 def _area(stack: list[str]) -> str:
     """Where a sample's time went, by its innermost frame (py-spy shortens some paths to the file name)."""
-    if any("_write_batch" in frame or "_checkpoint_passive" in frame for frame in stack):
+    if any("write_batch" in frame or "_checkpoint_passive" in frame for frame in stack):
         return "ledger batch commit (SQLite inserts, rollup upserts, WAL checkpoints)"
     name, where = _split(stack[-1])
     if name in ("run_app", "run_until_complete", "run_forever"):

@@ -132,7 +132,7 @@ async def ledger_benchmark(burst: int, writers: int, seconds: float, directory: 
 
 def extraction_benchmark(streams: int) -> dict:
     """Microseconds per stream to split the stand-in's stream into events, with and without the usage meter."""
-    from benchmarks.upstream import STREAM_EVENTS, _CHUNK, _USAGE
+    from benchmarks.upstream import _CHUNK, _USAGE, STREAM_EVENTS
     from noor_daemon.gateway.wire.openai import ChatStreamMeter
     from noor_daemon.gateway.wire.sse import EventSplitter
 

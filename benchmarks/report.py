@@ -257,7 +257,7 @@ def _print_dashboard(result: dict) -> None:
     if not dash:
         return
     ledger = dash["ledger"]
-    origin = "cached" + (f", rollups moved {ledger.get('shifted_hours')} h forward" if ledger.get("shifted_hours") else "") \
+    origin = "cached" + (f", moved {ledger.get('shifted_days')} days forward" if ledger.get("shifted_days") else "") \
         if ledger.get("cached") else f"generated in {ledger.get('generate_seconds')} s"
     print(f"\nDashboard read path: a ledger of {ledger['events']:,} events, {ledger['usage_hourly_rows']:,} usage_hourly rows, "
           f"{ledger['accounts']} accounts, {ledger['keys']} keys ({origin}); daemon listening after {dash.get('daemon_listening_s')} s, "
@@ -269,6 +269,12 @@ def _print_dashboard(result: dict) -> None:
     for fmt, e in (dash.get("export") or {}).items():
         print(f"  export {fmt}: {e['events']:,} events, {e['bytes'] / 1e6:.1f} MB in {e['seconds']} s = {e['events_per_second']:,} events/s; "
               f"daemon RSS {e['daemon_rss_before_mb']} MB before, {e['daemon_rss_peak_mb']} MB peak")
+    verified = dash.get("verify")
+    if verified:
+        rate = f"{verified['events_per_second']:,} events/s" if verified.get("events_per_second") else "-"
+        verdict = "clean" if verified["ok"] else f"{verified['differences']} differences"
+        print(f"  noor ledger verify: {verdict} in {verified['check_seconds']} s of checking "
+              f"({verified['seconds']} s with start-up) = {rate}")
 
 
 def _print_targets(result: dict) -> None:

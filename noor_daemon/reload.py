@@ -17,9 +17,8 @@ from aiohttp import web
 from noor_daemon.config import LoadedConfig, load
 from noor_daemon.gateway.routing import Router
 from noor_daemon.gateway.upstreams import build_upstreams, resolve_secrets
-from noor_daemon.state import AUDIT, HTTP_SESSION, LIMITER, PROXY, SETTINGS, UPSTREAM_POOL
 from noor_daemon.ledger.audit import AuditEntry
-from noor_daemon.state import PRIVACY
+from noor_daemon.state import AUDIT, HTTP_SESSION, LIMITER, PRIVACY, PROXY, SETTINGS, UPSTREAM_POOL
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-
 from conftest import SIMULATOR_CONFIG
 from stripe_standin import SECRET_KEY, StripeStandIn
 

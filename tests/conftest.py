@@ -8,15 +8,9 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pg_helpers
 import pytest
 from aiohttp import web
-
-from noor_daemon import config as config_module
-from noor_daemon.app import create_app, server_options
-from noor_daemon.clock import Clock, ManualClock
-from noor_daemon.state import ACCOUNTS, LEDGER
-from noor_daemon.settings import DaemonSettings
-import pg_helpers
 from standin_upstream import (
     ANTHROPIC_KEY_ENV,
     OPENAI_KEY_ENV,
@@ -24,6 +18,12 @@ from standin_upstream import (
     UPSTREAM_OPENAI_SECRET,
     StandIn,
 )
+
+from noor_daemon import config as config_module
+from noor_daemon.app import create_app, server_options
+from noor_daemon.clock import Clock, ManualClock
+from noor_daemon.settings import DaemonSettings
+from noor_daemon.state import ACCOUNTS, LEDGER
 
 ADMIN_TOKEN = "noor-admin-test-token"
 

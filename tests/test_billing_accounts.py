@@ -8,16 +8,14 @@ import json
 import time
 
 import aiohttp
-from click.testing import CliRunner
-
 from billing_helpers import PRO_PRICE, billing_config, event, eventually, post_event, stripe  # noqa: F401 - fixture
+from click.testing import CliRunner
 from conftest import ADMIN_TOKEN, SIMULATOR_CONFIG
-from noor_daemon.state import BILLING
+
 from noor_daemon.cli import cli
 from noor_daemon.client import AccountBilling, AdminApiError, AdminClient, MeClient
 from noor_daemon.clock import ManualClock
-from noor_daemon.state import ACCOUNTS, LEDGER
-from noor_daemon.state import PRIVACY
+from noor_daemon.state import ACCOUNTS, BILLING, LEDGER, PRIVACY
 
 PLANS = """
 [plans.free]

@@ -9,13 +9,12 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from billing_helpers import billing_config, eventually, stripe  # noqa: F401 - fixture
 from gateway_helpers import openai_client
-from noor_daemon.state import BILLING
+
 from noor_daemon.clock import ManualClock
-from noor_daemon.state import ACCOUNTS, LEDGER
 from noor_daemon.ledger.usage import HOUR_MS, UsageEvent
+from noor_daemon.state import ACCOUNTS, BILLING, LEDGER
 
 DELAY = 120  # meter_delay_seconds in these tests
 

@@ -10,7 +10,6 @@ import json
 import time
 
 import aiohttp
-
 from billing_helpers import (  # noqa: F401 - fixture
     PRO_PRICE,
     TEAM_PRICE,
@@ -24,10 +23,9 @@ from billing_helpers import (  # noqa: F401 - fixture
     stripe,
 )
 from conftest import SIMULATOR_CONFIG
-from noor_daemon.state import BILLING
+
 from noor_daemon.clock import ManualClock
-from noor_daemon.state import ACCOUNTS, KEYRING, LEDGER
-from noor_daemon.state import OUTBOX
+from noor_daemon.state import ACCOUNTS, BILLING, KEYRING, LEDGER, OUTBOX
 
 
 async def chat(daemon, key: str) -> int:

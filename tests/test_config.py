@@ -8,12 +8,11 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from daemon_process import free_port, noor_executable
+from gateway_helpers import openai_client
 
 from noor_daemon import config as config_module
 from noor_daemon.config import ConfigError, load, parse
-
-from daemon_process import free_port, noor_executable
-from gateway_helpers import openai_client
 
 ISSUE_TOML = """\
 [server]

@@ -10,7 +10,6 @@ import asyncio
 import sqlite3
 
 import pytest
-
 from daemon_process import DaemonProcesses
 from gateway_helpers import anthropic_client, openai_client
 from standin_upstream import reply_text, standin_config

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from gateway_helpers import anthropic_client, tokens
 from standin_upstream import UPSTREAM_ANTHROPIC_SECRET, reply_text, standin_config
 

@@ -16,12 +16,12 @@ import aiohttp
 import anthropic
 import openai
 import pytest
-
-from noor_daemon.domain.api_keys import KEY_PREFIX, generate_key
-from noor_daemon.state import ACCOUNTS, KEYRING, PROXY
-
 from gateway_helpers import anthropic_client, openai_client, tokens, wait_for_rows
 from standin_upstream import reply_text, standin_config
+
+from noor_daemon.domain.names import UNKNOWN_MODEL
+from noor_daemon.domain.api_keys import KEY_PREFIX, generate_key
+from noor_daemon.state import ACCOUNTS, KEYRING, PROXY
 
 OPENAI_MESSAGES = [{"role": "user", "content": "hello"}]
 
@@ -129,7 +129,7 @@ async def test_malformed_json_is_400(gw, path, anthropic_shape, raw):
         assert body["error"]["type"] == "invalid_request_error"
     assert standin.requests == []
     row = await last_row(daemon, 400, count=1)
-    assert row["key_id"] is not None and row["model"] == ""
+    assert row["key_id"] is not None and row["model"] == UNKNOWN_MODEL  # never an empty name
 
 
 async def test_missing_model_is_400(gw):
@@ -260,7 +260,12 @@ async def test_unknown_model_is_404(gw):
     anthropic_error(caught_a.value, 404, "not_found_error")
     assert standin.requests == []
     row = await last_row(daemon, 404, count=2)
-    assert row["model"] == "no-such-model"
+    assert row["model"] == UNKNOWN_MODEL  # the caller's string never reaches the ledger
+    # A name of no model's shape is not even echoed in the error.
+    async with openai_client(daemon, key) as client:
+        with pytest.raises(openai.NotFoundError) as caught:
+            await client.chat.completions.create(model="gpt-<script>" + "x" * 300, messages=OPENAI_MESSAGES)
+    assert "<script>" not in str(caught.value) and "x" * 100 not in str(caught.value)
 
 
 async def test_body_over_the_limit_is_413(standin, start_daemon):

@@ -11,11 +11,10 @@ import struct
 
 import aiohttp
 import pytest
-
-from noor_daemon.state import LEDGER
-
 from gateway_helpers import anthropic_client, openai_client, tokens, wait_for_rows
 from standin_upstream import UPSTREAM_OPENAI_SECRET, reply_text, standin_config
+
+from noor_daemon.state import LEDGER
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ import json
 import openai
 import pytest
 from click.testing import CliRunner
-
 from gateway_helpers import openai_client
+
 from noor_daemon.cli import cli
 from noor_daemon.client import AdminApiError, AdminClient
 

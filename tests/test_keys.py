@@ -10,16 +10,15 @@ import sqlite3
 import aiohttp
 import openai
 import pytest
+from gateway_helpers import openai_client
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from noor_daemon.domain import api_keys as auth
-from noor_daemon.domain.api_keys import KEY_LENGTH, KEY_PREFIX, generate_key, hash_key, well_formed
 from noor_daemon.domain import accounts as accounts_module
+from noor_daemon.domain import api_keys as auth
 from noor_daemon.domain.accounts import KeyRing
+from noor_daemon.domain.api_keys import KEY_LENGTH, KEY_PREFIX, generate_key, hash_key, well_formed
 from noor_daemon.state import KEYRING
-
-from gateway_helpers import openai_client
 
 KEY_PATTERN = re.compile(r"^sk-noor-[0-9A-Za-z]{43}[0-9A-Za-z]{6}$")
 BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"

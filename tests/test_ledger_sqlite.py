@@ -42,13 +42,13 @@ async def ledger(tmp_path):
 
 async def test_small_and_big_batches_commit_the_same_rows(ledger):
     threads_used = []
-    original = ledger._write_batch
+    original = ledger.write_batch
 
     def spy(db, events, samples, touches):
         threads_used.append(threading.current_thread() is threading.main_thread())
         return original(db, events, samples, touches)
 
-    ledger._write_batch = spy
+    ledger.write_batch = spy
     await ledger.record(event(HOUR, 3))  # one event: on the loop
     big = [event(HOUR + i, 1) for i in range(ledger.INLINE_MAX + 50)]
     await asyncio.gather(*(ledger.record(e) for e in big))  # one batch above INLINE_MAX: in the thread

@@ -27,12 +27,12 @@ from noor_daemon.clock import ManualClock
 from noor_daemon.config import parse
 from noor_daemon.domain.accounts import Account, ApiKey
 from noor_daemon.domain.errors import GatewayError
-from noor_daemon.state import ACCOUNTS, KEYRING, LIMITER
 from noor_daemon.ledger.usage import UsageEvent
 from noor_daemon.limits.enforcer import Limiter
 from noor_daemon.limits.periods import PeriodCounters
 from noor_daemon.limits.redis_link import RedisLink
 from noor_daemon.limits.shared import LEASE, LOCAL_HEADER, SharedLimiter
+from noor_daemon.state import ACCOUNTS, KEYRING, LIMITER
 from tests.conftest import SIMULATOR_CONFIG, StartDaemon
 
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379

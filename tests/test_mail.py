@@ -9,15 +9,14 @@ import stat
 
 import aiohttp
 import pytest
-
 from conftest import SIMULATOR_CONFIG
+from privacy_helpers import eventually, eventually_async, maildir_files, smtp, start_smtp  # noqa: F401
+
 from noor_daemon import config as config_module
 from noor_daemon.clock import ManualClock
-from noor_daemon.state import LEDGER
 from noor_daemon.mail import templates
 from noor_daemon.mail.outbox import BACKOFF_BASE_S, MAX_ATTEMPTS, backoff_seconds
-from noor_daemon.state import OUTBOX
-from privacy_helpers import eventually, eventually_async, maildir_files, smtp, start_smtp  # noqa: F401
+from noor_daemon.state import LEDGER, OUTBOX
 
 EMAIL = "ada@example.org"
 
@@ -273,8 +272,8 @@ async def test_a_config_reload_switches_mail_delivery_and_the_retention_limit(da
 
 
 def test_a_reload_with_an_unresolvable_smtp_password_is_refused_before_anything_changes(daemon, smtp):
-    from noor_daemon.state import PRIVACY
     from noor_daemon.secret_store import SecretError
+    from noor_daemon.state import PRIVACY
 
     text = smtp.config(username="u", password="env:NOOR_TEST_UNSET_PASSWORD")
     with pytest.raises(SecretError, match="NOOR_TEST_UNSET_PASSWORD"):

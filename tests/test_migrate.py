@@ -17,27 +17,25 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import pytest
-from click.testing import CliRunner, Result
-
 import conftest
 import pg_helpers
-from billing_helpers import billing_config, eventually, event, post_event, stripe  # noqa: F401 - fixture
+import pytest
+from billing_helpers import billing_config, event, eventually, post_event, stripe  # noqa: F401 - fixture
+from click.testing import CliRunner, Result
 from conftest import SIMULATOR_CONFIG
 from gateway_helpers import openai_client
-from noor_daemon.state import BILLING
+from privacy_helpers import free_port
+
 from noor_daemon.cli import cli
 from noor_daemon.clock import ManualClock
 from noor_daemon.domain.accounts import KeyRing
-from noor_daemon.state import ACCOUNTS, LEDGER
 from noor_daemon.ledger import schema
 from noor_daemon.ledger.accounts import AccountStore
 from noor_daemon.ledger.audit import AuditLog
 from noor_daemon.ledger.migration import MigrationError, migrate_sqlite_to_postgres
 from noor_daemon.ledger.sqlite import SqliteLedger
 from noor_daemon.ledger.usage import HOUR_MS, UsageEvent
-from noor_daemon.state import PRIVACY
-from privacy_helpers import free_port
+from noor_daemon.state import ACCOUNTS, BILLING, LEDGER, PRIVACY
 
 SYNTHETIC_EVENTS = 3000
 FILLED = (

@@ -20,12 +20,11 @@ import aiohttp
 import anthropic
 import openai
 import pytest
-
 from daemon_process import DaemonProcesses
 from gateway_helpers import anthropic_client, openai_client, wait_for_rows
-from noor_daemon.state import LEDGER
 from standin_upstream import standin_config
 
+from noor_daemon.state import LEDGER
 
 CLIENT_LOGGERS = ("openai", "anthropic", "httpx", "httpcore")
 

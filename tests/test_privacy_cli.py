@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from click.testing import CliRunner, Result
-
 from conftest import ADMIN_TOKEN, SIMULATOR_CONFIG
+
 from noor_daemon import config as config_module
 from noor_daemon.app import create_app
 from noor_daemon.cli import cli

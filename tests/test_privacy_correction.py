@@ -4,9 +4,9 @@ address, recorded as a correction request, and confirmed by a mail to the new ad
 from __future__ import annotations
 
 import aiohttp
+from privacy_helpers import eventually, smtp  # noqa: F401
 
 from noor_daemon.state import LEDGER
-from privacy_helpers import eventually, smtp  # noqa: F401
 
 OLD = "old.address@example.org"
 NEW = "new.address@example.org"

@@ -4,19 +4,17 @@ pseudonymous record, and a "deletion completed" notice is sent and then forgotte
 
 from __future__ import annotations
 
-import pytest
-
 import asyncio
 from pathlib import Path
 
 import aiohttp
+import pytest
+from privacy_helpers import chat_body, eventually, eventually_async, maildir_files, smtp  # noqa: F401
 
 from noor_daemon import paths
 from noor_daemon.domain.api_keys import hash_key
-from noor_daemon.state import ACCOUNTS, LEDGER
-from noor_daemon.ledger.usage import INSERT_EVENT, UsageEvent
-from noor_daemon.state import PRIVACY
-from privacy_helpers import chat_body, eventually, eventually_async, maildir_files, smtp  # noqa: F401
+from noor_daemon.ledger.usage import UsageEvent
+from noor_daemon.state import ACCOUNTS, LEDGER, PRIVACY
 
 OLD_EMAIL = "Grace.Hopper@Example.org"
 EMAIL = "grace.h@navy.example"
@@ -264,10 +262,10 @@ async def test_a_large_account_is_erased_in_batches_while_others_keep_calling(da
     live_key = next(iter(k for k in daemon.app[ACCOUNTS].keyring.keys.values() if k.account_id == account.id))
     rows = [
         UsageEvent(ts=1_700_000_000_000 + i, model="sim-gpt", endpoint="chat/completions", status=200, latency_ms=1.0,
-                   account_id=account.id, key_id=live_key.id, provider="simulator", prompt_tokens=1).row()
+                   account_id=account.id, key_id=live_key.id, provider="simulator", prompt_tokens=1)
         for i in range(5000)
     ]
-    await daemon.app[LEDGER].write(lambda db: db.executemany(INSERT_EVENT, rows))
+    await daemon.app[LEDGER].append_usage(rows)
     async with aiohttp.ClientSession() as http:
         deletion = asyncio.create_task(daemon.app[PRIVACY].delete_account(EMAIL))
         statuses = await asyncio.gather(*(chat(daemon, http, other) for _ in range(20)))

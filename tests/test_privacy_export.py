@@ -11,11 +11,11 @@ import tracemalloc
 
 import aiohttp
 import orjson
-
-from noor_daemon.state import ACCOUNTS, LEDGER
-from noor_daemon.ledger.usage import INSERT_EVENT, UsageEvent
-from noor_daemon.privacy import export
 from privacy_helpers import chat_body
+
+from noor_daemon.ledger.usage import UsageEvent
+from noor_daemon.privacy import export
+from noor_daemon.state import ACCOUNTS, LEDGER
 
 EMAIL = "export@example.org"
 
@@ -141,10 +141,10 @@ async def test_export_streams_in_constant_memory(daemon, monkeypatch):
         rows = [
             UsageEvent(ts=int(daemon.clock.now() * 1000) - i, model="sim-gpt", endpoint="chat/completions", status=200,
                        latency_ms=12.5, account_id=account.id, key_id="key_x", provider="simulator",
-                       prompt_tokens=10, completion_tokens=20).row()
+                       prompt_tokens=10, completion_tokens=20)
             for i in range(n)
         ]
-        await daemon.app[LEDGER].write(lambda db, rows=rows: db.executemany(INSERT_EVENT, rows))
+        await daemon.app[LEDGER].append_usage(rows)
         del rows
         events, size, peak = await _export_peak(daemon, account.id)
         assert events == n

@@ -4,10 +4,10 @@ notice mail at once, and the admin API shows the current and upcoming versions."
 from __future__ import annotations
 
 import aiohttp
+from privacy_helpers import eventually, smtp  # noqa: F401
 
 from noor_daemon.clock import ManualClock
 from noor_daemon.state import LEDGER
-from privacy_helpers import eventually, smtp  # noqa: F401
 
 DAY = 86_400
 START = 1_760_000_000.0  # 2025-10-09 08:53:20 UTC

@@ -8,8 +8,8 @@ import sqlite3
 
 import aiohttp
 import pytest
-
 from daemon_process import DaemonProcesses
+
 from noor_daemon.state import LEDGER, LIMITER
 from tests.conftest import SIMULATOR_CONFIG
 

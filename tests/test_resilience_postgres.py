@@ -7,9 +7,9 @@ import asyncio
 
 import aiohttp
 import asyncpg
-
 import pg_helpers
 from conftest import SIMULATOR_CONFIG
+
 from noor_daemon.state import LEDGER
 
 

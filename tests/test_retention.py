@@ -7,14 +7,13 @@ import asyncio
 import time
 
 import aiohttp
-
 from conftest import SIMULATOR_CONFIG
-from noor_daemon.clock import ManualClock
-from noor_daemon.state import ACCOUNTS, LEDGER
-from noor_daemon.ledger.usage import HOUR_MS, INSERT_EVENT, UsageEvent
-from noor_daemon.privacy import retention
-from noor_daemon.state import PRIVACY
 from privacy_helpers import chat_body, eventually_async
+
+from noor_daemon.clock import ManualClock
+from noor_daemon.ledger.usage import HOUR_MS, UsageEvent
+from noor_daemon.privacy import retention
+from noor_daemon.state import ACCOUNTS, LEDGER, PRIVACY
 
 DAY = 86_400
 START = 1_760_000_000.0  # a fixed moment, so hours and days fall the same way on every run
@@ -58,10 +57,10 @@ async def test_old_usage_goes_younger_stays_while_calls_keep_flowing(start_daemo
     key_id = (await daemon.usage_rows())[0]["key_id"]
     bulk = [
         UsageEvent(ts=int(START * 1000) - i, model="sim-gpt", endpoint="chat/completions", status=200,
-                   latency_ms=2.0, account_id=account.id, key_id=key_id, provider="simulator").row()
+                   latency_ms=2.0, account_id=account.id, key_id=key_id, provider="simulator")
         for i in range(1, 4501)
     ]
-    await daemon.app[LEDGER].write(lambda db: db.executemany(INSERT_EVENT, bulk))
+    await daemon.app[LEDGER].append_usage(bulk)
     # Day 60: younger calls.
     clock.advance(60 * DAY)
     assert {s for s, _ in await calls(daemon, key, 10)} == {200}

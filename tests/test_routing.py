@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator
 import aiohttp
 import openai
 import pytest
-
-from noor_daemon.gateway.routing import RouteHealth, Router
-from noor_daemon.config import parse
-from noor_daemon.state import LEDGER, PROXY
 from standin_upstream import OPENAI_KEY_ENV, UPSTREAM_OPENAI_SECRET, StandIn
+
+from noor_daemon.config import parse
+from noor_daemon.gateway.routing import RouteHealth, Router
+from noor_daemon.state import LEDGER, PROXY
 from tests.gateway_helpers import openai_client
 
 MESSAGES = [{"role": "user", "content": "route me"}]

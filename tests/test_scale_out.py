@@ -12,10 +12,9 @@ import time
 import aiohttp
 import asyncpg
 import openai
+import pg_helpers
 import pytest
 import redis.asyncio as redis_asyncio
-
-import pg_helpers
 from daemon_process import DaemonProcesses
 from gateway_helpers import openai_client
 

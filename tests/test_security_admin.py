@@ -15,13 +15,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 from click.testing import CliRunner
+from security_helpers import client_context, non_loopback_address, serve, serve_in_thread
 
 from noor_daemon import config as config_module
 from noor_daemon.admin.errors import AdminError
 from noor_daemon.admin.middleware import admin_auth
 from noor_daemon.cli import cli
-from noor_daemon.state import ADMIN_TOKEN_HASH, AUDIT, LEDGER, SETTINGS
-from noor_daemon.settings import DaemonSettings
 from noor_daemon.secret_store import (
     AdminVerifier,
     SecretError,
@@ -29,8 +28,9 @@ from noor_daemon.secret_store import (
     daemon_admin_token,
     ensure_admin_token,
 )
+from noor_daemon.settings import DaemonSettings
+from noor_daemon.state import ADMIN_TOKEN_HASH, AUDIT, LEDGER, SETTINGS
 from noor_daemon.tls import make_self_signed
-from security_helpers import client_context, non_loopback_address, serve, serve_in_thread
 
 SIM = """
 [[providers]]

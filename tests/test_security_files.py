@@ -11,12 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from daemon_process import free_port, noor_executable
+from security_helpers import serve
+
 from noor_daemon import paths
 from noor_daemon.client import AdminClient
 from noor_daemon.secret_store import FileBackend, ensure_admin_token
-from security_helpers import serve
 
 SIM = """
 [[providers]]

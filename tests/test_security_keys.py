@@ -10,14 +10,14 @@ from pathlib import Path
 import aiohttp
 import pytest
 from click.testing import CliRunner
+from security_helpers import key_with_prefix, serve_in_thread
 
 from noor_daemon.cli import cli
 from noor_daemon.cli.key import stale_keys
 from noor_daemon.client import KeyInfo
 from noor_daemon.clock import ManualClock
-from noor_daemon.state import ACCOUNTS
 from noor_daemon.ledger import accounts as accounts_module
-from security_helpers import key_with_prefix, serve_in_thread
+from noor_daemon.state import ACCOUNTS
 
 DAY = 86400
 SIM = """

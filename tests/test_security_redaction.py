@@ -13,13 +13,13 @@ from pathlib import Path
 import aiohttp
 import openai
 import pytest
-
 from daemon_process import start_daemon_process
 from gateway_helpers import openai_client
-from noor_daemon.gateway import proxy as proxy_module
-from noor_daemon.state import PROXY
-from noor_daemon.redaction import REDACTED, RedactingFilter, install, redact
 from standin_upstream import standin_config
+
+from noor_daemon.gateway import proxy as proxy_module
+from noor_daemon.redaction import REDACTED, RedactingFilter, install, redact
+from noor_daemon.state import PROXY
 
 NOOR_KEY = "sk-noor-AbC123" + "x" * 37 + "Zz9Yy8"
 SHAPES = {

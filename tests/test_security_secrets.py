@@ -12,13 +12,13 @@ from pathlib import Path
 import aiohttp
 import pytest
 from click.testing import CliRunner
+from security_helpers import MemoryKeyring, memory_keyring
+from standin_upstream import OPENAI_KEY_ENV, standin_config
 
 from noor_daemon import config as config_module
 from noor_daemon import secret_store
 from noor_daemon.cli import cli
 from noor_daemon.secret_store import SERVICE, FileBackend, KeyringBackend, SecretError, resolve
-from security_helpers import MemoryKeyring, memory_keyring
-from standin_upstream import OPENAI_KEY_ENV, standin_config
 
 PROVIDER_SECRET = "sk-proj-provider-secret-from-the-store-0123456789"
 

@@ -16,14 +16,14 @@ import pytest
 from click.testing import CliRunner
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
-
 from daemon_process import free_port, noor_executable
+from security_helpers import client_context, serve
+from standin_upstream import UPSTREAM_OPENAI_SECRET, standin_config
+
 from noor_daemon import config as config_module
 from noor_daemon.cli import cli
 from noor_daemon.state import ACCOUNTS
 from noor_daemon.tls import make_self_signed
-from security_helpers import client_context, serve
-from standin_upstream import UPSTREAM_OPENAI_SECRET, standin_config
 
 TLS_SIM_CONFIG = """
 [server]

@@ -6,7 +6,6 @@ import time
 
 import openai
 import pytest
-
 from gateway_helpers import anthropic_client, openai_client, tokens
 
 

@@ -10,9 +10,9 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pg_helpers
 import pytest
 
-import pg_helpers
 from noor_daemon.clock import ManualClock
 from noor_daemon.config import StorageConfig
 from noor_daemon.domain.accounts import KeyRing

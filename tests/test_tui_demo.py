@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC
 
+from tui_helpers import wait_until
+
 from noor_daemon.cli.demo_dashboard import DemoBackground
 from noor_tui.app import make_app
-from tui_helpers import wait_until
 
 
 async def test_the_demo_dashboard_is_alive_within_seconds(tmp_path) -> None:
@@ -32,5 +33,45 @@ async def test_the_demo_dashboard_is_alive_within_seconds(tmp_path) -> None:
                 await app.switch_mode(mode)
                 await wait_until(pilot, lambda: app.screen.loaded, what=mode)
             assert app.connection.ok
+    finally:
+        background.stop()
+
+
+async def test_the_demo_usage_grows_with_the_range_and_matches_billing(tmp_path) -> None:
+    """The seeded history is one ledger with the live traffic: 24 h ≤ 7 d ≤ 30 d ≤ 90 d, the week is not a flat
+    line then a wall, and each account's month on the Billing screen is its usage over the same window."""
+    import time
+
+    import aiohttp
+
+    from noor_daemon.cli.demo import TRIAL_EMAIL
+    from noor_daemon.cli.demo_dashboard import ACCOUNTS
+    from noor_daemon.domain.windows import HOUR_MS, calendar_period
+
+    background = DemoBackground(tmp_path / "demo", "demo-token")
+    url = await asyncio.to_thread(background.start)
+    try:
+        await asyncio.sleep(2)  # some live traffic on top of the history
+        async with aiohttp.ClientSession(headers={"Authorization": "Bearer demo-token"}) as http:
+
+            async def get(path: str, **params) -> dict:
+                async with http.get(f"{url}/admin/v1{path}", params=params) as response:
+                    assert response.status == 200, await response.text()
+                    return await response.json()
+
+            totals = [(await get("/usage/series", range=r, group="model"))["totals"]["requests"] for r in ("day", "7d", "30d", "90d")]
+            assert 0 < totals[0] <= totals[1] <= totals[2] <= totals[3], totals
+            week = await get("/usage/series", range="7d", group="model")
+            per_bucket = [sum(s["requests"][b] for s in week["series"]) for b in range(56)]
+            assert min(per_bucket[:-1]) > 0 and max(per_bucket) < 20 * (sum(per_bucket) / 56), per_bucket  # no wall
+            now = int(time.time() * 1000)
+            month = calendar_period("month", now)
+            hours = (now - now % HOUR_MS - month.start) // HOUR_MS + 1
+            for email, *_ in ACCOUNTS:  # traffic goes on meanwhile: the summary is read between two bills
+                before = (await get(f"/billing/accounts/{email}"))["usage"]
+                summary = (await get("/usage/summary", hours=str(hours), account=email))["totals"]
+                after = (await get(f"/billing/accounts/{email}"))["usage"]
+                assert all(before[k] <= summary[k] <= after[k] for k in summary), (email, before, summary, after)
+                assert summary["requests"] > 0 or email == TRIAL_EMAIL
     finally:
         background.stop()

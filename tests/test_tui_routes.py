@@ -8,7 +8,9 @@ import json
 from datetime import UTC
 
 import aiohttp
+from standin_upstream import standin_config
 from textual.widgets import Button, Input
+from tui_helpers import chat, screen_text, wait_for_screen, wait_for_text, wait_until
 
 from noor_daemon.client import AdminClient
 from noor_tui.app import AdminApp
@@ -17,8 +19,6 @@ from noor_tui.screens.routes import RoutesScreen
 from noor_tui.widgets.detail import DetailScreen
 from noor_tui.widgets.modals import ChoiceModal, ExportModal
 from noor_tui.widgets.records import RecordTable
-from standin_upstream import standin_config
-from tui_helpers import chat, screen_text, wait_for_screen, wait_for_text, wait_until
 
 SIZE = (160, 48)
 BREAKER = "[routing]\nbreaker_failures = 2\nbreaker_cooldown = 2.0\n"

@@ -7,13 +7,13 @@ from __future__ import annotations
 from datetime import UTC
 
 from textual.widgets import Button, Input
+from tui_helpers import chat, wait_for_screen, wait_until
 
 from noor_daemon.client import AdminClient
 from noor_tui.app import AdminApp, MeApp
 from noor_tui.widgets.detail import DetailScreen
 from noor_tui.widgets.modals import ConfirmModal, PromptModal
 from noor_tui.widgets.records import RecordTable
-from tui_helpers import chat, wait_for_screen, wait_until
 
 SIZE = (160, 48)
 

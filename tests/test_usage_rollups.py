@@ -6,31 +6,33 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
-
 from conftest import SIMULATOR_CONFIG
+
 from noor_daemon.clock import ManualClock
-from noor_daemon.state import ACCOUNTS, LEDGER
+from noor_daemon.domain.windows import last_days, last_hours
 from noor_daemon.ledger import rollups
 from noor_daemon.ledger.usage import DAY_MS, HOUR_MS, UsageEvent
-from noor_daemon.state import PRIVACY
+from noor_daemon.state import ACCOUNTS, LEDGER, PRIVACY
 
 START = 1_760_000_000.0 + 7 * 3600 + 1234.5  # a fixed moment, mid-day, so days fall the same way on every run
 SUMS = "sum(requests), sum(errors), sum(prompt_tokens), sum(completion_tokens), sum(latency_ms_sum)"
 
 
-def test_a_span_reads_whole_days_only_where_retention_cannot_reach():
+def test_a_window_reads_whole_days_from_the_daily_rows_and_the_rest_by_the_hour():
     now = 100 * DAY_MS + 5 * HOUR_MS + 123
-    month = rollups.split(now - now % HOUR_MS - 719 * HOUR_MS, now, now - 90 * DAY_MS)
-    assert month.days == (71 * DAY_MS, 100 * DAY_MS)
-    assert month.hours == ((70 * DAY_MS + 6 * HOUR_MS, 71 * DAY_MS), (100 * DAY_MS, None))
+    month = last_hours(now, 720)
+    assert (month.start, month.end) == (70 * DAY_MS + 6 * HOUR_MS, 100 * DAY_MS + 6 * HOUR_MS)
+    days, hours = month.split_days()
+    assert days == (71 * DAY_MS, 100 * DAY_MS)
+    assert hours == [(70 * DAY_MS + 6 * HOUR_MS, 71 * DAY_MS), (100 * DAY_MS, 100 * DAY_MS + 6 * HOUR_MS)]
     # A day: no whole day in it.
-    assert rollups.split(now - now % HOUR_MS - 23 * HOUR_MS, now, 0).days is None
-    # Retention 10 days: the days before the first one wholly inside it are read by the hour.
-    short = rollups.split(70 * DAY_MS, now, now - 10 * DAY_MS)
-    assert short.days == (91 * DAY_MS, 100 * DAY_MS) and short.hours[0] == (70 * DAY_MS, 91 * DAY_MS)
-    sql, params = rollups.union("model, {t}", short, "acct_1")
+    assert last_hours(now, 24).split_days()[0] is None
+    # Day windows are whole days, today included.
+    assert last_days(now, 30).split_days() == ((71 * DAY_MS, 101 * DAY_MS), [])
+    sql, params = rollups.union("model, {t}", month, "acct_1")
     assert sql.count("UNION ALL") == 2 and "FROM usage_daily WHERE day >= ? AND day < ?" in sql
-    assert params == [70 * DAY_MS, 91 * DAY_MS, "acct_1", 100 * DAY_MS, "acct_1", 91 * DAY_MS, 100 * DAY_MS, "acct_1"]
+    assert params == [70 * DAY_MS + 6 * HOUR_MS, 71 * DAY_MS, "acct_1", 100 * DAY_MS, 100 * DAY_MS + 6 * HOUR_MS, "acct_1",
+                      71 * DAY_MS, 100 * DAY_MS, "acct_1"]
 
 
 async def _get(daemon, path: str, **params) -> dict:
@@ -73,8 +75,8 @@ async def test_daily_rollups_match_the_hourly_ones_through_traffic_and_retention
             f"SELECT day, account_id, key_id, model, {SUMS} FROM usage_daily "
             "GROUP BY day, account_id, key_id, model ORDER BY day, account_id, key_id, model"
         )
-        kept = [tuple(r) for r in by_hour if r[0] in {d[0] for d in by_day}]
-        assert [tuple(r) for r in by_day] == kept and kept
+        rounded = lambda rows: [(*r[:8], round(r[8], 6)) for r in rows]  # noqa: E731 (float sums, subtracted)
+        assert rounded(by_day) == rounded(by_hour) and by_day
 
     async def summaries_equal_hourly(hours: int, account: str | None = None) -> None:
         params = {"hours": str(hours)} | ({"account": account} if account else {})
@@ -102,11 +104,13 @@ async def test_daily_rollups_match_the_hourly_ones_through_traffic_and_retention
     expected = await ledger.fetchone("SELECT sum(requests) FROM usage_hourly WHERE account_id = ? AND hour >= ?", (two, first_day))
     assert month["totals"]["requests"] == expected[0] > 0
 
-    # Retention (20 days) removes a day row with the first of its hours; the totals still agree.
+    # Retention (20 days) cuts on an hour: the day it cuts into keeps its later hours, and the totals still agree.
     report = await daemon.app[PRIVACY].retention.run()
     assert report["usage_hourly"] > 0
     oldest = (await ledger.fetchone("SELECT min(day) FROM usage_daily"))[0]
-    assert oldest > now_ms - 20 * DAY_MS - HOUR_MS
+    cutoff = now_ms - now_ms % HOUR_MS - 20 * DAY_MS
+    assert oldest == cutoff - cutoff % DAY_MS
+    assert (await ledger.fetchone("SELECT min(hour) FROM usage_hourly"))[0] >= cutoff
     await daily_equals_hourly()
     for hours in (24 * 7, 24 * 19, 24 * 21, 24 * 30):
         await summaries_equal_hourly(hours)
@@ -120,9 +124,8 @@ async def test_daily_rollups_match_the_hourly_ones_through_traffic_and_retention
 async def test_the_week_and_month_from_cached_days_match_the_ledger(start_daemon):
     """The week (3-hour buckets) and the month read whole past days from the day cache, the month's
     filled from `usage_daily`: the same answers as reading the hourly rows, before and after a late call."""
-    from noor_daemon.state import LIVE
+    from noor_daemon.state import KEYRING, LIVE, SETTINGS
     from noor_daemon.views.series import usage_series
-    from noor_daemon.state import KEYRING, SETTINGS
 
     clock = ManualClock(START)
     daemon = await start_daemon(SIMULATOR_CONFIG, clock=clock)

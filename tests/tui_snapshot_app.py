@@ -25,9 +25,9 @@ from noor_daemon import paths
 from noor_daemon.app import create_app
 from noor_daemon.clock import ManualClock
 from noor_daemon.domain.api_keys import KEY_PREFIX, _base62, _checksum, display_prefix, hash_key
-from noor_daemon.settings import DaemonSettings
 from noor_daemon.ledger.sqlite import SqliteLedger
-from noor_daemon.ledger.usage import INSERT_EVENT, UPSERT_ROUTE_HOURLY, UPSERT_USAGE_HOURLY, UsageEvent, rollup_rows
+from noor_daemon.ledger.usage import UsageEvent
+from noor_daemon.settings import DaemonSettings
 from noor_tui.app import make_app
 
 NOW = datetime(2025, 6, 16, 12, 0, 0, tzinfo=UTC)
@@ -157,6 +157,7 @@ def build_ledger(data_dir: Path) -> None:
     async def migrate() -> None:
         ledger = SqliteLedger(path)
         await ledger.open()
+        await ledger.append_usage(_events())  # the one writer: events, hourly, daily and route rollups
         await ledger.close()
 
     asyncio.run(migrate())
@@ -171,11 +172,6 @@ def build_ledger(data_dir: Path) -> None:
                 (key_id, account, hash_key(full), display_prefix(full), name, json.dumps(limits) if limits else None,
                  status, created, expires, revoked, NOW_MS - number * 7 * MINUTE if key_id in LIVE_KEYS else None),
             )
-        events = _events()
-        db.executemany(INSERT_EVENT, [e.row() for e in events])
-        usage, routes = rollup_rows(events)
-        db.executemany(UPSERT_USAGE_HOURLY, usage)
-        db.executemany(UPSERT_ROUTE_HOURLY, routes)
         db.executemany(
             """INSERT INTO privacy_requests (kind, account_id, source, status, received_at, due_at, completed_at, note)
                VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",

@@ -4,11 +4,25 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from noor_daemon.admin import accounts, api_keys, config, doctor, exports, limits, openapi, routes, usage
-from noor_daemon.admin import audit, mail, privacy
-from noor_daemon.admin import events, overview, series
-from noor_daemon.admin import billing
-from noor_daemon.admin import security
+from noor_daemon.admin import (
+    accounts,
+    api_keys,
+    audit,
+    billing,
+    config,
+    doctor,
+    events,
+    exports,
+    limits,
+    mail,
+    openapi,
+    overview,
+    privacy,
+    routes,
+    security,
+    series,
+    usage,
+)
 from noor_daemon.admin.middleware import admin_auth, admin_errors
 
 

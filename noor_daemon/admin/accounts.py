@@ -7,8 +7,7 @@ from aiohttp import web
 from noor_daemon.admin import requests
 from noor_daemon.admin.errors import bad_request
 from noor_daemon.domain.serialize import account_json
-from noor_daemon.state import ACCOUNTS, SETTINGS
-from noor_daemon.state import PRIVACY
+from noor_daemon.state import ACCOUNTS, PRIVACY, SETTINGS
 
 routes = web.RouteTableDef()
 

@@ -9,8 +9,8 @@ from noor_daemon.admin.errors import bad_request
 from noor_daemon.admin.limits import parse_limits
 from noor_daemon.clock import iso
 from noor_daemon.domain.serialize import key_json
-from noor_daemon.state import ACCOUNTS, SETTINGS
 from noor_daemon.ledger.accounts import IssuedKey
+from noor_daemon.state import ACCOUNTS, SETTINGS
 
 routes = web.RouteTableDef()
 

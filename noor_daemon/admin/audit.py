@@ -5,8 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from noor_daemon.admin.privacy import _int_query
-from noor_daemon.state import AUDIT
-from noor_daemon.state import PRIVACY
+from noor_daemon.state import AUDIT, PRIVACY
 
 routes = web.RouteTableDef()
 

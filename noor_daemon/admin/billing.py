@@ -6,10 +6,9 @@ from aiohttp import web
 
 from noor_daemon.admin import requests
 from noor_daemon.admin.errors import AdminError, bad_request
-from noor_daemon.state import BILLING
 from noor_daemon.billing.service import BillingConflict, BillingInvalid, BillingNotConfigured
 from noor_daemon.billing.stripe_api import Link, StripeUnavailable
-from noor_daemon.state import ACCOUNTS
+from noor_daemon.state import ACCOUNTS, BILLING
 
 routes = web.RouteTableDef()
 

@@ -6,9 +6,9 @@ from aiohttp import web
 
 from noor_daemon.admin.errors import AdminError
 from noor_daemon.config import ConfigError
-from noor_daemon.state import SETTINGS
 from noor_daemon.reload import reload_config
 from noor_daemon.secret_store import SecretError
+from noor_daemon.state import SETTINGS
 
 routes = web.RouteTableDef()
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from noor_daemon.admin.errors import bad_request
-from noor_daemon.state import ACCOUNTS
 from noor_daemon.privacy import export
-from noor_daemon.state import PRIVACY
+from noor_daemon.state import ACCOUNTS, PRIVACY
 
 routes = web.RouteTableDef()
 

@@ -7,9 +7,9 @@ from aiohttp import web
 from noor_daemon.admin import requests
 from noor_daemon.admin.errors import bad_request
 from noor_daemon.domain.serialize import account_json, key_json
-from noor_daemon.state import ACCOUNTS, AUDIT, KEYRING, LIMITER, PROXY, SETTINGS
 from noor_daemon.limits.enforcer import LIMIT_NAMES
 from noor_daemon.limits.report import quota_report
+from noor_daemon.state import ACCOUNTS, AUDIT, KEYRING, LIMITER, PROXY, SETTINGS
 
 routes = web.RouteTableDef()
 

@@ -8,8 +8,8 @@ import logging
 from aiohttp import web
 
 from noor_daemon.admin.errors import AdminError, error_response
-from noor_daemon.state import ADMIN_TOKEN_HASH, SETTINGS
 from noor_daemon.ledger.accounts import Conflict, NotFound
+from noor_daemon.state import ADMIN_TOKEN_HASH, SETTINGS
 
 log = logging.getLogger(__name__)
 

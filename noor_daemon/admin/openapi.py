@@ -5,8 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from noor_daemon import __version__
-from noor_daemon.admin import openapi_billing
-from noor_daemon.admin import openapi_dashboard, openapi_privacy, openapi_security
+from noor_daemon.admin import openapi_billing, openapi_dashboard, openapi_privacy, openapi_security
 
 routes = web.RouteTableDef()
 

@@ -67,6 +67,7 @@ SCHEMAS = {
             "cutoff": _TIME,
             "usage_events": {"type": "integer", "description": "Removed (or, in a dry run, to be removed)"},
             "usage_hourly": {"type": "integer"},
+            "route_attempts": {"type": "integer", "description": "Failed upstream attempts removed"},
             "batches": {"type": "integer"},
             "duration_ms": {"type": "number"},
             "expired_confirmations": {"type": "integer"},

@@ -13,11 +13,10 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from noor_daemon.admin.errors import bad_request
-from noor_daemon.state import LIVE
-from noor_daemon.views.live import WINDOW_SECONDS
 from noor_daemon.clock import iso
-from noor_daemon.state import LEDGER, PROXY, SETTINGS
 from noor_daemon.ledger.usage import HOUR_MS
+from noor_daemon.state import LEDGER, LIVE, PROXY, SETTINGS
+from noor_daemon.views.live import WINDOW_SECONDS
 
 routes = web.RouteTableDef()
 

@@ -9,12 +9,12 @@ from aiohttp import web
 
 from noor_daemon.admin import requests
 from noor_daemon.admin.errors import AdminError, bad_request, not_found
-from noor_daemon.domain.serialize import key_json, key_state
 from noor_daemon.clock import iso
 from noor_daemon.domain.api_keys import DISPLAY_PREFIX_LEN, KEY_PREFIX, display_prefix, hash_key, well_formed
-from noor_daemon.state import ACCOUNTS, ADMIN_TOKEN_HASH, AUDIT, SETTINGS
+from noor_daemon.domain.serialize import key_json, key_state
 from noor_daemon.ledger.audit import AuditEntry
 from noor_daemon.secret_store import SecretError
+from noor_daemon.state import ACCOUNTS, ADMIN_TOKEN_HASH, AUDIT, SETTINGS
 
 log = logging.getLogger(__name__)
 

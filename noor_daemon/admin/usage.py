@@ -1,13 +1,13 @@
-"""/admin/v1/usage: totals read from the rollups (whole days from `usage_daily`, the rest hourly), never from raw rows."""
+"""/admin/v1/usage/summary: totals over the last N hours (`windows.last_hours`), read from the rollups, never raw rows."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from noor_daemon.admin.errors import bad_request
-from noor_daemon.state import ACCOUNTS, LEDGER, SETTINGS
+from noor_daemon.domain.windows import last_hours
 from noor_daemon.ledger import rollups
-from noor_daemon.ledger.usage import DAY_MS, HOUR_MS
+from noor_daemon.state import ACCOUNTS, LEDGER, SETTINGS
 
 routes = web.RouteTableDef()
 
@@ -22,15 +22,13 @@ async def usage_summary(request: web.Request) -> web.Response:
         raise bad_request("`hours` must be between 1 and 8784.")
     settings = request.config_dict[SETTINGS]
     now_ms = int(settings.clock.now() * 1000)
-    since = now_ms - now_ms % HOUR_MS - (hours - 1) * HOUR_MS
     account_id = None
     if account_ref := request.query.get("account"):
         account_id = (await request.config_dict[ACCOUNTS].get_account(account_ref)).id
-    cutoff = now_ms - settings.config.config.retention.usage_days * DAY_MS
     rows_sql, params = rollups.union(
         "model, sum(requests) AS requests, sum(errors) AS errors, sum(prompt_tokens) AS prompt_tokens, "
         "sum(completion_tokens) AS completion_tokens, sum(latency_ms_sum) AS latency_ms_sum",
-        rollups.split(since, now_ms, cutoff),
+        last_hours(now_ms, hours),
         account_id,
         group_by="model",
     )

@@ -21,6 +21,7 @@ import aiosqlite
 
 from noor_daemon.billing.stripe_api import StripeApi, StripeUnavailable
 from noor_daemon.clock import Clock, iso
+from noor_daemon.domain.windows import closed_hours
 from noor_daemon.ledger.audit import AuditEntry, AuditLog
 from noor_daemon.ledger.database import Ledger
 from noor_daemon.ledger.usage import HOUR_MS, UsageEvent
@@ -99,8 +100,7 @@ class MeterOutbox:
 
     def closed_before(self, now_ms: int) -> int:
         """Hours starting before this are closed."""
-        edge = now_ms - self.delay_ms - WINDOW_MS
-        return edge - edge % WINDOW_MS + WINDOW_MS if edge >= 0 else 0
+        return max(0, closed_hours(now_ms, self.delay_ms))
 
     async def fill(self) -> int:
         """Queue what committed usage owes for closed hours; returns the rows queued."""

@@ -36,17 +36,17 @@ from noor_daemon.billing.meter import MeterOutbox, backoff_seconds
 from noor_daemon.billing.stripe_api import Link, StripeApi, StripeUnavailable
 from noor_daemon.billing.webhooks import ACTIVE, WebhookProcessor
 from noor_daemon.clock import Clock, iso
-from noor_daemon.domain.money import cost_of, price_for
 from noor_daemon.config import BillingConfig, Config
 from noor_daemon.domain.accounts import Account, KeyRing
-from noor_daemon.settings import DaemonSettings
+from noor_daemon.domain.money import cost_of, price_for
+from noor_daemon.domain.windows import calendar_period, covering
+from noor_daemon.ledger import rollups
 from noor_daemon.ledger.accounts import AccountStore, NotFound
 from noor_daemon.ledger.audit import AuditEntry, AuditLog
 from noor_daemon.ledger.database import Ledger
-from noor_daemon.ledger.usage import HOUR_MS
-from noor_daemon.limits.periods import period_bounds
 from noor_daemon.mail.outbox import Outbox
 from noor_daemon.secret_store import resolve
+from noor_daemon.settings import DaemonSettings
 
 log = logging.getLogger(__name__)
 
@@ -496,15 +496,21 @@ class BillingService:
         now = self.now_ms()
         row = await self.customer_row(account.id) if self.configured else None
         if row and row["period_start"] and row["period_end"] and now < row["period_end"]:
-            start, end, source = row["period_start"], row["period_end"], "subscription"
+            window, source = covering(row["period_start"], row["period_end"]), "subscription"
         else:
-            first, last = period_bounds("month", now / 1000)
-            start, end, source = int(first * 1000), int(last * 1000), "calendar_month"
+            window, source = calendar_period("month", now), "calendar_month"
+        start, end = window.start, window.end
+        union, params = rollups.union(
+            "model, sum(requests) AS requests, sum(errors) AS errors, sum(prompt_tokens) AS prompt, "
+            "sum(completion_tokens) AS completion",
+            window,
+            account.id,
+            group_by="model",
+        )
         rows = await self.ledger.fetchall(
-            """SELECT model, sum(requests) AS requests, sum(errors) AS errors, sum(prompt_tokens) AS prompt,
-                      sum(completion_tokens) AS completion
-               FROM usage_hourly WHERE account_id = ? AND hour >= ? AND hour < ? GROUP BY model ORDER BY model""",
-            (account.id, start - start % HOUR_MS, end),
+            f"""SELECT model, sum(requests) AS requests, sum(errors) AS errors, sum(prompt) AS prompt,
+                       sum(completion) AS completion FROM ({union}) AS u GROUP BY model ORDER BY model""",
+            tuple(params),
         )
         prices = self.config.prices
         models, unpriced, amount = [], [], 0.0

@@ -26,8 +26,8 @@ import aiosqlite
 import stripe
 from aiohttp import web
 
-from noor_daemon.domain.money import format_amount
 from noor_daemon.domain.accounts import Account
+from noor_daemon.domain.money import format_amount
 from noor_daemon.ledger.accounts import NotFound
 from noor_daemon.ledger.audit import AuditEntry
 from noor_daemon.mail import templates

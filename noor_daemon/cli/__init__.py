@@ -10,6 +10,7 @@ import click
 
 from noor_daemon import __version__
 from noor_daemon.cli.account import account
+from noor_daemon.cli.admin import admin
 from noor_daemon.cli.billing import billing
 from noor_daemon.cli.config import config_group, routes
 from noor_daemon.cli.daemon import daemon
@@ -17,13 +18,13 @@ from noor_daemon.cli.demo import demo
 from noor_daemon.cli.doctor import doctor
 from noor_daemon.cli.key import key
 from noor_daemon.cli.limits import abuse, key_limits, quota, suspend_account, suspend_key, unsuspend_account, unsuspend_key
+from noor_daemon.cli.ledger import ledger_group
 from noor_daemon.cli.migrate import migrate
 from noor_daemon.cli.privacy import privacy
-from noor_daemon.cli.tui import tui
-from noor_daemon.cli.usage import usage
-from noor_daemon.cli.admin import admin
 from noor_daemon.cli.secret import secret
 from noor_daemon.cli.tls import tls
+from noor_daemon.cli.tui import tui
+from noor_daemon.cli.usage import usage
 
 
 class NoorGroup(click.Group):
@@ -65,6 +66,7 @@ for command in (daemon, account, key, usage, quota, abuse, privacy, config_group
     cli.add_command(command)
 cli.add_command(billing)  # Stripe: checkout and portal links, an account's billing state
 cli.add_command(migrate)  # SQLite → PostgreSQL, for several daemons
+cli.add_command(ledger_group)  # noor ledger verify [--repair]
 for command in (suspend_key, unsuspend_key, key_limits):
     key.add_command(command)
 for command in (suspend_account, unsuspend_account):

@@ -10,9 +10,9 @@ from typing import Any
 
 import click
 
-from noor_daemon.domain.money import format_amount
 from noor_daemon.cli.common import connection_options, json_option, print_json, print_table, run_admin, short_time
 from noor_daemon.client import AccountBilling
+from noor_daemon.domain.money import format_amount
 
 
 @click.group()

@@ -31,6 +31,9 @@ ACCOUNTS = [
     (TRIAL_EMAIL, "trial", ["trial"]),
 ]
 HISTORY_DAYS = 7
+CALLS_PER_MINUTE = 60
+"""The history's rate at the busiest hour: about what `traffic` sends once the dashboard is open, so the
+charts read as one continuing curve rather than a flat line and then a wall."""
 PRICES = {
     "sim-gpt": {"input_per_million": 2.5, "output_per_million": 10.0},
     "sim-claude": {"input_per_million": 3.0, "output_per_million": 15.0},
@@ -48,7 +51,7 @@ async def seed(data_dir: Path) -> dict[str, list[str]]:
     from noor_daemon.ledger.accounts import AccountStore
     from noor_daemon.ledger.audit import AuditLog
     from noor_daemon.ledger.sqlite import SqliteLedger
-    from noor_daemon.ledger.usage import INSERT_EVENT, UPSERT_ROUTE_HOURLY, UPSERT_USAGE_HOURLY, UsageEvent, rollup_rows
+    from noor_daemon.ledger.usage import UsageEvent
 
     paths.ensure_private_dir(data_dir)
     ledger = SqliteLedger(paths.database_file(data_dir))
@@ -72,8 +75,8 @@ async def seed(data_dir: Path) -> dict[str, list[str]]:
         ts = now - minute * 60_000
         hour = (ts // 3_600_000) % 24
         busy = 0.35 + 0.65 * max(0.0, math.sin((hour - 6) / 24 * 2 * math.pi))  # a working day's curve
-        calls = rng.random() < busy * (0.25 if minute > 60 else 1.0)
-        for _ in range((1 + int(busy * 6)) if minute <= 60 else int(calls)):
+        mean = CALLS_PER_MINUTE * busy
+        for _ in range(int(mean) + (rng.random() < mean % 1)):
             account_id, key_id = rng.choice(owners)
             model, endpoint, _ = rng.choices(MODELS, [w for *_, w in MODELS])[0]
             ok = rng.random() > 0.02
@@ -89,14 +92,7 @@ async def seed(data_dir: Path) -> dict[str, list[str]]:
                     ttft_ms=round(latency * 0.2, 1) if stream else None,
                 )
             )
-
-    async def write(db) -> None:
-        usage, routes = rollup_rows(events)
-        await db.executemany(INSERT_EVENT, [e.row() for e in events])
-        await db.executemany(UPSERT_USAGE_HOURLY, usage)
-        await db.executemany(UPSERT_ROUTE_HOURLY, routes)
-
-    await ledger.write(write)
+    await ledger.append_usage(events)  # the ledger's one writer: events, hourly, daily and route rollups
     await ledger.close()
     return secrets
 
@@ -114,8 +110,9 @@ async def traffic(url: str, admin: AdminClient, secrets: dict[str, list[str]], s
                 await call(http, url, rng.choice(keys))
             except aiohttp.ClientError:
                 pass
+            # About CALLS_PER_MINUTE across the callers, rising and falling, as the seeded history does.
             wave = 0.5 + 0.5 * math.sin((time.monotonic() - started) / 30)
-            await asyncio.sleep(rng.uniform(0.05, 0.5) * (1.5 - wave))
+            await asyncio.sleep(rng.uniform(0.5, 1.5) * WORKERS * 60 / CALLS_PER_MINUTE * (1.5 - wave))
 
     async def refusals(http: aiohttp.ClientSession) -> None:
         while not stop.is_set():

@@ -6,8 +6,18 @@ import json
 
 import click
 
-from noor_daemon.cli.common import EXIT_USAGE, as_path, connection_options, fail, json_option, print_json, run_admin
-from noor_daemon.cli.common import ProgressBar, print_table, short_time
+from noor_daemon.cli.common import (
+    EXIT_USAGE,
+    ProgressBar,
+    as_path,
+    connection_options,
+    fail,
+    json_option,
+    print_json,
+    print_table,
+    run_admin,
+    short_time,
+)
 from noor_daemon.client import AdminClient, ExportResult
 
 

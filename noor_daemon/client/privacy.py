@@ -64,6 +64,7 @@ class RetentionReport:
     actor: str | None = None
     batches: int | None = None
     duration_ms: float | None = None
+    route_attempts: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from noor_daemon.domain.names import is_model_name
+
 
 @dataclass
 class GatewayError(Exception):
@@ -33,10 +35,12 @@ def forbidden(message: str, *, code: str) -> GatewayError:
 
 
 def unknown_model(model: str) -> GatewayError:
+    """A 404 that names the model only when it has a model name's shape (the caller's string is never echoed raw)."""
+    named = f"The model `{model}`" if is_model_name(model) else "The model you asked for"
     return GatewayError(
         404,
         "not_found",
-        f"The model `{model}` does not exist or you do not have access to it.",
+        f"{named} does not exist or you do not have access to it.",
         code="model_not_found",
         param="model",
     )

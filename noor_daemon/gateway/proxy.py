@@ -21,6 +21,7 @@ from noor_daemon.config import Config
 from noor_daemon.domain import errors
 from noor_daemon.domain.accounts import ApiKey, KeyRing
 from noor_daemon.domain.errors import GatewayError
+from noor_daemon.domain.names import UNKNOWN_MODEL
 from noor_daemon.gateway.routing import Route, Router
 from noor_daemon.gateway.upstreams import UpstreamReply
 from noor_daemon.gateway.wire import WIRES, Outgoing, Wire
@@ -64,7 +65,8 @@ class Call:
         self.started = time.perf_counter()
         self.endpoint = endpoint
         self.key: ApiKey | None = None
-        self.model = ""
+        self.model = UNKNOWN_MODEL
+        """Until a route resolves the caller's model name; a call refused before that is recorded under this label."""
         self.provider: str | None = None
         self.status = 500
         self.usage = Usage()
@@ -241,9 +243,9 @@ class Proxy:
         try:
             call.key = key = self.guarded_authenticate(request)
             raw, payload = await self.read_payload(request)
-            call.model = payload["model"]
             call.stream = payload.get("stream") is True and wire.streams
-            routes = self.router.routes(call.model, wire.family)
+            routes = self.router.routes(payload["model"], wire.family)
+            call.model = payload["model"]  # a name a route resolved: only such names reach the ledger
             if not self.may_use(key, call.model):
                 raise errors.forbidden(f"This key may not use the model `{call.model}`.", code="model_not_allowed")
             account = self.keyring.accounts[key.account_id]

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from noor_daemon.clock import Clock
 from noor_daemon.config import Config, ModelConfig, RoutingConfig
 from noor_daemon.domain import errors
+from noor_daemon.domain.names import is_model_name
 from noor_daemon.gateway.upstreams import Upstream
 
 log = logging.getLogger(__name__)
@@ -142,6 +143,8 @@ class Router:
         entry = self._exact.get(model)
         if entry is not None:
             return entry
+        if not is_model_name(model):  # a pattern admits names of a model name's shape only
+            return None
         for pattern, candidate in self._patterns:
             if fnmatch.fnmatchcase(model, pattern):
                 return candidate

@@ -11,10 +11,10 @@ from typing import Protocol
 import aiohttp
 
 from noor_daemon.config import Config, ProviderConfig
+from noor_daemon.domain import errors
 from noor_daemon.gateway import http1
 from noor_daemon.gateway.egress import DIRECT, Egress, egress_for
 from noor_daemon.gateway.simulator import SimulatorUpstream
-from noor_daemon.domain import errors
 from noor_daemon.secret_store import resolve
 from noor_daemon.tls import provider_ssl_context
 

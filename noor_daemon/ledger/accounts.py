@@ -18,8 +18,11 @@ from noor_daemon.domain.accounts import Account, ApiKey, KeyRing
 from noor_daemon.domain.api_keys import display_prefix, generate_key, hash_key, new_id
 from noor_daemon.ledger.audit import AuditEntry, AuditLog
 from noor_daemon.ledger.database import Ledger
+from noor_daemon.ledger.usage import delete_usage
 
 log = logging.getLogger(__name__)
+
+ERASE_BATCH = 5000
 
 
 class NotFound(LookupError):
@@ -203,7 +206,8 @@ class AccountStore:
         async def delete(db: aiosqlite.Connection) -> None:
             async with db.execute("SELECT id, prefix FROM api_keys WHERE account_id = ?", (account.id,)) as cur:
                 keys = [(row[0], row[1]) for row in await cur.fetchall()]
-            await db.execute("DELETE FROM usage_events WHERE account_id = ?", (account.id,))
+            while await delete_usage(db, "account_id = ?", (account.id,), ERASE_BATCH) == ERASE_BATCH:
+                pass  # usage committed since the erasure's batches began, and what it added to every rollup
             await db.execute("DELETE FROM usage_hourly WHERE account_id = ?", (account.id,))
             await db.execute("DELETE FROM usage_daily WHERE account_id = ?", (account.id,))
             await db.execute("DELETE FROM api_keys WHERE account_id = ?", (account.id,))

@@ -232,6 +232,19 @@ class Ledger:
         """One transaction: the rows, their rollups, the keys' last use."""
         raise NotImplementedError
 
+    async def append_usage(self, events: list[UsageEvent], samples: list[RouteSample] = ()) -> None:
+        """Write usage in bulk through the same writer as the batch commit (the demo's and the benchmarks'
+        history, the tests' backfills), in one transaction per `MAX_BATCH`; listeners hear of it as of a
+        commit, so the quotas and the live views count it too."""
+        events, samples = list(events), list(samples)
+        for low in range(0, max(len(events), len(samples)), self.MAX_BATCH):
+            part, attempts = events[low : low + self.MAX_BATCH], samples[low : low + self.MAX_BATCH]
+            await self._append(part, attempts)
+            self._committed(part, None, [])
+
+    async def _append(self, events: list[UsageEvent], samples: list[RouteSample]) -> None:
+        raise NotImplementedError
+
     # -- other writes and reads (the engine's) -------------------------------------
 
     async def write(self, fn: Callable[[Any], Awaitable[T]]) -> T:
@@ -257,6 +270,11 @@ class Ledger:
 
     async def close_reader(self, reader: Any) -> None:
         pass
+
+    def snapshot(self) -> Any:
+        """An async context manager yielding a read connection whose reads all see one moment of the ledger
+        (`noor ledger verify` reads every table while a daemon may be committing)."""
+        raise NotImplementedError
 
     async def checkpoint(self) -> bool:
         """Make deleted rows unrecoverable from the engine's logs where it can (SQLite's WAL); True when done."""

@@ -12,7 +12,8 @@ import asyncio
 import logging
 import os
 import secrets
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import asyncpg
@@ -20,13 +21,14 @@ import asyncpg
 from noor_daemon.ledger import dialect, schema
 from noor_daemon.ledger.database import Ledger
 from noor_daemon.ledger.usage import (
-    RouteSample,
+    ATTEMPT_COLUMNS,
+    EVENT_COLUMNS,
     UPSERT_ROUTE_HOURLY,
     UPSERT_USAGE_DAILY,
     UPSERT_USAGE_HOURLY,
+    RouteSample,
     UsageEvent,
-    daily_rows,
-    rollup_rows,
+    increments,
 )
 
 log = logging.getLogger(__name__)
@@ -34,10 +36,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CHANNEL = "noor_changes"
-EVENT_COLUMNS = (
-    "ts", "account_id", "key_id", "model", "provider", "endpoint", "status",
-    "prompt_tokens", "completion_tokens", "latency_ms", "ttft_ms", "stream", "estimated",
-)  # fmt: skip
 _MIGRATION_LOCK = 7_403_311_001  # pg_advisory_xact_lock key: one daemon migrates at a time
 
 
@@ -187,19 +185,31 @@ class PostgresLedger(Ledger):
     # -- usage batches ----------------------------------------------------------------
 
     async def _commit_batch(self, events: list[UsageEvent], samples: list[RouteSample]) -> None:
-        usage, routes = rollup_rows(events, samples)
         touches = sorted(self.pending_key_touches(), key=lambda t: t[1])
         async with self.pool.acquire() as conn, conn.transaction():
-            if events:
-                await conn.copy_records_to_table("usage_events", records=[e.row() for e in events], columns=EVENT_COLUMNS)
-            # Key order: concurrent daemons lock the same rollup rows in the same order.
-            if usage:
-                await conn.executemany(dialect.statement(UPSERT_USAGE_HOURLY)[0], sorted(usage, key=lambda r: r[:4]))
-                await conn.executemany(dialect.statement(UPSERT_USAGE_DAILY)[0], sorted(daily_rows(usage), key=lambda r: r[:4]))
-            if routes:
-                await conn.executemany(dialect.statement(UPSERT_ROUTE_HOURLY)[0], sorted(routes, key=lambda r: r[:3]))
+            await self._write_usage(conn, events, samples)
             if touches:
                 await conn.executemany("UPDATE api_keys SET last_used_at = GREATEST(last_used_at, $1) WHERE id = $2", touches)
+
+    async def _append(self, events: list[UsageEvent], samples: list[RouteSample]) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await self._write_usage(conn, events, samples)
+
+    @staticmethod
+    async def _write_usage(conn: asyncpg.Connection, events: list[UsageEvent], samples: list[RouteSample]) -> None:
+        """In the transaction: the facts by COPY, and what they add to every derived table (`usage.increments`,
+        sorted by key, so concurrent daemons lock the same rollup rows in the same order). The one writer of
+        usage on PostgreSQL."""
+        added = increments(events, samples)
+        if events:
+            await conn.copy_records_to_table("usage_events", records=[e.row() for e in events], columns=EVENT_COLUMNS)
+        if samples:
+            await conn.copy_records_to_table("route_attempts", records=[s.row() for s in samples], columns=ATTEMPT_COLUMNS)
+        if added.hourly:
+            await conn.executemany(dialect.statement(UPSERT_USAGE_HOURLY)[0], added.hourly)
+            await conn.executemany(dialect.statement(UPSERT_USAGE_DAILY)[0], added.daily)
+        if added.routes:
+            await conn.executemany(dialect.statement(UPSERT_ROUTE_HOURLY)[0], added.routes)
 
     # -- other writes and reads -----------------------------------------------------------
 
@@ -213,6 +223,11 @@ class PostgresLedger(Ledger):
 
     async def pragma(self, statement: str) -> None:
         raise NotImplementedError("PRAGMA is SQLite's")
+
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[PgConnection]:
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            yield PgConnection(conn)
 
     # -- several daemons --------------------------------------------------------------------
 

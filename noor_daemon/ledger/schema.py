@@ -8,6 +8,16 @@ from __future__ import annotations
 
 import aiosqlite
 
+from noor_daemon.ledger.usage import COLUMNS, DERIVED
+
+
+def _rebuilt(table: str) -> str:
+    """SQL that recomputes a derived table from the facts (as `usage.rebuild_derived` does), for a migration."""
+    query = DERIVED[table][1].replace("ts >= ? AND ts < ?", "1 = 1")
+    columns = ", ".join(COLUMNS[table])
+    return f"DELETE FROM {table};\nINSERT INTO {table} ({columns}) SELECT {columns} FROM ({query}) AS expected;"
+
+
 MIGRATIONS: list[str] = [
     # 1: accounts, keys, usage events and hourly rollups.
     """
@@ -229,6 +239,22 @@ MIGRATIONS: list[str] = [
         sum(prompt_tokens), sum(completion_tokens), sum(latency_ms_sum)
     FROM usage_hourly GROUP BY hour - hour % 86400000, account_id, key_id, model;
     """,
+    # 6: failed upstream attempts as facts of their own (`route_attempts`: time, provider, model, status,
+    # latency; no account), so every derived table is a fold of facts and `noor ledger verify` can check it.
+    # The derived tables are recomputed from the facts once: ledgers from before this version could hold
+    # rollup hours whose events retention had removed, and failed attempts counted nowhere else.
+    """
+    CREATE TABLE route_attempts (
+        id          INTEGER PRIMARY KEY,
+        ts          INTEGER NOT NULL,
+        provider    TEXT NOT NULL,
+        model       TEXT NOT NULL,
+        status      INTEGER NOT NULL,
+        latency_ms  REAL NOT NULL
+    );
+    CREATE INDEX route_attempts_ts ON route_attempts(ts);
+    """
+    + "\n".join(_rebuilt(table) for table in DERIVED),
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

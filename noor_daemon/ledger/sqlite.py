@@ -16,8 +16,9 @@ import asyncio
 import logging
 import os
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -26,14 +27,14 @@ import aiosqlite
 from noor_daemon.ledger import schema
 from noor_daemon.ledger.database import Ledger
 from noor_daemon.ledger.usage import (
+    INSERT_ATTEMPT,
     INSERT_EVENT,
-    RouteSample,
     UPSERT_ROUTE_HOURLY,
     UPSERT_USAGE_DAILY,
     UPSERT_USAGE_HOURLY,
+    RouteSample,
     UsageEvent,
-    daily_rows,
-    rollup_rows,
+    increments,
 )
 
 log = logging.getLogger(__name__)
@@ -117,6 +118,10 @@ class SqliteLedger(Ledger):
         self._batch_thread.shutdown(wait=True)
         self._reader = self._writer = self._batch_db = self._inline_db = None
 
+    async def _append(self, events: list[UsageEvent], samples: list[RouteSample]) -> None:
+        async with self._lock:
+            await self._in_batch_thread(self._commit_batch_sync, events, samples, [])
+
     async def _commit_batch(self, events: list[UsageEvent], samples: list[RouteSample]) -> None:
         async with self._lock:
             if len(events) + len(samples) <= self.INLINE_MAX and self._commit_inline(events, samples):
@@ -132,7 +137,7 @@ class SqliteLedger(Ledger):
         assert db is not None
         try:
             db.execute("BEGIN IMMEDIATE")
-            self._write_batch(db, events, samples, self.pending_key_touches())
+            self.write_batch(db, events, samples, self.pending_key_touches())
         except sqlite3.OperationalError as exc:
             # A lock, at BEGIN or later (a WAL restart racing a checkpoint): rolled back, the thread retries.
             # Keys' last-use times drained for it are lost until their next call; the rows are not.
@@ -161,22 +166,25 @@ class SqliteLedger(Ledger):
         db = self._batch_db
         assert db is not None
         db.execute("BEGIN")
-        self._write_batch(db, events, samples, touches)
+        self.write_batch(db, events, samples, touches)
 
     @staticmethod
-    def _write_batch(
+    def write_batch(
         db: sqlite3.Connection, events: list[UsageEvent], samples: list[RouteSample], touches: list[tuple[int, str]]
     ) -> None:
-        """In the transaction just begun: the rows, their rollups, the keys' last use; then COMMIT."""
-        usage, routes = rollup_rows(events, samples)
+        """In the transaction just begun: the facts, what they add to every derived table (`usage.increments`),
+        the keys' last use; then COMMIT. The one writer of usage on SQLite."""
+        added = increments(events, samples)
         try:
             if events:
                 db.executemany(INSERT_EVENT, [e.row() for e in events])
-            if usage:
-                db.executemany(UPSERT_USAGE_HOURLY, usage)
-                db.executemany(UPSERT_USAGE_DAILY, daily_rows(usage))
-            if routes:
-                db.executemany(UPSERT_ROUTE_HOURLY, routes)
+            if samples:
+                db.executemany(INSERT_ATTEMPT, [s.row() for s in samples])
+            if added.hourly:
+                db.executemany(UPSERT_USAGE_HOURLY, added.hourly)
+                db.executemany(UPSERT_USAGE_DAILY, added.daily)
+            if added.routes:
+                db.executemany(UPSERT_ROUTE_HOURLY, added.routes)
             if touches:
                 db.executemany("UPDATE api_keys SET last_used_at = ? WHERE id = ?", touches)
             db.execute("COMMIT")
@@ -243,3 +251,14 @@ class SqliteLedger(Ledger):
 
     async def close_reader(self, reader: aiosqlite.Connection) -> None:
         await reader.close()
+
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[aiosqlite.Connection]:
+        reader = await self.open_reader()
+        try:
+            await reader.execute("BEGIN")  # WAL: the first read fixes the snapshot every later read sees
+            yield reader
+        finally:
+            if reader.in_transaction:
+                await reader.execute("COMMIT")
+            await reader.close()

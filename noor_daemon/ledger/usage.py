@@ -1,11 +1,26 @@
-"""The usage event: what the ledger learns about one call. No content, ever."""
+"""The usage event (what the ledger learns about one call; no content, ever) and the one writer of its
+derived tables.
+
+`usage_events` and `route_attempts` are the facts; `usage_hourly`, `usage_daily` and `route_hourly`
+are derived from them and from nothing else. Three functions here are the only code that changes
+them, on both engines:
+
+- `increments` folds a batch into the rows every derived table gains: the batch commit of either
+  engine (`SqliteLedger.write_batch`, `PostgresLedger._write_usage`) inserts the facts and upserts
+  those increments in one transaction. `Ledger.append_usage` is the same path for history written in
+  bulk (the demo, the benchmarks, the tests).
+- `delete_usage` removes facts (retention, erasure) and subtracts the same fold of what it removed, so
+  after every commit each derived table equals what a fresh fold of the remaining facts would give.
+- `rebuild_derived` recomputes the derived tables from the facts (`noor ledger verify --repair`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-HOUR_MS = 3_600_000
-DAY_MS = 86_400_000
+from noor_daemon.domain.windows import DAY_MS, HOUR_MS
 
 
 @dataclass(slots=True)
@@ -34,6 +49,7 @@ class UsageEvent:
         return self.status >= 400
 
     def row(self) -> tuple:
+        """The `usage_events` row, in `EVENT_COLUMNS` order."""
         return (
             self.ts,
             self.account_id,
@@ -65,6 +81,18 @@ class RouteSample:
     status: int
     latency_ms: float
 
+    def row(self) -> tuple:
+        """The `route_attempts` row."""
+        return (self.ts, self.provider, self.model, self.status, self.latency_ms)
+
+
+EVENT_COLUMNS = (
+    "ts", "account_id", "key_id", "model", "provider", "endpoint", "status",
+    "prompt_tokens", "completion_tokens", "latency_ms", "ttft_ms", "stream", "estimated",
+)
+ATTEMPT_COLUMNS = ("ts", "provider", "model", "status", "latency_ms")
+
+INSERT_ATTEMPT = "INSERT INTO route_attempts (ts, provider, model, status, latency_ms) VALUES (?, ?, ?, ?, ?)"
 
 INSERT_EVENT = """
 INSERT INTO usage_events (ts, account_id, key_id, model, provider, endpoint, status,
@@ -111,25 +139,41 @@ ON CONFLICT (hour, provider, model) DO UPDATE SET
 """
 
 
-def rollup_rows(events: list[UsageEvent], samples: list[RouteSample] = ()) -> tuple[list[tuple], list[tuple]]:
-    """Fold a batch into per-account and per-route hourly increments.
+@dataclass(slots=True)
+class Increments:
+    """What a set of facts adds to each derived table: rows in the column order of the upserts."""
 
-    Rolling up in Python first means one upsert per (hour, account, key, model) per batch
-    rather than one per event.
+    hourly: list[tuple]
+    daily: list[tuple]
+    routes: list[tuple]
+
+
+def increments(events: Iterable[UsageEvent], samples: Iterable[RouteSample] = ()) -> Increments:
+    """Fold events and failed attempts into per-hour, per-day and per-route increments.
+
+    Rolling up in Python first means one upsert per (hour, account, key, model) per batch rather
+    than one per event. The same fold is subtracted when facts are deleted (`delete_usage`).
     """
     usage: dict[tuple, list] = {}
+    daily: dict[tuple, list] = {}
     routes: dict[tuple, list] = {}
     for e in events:
         hour = e.ts - e.ts % HOUR_MS
-        err = 1 if e.is_error else 0
-        u = usage.setdefault((hour, e.account_id or "", e.key_id or "", e.model), [0, 0, 0, 0, 0.0])
-        u[0] += 1
-        u[1] += err
-        u[2] += e.prompt_tokens
-        u[3] += e.completion_tokens
-        u[4] += e.latency_ms
+        err = 1 if e.status >= 400 else 0
+        account, key = e.account_id or "", e.key_id or ""
+        for table, when in ((usage, hour), (daily, hour - hour % DAY_MS)):
+            u = table.get((when, account, key, e.model))
+            if u is None:
+                u = table[(when, account, key, e.model)] = [0, 0, 0, 0, 0.0]
+            u[0] += 1
+            u[1] += err
+            u[2] += e.prompt_tokens
+            u[3] += e.completion_tokens
+            u[4] += e.latency_ms
         if e.provider:
-            r = routes.setdefault((hour, e.provider, e.model), [0, 0, 0, 0, 0.0, 0.0, 0])
+            r = routes.get((hour, e.provider, e.model))
+            if r is None:
+                r = routes[(hour, e.provider, e.model)] = [0, 0, 0, 0, 0.0, 0.0, 0]
             r[0] += 1
             r[1] += err
             r[2] += e.prompt_tokens
@@ -139,23 +183,169 @@ def rollup_rows(events: list[UsageEvent], samples: list[RouteSample] = ()) -> tu
                 r[5] += e.ttft_ms
                 r[6] += 1
     for sample in samples:
-        r = routes.setdefault((sample.ts - sample.ts % HOUR_MS, sample.provider, sample.model), [0, 0, 0, 0, 0.0, 0.0, 0])
+        key = (sample.ts - sample.ts % HOUR_MS, sample.provider, sample.model)
+        r = routes.get(key)
+        if r is None:
+            r = routes[key] = [0, 0, 0, 0, 0.0, 0.0, 0]
         r[0] += 1
         r[1] += 1
         r[4] += sample.latency_ms
-    return ([k + tuple(v) for k, v in usage.items()], [k + tuple(v) for k, v in routes.items()])
+    # Sorted by key: two daemons' batches on PostgreSQL lock the same rows in the same order.
+    return Increments(
+        sorted(k + tuple(v) for k, v in usage.items()),
+        sorted(k + tuple(v) for k, v in daily.items()),
+        sorted(k + tuple(v) for k, v in routes.items()),
+    )
 
 
-def daily_rows(hourly: list[tuple]) -> list[tuple]:
-    """`usage_daily` increments from a batch's `usage_hourly` ones (`rollup_rows`' first list), for the
-    same transaction: a batch within one day (nearly all) gives as many daily rows as hourly ones."""
-    daily: dict[tuple, list] = {}
-    for hour, account_id, key_id, model, *sums in hourly:
-        key = (hour - hour % DAY_MS, account_id, key_id, model)
-        d = daily.get(key)
-        if d is None:
-            daily[key] = sums
-        else:
-            for i, value in enumerate(sums):
-                d[i] += value
-    return [k + tuple(v) for k, v in daily.items()]
+# -- deleting facts, and what they added ----------------------------------------------------------
+
+_SUBTRACT_USAGE = """UPDATE {table} SET requests = requests - ?, errors = errors - ?, prompt_tokens = prompt_tokens - ?,
+    completion_tokens = completion_tokens - ?, latency_ms_sum = latency_ms_sum - ?
+    WHERE {time} = ? AND account_id = ? AND key_id = ? AND model = ?"""
+_SUBTRACT_ROUTE = """UPDATE route_hourly SET requests = requests - ?, errors = errors - ?, prompt_tokens = prompt_tokens - ?,
+    completion_tokens = completion_tokens - ?, latency_ms_sum = latency_ms_sum - ?, ttft_ms_sum = ttft_ms_sum - ?,
+    ttft_count = ttft_count - ? WHERE hour = ? AND provider = ? AND model = ?"""
+_DROP_EMPTY_USAGE = "DELETE FROM {table} WHERE {time} = ? AND account_id = ? AND key_id = ? AND model = ? AND requests <= 0"
+_DROP_EMPTY_ROUTE = "DELETE FROM route_hourly WHERE hour = ? AND provider = ? AND model = ? AND requests <= 0"
+
+_EVENT_FIELDS = "id, ts, account_id, key_id, model, provider, endpoint, status, prompt_tokens, completion_tokens, latency_ms, ttft_ms"
+
+
+def _event_of(row: Sequence[Any]) -> UsageEvent:
+    return UsageEvent(
+        ts=row[1], account_id=row[2] or None, key_id=row[3] or None, model=row[4], provider=row[5], endpoint=row[6],
+        status=row[7], prompt_tokens=row[8], completion_tokens=row[9], latency_ms=row[10], ttft_ms=row[11],
+    )
+
+
+async def _subtract(db: Any, found: Increments) -> None:
+    for table, time, rows in (("usage_hourly", "hour", found.hourly), ("usage_daily", "day", found.daily)):
+        if rows:
+            await db.executemany(_SUBTRACT_USAGE.format(table=table, time=time), [r[4:] + r[:4] for r in rows])
+            await db.executemany(_DROP_EMPTY_USAGE.format(table=table, time=time), [r[:4] for r in rows])
+    if found.routes:
+        await db.executemany(_SUBTRACT_ROUTE, [r[3:] + r[:3] for r in found.routes])
+        await db.executemany(_DROP_EMPTY_ROUTE, [r[:3] for r in found.routes])
+
+
+async def delete_usage(db: Any, where: str, params: Sequence[Any], limit: int) -> int:
+    """In `db`'s transaction: delete up to `limit` usage events matching `where` (oldest first) and take
+    exactly what they added out of every derived table. Returns how many went (fewer than `limit`: done)."""
+    async with db.execute(
+        f"SELECT {_EVENT_FIELDS} FROM usage_events WHERE {where} ORDER BY ts, id LIMIT ?", (*params, limit)
+    ) as cursor:
+        rows = list(await cursor.fetchall())
+    if not rows:
+        return 0
+    await _subtract(db, increments(_event_of(r) for r in rows))
+    ids = [r[0] for r in rows]
+    for low in range(0, len(ids), 500):
+        chunk = ids[low : low + 500]
+        await db.execute(f"DELETE FROM usage_events WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+    return len(rows)
+
+
+async def delete_attempts(db: Any, before_ms: int, limit: int) -> int:
+    """Failed attempts older than `before_ms`, and what they added to `route_hourly` (retention)."""
+    async with db.execute(
+        "SELECT id, ts, provider, model, status, latency_ms FROM route_attempts WHERE ts < ? ORDER BY ts, id LIMIT ?",
+        (before_ms, limit),
+    ) as cursor:
+        rows = list(await cursor.fetchall())
+    if not rows:
+        return 0
+    await _subtract(db, increments((), (RouteSample(r[1], r[2], r[3], r[4], r[5]) for r in rows)))
+    ids = [r[0] for r in rows]
+    for low in range(0, len(ids), 500):
+        chunk = ids[low : low + 500]
+        await db.execute(f"DELETE FROM route_attempts WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+    return len(rows)
+
+
+# -- recomputing the derived tables from the facts ---------------------------------------------
+
+COLUMNS = {
+    "usage_hourly": ("hour", "account_id", "key_id", "model", "requests", "errors", "prompt_tokens", "completion_tokens", "latency_ms_sum"),
+    "usage_daily": ("day", "account_id", "key_id", "model", "requests", "errors", "prompt_tokens", "completion_tokens", "latency_ms_sum"),
+    "route_hourly": (
+        "hour", "provider", "model", "requests", "errors", "prompt_tokens", "completion_tokens", "latency_ms_sum",
+        "ttft_ms_sum", "ttft_count",
+    ),
+}
+"""Each derived table's columns, keys first."""
+
+
+DERIVED = {
+    "usage_hourly": (
+        ("hour", "account_id", "key_id", "model"),
+        f"""SELECT ts - ts % {HOUR_MS} AS hour, coalesce(account_id, '') AS account_id, coalesce(key_id, '') AS key_id, model,
+               count(*) AS requests, sum(CASE WHEN status >= 400 THEN 1 ELSE 0 END) AS errors,
+               sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens,
+               sum(latency_ms) AS latency_ms_sum
+            FROM usage_events WHERE ts >= ? AND ts < ?
+            GROUP BY ts - ts % {HOUR_MS}, coalesce(account_id, ''), coalesce(key_id, ''), model""",
+    ),
+    "usage_daily": (
+        ("day", "account_id", "key_id", "model"),
+        f"""SELECT ts - ts % {DAY_MS} AS day, coalesce(account_id, '') AS account_id, coalesce(key_id, '') AS key_id, model,
+               count(*) AS requests, sum(CASE WHEN status >= 400 THEN 1 ELSE 0 END) AS errors,
+               sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens,
+               sum(latency_ms) AS latency_ms_sum
+            FROM usage_events WHERE ts >= ? AND ts < ?
+            GROUP BY ts - ts % {DAY_MS}, coalesce(account_id, ''), coalesce(key_id, ''), model""",
+    ),
+    "route_hourly": (
+        ("hour", "provider", "model"),
+        f"""SELECT hour, provider, model, sum(requests) AS requests, sum(errors) AS errors, sum(prompt_tokens) AS prompt_tokens,
+               sum(completion_tokens) AS completion_tokens, sum(latency_ms_sum) AS latency_ms_sum,
+               sum(ttft_ms_sum) AS ttft_ms_sum, sum(ttft_count) AS ttft_count
+            FROM (
+              SELECT ts - ts % {HOUR_MS} AS hour, provider, model, 1 AS requests,
+                     CASE WHEN status >= 400 THEN 1 ELSE 0 END AS errors, prompt_tokens, completion_tokens,
+                     latency_ms AS latency_ms_sum, coalesce(ttft_ms, 0) AS ttft_ms_sum,
+                     CASE WHEN ttft_ms IS NULL THEN 0 ELSE 1 END AS ttft_count
+                FROM usage_events WHERE provider IS NOT NULL AND provider != '' AND ts >= ? AND ts < ?
+              UNION ALL
+              SELECT ts - ts % {HOUR_MS}, provider, model, 1, 1, 0, 0, latency_ms, 0, 0
+                FROM route_attempts WHERE ts >= ? AND ts < ?
+            ) AS facts
+            GROUP BY hour, provider, model""",
+    ),
+}
+"""Each derived table: its key columns, and the query that computes its rows over [low, high) from the facts
+(the route query takes the span twice). Spans are whole days, so the daily query folds whole days too."""
+
+
+def expected_params(table: str, low: int, high: int) -> tuple[int, ...]:
+    return (low, high, low, high) if table == "route_hourly" else (low, high)
+
+
+async def rebuild_derived(db: Any) -> dict[str, int]:
+    """In `db`'s transaction: every derived table emptied and recomputed from the facts. Returns rows written."""
+    written = {}
+    for table, (_keys, query) in DERIVED.items():
+        await db.execute(f"DELETE FROM {table}")
+        columns = COLUMNS[table]
+        await db.execute(
+            f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(columns)} FROM ({query}) AS expected",
+            expected_params(table, -(2**62), 2**62),
+        )
+        async with db.execute(f"SELECT count(*) FROM {table}") as cursor:
+            written[table] = (await cursor.fetchone())[0]
+    return written
+
+
+async def shift_usage(db: Any, delta_ms: int) -> None:
+    """Move every fact and every derived row `delta_ms` later, in `db`'s transaction: a whole number of days,
+    so each hour and day row moves with exactly its facts (the benchmarks' cached ledgers follow the clock)."""
+    if delta_ms % DAY_MS:
+        raise ValueError("usage moves by whole days only")
+    for table, column in (("usage_events", "ts"), ("route_attempts", "ts"), ("usage_hourly", "hour"),
+                          ("route_hourly", "hour"), ("usage_daily", "day")):
+        # Through a copy: shifting a key column in place could collide with a row not yet shifted.
+        await db.execute(f"CREATE TEMP TABLE shifted AS SELECT * FROM {table}")
+        await db.execute(f"DELETE FROM {table}")
+        await db.execute(f"UPDATE shifted SET {column} = {column} + ?", (delta_ms,))
+        await db.execute(f"INSERT INTO {table} SELECT * FROM shifted")
+        await db.execute("DROP TABLE shifted")

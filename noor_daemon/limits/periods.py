@@ -6,10 +6,8 @@ restart neither forgets usage nor counts a call twice.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from functools import lru_cache
-
 from noor_daemon.clock import Clock
+from noor_daemon.domain.windows import month_of_day
 from noor_daemon.ledger.database import Ledger
 from noor_daemon.ledger.usage import UsageEvent
 
@@ -17,22 +15,14 @@ PERIODS = ("day", "month")
 
 
 def period_bounds(kind: str, now: float) -> tuple[float, float]:
-    """Start and end (seconds since the epoch) of the UTC day or calendar month holding `now`.
-
-    Unix time has exactly 86,400 seconds a day, so days are arithmetic; months are cached
-    per day. This runs on every call, so it must not build datetimes each time.
-    """
+    """Start and end (seconds since the epoch) of the UTC day or calendar month holding `now`: the
+    quota periods, as `windows.calendar_period` defines them. This runs on every call, so it does the
+    day's arithmetic itself and takes the month from `windows.month_of_day`'s cache."""
     day = int(now // 86400)
     if kind == "day":
         return day * 86400.0, (day + 1) * 86400.0
-    return _month_bounds(day)
-
-
-@lru_cache(maxsize=64)
-def _month_bounds(day: int) -> tuple[float, float]:
-    start = datetime.fromtimestamp(day * 86400, UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
-    return start.timestamp(), end.timestamp()
+    start, end = month_of_day(day)
+    return start / 1000, end / 1000
 
 
 def counts_toward_quota(event: UsageEvent) -> bool:

@@ -57,9 +57,9 @@ from noor_daemon.limits.enforcer import (
     concurrency_message,
     quota_error,
     rate_error,
-    status_rows,
     rate_headers,
     rate_message,
+    status_rows,
 )
 from noor_daemon.limits.periods import PERIODS, committed_since, counts_toward_quota, period_bounds
 from noor_daemon.limits.redis_batch import ScriptBatcher, ScriptCall, raise_first_error, run_scripts

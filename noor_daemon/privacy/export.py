@@ -15,9 +15,9 @@ from collections.abc import AsyncIterator
 
 import orjson
 
-from noor_daemon.domain.serialize import account_json, key_json
 from noor_daemon.clock import iso
 from noor_daemon.domain.accounts import Account, ApiKey
+from noor_daemon.domain.serialize import account_json, key_json
 from noor_daemon.ledger.audit import entry_view
 from noor_daemon.ledger.database import Ledger
 

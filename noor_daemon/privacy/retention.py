@@ -1,11 +1,13 @@
-"""Retention: usage events and per-account rollups (hourly, daily) older than `[retention] usage_days` go.
+"""Retention: usage older than `[retention] usage_days` goes, and with it what it added to every rollup.
 
-The job deletes in small batches, one short transaction each through the ledger's writer,
-and yields between batches, so the group-commit writer (and with it every call waiting for
-its usage row) never waits behind more than one batch. It runs at start and then hourly,
-and reports what it removed: an audit entry `retention.ran` and the `last_run` record
-the admin API shows. Rollups with no account identity (`route_hourly`, per provider and
-model) are kept: routing learns from them.
+The cutoff is on an hour (`windows.retention_cutoff`): usage events and failed attempts before it
+are deleted through `ledger.usage.delete_usage`/`delete_attempts`, which subtract exactly what they
+removed from the hourly, daily and route rollups, so after every batch each rollup equals what remains
+(the day the cutoff falls in keeps its later hours). The job deletes in small batches, one short
+transaction each through the ledger's writer, and yields between batches, so the group-commit writer
+(and with it every call waiting for its usage row) never waits behind more than one batch. It runs at
+start and then hourly, and reports what it removed: an audit entry `retention.ran` and the `last_run`
+record the admin API shows.
 """
 
 from __future__ import annotations
@@ -19,24 +21,16 @@ from dataclasses import dataclass
 import aiosqlite
 
 from noor_daemon.clock import Clock, iso
+from noor_daemon.domain.windows import DAY_MS, HOUR_MS, retention_cutoff
 from noor_daemon.ledger.audit import AuditEntry, AuditLog
 from noor_daemon.ledger.database import Ledger
-from noor_daemon.ledger.usage import HOUR_MS
+from noor_daemon.ledger.usage import delete_attempts, delete_usage
 
 log = logging.getLogger(__name__)
 
-DAY_MS = 86_400_000
 BATCH = 1000
 INTERVAL_S = 3600.0
 LAST_RUN_KEY = "retention.last_run"
-
-_EVENTS_BATCH = """DELETE FROM usage_events WHERE id IN
-    (SELECT id FROM usage_events WHERE ts < ? ORDER BY ts LIMIT ?)"""
-_HOURLY_BATCH = """DELETE FROM usage_hourly WHERE (hour, account_id, key_id, model) IN
-    (SELECT hour, account_id, key_id, model FROM usage_hourly WHERE hour <= ? LIMIT ?)"""
-# A day row goes with the first of its hours: what is left of that day is read from `usage_hourly`.
-_DAILY_BATCH = """DELETE FROM usage_daily WHERE (day, account_id, key_id, model) IN
-    (SELECT day, account_id, key_id, model FROM usage_daily WHERE day <= ? LIMIT ?)"""
 
 
 @dataclass(frozen=True)
@@ -70,8 +64,7 @@ class RetentionJob:
         self.next_run_at: float | None = None
 
     def cutoffs(self) -> Cutoffs:
-        now_ms = int(self.clock.now() * 1000)
-        before = now_ms - self.usage_days * DAY_MS
+        before = retention_cutoff(int(self.clock.now() * 1000), self.usage_days)
         return Cutoffs(before, before - HOUR_MS)
 
     async def load(self) -> None:
@@ -82,7 +75,7 @@ class RetentionJob:
         """What a run would remove now, without removing it."""
         cut = self.cutoffs()
         events = await self.ledger.fetchone("SELECT count(*) FROM usage_events WHERE ts < ?", (cut.events_before,))
-        hourly = await self.ledger.fetchone("SELECT count(*) FROM usage_hourly WHERE hour <= ?", (cut.hours_through,))
+        hourly = await self.ledger.fetchone("SELECT count(*) FROM usage_hourly WHERE hour < ?", (cut.events_before,))
         return {
             "dry_run": True,
             "usage_days": self.usage_days,
@@ -91,20 +84,27 @@ class RetentionJob:
             "usage_hourly": hourly[0] if hourly else 0,
         }
 
-    async def _delete_batches(self, sql: str, bound: int) -> tuple[int, int]:
+    async def _delete_batches(self, delete) -> tuple[int, int]:
+        """Run `delete(db, limit)` (one batch in one transaction) until a batch comes back short."""
         removed = batches = 0
         while True:
-
-            async def one(db: aiosqlite.Connection) -> int:
-                cursor = await db.execute(sql, (bound, self.batch))
-                return cursor.rowcount
-
-            count = await self.ledger.write(one)
+            count = await self.ledger.write(lambda db: delete(db, self.batch))
             removed += count
             batches += 1
             if count < self.batch:
                 return removed, batches
             await asyncio.sleep(0)  # let the usage writer (and everything else) in between batches
+
+    async def _drop_empty_rollups(self, before: int) -> None:
+        """Rollup rows before the cutoff that no fact backs any more (a ledger written before the facts were
+        complete): with every fact there gone, they must go too."""
+
+        async def drop(db: aiosqlite.Connection) -> None:
+            await db.execute("DELETE FROM usage_hourly WHERE hour < ?", (before,))
+            await db.execute("DELETE FROM route_hourly WHERE hour < ?", (before,))
+            await db.execute("DELETE FROM usage_daily WHERE day < ?", (before - before % DAY_MS,))
+
+        await self.ledger.write(drop)
 
     async def run(self, *, actor: str = "system") -> dict:
         """Delete what is past the limit; returns and records the report."""
@@ -114,9 +114,12 @@ class RetentionJob:
             housekeeping = {}
             if self.before_run is not None:
                 housekeeping = await self.ledger.write(self.before_run) or {}
-            events, event_batches = await self._delete_batches(_EVENTS_BATCH, cut.events_before)
-            hourly, hourly_batches = await self._delete_batches(_HOURLY_BATCH, cut.hours_through)
-            _, daily_batches = await self._delete_batches(_DAILY_BATCH, cut.hours_through)
+            before = cut.events_before
+            hourly_row = await self.ledger.fetchone("SELECT count(*) FROM usage_hourly WHERE hour < ?", (before,))
+            hourly = hourly_row[0] if hourly_row else 0
+            events, event_batches = await self._delete_batches(lambda db, n: delete_usage(db, "ts < ?", (before,), n))
+            attempts, attempt_batches = await self._delete_batches(lambda db, n: delete_attempts(db, before, n))
+            await self._drop_empty_rollups(before)
             report = {
                 "dry_run": False,
                 "ran_at": iso(int(self.clock.now() * 1000)),
@@ -125,7 +128,8 @@ class RetentionJob:
                 "cutoff": iso(cut.events_before),
                 "usage_events": events,
                 "usage_hourly": hourly,
-                "batches": event_batches + hourly_batches + daily_batches,
+                "route_attempts": attempts,
+                "batches": event_batches + attempt_batches,
                 "duration_ms": round((time.perf_counter() - started) * 1000, 1),
                 **housekeeping,
             }
@@ -170,5 +174,5 @@ class RetentionJob:
             "batch_size": self.batch,
             "last_run": self.last_run,
             "next_run_at": iso(int(self.next_run_at * 1000)) if self.next_run_at else None,
-            "kept": "route_hourly (per provider and model, no account identity) is kept for routing",
+            "kept": "nothing older: usage events, failed attempts and every rollup hour before the cutoff go",
         }

@@ -33,10 +33,12 @@ from aiohttp import web
 
 from noor_daemon.clock import Clock, iso
 from noor_daemon.config import Config
+from noor_daemon.domain.windows import retention_cutoff
 from noor_daemon.domain.accounts import Account, KeyRing
 from noor_daemon.ledger.accounts import AccountStore, NotFound
 from noor_daemon.ledger.audit import AuditEntry, AuditLog
 from noor_daemon.ledger.database import Ledger
+from noor_daemon.ledger.usage import delete_usage
 from noor_daemon.mail import templates
 from noor_daemon.mail.outbox import Outbox
 from noor_daemon.mail.senders import MaildirSender, SmtpSender
@@ -289,22 +291,11 @@ class PrivacyService:
         so a big account never holds the writer for long; the rest goes in one transaction."""
         account = await self.accounts.get_account(ref)
         self.keyring.drop_account(account.id)
-        for sql in (
-            "DELETE FROM usage_events WHERE id IN (SELECT id FROM usage_events WHERE account_id = ? LIMIT ?)",
-            """DELETE FROM usage_hourly WHERE (hour, account_id, key_id, model) IN
-                   (SELECT hour, account_id, key_id, model FROM usage_hourly WHERE account_id = ? LIMIT ?)""",
-            """DELETE FROM usage_daily WHERE (day, account_id, key_id, model) IN
-                   (SELECT day, account_id, key_id, model FROM usage_daily WHERE account_id = ? LIMIT ?)""",
-        ):
-            while True:
-
-                async def batch(db: aiosqlite.Connection, sql: str = sql) -> int:
-                    cursor = await db.execute(sql, (account.id, ERASE_BATCH))
-                    return cursor.rowcount
-
-                if await self.ledger.write(batch) < ERASE_BATCH:
-                    break
-                await asyncio.sleep(0)
+        while True:  # its usage, and what it added to every rollup (`delete_usage` subtracts it)
+            batch = lambda db: delete_usage(db, "account_id = ?", (account.id,), ERASE_BATCH)  # noqa: E731
+            if await self.ledger.write(batch) < ERASE_BATCH:
+                break
+            await asyncio.sleep(0)
         self._waiting[account.id] = None
         try:
             await self.accounts.delete_account(account.id, actor=actor)
@@ -382,7 +373,8 @@ class PrivacyService:
         return extra
 
     def export_since(self) -> int:
-        return self._now() - self.retention.usage_days * DAY_MS
+        """The events an export holds: those within retention (`windows.retention_cutoff`), as retention keeps them."""
+        return retention_cutoff(self._now(), self.retention.usage_days)
 
     async def record_export(self, account: Account, *, fmt: str, events: int, actor: str) -> int:
         """An export delivered: the access request it answers is completed and the export audited."""

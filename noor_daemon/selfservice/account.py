@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from noor_daemon.domain.serialize import account_json, key_json
 from noor_daemon.domain.accounts import ApiKey
+from noor_daemon.domain.serialize import account_json, key_json
 from noor_daemon.limits.report import quota_report
 from noor_daemon.state import ACCOUNTS, KEYRING, LIMITER, PROXY, SETTINGS
 

@@ -6,10 +6,10 @@ import orjson
 from aiohttp import web
 
 from noor_daemon.domain import errors
-from noor_daemon.selfservice.account import caller
-from noor_daemon.state import KEYRING, PRIVACY
 from noor_daemon.privacy import export
 from noor_daemon.privacy.service import InvalidToken
+from noor_daemon.selfservice.account import caller
+from noor_daemon.state import KEYRING, PRIVACY
 
 routes = web.RouteTableDef()
 

@@ -29,14 +29,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+
 from noor_daemon.clock import Clock, iso
-from noor_daemon.domain.accounts import Account, KeyRing
 from noor_daemon.config import Config
+from noor_daemon.domain.accounts import Account, KeyRing
 from noor_daemon.ledger.database import Ledger
 from noor_daemon.ledger.usage import UsageEvent
 from noor_daemon.views.day_cache import DayCache
 from noor_daemon.views.minutes import MinuteUsage
-from noor_daemon.views.series import cached_day_rows
+from noor_daemon.views.series import RANGES, cached_rows
 
 log = logging.getLogger(__name__)
 
@@ -342,9 +343,9 @@ class LiveState:
         self.window.add(events)
         self.minutes.add(events)
         self.feed.publish(events)
-        if any(self.days.days.values()):
-            recent = int(self.window.clock.now() * 1000) - 2 * 3_600_000
-            late = {e.ts - e.ts % 86_400_000 for e in events if e.ts < recent}  # a backfill, not live traffic
+        if self.days.holds_any():
+            today = int(self.window.clock.now() * 1000) // 86_400_000 * 86_400_000
+            late = {e.ts - e.ts % 86_400_000 for e in events if e.ts < today}  # a long stream, or a backfill
             if late:
                 self.days.forget_days(late)
 
@@ -396,7 +397,7 @@ async def warm_days(live: LiveState, ledger: Ledger, clock: Clock, config: Calla
     try:
         for column in ("model", "key_id", "account_id"):
             now_ms = int(clock.now() * 1000)
-            await cached_day_rows(ledger, live.days, config(), column, now_ms - 90 * 86_400_000, now_ms)
+            await cached_rows(ledger, live.days, config(), column, RANGES["90d"].window(now_ms), now_ms)
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # a nicety: the ranges read the ledger directly without it

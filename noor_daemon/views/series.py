@@ -16,16 +16,12 @@ from dataclasses import dataclass
 
 from noor_daemon.clock import iso
 from noor_daemon.config import Config
-from noor_daemon.domain.money import cost_of, price_for
 from noor_daemon.domain.accounts import KeyRing
-from noor_daemon.ledger import rollups
+from noor_daemon.domain.money import cost_of, price_for
+from noor_daemon.domain.windows import DAY_MS, HOUR_MS, MINUTE_MS, Window, floor, last_buckets, retention_cutoff
 from noor_daemon.ledger.database import Ledger
 from noor_daemon.views.day_cache import DayCache
 from noor_daemon.views.minutes import MinuteUsage
-
-MINUTE_MS = 60_000
-HOUR_MS = 3_600_000
-DAY_MS = 86_400_000
 
 
 @dataclass(frozen=True)
@@ -33,6 +29,10 @@ class Range:
     name: str
     bucket_ms: int
     buckets: int
+
+    def window(self, now_ms: int) -> Window:
+        """The range's buckets ending with the one holding now (`windows.last_buckets`)."""
+        return last_buckets(now_ms, self.bucket_ms, self.buckets)
 
 
 RANGES = {
@@ -76,19 +76,31 @@ class _Group:
         self.unpriced |= other.unpriced
 
 
-async def _hourly_rows(
-    ledger: Ledger, column: str, start: int, bucket_ms: int, account_id: str | None
+def _rows_sql(column: str, t: str, table: str, bucket: str) -> str:
+    return f"""SELECT {bucket} AS b, {column} AS g, model, sum(requests), sum(errors), sum(prompt_tokens),
+                      sum(completion_tokens)
+               FROM {table} WHERE {t} >= ? AND {t} < ?"""
+
+
+async def _bucket_rows(
+    reader, column: str, window: Window, low: int, high: int, account_id: str | None = None
 ) -> list[tuple[int, str, str, int, int, int, int]]:
-    sql = f"""SELECT (hour - ?) / ? AS b, {column} AS g, model, sum(requests), sum(errors),
-                     sum(prompt_tokens), sum(completion_tokens)
-              FROM usage_hourly WHERE hour >= ?"""
-    params: list = [start, bucket_ms, start]
-    if account_id is not None:
-        sql += " AND account_id = ?"
-        params.append(account_id)
-    sql += " GROUP BY b, g, model"
-    async with ledger.reader.execute(sql, params) as cursor:
-        return [tuple(row) for row in await cursor.fetchall()]
+    """Rows of [low, high) (inside `window`) in the window's buckets, as (bucket start, g, model, sums…):
+    whole days from `usage_daily` when the buckets are days, hours from `usage_hourly` otherwise."""
+    part = Window(low, high, window.bucket_ms)
+    days, hours = part.split_days() if window.bucket_ms == DAY_MS else (None, [(low, high)])
+    spans = [("usage_hourly", "hour", lo, hi) for lo, hi in hours] + ([("usage_daily", "day", *days)] if days else [])
+    rows: list = []
+    for table, t, lo, hi in spans:
+        sql = _rows_sql(column, t, table, f"{t} - {t} % {window.bucket_ms}")
+        params: list = [lo, hi]
+        if account_id is not None:
+            sql += " AND account_id = ?"
+            params.append(account_id)
+        sql += " GROUP BY b, g, model"
+        async with reader.execute(sql, params) as cursor:
+            rows.extend(tuple(r) for r in await cursor.fetchall())
+    return rows
 
 
 def _by_time(rows) -> list[tuple[int, list]]:
@@ -103,132 +115,62 @@ def _by_time(rows) -> list[tuple[int, list]]:
     return list(chunks.items())
 
 
-async def _day_rows(
-    ledger: Ledger, config: Config, column: str, start: int, now_ms: int, account_id: str | None
-) -> list[tuple[int, str, str, int, int, int, int]]:
-    """Daily rows from `start` (a day boundary) to now, as (day, g, model, sums…): whole days from
-    `usage_daily`, today (and any day retention is cutting into) from `usage_hourly`."""
-    cutoff = now_ms - config.retention.usage_days * DAY_MS
-    union, params = rollups.union(
-        f"{{t}} - {{t}} % {DAY_MS} AS day, {column} AS g, model, sum(requests) AS requests, sum(errors) AS errors, "
-        "sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens",
-        rollups.split(start, now_ms, cutoff),
-        account_id,
-        group_by=f"{{t}} - {{t}} % {DAY_MS}, {column}, model",
-    )
-    sql = f"""SELECT day, g, model, sum(requests), sum(errors), sum(prompt_tokens), sum(completion_tokens)
-              FROM ({union}) AS u GROUP BY day, g, model"""
-    async with ledger.reader.execute(sql, params) as cursor:
-        return [tuple(row) for row in await cursor.fetchall()]
-
-
-async def cached_day_rows(
-    ledger: Ledger, cache: DayCache, config: Config, column: str, start: int, now_ms: int
+async def cached_rows(
+    ledger: Ledger, cache: DayCache, config: Config, column: str, window: Window, now_ms: int
 ) -> list[tuple[int, list]]:
-    """Daily rows from `start` (a day boundary) to now, as (day, [(g, model, sums…), …]) chunks: whole
-    past days from the cache as they are kept (filled from `usage_daily` as needed), the recent ones
-    straight from the ledger."""
-    days = cache.get(column)
-    cutoff = now_ms - config.retention.usage_days * DAY_MS
-    kept = cutoff - cutoff % DAY_MS + DAY_MS  # the day retention cuts into is never cached
-    first = max(start, kept)
-    complete = now_ms - HOUR_MS
-    last = complete - complete % DAY_MS  # days before this one ended at least an hour ago
-    cache.prune(kept)
-    async with cache.filling:
-        missing = [day for day in range(first, last, DAY_MS) if day not in days]
-        if missing:
-            # Days from `kept` on are whole in `usage_daily` (retention has not reached them).
-            sql = f"""SELECT day, {column} AS g, model, sum(requests), sum(errors),
-                             sum(prompt_tokens), sum(completion_tokens)
-                      FROM usage_daily WHERE day >= ? AND day < ? GROUP BY day, g, model"""
-            async with (cache.reader or ledger.reader).execute(sql, (missing[0], missing[-1] + DAY_MS)) as cursor:
-                fetched = await cursor.fetchall()
-            by_day: dict[int, list] = {day: [] for day in missing}
-            for day, g, model, *sums in fetched:
-                if day in by_day:
-                    by_day[day].append((g, model, *sums))
-            for day, rows in by_day.items():
-                if not cache.put(column, day, rows):
-                    break
-    chunks: list[tuple[int, list]] = []
-    uncached: list[tuple[int, int]] = []
-    for day in range(start, last, DAY_MS):
-        if day in days:
-            chunks.append((day, days[day]))
-        else:
-            uncached.append((day, day + DAY_MS))
-    uncached.append((max(start, last), now_ms + HOUR_MS))
-    rows: list = []
-    for low, high in uncached:
-        sql = f"""SELECT hour - hour % {DAY_MS} AS day, {column} AS g, model, sum(requests), sum(errors),
-                         sum(prompt_tokens), sum(completion_tokens)
-                  FROM usage_hourly WHERE hour >= ? AND hour < ? GROUP BY day, g, model"""
-        async with ledger.reader.execute(sql, (low, high)) as cursor:
-            rows.extend(await cursor.fetchall())
-    return chunks + _by_time(rows)
-
-
-async def cached_bucket_rows(
-    ledger: Ledger, cache: DayCache, config: Config, column: str, start: int, now_ms: int, bucket_ms: int
-) -> list[tuple[int, str, str, int, int, int, int]]:
-    """Rows in buckets shorter than a day (`bucket_ms` divides a day) from `start` to now, as (bucket
-    start, g, model, sums…): the buckets of whole past days from the day cache (each day read once from
-    `usage_hourly`), the first partial day and the last day straight from the ledger. The week range
-    reads a day and a half of hourly rows instead of seven."""
-    key = f"{column}/{bucket_ms}"
+    """The window's rows, as (bucket start, [(g, model, sums…), …]) chunks, for the whole ledger: the buckets
+    of past days the cache may keep (`DayCache.keepable`) from the cache (each day read once), the rest
+    (the window's partial first day, the last days, a day retention is cutting into) from the ledger.
+    Answers exactly what `_bucket_rows` over the whole window would."""
+    key = f"{column}/{window.bucket_ms}"
+    first, last = cache.keepable(window, now_ms, config.retention.usage_days)
+    cache.prune(floor(retention_cutoff(now_ms, config.retention.usage_days), DAY_MS))  # retention took them
+    if window.bucket_ms != DAY_MS:
+        cache.prune(first, key)  # only the week has these buckets: days it left behind are not needed again
     days = cache.get(key)
-    cutoff = now_ms - config.retention.usage_days * DAY_MS
-    kept = cutoff - cutoff % DAY_MS + DAY_MS
-    first = max(-(-start // DAY_MS) * DAY_MS, kept)
-    complete = now_ms - HOUR_MS
-    last = complete - complete % DAY_MS
-    cache.prune(kept)
-    sql = f"""SELECT hour - hour % {bucket_ms} AS b, {column} AS g, model, sum(requests), sum(errors),
-                     sum(prompt_tokens), sum(completion_tokens)
-              FROM usage_hourly WHERE hour >= ? AND hour < ? GROUP BY b, g, model"""
     async with cache.filling:
-        for day in [d for d in days if d < first]:  # out of the range for good: the range only moves on
-            cache.put(key, day, [])
-            del days[day]
         missing = [day for day in range(first, last, DAY_MS) if day not in days]
         if missing:
-            async with (cache.reader or ledger.reader).execute(sql, (missing[0], missing[-1] + DAY_MS)) as cursor:
-                fetched = await cursor.fetchall()
+            generation = cache.generation
+            fetched = await _bucket_rows(cache.reader or ledger.reader, column, window, missing[0], missing[-1] + DAY_MS)
             by_day: dict[int, list] = {day: [] for day in missing}
-            for row in fetched:
-                rows_of_day = by_day.get(row[0] - row[0] % DAY_MS)
+            for b, *rest in fetched:
+                rows_of_day = by_day.get(b - b % DAY_MS)
                 if rows_of_day is not None:
-                    rows_of_day.append(tuple(row))
-            for day, rows_of_day in by_day.items():
-                if not cache.put(key, day, rows_of_day):
-                    break
-    rows: list[tuple[int, str, str, int, int, int, int]] = []
-    uncached: list[tuple[int, int]] = [(start, min(first, last))] if start < min(first, last) else []
+                    rows_of_day.append((b, *rest))
+            if cache.generation == generation:  # no call landed in a past day while they were read
+                for day, rows_of_day in by_day.items():
+                    if not cache.put(key, day, rows_of_day):
+                        break
+    flat: list = []
+    uncached: list[tuple[int, int]] = []
     for day in range(first, last, DAY_MS):
         if day in days:
-            rows.extend(days[day])
+            flat.extend(days[day])
+        elif uncached and uncached[-1][1] == day:
+            uncached[-1] = (uncached[-1][0], day + DAY_MS)
         else:
             uncached.append((day, day + DAY_MS))
-    uncached.append((max(start, last), now_ms + HOUR_MS))
+    if window.start < first:
+        uncached.insert(0, (window.start, first))
+    if last < window.end:
+        uncached.append((max(last, window.start), window.end))
     for low, high in uncached:
-        async with ledger.reader.execute(sql, (low, high)) as cursor:
-            rows.extend(tuple(r) for r in await cursor.fetchall())
-    return rows
+        flat.extend(await _bucket_rows(ledger.reader, column, window, low, high))
+    return _by_time(flat)
 
 
-def _minute_rows(
-    minutes: MinuteUsage, group: str, start: int, account_id: str | None
-) -> list[tuple[int, str, str, int, int, int, int]]:
+def _minute_rows(minutes: MinuteUsage, group: str, start: int, account_id: str | None) -> list[tuple[int, list]]:
+    """The hour range from memory, as (minute, [(g, model, sums…), …]) chunks."""
     folded: dict[tuple[int, str, str], list[int]] = {}
     for minute, account, key, model, requests, errors, prompt, completion in minutes.rows(start, account_id):
         g = {"model": model, "key": key, "account": account}[group]
-        row = folded.setdefault(((minute - start) // MINUTE_MS, g, model), [0, 0, 0, 0])
+        row = folded.setdefault((minute, g, model), [0, 0, 0, 0])
         row[0] += requests
         row[1] += errors
         row[2] += prompt
         row[3] += completion
-    return [(b, g, model, *values) for (b, g, model), values in folded.items()]
+    return _by_time([(minute, g, model, *values) for (minute, g, model), values in folded.items()])
 
 
 async def _labels(ledger: Ledger, keyring: KeyRing, group: str, keys: list[str]) -> dict[str, dict]:
@@ -279,24 +221,17 @@ async def usage_series(
 ) -> dict:
     """The usage series document: buckets, one series per group (top `limit`, the rest folded), totals."""
     span = RANGES[range_name]
-    last = now_ms - now_ms % span.bucket_ms
-    start = last - (span.buckets - 1) * span.bucket_ms
+    window = span.window(now_ms)
     column = {"model": "model", "key": "key_id", "account": "account_id"}[group]
     source = "usage_hourly"
     if span.name == "hour":
-        chunks = _by_time(_minute_rows(minutes, group, start, account_id))
+        rows = _minute_rows(minutes, group, window.start, account_id)
         source = "memory"
-    elif span.bucket_ms == DAY_MS:
-        if account_id is None and days is not None:
-            daily = await cached_day_rows(ledger, days, config, column, start, now_ms)
-        else:
-            daily = _by_time(await _day_rows(ledger, config, column, start, now_ms, account_id))
-        chunks = [((day - start) // DAY_MS, rows) for day, rows in daily]
-    elif span.name == "7d" and account_id is None and days is not None:
-        bucketed = _by_time(await cached_bucket_rows(ledger, days, config, column, start, now_ms, span.bucket_ms))
-        chunks = [((b - start) // span.bucket_ms, rows) for b, rows in bucketed]
+    elif account_id is None and days is not None:
+        rows = await cached_rows(ledger, days, config, column, window, now_ms)
     else:
-        chunks = _by_time(await _hourly_rows(ledger, column, start, span.bucket_ms, account_id))
+        rows = _by_time(await _bucket_rows(ledger.reader, column, window, window.start, window.end, account_id))
+    chunks = [((b - window.start) // window.bucket_ms, chunk) for b, chunk in rows]
     groups: dict[str, _Group] = {}
     tokens: dict[tuple[str, str], list[int]] = {}
     """(group, model) → [prompt, completion]: priced once per pair rather than once per row."""
@@ -363,10 +298,10 @@ async def usage_series(
         "group": group,
         "account_id": account_id,
         "bucket_seconds": span.bucket_ms // 1000,
-        "start": iso(start),
-        "end": iso(last + span.bucket_ms),
+        "start": iso(window.start),
+        "end": iso(window.end),
         "now": iso(now_ms),
-        "buckets": [iso(start + i * span.bucket_ms) for i in range(span.buckets)],
+        "buckets": [iso(window.start + i * window.bucket_ms) for i in range(window.buckets)],
         "source": source,
         "series": series,
         "groups": len(groups),

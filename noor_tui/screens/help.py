@@ -35,6 +35,12 @@ class HelpScreen(ModalScreen[None]):
             "Numbers switch screens; **Ctrl+P** opens the command palette (every action is there); "
             "**Ctrl+T** switches between the dark and light themes; **Ctrl+R** refreshes now; **q** quits.",
             "",
+            (
+                "Every table works the same way: **/** filters it live (words, `name:value` such as `status:4xx`, "
+                "`account:ada` or `model:gpt`, `!` to negate, **Esc** clears), a click on a header or **<** **>** "
+                "sorts it and **r** reverses, **Enter** opens the row's details, **y** copies its id."
+            ),
+            "",
             "The dashboard talks to the daemon over its HTTP API only. It never shows message content: "
             "NoorAPI does not keep any. When the daemon is down or refuses the credentials, a red line says "
             "so and the dashboard reconnects by itself.",

@@ -25,6 +25,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Input
+from textual.widgets.data_table import RowDoesNotExist
 
 from noor_tui.widgets.cells import Ranked, by_rank
 
@@ -259,7 +260,7 @@ class RecordTable(Vertical):
         table = self.table
         try:
             index = table.get_row_index(key)
-        except Exception:
+        except RowDoesNotExist:
             return False
         table.move_cursor(row=index)
         return True

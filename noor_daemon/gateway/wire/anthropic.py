@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import orjson
+
 from noor_daemon.domain.errors import GatewayError
 from noor_daemon.gateway.wire.base import Outgoing, Wire
 from noor_daemon.gateway.wire.meter import StreamMeter, Usage

@@ -7,6 +7,7 @@ in a whole answer and in its stream.
 from __future__ import annotations
 
 import orjson
+
 from noor_daemon.domain.errors import GatewayError
 from noor_daemon.gateway.wire.base import Outgoing, Wire
 from noor_daemon.gateway.wire.meter import StreamMeter, Usage
