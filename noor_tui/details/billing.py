@@ -13,8 +13,10 @@ def billing_detail(document: AccountBilling, tz: tzinfo | None, now: datetime) -
     account, period, usage, estimate = document.account, document.period, document.usage, document.estimate
     rows = [
         ("Account", f"{account.get('email')} ({account.get('id')})"), ("Plan", document.plan),
-        ("Period", f"{date(period.get('start'), tz)} → {date(period.get('end'), tz)} (ends in {until(period.get('end'), now)}; "
-                   f"{'subscription' if period.get('source') == 'subscription' else 'calendar month'})"),
+        ("Period", (
+            f"{date(period.get('start'), tz)} → {date(period.get('end'), tz)} (ends in {until(period.get('end'), now)}; "
+            f"{'subscription' if period.get('source') == 'subscription' else 'calendar month'})"
+        )),
         ("Calls", f"{integer(usage.get('requests'))} ({integer(usage.get('errors'))} errors)"),
         ("Tokens in / out", f"{si(usage.get('prompt_tokens'))} / {si(usage.get('completion_tokens'))}"),
         ("Estimate", money(estimate.get("amount"))),
