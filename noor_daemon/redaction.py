@@ -41,22 +41,56 @@ def redact(text: str) -> str:
     return text
 
 
+OWN_LOGGERS = ("noor_daemon", "noor_tui", "benchmarks", "__main__")
+"""Loggers whose records are the project's own: fixed texts and exception types, never content."""
+WITHHELD = "<withheld>"
+
+
+def _library_message(record: logging.LogRecord) -> str:
+    """A library's record as its fixed template, every argument but numbers withheld: a server library's
+    arguments are request lines, header values and bytes it could not parse, which may be a prompt."""
+    if not isinstance(record.msg, str):
+        return f"{type(record.msg).__name__} {WITHHELD}"
+    if not record.args:
+        return record.msg
+    args = record.args if isinstance(record.args, tuple) else (record.args,)
+    kept = tuple(a if isinstance(a, int | float) and not isinstance(a, bool) else WITHHELD for a in args)
+    try:
+        return record.msg % kept
+    except (TypeError, ValueError, KeyError):
+        return f"{record.msg} {WITHHELD}"
+
+
+def _library_traceback(exc_info: tuple) -> str:
+    """Where a library's exception happened, and its type; not its message (it may quote a request)."""
+    kind, _, tb = exc_info
+    name = getattr(kind, "__name__", "Exception")
+    return "Traceback (most recent call last):\n" + "".join(traceback.format_tb(tb)) + f"{name}: {WITHHELD}"
+
+
 class RedactingFilter(logging.Filter):
     """Rewrites a record in place: message and args merged and redacted, traceback text redacted.
 
     The record's `exc_info` is formatted here (into `exc_text`, redacted) and dropped, so no
-    formatter later renders the original exception's message.
+    formatter later renders the original exception's message. A record of a library (aiohttp,
+    asyncio, …) keeps only its fixed template, with numbers, and its exception's type: at any level.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a malformed format string: keep what there is, redacted
-            message = f"{record.msg} {record.args!r}" if record.args else str(record.msg)
+        own = record.name.startswith(OWN_LOGGERS)
+        if own:
+            try:
+                message = record.getMessage()
+            except Exception:  # a malformed format string: keep what there is, redacted
+                message = f"{record.msg} {record.args!r}" if record.args else str(record.msg)
+        else:
+            message = _library_message(record)
         record.msg = redact(message)
         record.args = None
         if record.exc_info:
-            if not record.exc_text:
+            if not own:
+                record.exc_text = _library_traceback(record.exc_info)
+            elif not record.exc_text:
                 record.exc_text = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
             record.exc_info = None
         if record.exc_text:

@@ -22,6 +22,7 @@ from standin_upstream import (
 from noor_daemon import config as config_module
 from noor_daemon.app import create_app, server_options
 from noor_daemon.clock import Clock, ManualClock
+from noor_daemon.server import GatewayRunner
 from noor_daemon.settings import DaemonSettings
 from noor_daemon.state import ACCOUNTS, LEDGER
 
@@ -105,7 +106,7 @@ async def start_daemon(tmp_path: Path) -> AsyncIterator[StartDaemon]:
     async def _serve(loaded, data: Path, clock: Clock | None) -> Daemon:
         the_clock = clock or Clock()
         app = create_app(DaemonSettings(loaded, data, ADMIN_TOKEN, "test", the_clock))
-        runner = web.AppRunner(app, access_log=None, **server_options(loaded.config))
+        runner = GatewayRunner(app, access_log=None, **server_options(loaded.config))
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()

@@ -21,6 +21,7 @@ from keyring.backend import KeyringBackend
 from noor_daemon import config as config_module
 from noor_daemon.app import create_app, server_options
 from noor_daemon.domain import api_keys as auth
+from noor_daemon.server import GatewayRunner
 from noor_daemon.settings import DaemonSettings
 from noor_daemon.tls import server_ssl_context
 
@@ -79,7 +80,7 @@ async def serve(config_text: str, data_dir: Path, *, host: str = "127.0.0.1", to
     loaded_config = loaded(config_text, config_path)
     context = server_ssl_context(loaded_config)
     app = create_app(DaemonSettings(loaded_config, data_dir, token, source))
-    runner = web.AppRunner(app, access_log=None, **server_options(loaded_config.config))
+    runner = GatewayRunner(app, access_log=None, **server_options(loaded_config.config))
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, 0, ssl_context=context)

@@ -31,6 +31,7 @@ from noor_daemon import config as config_module
 from noor_daemon.app import create_app
 from noor_daemon.cli import cli
 from noor_daemon.cli.common import Duration
+from noor_daemon.server import GatewayRunner
 from noor_daemon.settings import DaemonSettings
 
 NOOR = Path(sys.executable).with_name("noor")
@@ -57,7 +58,7 @@ def live_daemon(tmp_path: Path) -> Iterator[LiveDaemon]:
 
     def serve() -> None:
         asyncio.set_event_loop(loop)
-        runner = web.AppRunner(create_app(DaemonSettings(loaded, data, ADMIN_TOKEN, "test")), access_log=None)
+        runner = GatewayRunner(create_app(DaemonSettings(loaded, data, ADMIN_TOKEN, "test")), access_log=None)
         try:
             loop.run_until_complete(runner.setup())
             site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -19,6 +19,7 @@ from noor_daemon.gateway.wire import WIRES
 from noor_daemon.gateway.wire import anthropic as anthropic_wire
 from noor_daemon.gateway.wire import openai as openai_wire
 from noor_daemon.gateway.wire.sse import EventSplitter
+from noor_daemon.server import GatewayRunner
 from noor_daemon.state import LIMITER
 from tests.conftest import SIMULATOR_CONFIG
 
@@ -187,7 +188,7 @@ async def _garbage_upstream(chunks: list[bytes]) -> tuple[web.AppRunner, int]:
 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", chat)
-    runner = web.AppRunner(app)
+    runner = GatewayRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

@@ -34,6 +34,7 @@ from noor_daemon.domain.windows import DAY_MS, HOUR_MS, calendar_period, closed_
 from noor_daemon.ledger.usage import RouteSample, UsageEvent
 from noor_daemon.ledger.verify import verify
 from noor_daemon.limits.periods import PeriodCounters
+from noor_daemon.server import GatewayRunner
 from noor_daemon.settings import DaemonSettings
 from noor_daemon.state import ACCOUNTS, AUDIT, BILLING, KEYRING, LEDGER, LIMITER, LIVE, PRIVACY, SETTINGS
 from noor_daemon.views.series import RANGES, usage_series
@@ -101,7 +102,7 @@ async def _run(data: Path, url: str | None, moment: int, later_ms: int, retentio
     loaded = config_module.LoadedConfig(config_module.parse(text, "numbers.toml"), None)
     clock = ManualClock(moment / 1000)
     app = create_app(DaemonSettings(loaded, data / "data", ADMIN_TOKEN, "test", clock))
-    runner = web.AppRunner(app, access_log=None)
+    runner = GatewayRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

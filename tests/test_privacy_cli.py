@@ -17,6 +17,7 @@ from conftest import ADMIN_TOKEN, SIMULATOR_CONFIG
 from noor_daemon import config as config_module
 from noor_daemon.app import create_app
 from noor_daemon.cli import cli
+from noor_daemon.server import GatewayRunner
 from noor_daemon.settings import DaemonSettings
 
 EMAIL = "cli.person@example.org"
@@ -32,7 +33,7 @@ def served(tmp_path: Path) -> Iterator[dict[str, str]]:
 
     def serve() -> None:
         asyncio.set_event_loop(loop)
-        runner = web.AppRunner(create_app(DaemonSettings(loaded, tmp_path / "data", ADMIN_TOKEN, "test")), access_log=None)
+        runner = GatewayRunner(create_app(DaemonSettings(loaded, tmp_path / "data", ADMIN_TOKEN, "test")), access_log=None)
         loop.run_until_complete(runner.setup())
         site = web.TCPSite(runner, "127.0.0.1", 0)
         loop.run_until_complete(site.start())

@@ -61,7 +61,7 @@ def _logger(name: str) -> tuple[logging.Logger, io.StringIO]:
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-    logger = logging.getLogger(f"noor-redaction-test.{name}")
+    logger = logging.getLogger(f"noor_daemon.redaction_test.{name}")
     logger.handlers = [handler]
     logger.propagate = False
     logger.setLevel(logging.DEBUG)
@@ -153,7 +153,7 @@ async def test_a_fault_before_and_during_a_stream_logs_neither_key_nor_canary(
 
     text = _all_text(redacted_caplog)
     assert "KeyError" in text, "the fault is logged by its type"
-    assert "Traceback" in text, "aiohttp logged the cut-off stream's traceback, and it went through the filter"
+    assert "refused an HTTP request: RuntimeError (500)" in text, "the cut-off stream is logged by its type"
     assert CANARY not in text
     assert key not in text and NOOR_KEY not in text
     assert key[14:30] not in text, "no part of the key's secret body either"
@@ -204,3 +204,27 @@ def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_a_librarys_records_keep_their_template_and_lose_their_arguments_and_exception_text() -> None:
+    """aiohttp's, asyncio's or any library's arguments are request lines, header values and bytes it could not
+    parse: only the fixed template, numbers and the exception's type and frames reach a handler."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(name)s %(message)s"))
+    logger = logging.getLogger("aiohttp.server.redaction_test")
+    logger.handlers = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG)
+    install(logger)
+    canary = "CANARY-library-" + "x" * 12
+    logger.debug("Error handling request from %s: %r (%d bytes)", "10.0.0.7", {"prompt": canary}, 512)
+    try:
+        raise ValueError(f"Invalid header value char: b'{canary}'")
+    except ValueError:
+        logger.exception("Error handling request %s", canary)
+    logger.warning(ValueError(canary))  # a record whose msg is an object
+    out = stream.getvalue()
+    assert canary not in out and "10.0.0.7" not in out
+    assert "Error handling request from <withheld>: '<withheld>' (512 bytes)" in out
+    assert "Traceback (most recent call last)" in out and "ValueError: <withheld>" in out

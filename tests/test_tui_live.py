@@ -12,12 +12,12 @@ from tui_helpers import chat, screen_text, static_text, wait_for_text, wait_unti
 
 from noor_daemon import config as config_module
 from noor_daemon.app import create_app
+from noor_daemon.server import GatewayRunner
 from noor_daemon.settings import DaemonSettings
 from noor_tui.app import AdminApp
 from noor_tui.screens.overview import OverviewScreen
 from noor_tui.widgets.charts import Chart
 from noor_tui.widgets.feed import LiveFeed
-from noor_tui.widgets.stats import StatTile
 
 
 def stat(screen, name: str) -> str:
@@ -80,7 +80,7 @@ async def test_banner_when_the_daemon_is_down_then_reconnects(tmp_path) -> None:
         await wait_for_text(pilot, "No NoorAPI daemon answers", "noor daemon")
 
         loaded = config_module.LoadedConfig(config_module.parse(SIMULATOR_CONFIG, "test.toml"), None)
-        runner = web.AppRunner(create_app(DaemonSettings(loaded, tmp_path / "data", ADMIN_TOKEN, "test")), access_log=None)
+        runner = GatewayRunner(create_app(DaemonSettings(loaded, tmp_path / "data", ADMIN_TOKEN, "test")), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
         try:

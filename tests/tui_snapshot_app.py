@@ -27,6 +27,7 @@ from noor_daemon.clock import ManualClock
 from noor_daemon.domain.api_keys import KEY_PREFIX, _base62, _checksum, display_prefix, hash_key
 from noor_daemon.ledger.sqlite import SqliteLedger
 from noor_daemon.ledger.usage import UsageEvent
+from noor_daemon.server import GatewayRunner
 from noor_daemon.settings import DaemonSettings
 from noor_tui.app import make_app
 
@@ -218,7 +219,7 @@ class SnapshotDaemon:
         async def serve() -> None:
             loaded = config_module.LoadedConfig(config_module.parse(CONFIG, "snapshot.toml"), None)
             settings = DaemonSettings(loaded, self.data_dir, TOKEN, "snapshot", ManualClock(start=NOW.timestamp()))
-            self._runner = web.AppRunner(create_app(settings), access_log=None)
+            self._runner = GatewayRunner(create_app(settings), access_log=None)
             await self._runner.setup()
             site = web.TCPSite(self._runner, "127.0.0.1", 0)
             await site.start()

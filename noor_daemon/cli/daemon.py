@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import os
 import sys
@@ -54,18 +55,42 @@ def daemon(host: str | None, port: int | None, data_dir: str | None, config_path
             "set [server] tls_cert and tls_key (`noor tls self-signed`)",
             err=True,
         )
-    web.run_app(
-        app,
-        loop=new_event_loop(),
-        backlog=1024,  # aiohttp's default 128 overflows under a burst of new connections
-        host=bind_host,
-        port=bind_port,
-        access_log=None,
-        shutdown_timeout=server.shutdown_timeout,
-        **server_options(loaded.config),
-        ssl_context=ssl_context,
-        print=lambda _msg: click.echo(f"noor daemon listening on {scheme}://{bind_host}:{bind_port}", err=True),
+    loop = new_event_loop()
+    serving = loop.create_task(
+        _serve(
+            app, bind_host, bind_port, ssl_context, server.shutdown_timeout, server_options(loaded.config),
+            lambda: click.echo(f"noor daemon listening on {scheme}://{bind_host}:{bind_port}", err=True),
+        )
     )
+    try:
+        loop.run_until_complete(serving)
+    except (web.GracefulExit, KeyboardInterrupt):  # SIGTERM, SIGINT: running calls get shutdown_timeout
+        pass
+    finally:
+        serving.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            loop.run_until_complete(serving)
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+
+async def _serve(app, host: str, port: int, ssl_context, shutdown_timeout: float, options: dict, listening) -> None:
+    """Serve `app` until a signal ends it, through `GatewayRunner` (malformed requests answered as JSON, never
+    echoed or logged). The runner stops accepting, lets running calls finish, then runs the app's cleanup."""
+    from aiohttp import web
+
+    from noor_daemon.server import GatewayRunner
+
+    runner = GatewayRunner(app, handle_signals=True, access_log=None, shutdown_timeout=shutdown_timeout, **options)
+    await runner.setup()
+    try:
+        # aiohttp's default backlog of 128 overflows under a burst of new connections.
+        await web.TCPSite(runner, host, port, ssl_context=ssl_context, backlog=1024).start()
+        listening()
+        while True:
+            await asyncio.sleep(3600)
+    finally:
+        await runner.cleanup()
 
 
 def _is_loopback_host(host: str) -> bool:

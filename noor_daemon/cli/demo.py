@@ -53,10 +53,11 @@ async def running_daemon(data_dir: Path, admin_token: str) -> AsyncIterator[str]
     from aiohttp import web
 
     from noor_daemon.app import create_app
+    from noor_daemon.server import GatewayRunner
     from noor_daemon.settings import DaemonSettings
 
     app = create_app(DaemonSettings(demo_config(), data_dir, admin_token, "generated for the demo"))
-    runner = web.AppRunner(app, access_log=None)
+    runner = GatewayRunner(app, access_log=None)
     await runner.setup()
     try:
         site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -141,12 +141,13 @@ async def running_daemon(data_dir: Path, admin_token: str) -> AsyncIterator[str]
 
     from noor_daemon.app import create_app
     from noor_daemon.config import Config, LoadedConfig
+    from noor_daemon.server import GatewayRunner
     from noor_daemon.settings import DaemonSettings
 
     base = demo_config().config
     config = Config.model_validate({**base.model_dump(exclude_none=True), "prices": PRICES})
     app = create_app(DaemonSettings(LoadedConfig(config, None), data_dir, admin_token, "generated for the demo"))
-    runner = web.AppRunner(app, access_log=None)
+    runner = GatewayRunner(app, access_log=None)
     await runner.setup()
     try:
         site = web.TCPSite(runner, "127.0.0.1", 0)
