@@ -83,7 +83,10 @@ def create_app(settings: DaemonSettings) -> web.Application:
         secret_key=stripe_key, webhook_secret=webhook_secret,
     )
     pool = http1.Pool()  # proxied calls' connections; the session of upstreams_ctx serves the health probes
-    metrics = Metrics(lambda: proxy.router.snapshot(), ledger, pool.stats)
+    metrics_token = secret_store.resolve(config.server.metrics_token, what="[server] metrics_token")
+    metrics = Metrics(
+        lambda: proxy.router.snapshot(), ledger, pool.stats, server=lambda: settings.config.config.server, token=metrics_token
+    )
 
     # -- how they hear of each other ---------------------------------------------------------
     ledger.pending_key_touches = keyring.drain_touches  # keys' last use, written with each batch

@@ -44,6 +44,11 @@ class ServerConfig(_Section):
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     """Requests larger than this are refused with 413 before they are read."""
     admin_remote: bool = False
+    metrics_remote: bool = False
+    """`/metrics` answers loopback clients only unless this is true; then only over TLS, and with `metrics_token`
+    (when set) as a bearer token from anyone not on this machine."""
+    metrics_token: str | None = None
+    """A secret reference (`keyring:NAME`, `env:VAR`) for `/metrics` scrapers from the network."""
     """Answer the admin API to non-loopback clients (requires TLS)."""
     tls_cert: str | None = None
     tls_key: str | None = None
@@ -58,6 +63,13 @@ class ServerConfig(_Section):
     """Providers without their own `proxy` go through HTTPS_PROXY / HTTP_PROXY (ALL_PROXY), except the
     hosts NO_PROXY names, as curl and the SDKs do; false ignores those variables."""
 
+    @field_validator("metrics_token")
+    @classmethod
+    def _token_reference(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"(keyring|env):[A-Za-z0-9_.\-]+", value):
+            raise ValueError("must be a secret reference like 'keyring:metrics' or 'env:NOOR_METRICS_TOKEN', never the token itself")
+        return value
+
     @model_validator(mode="after")
     def _tls(self) -> "ServerConfig":
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -66,6 +78,10 @@ class ServerConfig(_Section):
             raise ValueError(
                 "admin_remote = true needs TLS: set tls_cert and tls_key (`noor tls self-signed` makes a pair), "
                 "or leave the admin API on loopback"
+            )
+        if self.metrics_remote and self.tls_cert is None:
+            raise ValueError(
+                "metrics_remote = true needs TLS: set tls_cert and tls_key, or scrape /metrics from this machine"
             )
         return self
 

@@ -6,6 +6,8 @@ is calling. Counters are fed from committed ledger batches, off the request path
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Callable, Iterable
 
 from aiohttp import web
@@ -14,8 +16,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
+from noor_daemon.config import ServerConfig
 from noor_daemon.ledger.database import Ledger
 from noor_daemon.ledger.usage import UsageEvent
+from noor_daemon.tls import is_loopback
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
@@ -72,8 +76,18 @@ class _UpstreamConnections(Collector):
 
 class Metrics:
     def __init__(
-        self, routes: Callable[[], list[dict]], ledger: Ledger, connections: Callable[[], list[dict]] | None = None
+        self,
+        routes: Callable[[], list[dict]],
+        ledger: Ledger,
+        connections: Callable[[], list[dict]] | None = None,
+        *,
+        server: Callable[[], ServerConfig] = ServerConfig,
+        token: str | None = None,
     ) -> None:
+        self.server = server
+        """The `[server]` section in effect: a reload changes who may scrape."""
+        self.token_digest = hashlib.sha256(token.encode()).digest() if token else None
+        """SHA-256 of `[server] metrics_token`, resolved at start."""
         self.registry = CollectorRegistry()
         labels = ["model", "provider"]
         self.requests = Counter(
@@ -115,5 +129,24 @@ class Metrics:
                 child(self.ttft, model, provider).observe(event.ttft_ms / 1000)
 
     async def handler(self, request: web.Request) -> web.Response:
+        refusal = self.refusal(request)
+        if refusal is not None:
+            return web.json_response({"error": {"status": 403, "code": "forbidden", "message": refusal}}, status=403)
         body = generate_latest(self.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    def refusal(self, request: web.Request) -> str | None:
+        """Why `request` may not read /metrics, or None: loopback always may; others only with
+        `[server] metrics_remote` over TLS, and with the metrics token when one is set."""
+        if is_loopback(request.remote):
+            return None
+        if not self.server().metrics_remote:
+            return "/metrics answers clients on this machine only ([server] metrics_remote)."
+        if not request.secure:
+            return "/metrics answers remote scrapers over TLS only."
+        if self.token_digest is not None:
+            scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+            digest = hashlib.sha256(presented.strip().encode()).digest()
+            if scheme.lower() != "bearer" or not hmac.compare_digest(digest, self.token_digest):
+                return "/metrics needs its bearer token ([server] metrics_token)."
+        return None

@@ -22,7 +22,9 @@ from noor_daemon.state import AUDIT, HTTP_SESSION, LIMITER, PRIVACY, PROXY, SETT
 
 log = logging.getLogger(__name__)
 
-RESTART_ONLY = ("host", "port", "max_body_bytes", "tls_cert", "tls_key", "admin_remote", "shutdown_timeout")
+RESTART_ONLY = (
+    "host", "port", "max_body_bytes", "tls_cert", "tls_key", "admin_remote", "metrics_remote", "metrics_token", "shutdown_timeout",
+)
 
 
 async def reload_config(app: Mapping, *, actor: str = "admin") -> list[str]:

@@ -178,3 +178,13 @@ def _write(path: Path, data: bytes, mode: int) -> None:
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def is_loopback(remote: str | None) -> bool:
+    """Whether a peer address is this machine: what the admin API and /metrics answer without more."""
+    if not remote:
+        return False
+    try:
+        return ipaddress.ip_address(remote.split("%")[0]).is_loopback
+    except ValueError:
+        return False

@@ -19,8 +19,8 @@ import pytest
 from gateway_helpers import anthropic_client, openai_client, tokens, wait_for_rows
 from standin_upstream import reply_text, standin_config
 
-from noor_daemon.domain.names import UNKNOWN_MODEL
 from noor_daemon.domain.api_keys import KEY_PREFIX, generate_key
+from noor_daemon.domain.names import UNKNOWN_MODEL
 from noor_daemon.state import ACCOUNTS, KEYRING, PROXY
 
 OPENAI_MESSAGES = [{"role": "user", "content": "hello"}]

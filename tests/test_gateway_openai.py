@@ -11,7 +11,7 @@ import struct
 
 import aiohttp
 import pytest
-from gateway_helpers import anthropic_client, openai_client, tokens, wait_for_rows
+from gateway_helpers import anthropic_client, openai_client, tokens
 from standin_upstream import UPSTREAM_OPENAI_SECRET, reply_text, standin_config
 
 from noor_daemon.state import LEDGER

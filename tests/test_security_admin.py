@@ -29,7 +29,7 @@ from noor_daemon.secret_store import (
     ensure_admin_token,
 )
 from noor_daemon.settings import DaemonSettings
-from noor_daemon.state import ADMIN_TOKEN_HASH, AUDIT, LEDGER, SETTINGS
+from noor_daemon.state import ADMIN_TOKEN_HASH, LEDGER, SETTINGS
 from noor_daemon.tls import make_self_signed
 
 SIM = """
@@ -92,7 +92,7 @@ async def test_admin_remote_answers_remote_clients_over_tls(tmp_path: Path, addr
 
 
 def _request(remote: str, *, admin_remote: bool, secure: bool, token: str = TOKEN) -> web.Request:
-    tls = f'tls_cert = "/c"\ntls_key = "/k"\n' if admin_remote else ""
+    tls = 'tls_cert = "/c"\ntls_key = "/k"\n' if admin_remote else ""
     config = config_module.parse(f"[server]\nadmin_remote = {str(admin_remote).lower()}\n{tls}" + SIM)
     app = web.Application()
     app[SETTINGS] = DaemonSettings(config_module.LoadedConfig(config, None), Path("/nonexistent"), TOKEN)

@@ -7,11 +7,11 @@ from __future__ import annotations
 import anthropic
 import openai
 import pytest
+from gateway_helpers import anthropic_client, openai_client, wait_for_rows
+from standin_upstream import OPENAI_KEY_ENV
 
 from benchmarks.closing_upstream import ClosingUpstream
-from gateway_helpers import anthropic_client, openai_client, wait_for_rows
 from noor_daemon.state import PROXY
-from standin_upstream import OPENAI_KEY_ENV
 
 BROKEN = ["cut_length", "cut_chunked", "reset_unknown_length", "corrupt_gzip", "truncated_gzip"]
 

@@ -17,14 +17,14 @@ from pathlib import Path
 import openai
 import pytest
 from click.testing import CliRunner
+from gateway_helpers import openai_client, wait_for_rows
+from security_helpers import memory_keyring
 
 from benchmarks.closing_upstream import ClosingUpstream
-from gateway_helpers import openai_client, wait_for_rows
 from noor_daemon.cli import cli
 from noor_daemon.secret_store import SERVICE
 from noor_daemon.state import PROXY
 from noor_daemon.tls import make_self_signed
-from security_helpers import memory_keyring
 
 KEY_ENV = "PROXIED_UPSTREAM_KEY"
 PROXY_USER, PROXY_PASSWORD = "noor", "proxy-pass-4f2b9c"

@@ -9,9 +9,9 @@ import random
 
 import aiohttp
 import pytest
+from gateway_helpers import openai_client, wait_for_rows
 
 from benchmarks.closing_upstream import ClosingUpstream
-from gateway_helpers import openai_client, wait_for_rows
 from noor_daemon.state import PROXY, UPSTREAM_POOL
 
 KEY_ENV = "CLOSING_UPSTREAM_KEY"

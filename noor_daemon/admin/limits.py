@@ -59,7 +59,7 @@ async def unsuspend_account(request: web.Request) -> web.Response:
 
 async def _set_key_status(request: web.Request, status: str) -> web.Response:
     body = await requests.json_body(request)
-    reason = requests.optional_str(body, "reason")
+    reason = requests.optional_str(body, "reason", max_length=500)
     key = await request.config_dict[ACCOUNTS].set_key_status(request.match_info["key_id"], status, reason=reason)
     return web.json_response(key_json(key, _now_ms(request)))
 

@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 
 from aiohttp import web
 
 from noor_daemon.admin.errors import AdminError, error_response
+from noor_daemon.domain.emails import InvalidEmail
+from noor_daemon.tls import is_loopback
 from noor_daemon.ledger.accounts import Conflict, NotFound
 from noor_daemon.state import ADMIN_TOKEN_HASH, SETTINGS
 
 log = logging.getLogger(__name__)
 
 OPEN_PATHS = {"/admin/v1/openapi.json"}
-
-
-def is_loopback(remote: str | None) -> bool:
-    if not remote:
-        return False
-    try:
-        return ipaddress.ip_address(remote.split("%")[0]).is_loopback
-    except ValueError:
-        return False
 
 
 @web.middleware
@@ -35,6 +27,8 @@ async def admin_errors(request: web.Request, handler) -> web.StreamResponse:
         return error_response(404, "not_found", str(exc))
     except Conflict as exc:
         return error_response(409, "conflict", str(exc))
+    except InvalidEmail as exc:
+        return error_response(400, "invalid_request", str(exc))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -76,7 +76,7 @@ async def record_request(request: web.Request) -> web.Response:
         raise bad_request("`account` (an account id or email) is required.")
     service = request.config_dict[PRIVACY]
     account = await service.accounts.get_account(ref)
-    note = requests.optional_str(body, "note")
+    note = requests.optional_str(body, "note", max_length=1000, multiline=True)
     if note is not None and len(note) > 500:
         raise bad_request("`note` is limited to 500 characters.")
     return web.json_response(await service.record_request(kind, account.id, note=note, actor="admin"), status=201)
@@ -90,7 +90,7 @@ async def get_request(request: web.Request) -> web.Response:
 @routes.post("/privacy/requests/{request_id}/complete")
 async def complete_request(request: web.Request) -> web.Response:
     body = await requests.json_body(request)
-    note = requests.optional_str(body, "note")
+    note = requests.optional_str(body, "note", max_length=1000, multiline=True)
     service = request.config_dict[PRIVACY]
     return web.json_response(await service.complete_request(_request_id(request), note=note, actor="admin"))
 
@@ -135,18 +135,16 @@ async def publish_policy(request: web.Request) -> web.Response:
     effective = body.get("effective")
     if not isinstance(effective, str) or not effective:
         raise bad_request("`effective` (a date, YYYY-MM-DD) is required.")
-    summary = body.get("summary")
-    if not isinstance(summary, str) or not summary.strip():
+    summary = requests.optional_str(body, "summary", max_length=2000, multiline=True)
+    if not summary:
         raise bad_request("`summary` (what changes, in a sentence or two) is required.")
-    if len(summary) > 2000:
-        raise bad_request("`summary` is limited to 2000 characters.")
     material = body.get("material", True)
     notify = body.get("notify", True)
     if not isinstance(material, bool) or not isinstance(notify, bool):
         raise bad_request("`material` and `notify` must be true or false.")
     if material and not notify:
         raise bad_request("A material change must be announced: `notify` cannot be false.")
-    url = requests.optional_str(body, "url")
+    url = requests.optional_str(body, "url", max_length=2000)
     if url is not None and not url.startswith(("https://", "http://")):
         raise bad_request("`url` must be an http(s) address.")
     policies = request.config_dict[PRIVACY].policies

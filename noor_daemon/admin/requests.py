@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import re
-
 import orjson
 from aiohttp import web
 
 from noor_daemon.admin.errors import bad_request
-
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-
+from noor_daemon.domain.emails import InvalidEmail
+from noor_daemon.domain.emails import normalize as normalize_email
+from noor_daemon.domain.names import bounded_text
 
 async def json_body(request: web.Request) -> dict:
     raw = await request.read()
@@ -26,16 +24,22 @@ async def json_body(request: web.Request) -> dict:
 
 
 def email(value: object) -> str:
-    if not isinstance(value, str) or not _EMAIL.match(value.strip()) or len(value) > 320:
-        raise bad_request("`email` must be an email address.")
-    return value.strip()
+    """A valid address, normalized (`domain.emails`): what an account may hold."""
+    try:
+        return normalize_email(value)
+    except InvalidEmail as exc:
+        raise bad_request(str(exc)) from None
 
 
-def optional_str(body: dict, field: str) -> str | None:
+def optional_str(body: dict, field: str, *, max_length: int = 200, multiline: bool = False) -> str | None:
+    """A short caller-set text (a key's name, a reason, a note): bounded, NFC, no control or bidi characters."""
     value = body.get(field)
-    if value is not None and not isinstance(value, str):
-        raise bad_request(f"`{field}` must be a string.")
-    return value
+    if value is None:
+        return None
+    try:
+        return bounded_text(value, field, max_length, multiline=multiline)
+    except ValueError as exc:
+        raise bad_request(str(exc)) from None
 
 
 def string_list(body: dict, field: str) -> list[str] | None:

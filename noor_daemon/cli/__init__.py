@@ -17,8 +17,8 @@ from noor_daemon.cli.daemon import daemon
 from noor_daemon.cli.demo import demo
 from noor_daemon.cli.doctor import doctor
 from noor_daemon.cli.key import key
-from noor_daemon.cli.limits import abuse, key_limits, quota, suspend_account, suspend_key, unsuspend_account, unsuspend_key
 from noor_daemon.cli.ledger import ledger_group
+from noor_daemon.cli.limits import abuse, key_limits, quota, suspend_account, suspend_key, unsuspend_account, unsuspend_key
 from noor_daemon.cli.migrate import migrate
 from noor_daemon.cli.privacy import privacy
 from noor_daemon.cli.secret import secret

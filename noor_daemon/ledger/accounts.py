@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import aiosqlite
 
 from noor_daemon.clock import Clock
+from noor_daemon.domain.emails import lookalike_key
+from noor_daemon.domain.emails import normalize as normalize_email
 from noor_daemon.domain.accounts import Account, ApiKey, KeyRing
 from noor_daemon.domain.api_keys import display_prefix, generate_key, hash_key, new_id
 from noor_daemon.ledger.audit import AuditEntry, AuditLog
@@ -123,13 +125,23 @@ class AccountStore:
 
     # -- accounts ------------------------------------------------------------------
 
+    def _checked_email(self, email: str, account_id: str | None = None) -> str:
+        """`email` normalized (`domain.emails`); a Conflict when it reads the same as another account's."""
+        email = normalize_email(email)
+        key = lookalike_key(email)
+        for other in self.keyring.accounts.values():
+            if other.id != account_id and lookalike_key(other.email) == key:
+                raise Conflict("an account with this email (or one that reads the same) already exists")
+        return email
+
     async def create_account(self, email: str, plan: str, *, actor: str = "admin") -> Account:
+        email = self._checked_email(email)
         account = Account(id=new_id("acct"), email=email, plan=plan, created_at=self._now())
 
         async def insert(db: aiosqlite.Connection) -> None:
             async with db.execute("SELECT 1 FROM accounts WHERE lower(email) = lower(?)", (email,)) as cur:
                 if await cur.fetchone():
-                    raise Conflict(f"an account with email {email} already exists")
+                    raise Conflict("an account with this email already exists")
             await db.execute(
                 "INSERT INTO accounts (id, email, plan, status, created_at) VALUES (?, ?, ?, ?, ?)",
                 (account.id, account.email, account.plan, account.status, account.created_at),
@@ -167,6 +179,8 @@ class AccountStore:
         actor: str = "admin",
     ) -> Account:
         account = await self.get_account(account_id)
+        if email is not None:
+            email = self._checked_email(email, account_id)
         changes = {k: v for k, v in (("email", email), ("plan", plan), ("status", status)) if v is not None}
         if not changes:
             return account
@@ -175,7 +189,7 @@ class AccountStore:
             if email is not None:
                 async with db.execute("SELECT 1 FROM accounts WHERE lower(email) = lower(?) AND id != ?", (email, account.id)) as cur:
                     if await cur.fetchone():
-                        raise Conflict(f"an account with email {email} already exists")
+                        raise Conflict("an account with this email already exists")
             assignments = ", ".join(f"{column} = ?" for column in changes)
             await db.execute(f"UPDATE accounts SET {assignments} WHERE id = ?", (*changes.values(), account.id))
             await self.ledger.announce(db, "account", account.id)

@@ -6,23 +6,14 @@ happens off the request path.
 
 from __future__ import annotations
 
-import ipaddress
 from collections import deque
 from dataclasses import dataclass
 
 from noor_daemon.clock import Clock
 from noor_daemon.config import AbuseConfig
+from noor_daemon.tls import is_loopback
 
 _MAX_TRACKED = 100_000
-
-
-def _is_loopback(address: str | None) -> bool:
-    if not address:
-        return False
-    try:
-        return ipaddress.ip_address(address.split("%")[0]).is_loopback
-    except ValueError:
-        return False
 
 
 class AuthFailures:
@@ -35,7 +26,7 @@ class AuthFailures:
         self._blocked: dict[str, float] = {}
 
     def exempt(self, address: str | None) -> bool:
-        return address is None or (self.config.exempt_loopback and _is_loopback(address))
+        return address is None or (self.config.exempt_loopback and is_loopback(address))
 
     def blocked_for(self, address: str | None) -> float:
         """Seconds this address must still wait, or 0."""

@@ -33,8 +33,8 @@ from aiohttp import web
 
 from noor_daemon.clock import Clock, iso
 from noor_daemon.config import Config
-from noor_daemon.domain.windows import retention_cutoff
 from noor_daemon.domain.accounts import Account, KeyRing
+from noor_daemon.domain.windows import retention_cutoff
 from noor_daemon.ledger.accounts import AccountStore, NotFound
 from noor_daemon.ledger.audit import AuditEntry, AuditLog
 from noor_daemon.ledger.database import Ledger
@@ -44,7 +44,7 @@ from noor_daemon.mail.outbox import Outbox
 from noor_daemon.mail.senders import MaildirSender, SmtpSender
 from noor_daemon.privacy.policies import Policies
 from noor_daemon.privacy.requests import PrivacyRequests, source_of
-from noor_daemon.privacy.retention import DAY_MS, RetentionJob
+from noor_daemon.privacy.retention import RetentionJob
 from noor_daemon.secret_store import resolve
 
 log = logging.getLogger(__name__)
