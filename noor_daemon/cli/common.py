@@ -18,7 +18,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from noor_daemon import paths
-from noor_daemon.client import DEFAULT_URL, AdminApiError, AdminClient, DaemonUnreachable
+from noor_daemon.client import DEFAULT_URL, AdminApiError, AdminClient, DaemonUnreachable, InsecureUrl
 
 EXIT_API_ERROR = 1
 EXIT_USAGE = 2
@@ -99,6 +99,8 @@ def run_admin(url: str, data_dir: str | None, action: Callable[[AdminClient], Aw
 
     try:
         return asyncio.run(main())
+    except InsecureUrl as exc:
+        fail(str(exc), EXIT_USAGE)
     except AdminApiError as exc:
         hint = ""
         if exc.status == 401 and token is None:

@@ -13,7 +13,7 @@ import click
 
 from noor_daemon import __version__, paths
 from noor_daemon.cli.common import connection_options, find_token, json_option, print_json
-from noor_daemon.client import AdminApiError, AdminClient, DaemonUnreachable
+from noor_daemon.client import AdminApiError, AdminClient, DaemonUnreachable, InsecureUrl
 
 
 def _config_report(config_path: str | None) -> dict[str, Any]:
@@ -43,7 +43,11 @@ def _without_password(url: str) -> str:
 async def _daemon_report(url: str, token: str | None) -> dict[str, Any]:
     report: dict[str, Any] = {"url": url, "reachable": False, "version": None, "simulator_only": None,
                               "limits": None, "admin_token_accepted": None, "error": None}
-    async with AdminClient(url, token, timeout=3.0) as admin:
+    try:
+        admin = AdminClient(url, token, timeout=3.0)
+    except InsecureUrl as exc:  # the token is not sent over plain http:// to another machine
+        return {**report, "error": str(exc)}
+    async with admin:
         try:
             health = await admin.healthz()
         except (DaemonUnreachable, AdminApiError) as exc:

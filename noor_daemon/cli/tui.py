@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import click
 
-from noor_daemon.cli.common import connection_options, find_token
+from noor_daemon.cli.common import EXIT_USAGE, connection_options, fail, find_token
+from noor_daemon.client import InsecureUrl
 
 
 @click.command()
@@ -28,4 +29,8 @@ def tui(url: str, data_dir: str | None, api_key: str | None, theme: str) -> None
     from noor_tui.app import make_app
 
     token = None if api_key else find_token(data_dir)[0]
-    make_app(url, token=token, api_key=api_key, theme=f"noor-{theme}").run()
+    try:
+        app = make_app(url, token=token, api_key=api_key, theme=f"noor-{theme}")
+    except InsecureUrl as exc:
+        fail(str(exc), EXIT_USAGE)
+    app.run()

@@ -40,7 +40,7 @@ from .dashboard import (
 )
 from .doctor import DoctorReport
 from .export import EXPORT_EVENTS_HEADER, ExportFormat, ExportProgress
-from .http import DEFAULT_URL, AdminApiError, DaemonUnreachable
+from .http import DEFAULT_URL, AdminApiError, DaemonUnreachable, InsecureUrl
 from .me import MeClient
 from .models import (
     Account,
@@ -79,6 +79,7 @@ __all__ = [
     "CallEvent",
     "Catalog",
     "DaemonUnreachable",
+    "InsecureUrl",
     "DoctorReport",
     "Erasure",
     "ExportFormat",

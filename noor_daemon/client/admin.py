@@ -74,7 +74,8 @@ class AdminClient(_DaemonClient):
     """`async with AdminClient(url, token) as admin: await admin.list_accounts()`."""
 
     def __init__(self, base_url: str = DEFAULT_URL, token: str | None = None, *, timeout: float = 30.0) -> None:
-        super().__init__(base_url, token, timeout)
+        """Raises `InsecureUrl` when `token` would go to another machine over plain http://."""
+        super().__init__(base_url, token, timeout, refuse_cleartext=True)
 
     @staticmethod
     async def _error_from(response: aiohttp.ClientResponse) -> AdminApiError:

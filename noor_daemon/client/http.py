@@ -6,6 +6,9 @@ with an error) or DaemonUnreachable (nothing answered), whichever API and error 
 
 from __future__ import annotations
 
+import ipaddress
+from urllib.parse import urlsplit
+
 import asyncio
 import os
 import ssl
@@ -38,10 +41,33 @@ class DaemonUnreachable(Exception):
         self.reason = reason
 
 
+class InsecureUrl(ValueError):
+    """A credential would cross the network in the clear: refused before any byte is sent."""
+
+
+def cleartext_to_network(url: str) -> bool:
+    """Whether `url` is plain http:// to a host that is not this machine."""
+    parsed = urlsplit(url)
+    if parsed.scheme != "http":
+        return False
+    host = (parsed.hostname or "").strip("[]")
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True  # a name: it resolves to who knows where
+
+
 class _DaemonClient:
     """One lazily opened session with a bearer credential; errors mapped to our two exceptions."""
 
-    def __init__(self, base_url: str, bearer: str | None, timeout: float) -> None:
+    def __init__(self, base_url: str, bearer: str | None, timeout: float, *, refuse_cleartext: bool = False) -> None:
+        if refuse_cleartext and bearer and cleartext_to_network(base_url):
+            raise InsecureUrl(
+                f"refusing to send the admin token to {urlsplit(base_url).hostname} over plain http://: "
+                "use https:// (the daemon's [server] tls_cert and tls_key; `noor tls self-signed`)"
+            )
         self.base_url = base_url.rstrip("/")
         self._bearer = bearer
         self._timeout = aiohttp.ClientTimeout(total=None, connect=min(timeout, 10.0), sock_read=timeout)
