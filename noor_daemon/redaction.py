@@ -14,15 +14,17 @@ from __future__ import annotations
 import logging
 import re
 import traceback
+from urllib.parse import quote, unquote
 
 REDACTED = "[REDACTED]"
 
 # Longest and most specific first; each pattern keeps only its harmless vendor prefix.
-# (?<![A-Za-z0-9]) stops "task-…" or "desk_live_…" from matching in the middle of a word.
-_B = r"(?<![A-Za-z0-9])"
+# NoorAPI keys are matched wherever they appear (`Bearer%20sk-noor-…` too); the vendor shapes not right after
+# a letter, so "task-…" or "desk_live_…" in ordinary words stay as they are.
+_B = r"(?<![A-Za-z])"
 _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     # NoorAPI keys keep their display prefix (sk-noor- + 6), the part `noor key list` shows anyway.
-    (re.compile(_B + r"(sk-noor-[0-9A-Za-z]{6})[0-9A-Za-z]{4,}"), r"\1" + REDACTED),
+    (re.compile(r"(sk-noor-[0-9A-Za-z]{6})[0-9A-Za-z]{4,}"), r"\1" + REDACTED),
     (re.compile(_B + r"(sk-ant-)[A-Za-z0-9_\-]{8,}"), r"\1" + REDACTED),  # Anthropic (sk-ant-api03-…, sk-ant-admin01-…)
     (re.compile(_B + r"(sk-(?:proj|svcacct|admin|None)-)[A-Za-z0-9_\-]{8,}"), r"\1" + REDACTED),  # OpenAI project/service keys
     (re.compile(_B + r"((?:sk|rk)_(?:live|test)_)[A-Za-z0-9]{8,}"), r"\1" + REDACTED),  # Stripe secret and restricted keys
@@ -30,10 +32,28 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(_B + r"(sk-)[A-Za-z0-9_\-]{16,}"), r"\1" + REDACTED),  # OpenAI legacy and compatible servers
     (re.compile(_B + r"(noor-admin-)[A-Za-z0-9_\-]{8,}"), r"\1" + REDACTED),  # our admin token
 ]
+_ENCODED = re.compile(r"%[0-9A-Fa-f]{2}")
+_literals: set[str] = set()
+"""Secrets the daemon resolved (provider keys, SMTP and Stripe secrets): redacted by value, whatever their shape."""
+
+MIN_LITERAL = 8
+"""Shorter secrets are not registered: redacting every occurrence of a short string would mangle ordinary text."""
+
+
+def add_secret(value: str | None) -> None:
+    """Redact this secret's literal value (and its URL-encoded form) from every record from now on."""
+    if value and len(value) >= MIN_LITERAL:
+        _literals.add(value)
+        _literals.add(quote(value, safe=""))
 
 
 def redact(text: str) -> str:
-    """`text` with every API-key-shaped string replaced by its prefix and [REDACTED]."""
+    """`text` with every API-key-shaped string, and every registered secret, replaced by [REDACTED]."""
+    if "%" in text and _ENCODED.search(text):
+        text = unquote(text)  # `Bearer%20sk-noor-…`, `sk%2Dnoor%2D…`: what a URL carried is checked as decoded
+    for literal in _literals:
+        if literal in text:
+            text = text.replace(literal, REDACTED)
     if "sk" not in text and "rk_" not in text and "whsec_" not in text and "noor-admin-" not in text:
         return text  # the common case: a log line with no candidate at all
     for pattern, replacement in _PATTERNS:

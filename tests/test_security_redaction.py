@@ -228,3 +228,30 @@ def test_a_librarys_records_keep_their_template_and_lose_their_arguments_and_exc
     assert canary not in out and "10.0.0.7" not in out
     assert "Error handling request from <withheld>: '<withheld>' (512 bytes)" in out
     assert "Traceback (most recent call last)" in out and "ValueError: <withheld>" in out
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["Authorization: Bearer%20{key}", "x{key}", "7{key}", "url?key={encoded}", "{encoded}", "GET /v1?k=sk%2Dnoor%2D{tail}"],
+)
+def test_a_key_is_redacted_whatever_precedes_it_and_however_it_is_encoded(template: str) -> None:
+    from urllib.parse import quote
+
+    logger, stream = _logger("encoded")
+    key = NOOR_KEY
+    logger.warning(template.format(key=key, encoded=quote(key, safe=""), tail=key[len("sk-noor-"):]))
+    out = stream.getvalue()
+    assert key not in out and key[14:40] not in out, out
+
+
+def test_the_configured_provider_secrets_are_redacted_by_value(monkeypatch) -> None:
+    """A provider's key of no known shape (a local vLLM's token) is redacted once the daemon resolved it."""
+    from noor_daemon.secret_store import resolve
+
+    secret = "vllm-local-token-Zq81x"
+    monkeypatch.setenv("NOOR_TEST_VLLM_TOKEN", secret)
+    assert resolve("env:NOOR_TEST_VLLM_TOKEN", what="provider 'vllm' api_key") == secret
+    logger, stream = _logger("literal")
+    logger.error("upstream said: bad token %s (or %s)", secret, secret.replace("-", "%2D"))
+    out = stream.getvalue()
+    assert secret not in out and "Zq81x" not in out, out

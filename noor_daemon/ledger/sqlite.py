@@ -87,10 +87,10 @@ class SqliteLedger(Ledger):
     # -- lifecycle -----------------------------------------------------------------
 
     async def _open_storage(self) -> None:
-        new = not self.path.exists()
+        if not self.path.exists():
+            # Created 0600 whatever the umask; SQLite gives the -wal and -shm files the database file's mode.
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         self._writer = await aiosqlite.connect(self.path, isolation_level=None)
-        if new:
-            os.chmod(self.path, 0o600)
         await self._writer.executescript(_PRAGMAS)
         await schema.migrate(self._writer)
         self._batch_db = await self._in_batch_thread(self._open_batch_connection)

@@ -90,7 +90,13 @@ class MaildirSender:
 
     def _add(self, raw: bytes) -> str:
         box = self._box()
-        key = box.add(raw)
+        # mailbox creates the message 0666 minus the umask: 077 for the moment makes it 0600 from the start
+        # (only ever more private for anything created meanwhile).
+        umask = os.umask(0o077)
+        try:
+            key = box.add(raw)
+        finally:
+            os.umask(umask)
         path = self.root / "new" / key
         if not path.exists():  # mailbox keeps new messages in new/ under their key; be safe anyway
             path = self.root / box._lookup(key)  # noqa: SLF001

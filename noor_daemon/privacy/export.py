@@ -161,9 +161,13 @@ async def export_json(
 
 class _CsvText:
     """What the csv module writes for a text column (quoted when it holds a comma, a quote or a line
-    break; nothing for NULL), remembered: an account's rows repeat a few keys, models and providers."""
+    break; nothing for NULL), remembered: an account's rows repeat a few keys, models and providers.
+
+    A cell a spreadsheet would read as a formula (`=`, `+`, `-`, `@`, a tab or a CR first) is made inert
+    with a leading `'`, as OWASP advises for CSV exports: `=HYPERLINK(…)` opens as text, not as a link."""
 
     SPECIAL = re.compile(r'[,"\r\n]')
+    FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
     def __init__(self) -> None:
         self.known: dict[object, str] = {}
@@ -177,6 +181,8 @@ class _CsvText:
                 text = ""
             else:
                 text = value if isinstance(value, str) else str(value)
+                if text.startswith(self.FORMULA):
+                    text = "'" + text
                 if self.SPECIAL.search(text):
                     text = '"' + text.replace('"', '""') + '"'
             self.known[value] = text

@@ -15,7 +15,7 @@ routes = web.RouteTableDef()
 
 
 def _account(request: web.Request):
-    key = caller(request)
+    key = caller(request, suspended_account_ok=True)  # access and deletion survive a suspension
     return request.app[KEYRING].accounts[key.account_id]
 
 

@@ -15,7 +15,7 @@ routes = web.RouteTableDef()
 @routes.get("/v1/me/usage")
 async def my_usage(request: web.Request) -> web.Response:
     """Same document as /admin/v1/usage/series, limited to the caller's account (`group` model or key)."""
-    key = caller(request)
+    key = caller(request, suspended_account_ok=True)
     try:
         range_name, group, limit = parse_query(request.query, groups=("model", "key"))
     except QueryError as exc:
