@@ -10,6 +10,7 @@ from textual.widgets import Button, DataTable, Input
 from tui_helpers import chat, screen_text, table_text, wait_for_screen, wait_for_text, wait_until
 
 from noor_tui.app import MeApp, make_app
+from noor_tui.screens.deleted import AccountDeletedScreen
 from noor_tui.screens.me import MeAccountScreen
 from noor_tui.widgets.modals import ExportModal, TypedConfirmModal
 
@@ -77,7 +78,11 @@ async def test_export_my_data_and_delete_my_account(daemon, tmp_path) -> None:
         await pilot.press("d")
         await wait_for_screen(pilot, TypedConfirmModal)
         await pilot.press(*"leaver@example.com", "enter")
-        await wait_until(pilot, lambda: app.screen is screen)
-        await wait_until(pilot, lambda: app.connection.state == "unauthorized", timeout=15, what="the key to stop working")
-        await wait_for_text(pilot, "refused this API key")
+        await wait_for_screen(pilot, AccountDeletedScreen)
+        await wait_for_text(pilot, "Account deleted", "leaver@example.com")
+        await pilot.pause(2.5)  # a refused key is never asked about again: no "Retrying" banner, no loop
+        assert isinstance(app.screen, AccountDeletedScreen) and app.connection.state != "unauthorized"
+        assert "Retrying" not in screen_text(app) and "refused this API key" not in screen_text(app)
+        await pilot.press("q")
+        await wait_until(pilot, lambda: not app.is_running, what="the app to quit")
     assert await chat(daemon.url, mine) == [401]

@@ -19,6 +19,7 @@ from textual.widgets import Static
 from noor_daemon.client import AccountBilling, AdminApiError, KeyInfo, MeInfo, QuotaReport, UsageSeries
 from noor_tui.details.keys import key_fields
 from noor_tui.formatting import ago, date, integer, money, si
+from noor_tui.screens.deleted import AccountDeletedScreen
 from noor_tui.screens.base import FAILED, NoorScreen
 from noor_tui.screens.usage import UsageScreen
 from noor_tui.widgets.detail import DetailScreen
@@ -191,5 +192,5 @@ class MeDataScreen(NoorScreen):
             return
         done = await self.call(me.confirm_deletion(token), "delete the account")
         if done is not FAILED:
-            self.notify("Your account, its keys and its usage are deleted. This key no longer works.", title="Account deleted", timeout=30)
-            self.poll()  # the daemon now refuses this key: the banner says so
+            # The key no longer works: the end of this view, not a banner retrying a refused key forever.
+            self.app.push_screen(AccountDeletedScreen(email))
