@@ -145,6 +145,7 @@ class Proxy:
     def routes(self) -> list[web.RouteDef]:
         defs = [web.post(f"/v1/{path}", self._handler(wire)) for path, wire in WIRES.items()]
         defs.append(web.get("/v1/models", self.list_models))
+        defs.append(web.get("/v1/models/{model:.+}", self.retrieve_model))
         return defs
 
     def _handler(self, wire: Wire):
@@ -543,6 +544,20 @@ class Proxy:
             return wire.error_response(error)
         names = [m for m in self.router.model_names if self.may_use(key, m)]
         return web.Response(body=wire.models_list(names), content_type="application/json")
+
+    async def retrieve_model(self, request: web.Request) -> web.Response:
+        """`GET /v1/models/{id}` (both SDKs' `models.retrieve`): a model this key may use, else a 404 in its API's shape."""
+        wire = WIRES["messages"] if "anthropic-version" in request.headers else WIRES["chat/completions"]
+        name = request.match_info["model"]
+        try:
+            key = self.guarded_authenticate(request)
+            if not self.router.knows(name) or not self.may_use(key, name):
+                raise errors.unknown_model(name)
+        except GatewayError as error:
+            return wire.error_response(error)
+        # One model's object is an item of the list, so the two answers cannot disagree on its shape.
+        item = orjson.loads(wire.models_list([name]))["data"][0]
+        return web.Response(body=orjson.dumps(item), content_type="application/json")
 
 
 class _NothingSent(Exception):
