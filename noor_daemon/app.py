@@ -23,10 +23,12 @@ from noor_daemon.billing import routes as billing_routes
 from noor_daemon.billing.service import BillingService, stripe_secrets
 from noor_daemon.config import Config
 from noor_daemon.domain.accounts import Account, KeyRing
+from noor_daemon.domain.errors import GatewayError
 from noor_daemon.gateway import http1
 from noor_daemon.gateway.proxy import Proxy
 from noor_daemon.gateway.routing import Router, health_check_loop
 from noor_daemon.gateway.upstreams import build_upstreams, resolve_secrets
+from noor_daemon.gateway.wire import WIRES
 from noor_daemon.ledger import ledger_for
 from noor_daemon.ledger.accounts import AccountStore
 from noor_daemon.ledger.audit import AuditLog
@@ -173,6 +175,7 @@ def create_app(settings: DaemonSettings) -> web.Application:
     app.add_routes(billing_routes.routes(billing))  # Stripe's webhook, the pages Checkout returns to
     app.add_routes([web.get("/healthz", healthz), web.get("/metrics", metrics.handler)])
     app.add_subapp("/admin/v1", create_admin_app())  # loopback and the admin token only
+    app.router.add_route("*", "/{path:.*}", unmatched)  # last: reached only by what no route above took
     state.check_complete(app)
     return app
 
@@ -185,6 +188,28 @@ def server_options(config: Config) -> dict:
         "max_field_size": server.max_header_bytes,
         "max_headers": server.max_headers,
     }
+
+
+async def unmatched(request: web.Request) -> web.Response:
+    """An unknown path (404) or a method its path does not take (405), in the caller's API's error shape.
+
+    aiohttp's own answers are text/plain, which the SDKs cannot read as their error classes. This route
+    is the router's last resort (it is looked up only after every more specific one), so it costs the
+    served paths nothing; the path itself is never echoed.
+    """
+    allowed: set[str] = set()
+    for resource in request.app.router.resources():
+        if resource is not request.match_info.route.resource:
+            allowed |= (await resource.resolve(request))[1]
+    wire = WIRES["messages"] if "anthropic-version" in request.headers else WIRES["chat/completions"]
+    if allowed:
+        methods = ", ".join(sorted(allowed))
+        error = GatewayError(405, "invalid_request", f"This endpoint does not take this method; it takes {methods}.",
+                             code="method_not_allowed", headers={"Allow": methods})
+    else:
+        error = GatewayError(404, "not_found", "No such endpoint. The gateway serves the OpenAI and Anthropic APIs under /v1 "
+                             "(chat/completions, completions, embeddings, responses, models, messages).", code="unknown_url")
+    return wire.error_response(error)
 
 
 async def healthz(request: web.Request) -> web.Response:
