@@ -298,12 +298,19 @@ class SecretsConfig(_Section):
 
 
 class PriceConfig(_Section):
-    """`[prices."MODEL"]`: what a model costs, for the dashboard's estimates (a glob like "gpt-4o*" also works)."""
+    """`[prices."MODEL"]`: what a model costs, overriding or adding to the price table NoorAPI ships
+    (`noor prices`); a glob like "gpt-4o*" also works. In the configured currency, per million tokens."""
 
     input_per_million: float = Field(ge=0)
     """Price of a million prompt tokens."""
     output_per_million: float = Field(ge=0)
     """Price of a million completion tokens."""
+    cached_input_per_million: float | None = Field(None, ge=0)
+    """Price of a million prompt tokens read from the provider's prompt cache (default: the input price)."""
+    cache_write_per_million: float | None = Field(None, ge=0)
+    """Price of a million prompt tokens written to the provider's prompt cache (default: the input price)."""
+    max_output: int | None = Field(None, ge=0)
+    """The most a call can produce: a budget's worst case when a request sets no max_tokens."""
 
 
 

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Mapping
 from aiohttp import web
 
 from noor_daemon.config import LoadedConfig, load
+from noor_daemon.domain.money import PriceBook
 from noor_daemon.gateway.routing import Router
 from noor_daemon.gateway.upstreams import build_upstreams, resolve_secrets
 from noor_daemon.ledger.audit import AuditEntry
@@ -55,6 +56,7 @@ async def reload_config(app: Mapping, *, actor: str = "admin") -> list[str]:
     config = new.config.model_copy(update={"server": old.config.server, "secrets": old.config.secrets})
     settings.config = LoadedConfig(config, new.path)
     proxy.config = config
+    proxy.prices = PriceBook(config)
     proxy.router = router
     proxy.auth_failures.config = config.abuse
     proxy.spikes.config = config.abuse

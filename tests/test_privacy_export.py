@@ -121,7 +121,8 @@ async def _export_peak(daemon, account_id: str) -> tuple[int, int, int]:
             async with http.get(f"{daemon.url}/admin/v1/accounts/{account_id}/export") as response:
                 async for chunk in response.content.iter_chunked(64 * 1024):
                     size += len(chunk)
-                    events += chunk.count(b'"endpoint"')
+                    # A field name cut by a chunk boundary is counted once, in the tail and the chunk together.
+                    events += (tail + chunk).count(b'"endpoint"') - tail.count(b'"endpoint"')
                     tail = (tail + chunk)[-64:]
         _, peak = tracemalloc.get_traced_memory()
     finally:
@@ -179,20 +180,23 @@ def test_event_rows_are_formatted_as_orjson_and_the_csv_module_would():
     from noor_daemon.clock import iso
 
     rows = [
-        (1, 1_795_632_887_075, "key_a", "gpt-4o", "openai", "chat/completions", 200, 10, 20, 120.5, None, 0, 0),
-        (2, 0, None, 'we"ird, model', "x\r\ny", "", 429, 0, 0, 0.1 + 0.2, 33.0, 1, 1),
-        (3, -86_400_001, "k", "m\n", None, "e,", 500, 1, 2, 1e16, 1e-7, 1, 0),
-        (4, 951_782_400_000 + 999, "key_a", "gpt-4o", "openai", "chat/completions", 200, 1, 1, 7.0, 8.25, 0, 1),
+        (1, 1_795_632_887_075, "key_a", "gpt-4o", "openai", "chat/completions", 200, 10, 20, 120.5, None, 0, 0, 4, 0, 435_000_000),
+        (2, 0, None, 'we"ird, model', "x\r\ny", "", 429, 0, 0, 0.1 + 0.2, 33.0, 1, 1, 0, 0, None),
+        (3, -86_400_001, "k", "m\n", None, "e,", 500, 1, 2, 1e16, 1e-7, 1, 0, 0, 2, 0),
+        (4, 951_782_400_000 + 999, "key_a", "gpt-4o", "openai", "chat/completions", 200, 1, 1, 7.0, 8.25, 0, 1, 0, 0, 10**12),
     ]
     stamp = export._Timestamps()
     expected_json = [
-        orjson.dumps({**dict(zip(export.USAGE_FIELDS, r)), "ts": iso(r[1]), "stream": bool(r[11]), "estimated": bool(r[12])})
+        orjson.dumps({**dict(zip(export.USAGE_FIELDS, r)), "ts": iso(r[1]), "stream": bool(r[11]), "estimated": bool(r[12]),
+                      "cost": export.cost_text(r[15])})
         for r in rows
     ]
     assert export._event_lines(rows, stamp) == b",\n".join(expected_json)
     buffer = io.StringIO()
     inert = lambda v: "'" + v if isinstance(v, str) and v.startswith(("=", "+", "-", "@", "\t", "\r")) else v  # noqa: E731
-    csv.writer(buffer).writerows((r[0], iso(r[1]), *map(inert, r[2:11]), bool(r[11]), bool(r[12])) for r in rows)
+    csv.writer(buffer).writerows(
+        (r[0], iso(r[1]), *map(inert, r[2:11]), bool(r[11]), bool(r[12]), r[13], r[14], export.cost_text(r[15])) for r in rows
+    )
     assert export._csv_lines(rows, stamp, export._CsvText()) == buffer.getvalue()
     for ts in range(1_700_000_000_000, 1_700_000_000_000 + 200_000_000, 999_983):
         assert stamp(ts) == iso(ts)

@@ -38,7 +38,7 @@ from noor_daemon.billing.webhooks import ACTIVE, WebhookProcessor
 from noor_daemon.clock import Clock, iso
 from noor_daemon.config import BillingConfig, Config
 from noor_daemon.domain.accounts import Account, KeyRing
-from noor_daemon.domain.money import cost_of, price_for
+from noor_daemon.domain.money import amount
 from noor_daemon.domain.windows import calendar_period, covering
 from noor_daemon.ledger import rollups
 from noor_daemon.ledger.accounts import AccountStore, NotFound
@@ -502,28 +502,27 @@ class BillingService:
         start, end = window.start, window.end
         union, params = rollups.union(
             "model, sum(requests) AS requests, sum(errors) AS errors, sum(prompt_tokens) AS prompt, "
-            "sum(completion_tokens) AS completion",
+            "sum(completion_tokens) AS completion, sum(cost) AS cost, sum(unpriced) AS unpriced",
             window,
             account.id,
             group_by="model",
         )
         rows = await self.ledger.fetchall(
             f"""SELECT model, sum(requests) AS requests, sum(errors) AS errors, sum(prompt) AS prompt,
-                       sum(completion) AS completion FROM ({union}) AS u GROUP BY model ORDER BY model""",
+                       sum(completion) AS completion, sum(cost) AS cost, sum(unpriced) AS unpriced
+                FROM ({union}) AS u GROUP BY model ORDER BY model""",
             tuple(params),
         )
-        prices = self.config.prices
-        models, unpriced, amount = [], [], 0.0
+        models, unpriced, total = [], [], 0
         for r in rows:
-            cost = cost_of(price_for(prices, r["model"]), r["prompt"], r["completion"])
-            if cost is None:
+            cost = int(r["cost"])  # each call's cost as metered, at the prices of its day
+            total += cost
+            if r["unpriced"]:
                 unpriced.append(r["model"])
-            else:
-                amount += cost
             models.append(
                 {
                     "model": r["model"], "requests": r["requests"], "errors": r["errors"], "prompt_tokens": r["prompt"],
-                    "completion_tokens": r["completion"], "cost": round(cost, 6) if cost is not None else None,
+                    "completion_tokens": r["completion"], "cost": amount(cost) if not r["unpriced"] or cost else None,
                 }
             )
         usage = {
@@ -544,10 +543,10 @@ class BillingService:
             "period": {"start": iso(start), "end": iso(end), "source": source},
             "usage": {**usage, "models": models},
             "estimate": {
-                "amount": round(amount, 6),
-                "priced": bool(prices),
+                "amount": amount(total),
+                "priced": True,
                 "unpriced_models": unpriced,
-                "basis": "usage at the config's [prices]; the plan's own price is in Stripe",
+                "basis": "each call's cost at the price table in effect when it was metered; the plan's own price is in Stripe",
             },
             "links": links if self.configured else {},
             "invoices": None,

@@ -21,6 +21,7 @@ from noor_daemon.config import Config
 from noor_daemon.domain import errors
 from noor_daemon.domain.accounts import ApiKey, KeyRing
 from noor_daemon.domain.errors import GatewayError
+from noor_daemon.domain.money import PriceBook
 from noor_daemon.domain.names import UNKNOWN_MODEL
 from noor_daemon.gateway.routing import Route, Router
 from noor_daemon.gateway.upstreams import UpstreamReply
@@ -57,7 +58,7 @@ class Call:
 
     __slots__ = (
         "ts", "started", "endpoint", "key", "model", "provider", "status", "usage", "ttft_ms", "stream", "estimated",
-        "metered",
+        "metered", "priced_model",
     )
 
     def __init__(self, endpoint: str, ts: int) -> None:
@@ -74,6 +75,8 @@ class Call:
         self.stream = False
         self.estimated = False
         self.metered = False
+        self.priced_model: str | None = None
+        """The model as the provider that answered names it: what its price is looked up by."""
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000
@@ -99,6 +102,8 @@ class Call:
             ttft_ms=round(self.ttft_ms, 3) if self.ttft_ms is not None else None,
             stream=self.stream,
             estimated=self.estimated,
+            cached_tokens=self.usage.cached_tokens,
+            cache_write_tokens=self.usage.cache_write_tokens,
         )
 
 
@@ -139,6 +144,8 @@ class Proxy:
         self.auth_failures = auth_failures
         self.spikes = spikes
         self.report_abuse = report_abuse
+        self.prices = PriceBook(config)
+        """What each call costs, at metering (a reload brings a new book: history keeps its prices)."""
         self.in_flight = 0
         """Calls between arrival and their last byte; the ledger batches more when it is high."""
 
@@ -319,6 +326,10 @@ class Proxy:
         """
         call.metered = True
         event = call.event()
+        event.cost = self.prices.cost(
+            event.provider, call.priced_model or event.model, event.prompt_tokens, event.completion_tokens,
+            event.cached_tokens, event.cache_write_tokens,
+        )
         try:
             await self.ledger.record(event)
         except LedgerUnavailable:
@@ -356,6 +367,7 @@ class Proxy:
             outgoing = wire.prepare(payload, route.model)
             body = raw if outgoing.payload is payload else orjson.dumps(outgoing.payload)
             call.provider = route.upstream.name
+            call.priced_model = route.model
             route.health.on_attempt()
             attempt_started = time.perf_counter()
             try:

@@ -8,16 +8,6 @@ from __future__ import annotations
 
 import aiosqlite
 
-from noor_daemon.ledger.usage import COLUMNS, DERIVED
-
-
-def _rebuilt(table: str) -> str:
-    """SQL that recomputes a derived table from the facts (as `usage.rebuild_derived` does), for a migration."""
-    query = DERIVED[table][1].replace("ts >= ? AND ts < ?", "1 = 1")
-    columns = ", ".join(COLUMNS[table])
-    return f"DELETE FROM {table};\nINSERT INTO {table} ({columns}) SELECT {columns} FROM ({query}) AS expected;"
-
-
 MIGRATIONS: list[str] = [
     # 1: accounts, keys, usage events and hourly rollups.
     """
@@ -253,8 +243,77 @@ MIGRATIONS: list[str] = [
         latency_ms  REAL NOT NULL
     );
     CREATE INDEX route_attempts_ts ON route_attempts(ts);
+    DELETE FROM usage_hourly;
+INSERT INTO usage_hourly (hour, account_id, key_id, model, requests, errors, prompt_tokens, completion_tokens, latency_ms_sum) SELECT hour, account_id, key_id, model, requests, errors, prompt_tokens, completion_tokens, latency_ms_sum FROM (SELECT ts - ts % 3600000 AS hour, coalesce(account_id, '') AS account_id, coalesce(key_id, '') AS key_id, model,
+               count(*) AS requests, sum(CASE WHEN status >= 400 THEN 1 ELSE 0 END) AS errors,
+               sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens,
+               sum(latency_ms) AS latency_ms_sum
+            FROM usage_events WHERE 1 = 1
+            GROUP BY ts - ts % 3600000, coalesce(account_id, ''), coalesce(key_id, ''), model) AS expected;
+DELETE FROM usage_daily;
+INSERT INTO usage_daily (day, account_id, key_id, model, requests, errors, prompt_tokens, completion_tokens, latency_ms_sum) SELECT day, account_id, key_id, model, requests, errors, prompt_tokens, completion_tokens, latency_ms_sum FROM (SELECT ts - ts % 86400000 AS day, coalesce(account_id, '') AS account_id, coalesce(key_id, '') AS key_id, model,
+               count(*) AS requests, sum(CASE WHEN status >= 400 THEN 1 ELSE 0 END) AS errors,
+               sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens,
+               sum(latency_ms) AS latency_ms_sum
+            FROM usage_events WHERE 1 = 1
+            GROUP BY ts - ts % 86400000, coalesce(account_id, ''), coalesce(key_id, ''), model) AS expected;
+DELETE FROM route_hourly;
+INSERT INTO route_hourly (hour, provider, model, requests, errors, prompt_tokens, completion_tokens, latency_ms_sum, ttft_ms_sum, ttft_count) SELECT hour, provider, model, requests, errors, prompt_tokens, completion_tokens, latency_ms_sum, ttft_ms_sum, ttft_count FROM (SELECT hour, provider, model, sum(requests) AS requests, sum(errors) AS errors, sum(prompt_tokens) AS prompt_tokens,
+               sum(completion_tokens) AS completion_tokens, sum(latency_ms_sum) AS latency_ms_sum,
+               sum(ttft_ms_sum) AS ttft_ms_sum, sum(ttft_count) AS ttft_count
+            FROM (
+              SELECT ts - ts % 3600000 AS hour, provider, model, 1 AS requests,
+                     CASE WHEN status >= 400 THEN 1 ELSE 0 END AS errors, prompt_tokens, completion_tokens,
+                     latency_ms AS latency_ms_sum, coalesce(ttft_ms, 0) AS ttft_ms_sum,
+                     CASE WHEN ttft_ms IS NULL THEN 0 ELSE 1 END AS ttft_count
+                FROM usage_events WHERE provider IS NOT NULL AND provider != '' AND 1 = 1
+              UNION ALL
+              SELECT ts - ts % 3600000, provider, model, 1, 1, 0, 0, latency_ms, 0, 0
+                FROM route_attempts WHERE 1 = 1
+            ) AS facts
+            GROUP BY hour, provider, model) AS expected;""",
+    # 7: money. Each call's cost, computed when it is metered from the tokens the provider reported (cached
+    # and cache-written prompt tokens priced as such) at the prices then in effect, as an exact integer of
+    # picounits (10^-12 of the currency; NULL: nobody priced the model); the rollups sum it, and count the
+    # calls that used tokens without a price (all the calls metered before this version). Budget alerts
+    # sent, once per scope, period and threshold.
     """
-    + "\n".join(_rebuilt(table) for table in DERIVED),
+    ALTER TABLE usage_events ADD COLUMN cached_tokens INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE usage_events ADD COLUMN cache_write_tokens INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE usage_events ADD COLUMN cost INTEGER;
+    ALTER TABLE usage_hourly ADD COLUMN cost INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE usage_hourly ADD COLUMN unpriced INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE usage_daily ADD COLUMN cost INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE usage_daily ADD COLUMN unpriced INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE route_hourly ADD COLUMN cost INTEGER NOT NULL DEFAULT 0;
+    DELETE FROM usage_hourly;
+    INSERT INTO usage_hourly (hour, account_id, key_id, model, requests, errors, prompt_tokens, completion_tokens, latency_ms_sum, cost, unpriced)
+    SELECT hour, account_id, key_id, model, requests, errors, prompt_tokens, completion_tokens, latency_ms_sum, cost, unpriced FROM (SELECT ts - ts % 3600000 AS hour, coalesce(account_id, '') AS account_id, coalesce(key_id, '') AS key_id, model,
+    count(*) AS requests, sum(CASE WHEN status >= 400 THEN 1 ELSE 0 END) AS errors,
+    sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens,
+    sum(latency_ms) AS latency_ms_sum, coalesce(sum(cost), 0) AS cost,
+    sum(CASE WHEN cost IS NULL AND prompt_tokens + completion_tokens > 0 THEN 1 ELSE 0 END) AS unpriced
+    FROM usage_events WHERE 1 = 1
+    GROUP BY ts - ts % 3600000, coalesce(account_id, ''), coalesce(key_id, ''), model) AS expected;
+    DELETE FROM usage_daily;
+    INSERT INTO usage_daily (day, account_id, key_id, model, requests, errors, prompt_tokens, completion_tokens, latency_ms_sum, cost, unpriced)
+    SELECT day, account_id, key_id, model, requests, errors, prompt_tokens, completion_tokens, latency_ms_sum, cost, unpriced FROM (SELECT ts - ts % 86400000 AS day, coalesce(account_id, '') AS account_id, coalesce(key_id, '') AS key_id, model,
+    count(*) AS requests, sum(CASE WHEN status >= 400 THEN 1 ELSE 0 END) AS errors,
+    sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens,
+    sum(latency_ms) AS latency_ms_sum, coalesce(sum(cost), 0) AS cost,
+    sum(CASE WHEN cost IS NULL AND prompt_tokens + completion_tokens > 0 THEN 1 ELSE 0 END) AS unpriced
+    FROM usage_events WHERE 1 = 1
+    GROUP BY ts - ts % 86400000, coalesce(account_id, ''), coalesce(key_id, ''), model) AS expected;
+    CREATE TABLE budget_alerts (
+        scope       TEXT NOT NULL,
+        ident       TEXT NOT NULL,
+        period      TEXT NOT NULL,
+        start       INTEGER NOT NULL,
+        threshold   INTEGER NOT NULL,
+        sent_at     INTEGER NOT NULL,
+        PRIMARY KEY (scope, ident, period, start, threshold)
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

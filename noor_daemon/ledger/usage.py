@@ -39,6 +39,13 @@ class UsageEvent:
     ttft_ms: float | None = None
     stream: bool = False
     estimated: bool = False
+    cached_tokens: int = 0
+    """Of the prompt tokens, those read from the provider's prompt cache (priced as such)."""
+    cache_write_tokens: int = 0
+    """Of the prompt tokens, those written to the provider's prompt cache."""
+    cost: int | None = None
+    """Picounits of the configured currency at the prices in effect when the call was metered; None
+    when nobody priced the model. Kept as it was: a later price change does not rewrite history."""
 
     @property
     def total_tokens(self) -> int:
@@ -64,6 +71,9 @@ class UsageEvent:
             self.ttft_ms,
             int(self.stream),
             int(self.estimated),
+            self.cached_tokens,
+            self.cache_write_tokens,
+            self.cost,
         )
 
 
@@ -89,6 +99,7 @@ class RouteSample:
 EVENT_COLUMNS = (
     "ts", "account_id", "key_id", "model", "provider", "endpoint", "status",
     "prompt_tokens", "completion_tokens", "latency_ms", "ttft_ms", "stream", "estimated",
+    "cached_tokens", "cache_write_tokens", "cost",
 )
 ATTEMPT_COLUMNS = ("ts", "provider", "model", "status", "latency_ms")
 
@@ -96,38 +107,42 @@ INSERT_ATTEMPT = "INSERT INTO route_attempts (ts, provider, model, status, laten
 
 INSERT_EVENT = """
 INSERT INTO usage_events (ts, account_id, key_id, model, provider, endpoint, status,
-    prompt_tokens, completion_tokens, latency_ms, ttft_ms, stream, estimated)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    prompt_tokens, completion_tokens, latency_ms, ttft_ms, stream, estimated, cached_tokens, cache_write_tokens, cost)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
 UPSERT_USAGE_HOURLY = """
 INSERT INTO usage_hourly (hour, account_id, key_id, model, requests, errors,
-    prompt_tokens, completion_tokens, latency_ms_sum)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+    prompt_tokens, completion_tokens, latency_ms_sum, cost, unpriced)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (hour, account_id, key_id, model) DO UPDATE SET
     requests = usage_hourly.requests + excluded.requests,
     errors = usage_hourly.errors + excluded.errors,
     prompt_tokens = usage_hourly.prompt_tokens + excluded.prompt_tokens,
     completion_tokens = usage_hourly.completion_tokens + excluded.completion_tokens,
-    latency_ms_sum = usage_hourly.latency_ms_sum + excluded.latency_ms_sum
+    latency_ms_sum = usage_hourly.latency_ms_sum + excluded.latency_ms_sum,
+    cost = usage_hourly.cost + excluded.cost,
+    unpriced = usage_hourly.unpriced + excluded.unpriced
 """
 
 UPSERT_USAGE_DAILY = """
 INSERT INTO usage_daily (day, account_id, key_id, model, requests, errors,
-    prompt_tokens, completion_tokens, latency_ms_sum)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+    prompt_tokens, completion_tokens, latency_ms_sum, cost, unpriced)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (day, account_id, key_id, model) DO UPDATE SET
     requests = usage_daily.requests + excluded.requests,
     errors = usage_daily.errors + excluded.errors,
     prompt_tokens = usage_daily.prompt_tokens + excluded.prompt_tokens,
     completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens,
-    latency_ms_sum = usage_daily.latency_ms_sum + excluded.latency_ms_sum
+    latency_ms_sum = usage_daily.latency_ms_sum + excluded.latency_ms_sum,
+    cost = usage_daily.cost + excluded.cost,
+    unpriced = usage_daily.unpriced + excluded.unpriced
 """
 
 UPSERT_ROUTE_HOURLY = """
 INSERT INTO route_hourly (hour, provider, model, requests, errors, prompt_tokens,
-    completion_tokens, latency_ms_sum, ttft_ms_sum, ttft_count)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    completion_tokens, latency_ms_sum, ttft_ms_sum, ttft_count, cost)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (hour, provider, model) DO UPDATE SET
     requests = route_hourly.requests + excluded.requests,
     errors = route_hourly.errors + excluded.errors,
@@ -135,7 +150,8 @@ ON CONFLICT (hour, provider, model) DO UPDATE SET
     completion_tokens = route_hourly.completion_tokens + excluded.completion_tokens,
     latency_ms_sum = route_hourly.latency_ms_sum + excluded.latency_ms_sum,
     ttft_ms_sum = route_hourly.ttft_ms_sum + excluded.ttft_ms_sum,
-    ttft_count = route_hourly.ttft_count + excluded.ttft_count
+    ttft_count = route_hourly.ttft_count + excluded.ttft_count,
+    cost = route_hourly.cost + excluded.cost
 """
 
 
@@ -161,19 +177,23 @@ def increments(events: Iterable[UsageEvent], samples: Iterable[RouteSample] = ()
         hour = e.ts - e.ts % HOUR_MS
         err = 1 if e.status >= 400 else 0
         account, key = e.account_id or "", e.key_id or ""
+        cost = e.cost or 0
+        unpriced = 1 if e.cost is None and (e.prompt_tokens or e.completion_tokens) else 0
         for table, when in ((usage, hour), (daily, hour - hour % DAY_MS)):
             u = table.get((when, account, key, e.model))
             if u is None:
-                u = table[(when, account, key, e.model)] = [0, 0, 0, 0, 0.0]
+                u = table[(when, account, key, e.model)] = [0, 0, 0, 0, 0.0, 0, 0]
             u[0] += 1
             u[1] += err
             u[2] += e.prompt_tokens
             u[3] += e.completion_tokens
             u[4] += e.latency_ms
+            u[5] += cost
+            u[6] += unpriced
         if e.provider:
             r = routes.get((hour, e.provider, e.model))
             if r is None:
-                r = routes[(hour, e.provider, e.model)] = [0, 0, 0, 0, 0.0, 0.0, 0]
+                r = routes[(hour, e.provider, e.model)] = [0, 0, 0, 0, 0.0, 0.0, 0, 0]
             r[0] += 1
             r[1] += err
             r[2] += e.prompt_tokens
@@ -182,11 +202,12 @@ def increments(events: Iterable[UsageEvent], samples: Iterable[RouteSample] = ()
             if e.ttft_ms is not None:
                 r[5] += e.ttft_ms
                 r[6] += 1
+            r[7] += cost
     for sample in samples:
         key = (sample.ts - sample.ts % HOUR_MS, sample.provider, sample.model)
         r = routes.get(key)
         if r is None:
-            r = routes[key] = [0, 0, 0, 0, 0.0, 0.0, 0]
+            r = routes[key] = [0, 0, 0, 0, 0.0, 0.0, 0, 0]
         r[0] += 1
         r[1] += 1
         r[4] += sample.latency_ms
@@ -201,21 +222,23 @@ def increments(events: Iterable[UsageEvent], samples: Iterable[RouteSample] = ()
 # -- deleting facts, and what they added ----------------------------------------------------------
 
 _SUBTRACT_USAGE = """UPDATE {table} SET requests = requests - ?, errors = errors - ?, prompt_tokens = prompt_tokens - ?,
-    completion_tokens = completion_tokens - ?, latency_ms_sum = latency_ms_sum - ?
+    completion_tokens = completion_tokens - ?, latency_ms_sum = latency_ms_sum - ?, cost = cost - ?, unpriced = unpriced - ?
     WHERE {time} = ? AND account_id = ? AND key_id = ? AND model = ?"""
 _SUBTRACT_ROUTE = """UPDATE route_hourly SET requests = requests - ?, errors = errors - ?, prompt_tokens = prompt_tokens - ?,
     completion_tokens = completion_tokens - ?, latency_ms_sum = latency_ms_sum - ?, ttft_ms_sum = ttft_ms_sum - ?,
-    ttft_count = ttft_count - ? WHERE hour = ? AND provider = ? AND model = ?"""
+    ttft_count = ttft_count - ?, cost = cost - ? WHERE hour = ? AND provider = ? AND model = ?"""
 _DROP_EMPTY_USAGE = "DELETE FROM {table} WHERE {time} = ? AND account_id = ? AND key_id = ? AND model = ? AND requests <= 0"
 _DROP_EMPTY_ROUTE = "DELETE FROM route_hourly WHERE hour = ? AND provider = ? AND model = ? AND requests <= 0"
 
-_EVENT_FIELDS = "id, ts, account_id, key_id, model, provider, endpoint, status, prompt_tokens, completion_tokens, latency_ms, ttft_ms"
+_EVENT_FIELDS = (
+    "id, ts, account_id, key_id, model, provider, endpoint, status, prompt_tokens, completion_tokens, latency_ms, ttft_ms, cost"
+)
 
 
 def _event_of(row: Sequence[Any]) -> UsageEvent:
     return UsageEvent(
         ts=row[1], account_id=row[2] or None, key_id=row[3] or None, model=row[4], provider=row[5], endpoint=row[6],
-        status=row[7], prompt_tokens=row[8], completion_tokens=row[9], latency_ms=row[10], ttft_ms=row[11],
+        status=row[7], prompt_tokens=row[8], completion_tokens=row[9], latency_ms=row[10], ttft_ms=row[11], cost=row[12],
     )
 
 
@@ -266,11 +289,17 @@ async def delete_attempts(db: Any, before_ms: int, limit: int) -> int:
 # -- recomputing the derived tables from the facts ---------------------------------------------
 
 COLUMNS = {
-    "usage_hourly": ("hour", "account_id", "key_id", "model", "requests", "errors", "prompt_tokens", "completion_tokens", "latency_ms_sum"),
-    "usage_daily": ("day", "account_id", "key_id", "model", "requests", "errors", "prompt_tokens", "completion_tokens", "latency_ms_sum"),
+    "usage_hourly": (
+        "hour", "account_id", "key_id", "model", "requests", "errors", "prompt_tokens", "completion_tokens", "latency_ms_sum",
+        "cost", "unpriced",
+    ),
+    "usage_daily": (
+        "day", "account_id", "key_id", "model", "requests", "errors", "prompt_tokens", "completion_tokens", "latency_ms_sum",
+        "cost", "unpriced",
+    ),
     "route_hourly": (
         "hour", "provider", "model", "requests", "errors", "prompt_tokens", "completion_tokens", "latency_ms_sum",
-        "ttft_ms_sum", "ttft_count",
+        "ttft_ms_sum", "ttft_count", "cost",
     ),
 }
 """Each derived table's columns, keys first."""
@@ -282,7 +311,8 @@ DERIVED = {
         f"""SELECT ts - ts % {HOUR_MS} AS hour, coalesce(account_id, '') AS account_id, coalesce(key_id, '') AS key_id, model,
                count(*) AS requests, sum(CASE WHEN status >= 400 THEN 1 ELSE 0 END) AS errors,
                sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens,
-               sum(latency_ms) AS latency_ms_sum
+               sum(latency_ms) AS latency_ms_sum, coalesce(sum(cost), 0) AS cost,
+               sum(CASE WHEN cost IS NULL AND prompt_tokens + completion_tokens > 0 THEN 1 ELSE 0 END) AS unpriced
             FROM usage_events WHERE ts >= ? AND ts < ?
             GROUP BY ts - ts % {HOUR_MS}, coalesce(account_id, ''), coalesce(key_id, ''), model""",
     ),
@@ -291,7 +321,8 @@ DERIVED = {
         f"""SELECT ts - ts % {DAY_MS} AS day, coalesce(account_id, '') AS account_id, coalesce(key_id, '') AS key_id, model,
                count(*) AS requests, sum(CASE WHEN status >= 400 THEN 1 ELSE 0 END) AS errors,
                sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens,
-               sum(latency_ms) AS latency_ms_sum
+               sum(latency_ms) AS latency_ms_sum, coalesce(sum(cost), 0) AS cost,
+               sum(CASE WHEN cost IS NULL AND prompt_tokens + completion_tokens > 0 THEN 1 ELSE 0 END) AS unpriced
             FROM usage_events WHERE ts >= ? AND ts < ?
             GROUP BY ts - ts % {DAY_MS}, coalesce(account_id, ''), coalesce(key_id, ''), model""",
     ),
@@ -299,15 +330,15 @@ DERIVED = {
         ("hour", "provider", "model"),
         f"""SELECT hour, provider, model, sum(requests) AS requests, sum(errors) AS errors, sum(prompt_tokens) AS prompt_tokens,
                sum(completion_tokens) AS completion_tokens, sum(latency_ms_sum) AS latency_ms_sum,
-               sum(ttft_ms_sum) AS ttft_ms_sum, sum(ttft_count) AS ttft_count
+               sum(ttft_ms_sum) AS ttft_ms_sum, sum(ttft_count) AS ttft_count, sum(cost) AS cost
             FROM (
               SELECT ts - ts % {HOUR_MS} AS hour, provider, model, 1 AS requests,
                      CASE WHEN status >= 400 THEN 1 ELSE 0 END AS errors, prompt_tokens, completion_tokens,
                      latency_ms AS latency_ms_sum, coalesce(ttft_ms, 0) AS ttft_ms_sum,
-                     CASE WHEN ttft_ms IS NULL THEN 0 ELSE 1 END AS ttft_count
+                     CASE WHEN ttft_ms IS NULL THEN 0 ELSE 1 END AS ttft_count, coalesce(cost, 0) AS cost
                 FROM usage_events WHERE provider IS NOT NULL AND provider != '' AND ts >= ? AND ts < ?
               UNION ALL
-              SELECT ts - ts % {HOUR_MS}, provider, model, 1, 1, 0, 0, latency_ms, 0, 0
+              SELECT ts - ts % {HOUR_MS}, provider, model, 1, 1, 0, 0, latency_ms, 0, 0, 0
                 FROM route_attempts WHERE ts >= ? AND ts < ?
             ) AS facts
             GROUP BY hour, provider, model""",

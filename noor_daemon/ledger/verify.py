@@ -119,7 +119,7 @@ async def verify(ledger: Ledger, *, progress: Progress | None = None) -> VerifyR
 # Plain columns and integer division: SQLite groups these twice as fast as coalesce() and `ts - ts % n`.
 _FACTS = f"""SELECT ts / {HOUR_MS}, account_id, key_id, model, provider, count(*),
         sum(CASE WHEN status >= 400 THEN 1 ELSE 0 END), sum(prompt_tokens), sum(completion_tokens), sum(latency_ms),
-        sum(ttft_ms), count(ttft_ms)
+        sum(ttft_ms), count(ttft_ms), sum(cost), sum(CASE WHEN cost IS NULL AND prompt_tokens + completion_tokens > 0 THEN 1 ELSE 0 END)
     FROM usage_events WHERE ts >= ? AND ts < ? GROUP BY 1, 2, 3, 4, 5"""
 _ATTEMPTS = f"""SELECT ts / {HOUR_MS}, provider, model, count(*), sum(latency_ms)
     FROM route_attempts WHERE ts >= ? AND ts < ? GROUP BY 1, 2, 3"""
@@ -133,22 +133,22 @@ async def _expected(db: Any, low: int, high: int) -> dict[str, dict[tuple, list]
     routes: dict[tuple, list] = {}
     async with db.execute(_FACTS, (low, high)) as cursor:
         facts = await cursor.fetchall()
-    for hour, account, key, model, provider, n, errors, prompt, completion, latency, ttft, ttft_count in facts:
+    for hour, account, key, model, provider, n, errors, prompt, completion, latency, ttft, ttft_count, cost, unpriced in facts:
         hour = int(hour) * HOUR_MS
-        account, key, ttft = account or "", key or "", ttft or 0.0
+        account, key, ttft, cost = account or "", key or "", ttft or 0.0, int(cost or 0)
         for table, when in ((hourly, hour), (daily, hour - hour % DAY_MS)):
             row = table.get((when, account, key, model))
             if row is None:
-                table[(when, account, key, model)] = [n, errors, prompt, completion, latency]
+                table[(when, account, key, model)] = [n, errors, prompt, completion, latency, cost, unpriced]
             else:
-                for i, value in enumerate((n, errors, prompt, completion, latency)):
+                for i, value in enumerate((n, errors, prompt, completion, latency, cost, unpriced)):
                     row[i] += value
         if provider:
             row = routes.get((hour, provider, model))
             if row is None:
-                routes[(hour, provider, model)] = [n, errors, prompt, completion, latency, ttft, ttft_count]
+                routes[(hour, provider, model)] = [n, errors, prompt, completion, latency, ttft, ttft_count, cost]
             else:
-                for i, value in enumerate((n, errors, prompt, completion, latency, ttft, ttft_count)):
+                for i, value in enumerate((n, errors, prompt, completion, latency, ttft, ttft_count, cost)):
                     row[i] += value
     async with db.execute(_ATTEMPTS, (low, high)) as cursor:
         attempts = await cursor.fetchall()
@@ -156,7 +156,7 @@ async def _expected(db: Any, low: int, high: int) -> dict[str, dict[tuple, list]
         hour = int(hour) * HOUR_MS
         row = routes.get((hour, provider, model))
         if row is None:
-            routes[(hour, provider, model)] = [n, n, 0, 0, latency, 0.0, 0]
+            routes[(hour, provider, model)] = [n, n, 0, 0, latency, 0.0, 0, 0]
         else:
             row[0] += n
             row[1] += n

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+from decimal import Decimal
 import io
 import re
 from collections.abc import AsyncIterator
@@ -16,6 +17,7 @@ from collections.abc import AsyncIterator
 import orjson
 
 from noor_daemon.clock import iso
+from noor_daemon.domain.money import UNIT
 from noor_daemon.domain.accounts import Account, ApiKey
 from noor_daemon.domain.serialize import account_json, key_json
 from noor_daemon.ledger.audit import entry_view
@@ -27,7 +29,18 @@ AUDIT_PAGE = 1000
 USAGE_FIELDS = (
     "id", "ts", "key_id", "model", "provider", "endpoint", "status",
     "prompt_tokens", "completion_tokens", "latency_ms", "ttft_ms", "stream", "estimated",
+    "cached_tokens", "cache_write_tokens", "cost",
 )
+COST_NOTE = (
+    "cost: an estimate in the daemon's currency from the price table in effect when the call was metered "
+    "(noor prices), not a bill; empty when no price applied"
+)
+
+
+def cost_text(picounits: int | None) -> str | None:
+    """A call's cost in currency units, exactly (`0.000435`), from the integer the ledger keeps."""
+    return None if picounits is None else f"{Decimal(picounits) / UNIT:f}"
+
 
 
 async def count_events(ledger: Ledger, account_id: str, since_ms: int = 0) -> int:
@@ -98,6 +111,7 @@ def _event_lines(rows: list, stamp: _Timestamps) -> bytes:
                 "id": r[0], "ts": stamp(r[1]), "key_id": r[2], "model": r[3], "provider": r[4], "endpoint": r[5],
                 "status": r[6], "prompt_tokens": r[7], "completion_tokens": r[8], "latency_ms": r[9],
                 "ttft_ms": r[10], "stream": bool(r[11]), "estimated": bool(r[12]),
+                "cached_tokens": r[13], "cache_write_tokens": r[14], "cost": cost_text(r[15]),
             }
         )
         out += b",\n"
@@ -147,6 +161,7 @@ async def export_json(
         "account": account_json(account),
         "api_keys": [key_json(k, now_ms) for k in keys],
         **(extra or {}),
+        "usage_cost_note": COST_NOTE,
     }
     yield orjson.dumps(head)[:-1]
     if include_audit:
@@ -189,7 +204,7 @@ class _CsvText:
         return text
 
 
-_CSV_LINE = "%s,%s,%s,%s,%s,%s,%s,%s,%s,%r,%s,%s,%s\r\n"
+_CSV_LINE = "%s,%s,%s,%s,%s,%s,%s,%s,%s,%r,%s,%s,%s,%s,%s,%s\r\n"
 
 
 def _csv_lines(rows: list, stamp: _Timestamps, text: _CsvText) -> str:
@@ -200,6 +215,7 @@ def _csv_lines(rows: list, stamp: _Timestamps, text: _CsvText) -> str:
             _CSV_LINE % (
                 r[0], stamp(r[1]), text(r[2]), text(r[3]), text(r[4]), text(r[5]), r[6], r[7], r[8], r[9],
                 "" if r[10] is None else repr(r[10]), "True" if r[11] else "False", "True" if r[12] else "False",
+                r[13], r[14], "" if r[15] is None else cost_text(r[15]),
             )
             for r in rows
         ]

@@ -359,7 +359,7 @@ class LiveState:
 
 _EVENT_COLUMNS = (
     "id, ts, account_id, key_id, model, provider, endpoint, status, prompt_tokens, completion_tokens, "
-    "latency_ms, ttft_ms, stream, estimated"
+    "latency_ms, ttft_ms, stream, estimated, cost"
 )
 
 
@@ -367,7 +367,7 @@ def _event(row) -> UsageEvent:
     return UsageEvent(
         ts=row[1], account_id=row[2], key_id=row[3], model=row[4], provider=row[5], endpoint=row[6],
         status=row[7], prompt_tokens=row[8], completion_tokens=row[9], latency_ms=row[10], ttft_ms=row[11],
-        stream=bool(row[12]), estimated=bool(row[13]),
+        stream=bool(row[12]), estimated=bool(row[13]), cost=row[14],
     )
 
 
@@ -415,7 +415,7 @@ def live_context(
             "FROM usage_events e ORDER BY id DESC LIMIT ?",
             (BACKLOG,),
         )
-        live.feed.seed((_event(r), r[14]) for r in reversed(last))
+        live.feed.seed((_event(r), r[15]) for r in reversed(last))
         through = last[0][0] if last else 0
         live.days.reader = await ledger.open_reader()
         tasks = [

@@ -45,12 +45,16 @@ class MinuteUsage:
                     combo = (combo[0], "", combo[2])
                     row = rows.get(combo)
                 if row is None:
-                    row = rows[combo] = [0, 0, 0, 0]
+                    row = rows[combo] = [0, 0, 0, 0, 0, 0]
             row[0] += 1
             if e.status >= 400:
                 row[1] += 1
             row[2] += e.prompt_tokens
             row[3] += e.completion_tokens
+            if e.cost is not None:
+                row[4] += e.cost
+            elif e.prompt_tokens or e.completion_tokens:
+                row[5] += 1
         self.prune()
 
     def prune(self) -> None:
@@ -58,15 +62,15 @@ class MinuteUsage:
         for minute in [m for m in self.data if m <= horizon]:
             del self.data[minute]
 
-    def rows(self, since_ms: int, account_id: str | None = None) -> Iterator[tuple[int, str, str, str, int, int, int, int]]:
-        """(minute, account_id, key_id, model, requests, errors, prompt_tokens, completion_tokens)."""
+    def rows(self, since_ms: int, account_id: str | None = None) -> Iterator[tuple]:
+        """(minute, account_id, key_id, model, requests, errors, prompt_tokens, completion_tokens, cost, unpriced)."""
         self.prune()
         for minute, combos in sorted(self.data.items()):
             if minute < since_ms:
                 continue
-            for (account, key, model), (requests, errors, prompt, completion) in combos.items():
+            for (account, key, model), sums in combos.items():
                 if account_id is None or account == account_id:
-                    yield minute, account, key, model, requests, errors, prompt, completion
+                    yield (minute, account, key, model, *sums)
 
     def forget_account(self, account_id: str) -> None:
         for combos in self.data.values():

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from noor_daemon.clock import iso
 from noor_daemon.config import Config
 from noor_daemon.domain.accounts import KeyRing
-from noor_daemon.domain.money import cost_of, price_for
+from noor_daemon.domain.money import amount
 from noor_daemon.domain.windows import DAY_MS, HOUR_MS, MINUTE_MS, Window, floor, last_buckets, retention_cutoff
 from noor_daemon.ledger.database import Ledger
 from noor_daemon.views.day_cache import DayCache
@@ -58,7 +58,8 @@ class _Group:
         self.errors = [0] * points
         self.prompt = [0] * points
         self.completion = [0] * points
-        self.cost = 0.0
+        self.cost = 0
+        """Picounits: the rollups' exact sum."""
         self.unpriced: set[str] = set()
 
     @property
@@ -78,7 +79,7 @@ class _Group:
 
 def _rows_sql(column: str, t: str, table: str, bucket: str) -> str:
     return f"""SELECT {bucket} AS b, {column} AS g, model, sum(requests), sum(errors), sum(prompt_tokens),
-                      sum(completion_tokens)
+                      sum(completion_tokens), sum(cost), sum(unpriced)
                FROM {table} WHERE {t} >= ? AND {t} < ?"""
 
 
@@ -163,13 +164,11 @@ async def cached_rows(
 def _minute_rows(minutes: MinuteUsage, group: str, start: int, account_id: str | None) -> list[tuple[int, list]]:
     """The hour range from memory, as (minute, [(g, model, sums…), …]) chunks."""
     folded: dict[tuple[int, str, str], list[int]] = {}
-    for minute, account, key, model, requests, errors, prompt, completion in minutes.rows(start, account_id):
+    for minute, account, key, model, *sums in minutes.rows(start, account_id):
         g = {"model": model, "key": key, "account": account}[group]
-        row = folded.setdefault((minute, g, model), [0, 0, 0, 0])
-        row[0] += requests
-        row[1] += errors
-        row[2] += prompt
-        row[3] += completion
+        row = folded.setdefault((minute, g, model), [0, 0, 0, 0, 0, 0])
+        for i, value in enumerate(sums):
+            row[i] += value
     return _by_time([(minute, g, model, *values) for (minute, g, model), values in folded.items()])
 
 
@@ -233,13 +232,13 @@ async def usage_series(
         rows = _by_time(await _bucket_rows(ledger.reader, column, window, window.start, window.end, account_id))
     chunks = [((b - window.start) // window.bucket_ms, chunk) for b, chunk in rows]
     groups: dict[str, _Group] = {}
-    tokens: dict[tuple[str, str], list[int]] = {}
-    """(group, model) → [prompt, completion]: priced once per pair rather than once per row."""
+    unpriced: set[str] = set()
+    total_cost = 0
     points = span.buckets
     for b, rows in chunks:
         if not 0 <= b < points:
             continue
-        for g, model, requests, errors, prompt, completion in rows:
+        for g, model, requests, errors, prompt, completion, cost, unpriced_calls in rows:
             entry = groups.get(g)
             if entry is None:
                 entry = groups[g] = _Group(g, points)
@@ -247,24 +246,11 @@ async def usage_series(
             entry.errors[b] += errors
             entry.prompt[b] += prompt
             entry.completion[b] += completion
-            pair = tokens.get((g, model))
-            if pair is None:
-                tokens[(g, model)] = [prompt, completion]
-            else:
-                pair[0] += prompt
-                pair[1] += completion
-    unpriced: set[str] = set()
-    total_cost = 0.0
-    for (g, model), (prompt, completion) in tokens.items():
-        cost = cost_of(price_for(config.prices, model), prompt, completion)
-        entry = groups[g]
-        if cost is None:
-            if prompt or completion:
+            entry.cost += int(cost)  # the cost of each call as metered, at the prices of its day
+            total_cost += int(cost)
+            if unpriced_calls:
                 entry.unpriced.add(model)
                 unpriced.add(model)
-        else:
-            entry.cost += cost
-            total_cost += cost
     ranked = sorted(groups.values(), key=lambda e: (-e.tokens, -sum(e.requests), e.key))
     shown = ranked[:limit]
     if len(ranked) > limit:
@@ -288,7 +274,7 @@ async def usage_series(
                     "errors": sum(entry.errors),
                     "prompt_tokens": sum(entry.prompt),
                     "completion_tokens": sum(entry.completion),
-                    "cost": None if entry.unpriced and not entry.cost else round(entry.cost, 6),
+                    "cost": None if entry.unpriced and not entry.cost else amount(entry.cost),
                     "unpriced_models": sorted(entry.unpriced),
                 },
             }
@@ -310,9 +296,9 @@ async def usage_series(
             "errors": sum(sum(e.errors) for e in groups.values()),
             "prompt_tokens": sum(sum(e.prompt) for e in groups.values()),
             "completion_tokens": sum(sum(e.completion) for e in groups.values()),
-            "cost": round(total_cost, 6),
+            "cost": amount(total_cost),
             "unpriced_models": sorted(unpriced),
-            "priced": bool(config.prices),
+            "priced": True,  # a price table ships; `unpriced_models` names what it misses
         },
     }
 

@@ -9,6 +9,10 @@ from dataclasses import dataclass
 class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0
+    """Of the prompt tokens, those the provider read from its prompt cache (priced as such)."""
+    cache_write_tokens: int = 0
+    """Of the prompt tokens, those the provider wrote to its prompt cache."""
 
 
 class StreamMeter:
