@@ -16,7 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from noor_daemon import paths
+from noor_daemon import paths, presets
 
 
 class ConfigError(Exception):
@@ -88,8 +88,19 @@ class ServerConfig(_Section):
 
 class ProviderConfig(_Section):
     name: str = Field(min_length=1)
-    kind: Literal["openai", "anthropic", "simulator"]
+    kind: presets.KindName
+    """A protocol (openai, anthropic, azure, simulator) or a preset of an OpenAI-compatible server
+    (ollama, vllm, llamacpp, lmstudio, openrouter, groq, mistral, deepseek, gemini): see `presets.py`."""
     base_url: str | None = None
+    """Default: the kind's (a local server's usual port, a service's API); azure needs its resource's URL."""
+    formats: list[presets.Format] | None = None
+    """The API formats this provider serves (chat, responses, messages, count_tokens, completions,
+    embeddings); default: its kind's. Calls in another of chat/responses/messages are translated."""
+    api_version: str | None = None
+    """Azure only: the `api-version` of deployment URLs (default 2024-10-21), or "v1" for Azure's
+    /openai/v1 API (the model named in the body, the Responses API served)."""
+    default_max_tokens: int = Field(4096, ge=1)
+    """Anthropic Messages requires max_tokens: a call translated to it without one asks for this many."""
     api_key: str | None = None
     """A secret reference: `keyring:NAME` or `env:VAR`; never the secret itself."""
     connect_timeout: float = Field(10.0, gt=0)
@@ -169,10 +180,28 @@ class ProviderConfig(_Section):
             raise ValueError("proxy_auth needs proxy (credentials for HTTPS_PROXY go in that variable's URL)")
         if self.proxy_auth is not None and "@" in (self.proxy or ""):
             raise ValueError("credentials twice: in the proxy URL and in proxy_auth; keep one")
-        if self.base_url is None and self.kind != "simulator":
-            default = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com"}[self.kind]
-            object.__setattr__(self, "base_url", default)
+        kind = presets.KINDS[self.kind]
+        if self.base_url is None and kind.protocol != "simulator":
+            if kind.base_url is None:
+                raise ValueError(f"kind = {self.kind!r} needs base_url (e.g. https://RESOURCE.openai.azure.com)")
+            object.__setattr__(self, "base_url", kind.base_url)
+        if self.api_version is not None and kind.protocol != "azure":
+            raise ValueError("api_version is for kind = \"azure\" only")
+        if self.formats is None:
+            formats = list(kind.formats)
+            if kind.protocol == "azure" and self.api_version == "v1":
+                formats.append("responses")
+            object.__setattr__(self, "formats", formats)
+        elif kind.protocol == "simulator":
+            raise ValueError("the simulator serves every format; leave formats out")
+        elif not self.formats:
+            raise ValueError("formats must name at least one format")
         return self
+
+    @property
+    def protocol(self) -> presets.Protocol:
+        """How the provider is spoken to: a preset is the openai protocol with its own defaults."""
+        return presets.KINDS[self.kind].protocol
 
 
 class RouteConfig(_Section):
@@ -239,6 +268,10 @@ class PlanConfig(_Section):
     requests_per_day: int | None = Field(None, ge=1)
     tokens_per_day: int | None = Field(None, ge=1)
     tokens_per_month: int | None = Field(None, ge=1)
+    budget_per_day: float | None = Field(None, gt=0)
+    """Most this plan's account may spend in a UTC day, in the configured currency (costs from `noor prices`)."""
+    budget_per_month: float | None = Field(None, gt=0)
+    """Most this plan's account may spend in a calendar month, in the configured currency."""
     allowed_models: list[str] | None = None
 
 

@@ -104,7 +104,7 @@ CASES = [
     ("unknown section", ISSUE_TOML + "\n[telemetry]\nenabled = true\n", "[telemetry]", ["telemetry", "unknown key"]),
     ("port not a number", with_line_changed("port = 8787", 'port = "eighty"'), 'port = "eighty"', ["server.port", "integer"]),
     ("port out of range", with_line_changed("port = 8787", "port = 70000"), "port = 70000", ["server.port", "65535"]),
-    ("unknown provider kind", with_line_changed('kind = "openai"', 'kind = "azure"'), 'kind = "azure"', ["providers.0.kind", "anthropic"]),
+    ("unknown provider kind", with_line_changed('kind = "openai"', 'kind = "bedrock"'), 'kind = "bedrock"', ["providers.0.kind", "anthropic"]),
     (
         "a literal secret",
         with_line_changed('api_key = "keyring:openai"', 'api_key = "sk-live-abc123"'),

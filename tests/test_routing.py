@@ -243,17 +243,18 @@ routes = [{ provider = "slow", model = "m" }, { provider = "quick", model = "m" 
     class Up:
         def __init__(self, name: str) -> None:
             self.name, self.kind = name, "simulator"
+            self.formats, self.secrets = {"chat/completions"}, ()
 
     router = Router(config, {"slow": Up("slow"), "quick": Up("quick")})
-    first = router.routes("m", "openai")
+    first = router.routes("m", "chat/completions")
     assert [r.upstream.name for r in first] == ["slow", "quick"]  # nothing measured: config order
     router.health[("slow", "m")].on_success(400.0)
-    assert [r.upstream.name for r in router.routes("m", "openai")][0] == "quick"  # unmeasured goes first
+    assert [r.upstream.name for r in router.routes("m", "chat/completions")][0] == "quick"  # unmeasured goes first
     router.health[("quick", "m")].on_success(40.0)
-    assert [r.upstream.name for r in router.routes("m", "openai")] == ["quick", "slow"]
+    assert [r.upstream.name for r in router.routes("m", "chat/completions")] == ["quick", "slow"]
     for _ in range(20):
         router.health[("quick", "m")].on_success(900.0)
-    assert [r.upstream.name for r in router.routes("m", "openai")] == ["slow", "quick"]
+    assert [r.upstream.name for r in router.routes("m", "chat/completions")] == ["slow", "quick"]
 
 
 def test_breaker_state_machine():

@@ -234,11 +234,11 @@ async def test_plain_http_providers_go_through_http_proxy(start_daemon, proxies,
 
 async def test_health_probes_take_the_proxy_too(start_daemon, https_upstream, tls, proxies):
     daemon = await start_daemon(provider_config(https_upstream, tls, f'proxy = "{proxies["open"].url}"'))
-    (route,) = daemon.app[PROXY].router.routes("gpt-test", "openai")
+    (route,) = daemon.app[PROXY].router.routes("gpt-test", "chat/completions")
     assert await route.upstream.probe() is True
     assert https_upstream.paths == ["GET /v1/models"]
     refused = await start_daemon(provider_config(https_upstream, tls, f'proxy = "{proxies["refusing"].url}"'))
-    (route,) = refused.app[PROXY].router.routes("gpt-test", "openai")
+    (route,) = refused.app[PROXY].router.routes("gpt-test", "chat/completions")
     assert await route.upstream.probe() is False
     assert https_upstream.paths == ["GET /v1/models"]
 

@@ -21,9 +21,12 @@ from noor_daemon.config import Config
 from noor_daemon.domain import errors
 from noor_daemon.domain.accounts import ApiKey, KeyRing
 from noor_daemon.domain.errors import GatewayError
-from noor_daemon.domain.money import PriceBook
+from noor_daemon.domain.money import DEFAULT_MAX_OUTPUT, PriceBook
 from noor_daemon.domain.names import UNKNOWN_MODEL
+from noor_daemon.gateway import translate
+from noor_daemon.gateway.provider_errors import relay_answer, sanitize_stream_error
 from noor_daemon.gateway.routing import Route, Router
+from noor_daemon.gateway.translate.ir import Target, Untranslatable
 from noor_daemon.gateway.upstreams import UpstreamReply
 from noor_daemon.gateway.wire import WIRES, Outgoing, Wire
 from noor_daemon.gateway.wire.meter import StreamMeter, Usage, estimate_tokens, stream_usage
@@ -192,6 +195,24 @@ class Proxy:
             return False
         return True
 
+    def worst_cost(self, raw: bytes, payload: dict, routes: list[Route]) -> int:
+        """The most this call can cost on any of its routes (picounits), for the budgets: every byte of the body
+        a prompt token (a token is at least a byte), and all the output it asked room for (or the model's most).
+        A model nobody priced cannot be held to a budget: refused, with what to configure."""
+        room = payload.get("max_tokens") or payload.get("max_completion_tokens") or payload.get("max_output_tokens")
+        room = room if isinstance(room, int) and room > 0 else None
+        worst = 0
+        for route in routes:
+            price = self.prices.price(route.upstream.name, route.model)
+            if price is None:
+                raise errors.forbidden(
+                    f"No price is known for `{route.model}`, so this key's budget cannot be kept; the gateway's administrator "
+                    f'can add [prices."{route.model}"] to its config.',
+                    code="model_not_priced",
+                )
+            worst = max(worst, price.worst_case(len(raw), room, DEFAULT_MAX_OUTPUT))
+        return worst
+
     async def read_payload(self, request: web.Request) -> tuple[bytes, dict]:
         limit = self.config.server.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
@@ -252,15 +273,19 @@ class Proxy:
             call.key = key = self.guarded_authenticate(request)
             raw, payload = await self.read_payload(request)
             call.stream = payload.get("stream") is True and wire.streams
-            routes = self.router.routes(payload["model"], wire.family)
+            routes = self.router.routes(payload["model"], wire.path)
             call.model = payload["model"]  # a name a route resolved: only such names reach the ledger
             if not self.may_use(key, call.model):
                 raise errors.forbidden(f"This key may not use the model `{call.model}`.", code="model_not_allowed")
             account = self.keyring.accounts[key.account_id]
             if self.limiter.shared is None:
-                admission = self.limiter.admit(key, account, token_estimate(raw, payload), wire.family)
+                admission = self.limiter.admit(
+                    key, account, token_estimate(raw, payload), wire.family, lambda: self.worst_cost(raw, payload, routes)
+                )
             else:  # [limits] redis_url: counted with the other daemons (or locally while Redis is down)
-                admission = await self.limiter.shared.admit(key, account, token_estimate(raw, payload), wire.family)
+                admission = await self.limiter.shared.admit(
+                    key, account, token_estimate(raw, payload), wire.family, lambda: self.worst_cost(raw, payload, routes)
+                )
             spike = self.spikes.observe(key.id, account.id)
             if spike is not None:
                 self.report_abuse(
@@ -361,41 +386,98 @@ class Proxy:
         deadline = call.started + self.config.routing.total_deadline
         failure: GatewayError | None = None
         for index, route in enumerate(routes):
-            remaining = deadline - time.perf_counter()
-            if remaining <= 0:
-                break
-            outgoing = wire.prepare(payload, route.model)
-            body = raw if outgoing.payload is payload else orjson.dumps(outgoing.payload)
-            call.provider = route.upstream.name
-            call.priced_model = route.model
-            route.health.on_attempt()
-            attempt_started = time.perf_counter()
-            try:
-                reply = await route.upstream.send(wire.path, body, request.headers, remaining)
-            except GatewayError as error:
-                failure = error
-            else:
-                if reply.status in (401, 403):
-                    # The provider refused *our* credentials: a gateway misconfiguration, not the
-                    # caller's key. Say so (502) rather than pass on a misleading 401.
-                    reply.release()
-                    failure = errors.upstream_failed(
-                        route.upstream.name, 502, f"refused the gateway's provider credentials ({reply.status}); check its api_key"
+            upstream = route.upstream
+            if wire.path not in upstream.formats and wire.path == "messages/count_tokens":
+                return await self._estimated_count(wire, call, raw, route, limit_headers)
+            retried = False
+            while True:  # once, or twice when the provider turns out not to serve the caller's format
+                remaining = deadline - time.perf_counter()
+                if remaining <= 0:
+                    break
+                call.provider = upstream.name
+                call.priced_model = route.model
+                try:
+                    outgoing = self._outgoing(wire, payload, raw, route)
+                except Untranslatable as refused:  # this route cannot take the call as asked; another may
+                    failure = refused
+                    break
+                body = raw if outgoing.payload is payload else orjson.dumps(outgoing.payload)
+                route.health.on_attempt()
+                attempt_started = time.perf_counter()
+                try:
+                    reply = await upstream.send(
+                        outgoing.endpoint or wire.path, body, request.headers if outgoing.headers is None else outgoing.headers,
+                        remaining, route.model,
                     )
-                    self._attempt_failed(call, route, reply.status, attempt_started)
-                    continue
-                retryable = reply.status == 429 or reply.status >= 500
-                if not retryable or index == len(routes) - 1:
-                    try:
-                        return await self._answer(request, wire, call, raw, reply, outgoing, route, limit_headers)
-                    except _NothingSent as unsent:
-                        failure = unsent.error
+                except GatewayError as error:
+                    failure = error
                 else:
-                    reply.release()
-                    failure = errors.upstream_failed(route.upstream.name, 502, f"answered {reply.status}")
-                    failure.status = reply.status
-            self._attempt_failed(call, route, failure.status, attempt_started)
+                    if reply.status == 404 and outgoing.translation is None and not retried:
+                        reply = await self._unless_format_missing(reply, upstream, wire.path)
+                        if reply is None:  # remembered as not serving it: this call and the next are translated
+                            retried = True
+                            continue
+                    if reply.status in (401, 403):
+                        # The provider refused *our* credentials: a gateway misconfiguration, not the
+                        # caller's key. Say so (502) rather than pass on a misleading 401.
+                        reply.release()
+                        failure = errors.upstream_failed(
+                            upstream.name, 502, f"refused the gateway's provider credentials ({reply.status}); check its api_key"
+                        )
+                        self._attempt_failed(call, route, reply.status, attempt_started)
+                        break
+                    retryable = reply.status == 429 or reply.status >= 500
+                    if not retryable or index == len(routes) - 1:
+                        try:
+                            return await self._answer(request, wire, call, raw, reply, outgoing, route, limit_headers)
+                        except _NothingSent as unsent:
+                            failure = unsent.error
+                    else:
+                        reply.release()
+                        failure = errors.upstream_failed(upstream.name, 502, f"answered {reply.status}")
+                        failure.status = reply.status
+                self._attempt_failed(call, route, failure.status, attempt_started)
+                break
         raise failure or errors.upstream_failed(call.provider or "upstream", 504, "no answer before the call's deadline")
+
+    def _outgoing(self, wire: Wire, payload: dict, raw: bytes, route: Route) -> Outgoing:
+        """The request as it leaves for `route`: relayed when its provider serves the caller's format, else translated."""
+        upstream = route.upstream
+        if wire.path in upstream.formats:
+            return wire.prepare(payload, route.model)
+        target = translate.target_format(wire.path, upstream.formats, getattr(upstream, "protocol", "openai"))
+        if target is None:
+            raise errors.bad_request(f"The provider {upstream.name!r} does not serve /v1/{wire.path}.", code="model_api_mismatch")
+        config = getattr(upstream, "config", None)
+        options = Target(upstream.kind, config.default_max_tokens) if config is not None else Target(upstream.kind)
+        return translate.translate(
+            wire.path, payload, target, route.model, options, raw_size=len(raw), now=int(self.clock.now()), scrub=self.router.scrub
+        )
+
+    @staticmethod
+    async def _unless_format_missing(reply: UpstreamReply, upstream, endpoint: str) -> UpstreamReply | None:
+        """A 404 that is not about the model means the provider lacks the endpoint: it forgets the format (None),
+        if another remains to translate to. Otherwise the answer, read, to pass on."""
+        try:
+            data = await reply.read()
+        except GatewayError:
+            data = b""
+        finally:
+            reply.release()
+        if b"model" not in data.lower() and upstream.forget_format(endpoint):
+            log.warning("provider %s answered 404 to /v1/%s: its calls there are translated from now on", upstream.name, endpoint)
+            return None
+        return _ReadReply(reply, data)
+
+    async def _estimated_count(
+        self, wire: Wire, call: Call, raw: bytes, route: Route, limit_headers: dict[str, str]
+    ) -> web.Response:
+        """`/v1/messages/count_tokens` for a provider that cannot count: the offline estimate, marked as such."""
+        call.provider = route.upstream.name
+        call.conclude(200, Usage(0, 0), estimated=True)
+        await self.meter(call)
+        body = orjson.dumps({"input_tokens": estimate_tokens(len(raw)), "estimated": True})
+        return web.Response(body=body, content_type="application/json", headers={**limit_headers, "x-noor-estimated": "true"})
 
     def _attempt_failed(self, call: Call, route: Route, status: int, started: float) -> None:
         route.health.on_failure(self.clock.monotonic())
@@ -429,19 +511,35 @@ class Proxy:
             route.health.on_failure(self.clock.monotonic())
         else:
             route.health.on_success(call.elapsed_ms())
-        usage, estimated = self._usage_of_body(wire, raw, data, reply.status)
-        call.conclude(reply.status, usage, estimated=estimated)
+        status, content_type = reply.status, reply.content_type or "application/json"
+        if status >= 400:  # never the provider's body as it came: its type and message, redacted, in the caller's shape
+            usage, estimated = Usage(), False
+            data = relay_answer(status, data, content_type, wire, self.router.scrub)
+            content_type = "application/json"
+        elif outgoing.translation is None:
+            usage, estimated = self._usage_of_body(wire, raw, data, status)
+        else:
+            usage, estimated, status, data = self._translated_body(wire, raw, data, outgoing)
+            content_type = "application/json"
+        call.conclude(status, usage, estimated=estimated)
         try:
             await self.meter(call)
         except LedgerUnavailable as exc:
             if not self.config.ledger.fail_open:
                 return wire.error_response(GatewayError(503, "unavailable", str(exc), code="ledger_unavailable"))
-        return web.Response(
-            status=reply.status,
-            body=data,
-            content_type=reply.content_type or "application/json",
-            headers={**reply.headers, **limit_headers},
-        )
+        return web.Response(status=status, body=data, content_type=content_type, headers={**reply.headers, **limit_headers})
+
+    @staticmethod
+    def _translated_body(wire: Wire, raw: bytes, data: bytes, outgoing: Outgoing) -> tuple[Usage, bool, int, bytes]:
+        """(usage, estimated, status, body) of a translated whole answer; usage as the provider reported it."""
+        assert outgoing.translation is not None
+        try:
+            body, reported = outgoing.translation.answer(data)
+        except GatewayError as error:
+            return Usage(estimate_tokens(len(raw)), estimate_tokens(len(data))), True, error.status, wire.error_body(error)
+        if reported is None:
+            return Usage(estimate_tokens(len(raw)), estimate_tokens(len(data))), True, 200, body
+        return reported, False, 200, body
 
     @staticmethod
     def _usage_of_body(wire: Wire, raw: bytes, data: bytes, status: int) -> tuple[Usage, bool]:
@@ -511,6 +609,12 @@ class Proxy:
                 request.transport.close()
         finally:
             reply.release()
+        if failure is None and not client_left:
+            closing = meter.finish()  # a translated stream's end, when the provider sent no terminal event
+            if closing:
+                held.append(closing)
+        if meter.error_status is not None and held and meter.relayed:
+            held[0] = sanitize_stream_error(held[0], self.router.scrub)  # the provider's error event, redacted
         # The outcome: the client left, the upstream broke off, it ended with an error event, or it is whole.
         if client_left:
             status = CLIENT_CLOSED
@@ -570,6 +674,24 @@ class Proxy:
         # One model's object is an item of the list, so the two answers cannot disagree on its shape.
         item = orjson.loads(wire.models_list([name]))["data"][0]
         return web.Response(body=orjson.dumps(item), content_type="application/json")
+
+
+class _ReadReply:
+    """An upstream answer whose body was read already (to look at a 404), handed on as if unread."""
+
+    __slots__ = ("status", "content_type", "headers", "_data")
+
+    def __init__(self, reply: UpstreamReply, data: bytes) -> None:
+        self.status, self.content_type, self.headers, self._data = reply.status, reply.content_type, reply.headers, data
+
+    async def chunks(self):
+        yield self._data
+
+    async def read(self) -> bytes:
+        return self._data
+
+    def release(self) -> None:
+        pass
 
 
 class _NothingSent(Exception):

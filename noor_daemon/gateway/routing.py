@@ -17,12 +17,23 @@ from noor_daemon.clock import Clock
 from noor_daemon.config import Config, ModelConfig, RoutingConfig
 from noor_daemon.domain import errors
 from noor_daemon.domain.names import is_model_name
+from noor_daemon.gateway.provider_errors import Scrubber
 from noor_daemon.gateway.upstreams import Upstream
+from noor_daemon.presets import CONVERSATION_FORMATS, FORMAT_PATHS
 
 log = logging.getLogger(__name__)
 
-# Which provider kinds can answer which API family without translation.
-FAMILY_KINDS = {"openai": {"openai", "simulator"}, "anthropic": {"anthropic", "simulator"}}
+CONVERSATIONS = frozenset(FORMAT_PATHS[f] for f in CONVERSATION_FORMATS)
+"""Chat Completions, Responses and Messages: a provider serving one of them answers all three (translated)."""
+
+
+def answers(upstream: Upstream, endpoint: str) -> bool:
+    """Can `upstream` answer a call to `endpoint`: as it is, translated, or (token counts) by the gateway's estimate?"""
+    if endpoint in upstream.formats:
+        return True
+    if endpoint in CONVERSATIONS:
+        return not upstream.formats.isdisjoint(CONVERSATIONS)
+    return endpoint == "messages/count_tokens"
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 
@@ -117,7 +128,9 @@ class Router:
         self._patterns: list[tuple[str, _ModelRoutes]] = []
         self._rng = random.Random()
         self._candidates: dict[tuple[str, str], tuple[_ModelRoutes, list[Route]]] = {}
-        """Each (model, API family)'s routes, made once: a Route's parts never change in one Router."""
+        """Each (model, endpoint)'s routes, made once: a Route's parts never change in one Router."""
+        self.scrub = Scrubber(tuple(secret for upstream in upstreams.values() for secret in upstream.secrets if secret))
+        """Removes every provider's credentials (and key-shaped strings) from provider error text the gateway relays."""
         for model in config.models:
             entry = _ModelRoutes(
                 model, [(upstreams[r.provider], r.model, r.weight, r.priority) for r in model.routes]
@@ -157,13 +170,14 @@ class Router:
             health = self.health[key] = RouteHealth(self.settings.breaker_failures, self.settings.breaker_cooldown)
         return health
 
-    def routes(self, model: str, family: str) -> list[Route]:
-        """The routes to try for `model`, in order, at most `max_attempts` of them.
+    def routes(self, model: str, endpoint: str) -> list[Route]:
+        """The routes to try for `model` at `endpoint` (under /v1), in order, at most `max_attempts` of them.
 
-        Routes whose breaker is open are left out; if that leaves none, the call fails fast
-        with 503 instead of waiting on an upstream known to be down.
+        A route whose provider cannot answer the endpoint, even translated, is left out; so are routes
+        whose breaker is open; if that leaves none, the call fails fast with 503 instead of waiting on
+        an upstream known to be down.
         """
-        cached = self._candidates.get((model, family))
+        cached = self._candidates.get((model, endpoint))
         if cached is None:
             entry = self._lookup(model)
             if entry is None:
@@ -171,16 +185,15 @@ class Router:
             candidates = [
                 Route(up, name := (target or model), self._health(up.name, name), weight, priority)
                 for up, target, weight, priority in entry.routes
-                if up.kind in FAMILY_KINDS[family]
+                if answers(up, endpoint)
             ]
             if len(self._candidates) >= _CANDIDATES_KEPT:  # names matching a pattern are the caller's to invent
                 self._candidates.clear()
-            cached = self._candidates[(model, family)] = (entry, candidates)
+            cached = self._candidates[(model, endpoint)] = (entry, candidates)
         entry, candidates = cached
         if not candidates:
-            other = "/v1/chat/completions" if family == "anthropic" else "/v1/messages"
             raise errors.bad_request(
-                f"The model `{model}` is served by a provider that does not speak this API; call it through {other}.",
+                f"The model `{model}` is served by a provider that does not serve /v1/{endpoint}.",
                 param="model",
                 code="model_api_mismatch",
             )

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Mapping
 import orjson
 
 from noor_daemon.gateway.wire.meter import estimate_tokens
+from noor_daemon.presets import FORMAT_PATHS
 
 _WORDS = (
     "the gateway meters every call and never stores what was said while tokens stream through "
@@ -53,16 +54,22 @@ class SimulatorUpstream:
     """Answers OpenAI chat, completions, embeddings, responses and Anthropic messages."""
 
     kind = "simulator"
+    secrets: tuple[str, ...] = ()
 
     def __init__(self, name: str, latency_scale: float = 1.0) -> None:
         self.name = name
         self.latency_scale = latency_scale
+        self.formats = set(FORMAT_PATHS.values())
 
     async def probe(self) -> bool:
         return True
 
+    def forget_format(self, endpoint: str) -> bool:
+        return False
+
     async def send(
-        self, endpoint: str, body: bytes, client_headers: Mapping[str, str], deadline: float | None = None
+        self, endpoint: str, body: bytes, client_headers: Mapping[str, str], deadline: float | None = None,
+        model: str | None = None,
     ) -> SimulatedReply:
         payload = orjson.loads(body)
         seed = int.from_bytes(hashlib.blake2b(body, digest_size=8).digest(), "big")

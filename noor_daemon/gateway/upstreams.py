@@ -1,5 +1,10 @@
 """Upstream providers behind one interface: calls on the app's keep-alive pool (`http1`), probes on its
-ClientSession; both through the provider's forward proxy, if it has one (`egress`)."""
+ClientSession; both through the provider's forward proxy, if it has one (`egress`).
+
+Each upstream knows the endpoints it serves (`formats`, from its kind or its config); a call in
+another conversational format is translated by the proxy. A provider that answers 404 to a
+format it was assumed to serve forgets it (`forget_format`) until the config is reloaded.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from noor_daemon.domain import errors
 from noor_daemon.gateway import http1
 from noor_daemon.gateway.egress import DIRECT, Egress, egress_for
 from noor_daemon.gateway.simulator import SimulatorUpstream
+from noor_daemon.presets import AZURE_API_VERSION, CONVERSATION_FORMATS, FORMAT_PATHS
 from noor_daemon.secret_store import resolve
 from noor_daemon.tls import provider_ssl_context
 
@@ -39,14 +45,40 @@ class UpstreamReply(Protocol):
 class Upstream(Protocol):
     name: str
     kind: str
+    formats: set[str]
+    """The endpoints (under /v1) this provider serves as they are: `chat/completions`, `messages`, …"""
+    secrets: tuple[str, ...]
+    """Its credentials' literal values, removed from any error text of its that is relayed."""
 
     async def probe(self) -> bool: ...
 
     async def send(
-        self, endpoint: str, body: bytes, client_headers: Mapping[str, str], deadline: float | None = None
+        self, endpoint: str, body: bytes, client_headers: Mapping[str, str], deadline: float | None = None,
+        model: str | None = None,
     ) -> UpstreamReply:
-        """`deadline`: seconds left for the whole call; the wait for headers never exceeds it."""
+        """`deadline`: seconds left for the whole call; the wait for headers never exceeds it. `model`: the
+        route's model name (an Azure deployment is part of the URL)."""
         ...
+
+    def forget_format(self, endpoint: str) -> bool:
+        """The provider answered 404 to `endpoint`: stop assuming it serves it, if another conversational
+        format remains to translate to. True when it was forgotten."""
+        ...
+
+
+def serves_formats(config: ProviderConfig) -> set[str]:
+    return {FORMAT_PATHS[name] for name in config.formats or ()}
+
+
+def forget(formats: set[str], endpoint: str) -> bool:
+    """`forget_format` for any upstream: a conversational format is dropped while another one remains."""
+    conversational = {FORMAT_PATHS[f] for f in CONVERSATION_FORMATS}
+    if endpoint not in formats or endpoint not in conversational or not (formats & conversational) - {endpoint}:
+        return False
+    formats.discard(endpoint)
+    if endpoint == "messages":
+        formats.discard("messages/count_tokens")
+    return True
 
 
 class HttpReply:
@@ -91,7 +123,10 @@ class HttpUpstream:
     ) -> None:
         self.name = config.name
         self.kind = config.kind
+        self.protocol = config.protocol
         self.config = config
+        self.formats = serves_formats(config)
+        self.secrets = (secret,) if secret else ()
         self.egress = egress
         self._session = session
         self._pool = pool
@@ -104,21 +139,27 @@ class HttpUpstream:
         self._base = (config.base_url or "").rstrip("/")
         self._auth: dict[str, str] = {}
         if secret:
-            self._auth = {"x-api-key": secret} if self.kind == "anthropic" else {"Authorization": f"Bearer {secret}"}
+            self._auth = self._credentials(secret)
         self._ssl = provider_ssl_context(config)  # True: the system trust store; or the provider's ca_bundle
         self._targets: dict[str, tuple[http1.Origin, str]] = {}
         """Each endpoint's origin and request target, parsed once."""
         self._fixed_headers = [("Content-Type", "application/json"), *self._auth.items()]
 
+    def _credentials(self, secret: str) -> dict[str, str]:
+        return {"x-api-key": secret} if self.protocol == "anthropic" else {"Authorization": f"Bearer {secret}"}
+
     def url(self, endpoint: str) -> str:
-        if self.kind == "anthropic":
+        if self.protocol == "anthropic":
             return f"{self._base}/v1/{endpoint}"
         return f"{self._base}/{endpoint}"
+
+    def forget_format(self, endpoint: str) -> bool:
+        return forget(self.formats, endpoint)
 
     async def probe(self) -> bool:
         """An active health check: does the provider answer its model list at all?"""
         headers = dict(self._auth)
-        if self.kind == "anthropic":
+        if self.protocol == "anthropic":
             headers["anthropic-version"] = "2023-06-01"
         try:
             async with asyncio.timeout(self.config.connect_timeout):
@@ -129,22 +170,31 @@ class HttpUpstream:
             return False
 
     async def send(
-        self, endpoint: str, body: bytes, client_headers: Mapping[str, str], deadline: float | None = None
+        self, endpoint: str, body: bytes, client_headers: Mapping[str, str], deadline: float | None = None,
+        model: str | None = None,
     ) -> UpstreamReply:
         target = self._targets.get(endpoint)
         if target is None:
-            config = self.config
-            target = self._targets[endpoint] = self._pool.origin(
-                self.url(endpoint), self._ssl, provider=self.name, proxy=self.egress.proxy,
-                max_connections=config.max_connections, keepalive=config.keepalive_expiry, trust=config.ca_bundle or "",
-            )
+            target = self._targets[endpoint] = self._target(self.url(endpoint))
+        return await self._exchange(target, body, client_headers, deadline)
+
+    def _target(self, url: str) -> tuple[http1.Origin, str]:
+        config = self.config
+        return self._pool.origin(
+            url, self._ssl, provider=self.name, proxy=self.egress.proxy,
+            max_connections=config.max_connections, keepalive=config.keepalive_expiry, trust=config.ca_bundle or "",
+        )
+
+    async def _exchange(
+        self, target: tuple[http1.Origin, str], body: bytes, client_headers: Mapping[str, str], deadline: float | None
+    ) -> UpstreamReply:
         origin, path = target
         headers = list(self._fixed_headers)
         for name in _FORWARD_REQUEST_HEADERS:
             value = client_headers.get(name)
             if value:
                 headers.append((name, value))
-        if self.kind == "anthropic" and not client_headers.get("anthropic-version"):
+        if self.protocol == "anthropic" and not client_headers.get("anthropic-version"):
             headers.append(("anthropic-version", "2023-06-01"))
         wait = self.config.first_byte_timeout
         by_deadline = deadline is not None and deadline < wait
@@ -199,5 +249,37 @@ def build_upstreams(
             upstreams[provider.name] = SimulatorUpstream(provider.name, provider.latency_scale)
         else:
             access = secrets[provider.name]
-            upstreams[provider.name] = HttpUpstream(provider, access.api_key, session, pool, access.egress)
+            cls = AzureUpstream if provider.protocol == "azure" else HttpUpstream
+            upstreams[provider.name] = cls(provider, access.api_key, session, pool, access.egress)
     return upstreams
+
+
+class AzureUpstream(HttpUpstream):
+    """Azure OpenAI: the `api-key` header, and a deployment (the route's model) in the URL with an
+    `api-version` query; or, with `api_version = "v1"`, the /openai/v1 API with the model in the body."""
+
+    def __init__(self, config: ProviderConfig, *args, **kwargs) -> None:
+        super().__init__(config, *args, **kwargs)
+        self._version = config.api_version or AZURE_API_VERSION
+        self._base = self._base.removesuffix("/openai/v1").removesuffix("/openai")
+        self._by_deployment: dict[tuple[str, str | None], tuple[http1.Origin, str]] = {}
+
+    def _credentials(self, secret: str) -> dict[str, str]:
+        return {"api-key": secret}
+
+    def url(self, endpoint: str, model: str | None = None) -> str:
+        if self._version == "v1":
+            return f"{self._base}/openai/v1/{endpoint}"
+        if endpoint == "models":
+            return f"{self._base}/openai/models?api-version={self._version}"
+        return f"{self._base}/openai/deployments/{model}/{endpoint}?api-version={self._version}"
+
+    async def send(
+        self, endpoint: str, body: bytes, client_headers: Mapping[str, str], deadline: float | None = None,
+        model: str | None = None,
+    ) -> UpstreamReply:
+        key = (endpoint, model)
+        target = self._by_deployment.get(key)
+        if target is None:
+            target = self._by_deployment[key] = self._target(self.url(endpoint, model))
+        return await self._exchange(target, body, client_headers, deadline)

@@ -38,8 +38,16 @@ _STATUS_OF_TYPE = {
 }
 
 
+def error_document(message: str, type_: str) -> dict:
+    return {"type": "error", "error": {"type": type_, "message": message}}
+
+
+def error_type(error: GatewayError) -> str:
+    return _TYPES.get(error.kind, "api_error")
+
+
 def error_body(error: GatewayError) -> bytes:
-    return orjson.dumps({"type": "error", "error": {"type": _TYPES.get(error.kind, "api_error"), "message": error.message}})
+    return orjson.dumps(error_document(error.message, error_type(error)))
 
 
 def _int(value: object) -> int:
@@ -124,6 +132,9 @@ class AnthropicWire(Wire):
 
     def error_body(self, error: GatewayError) -> bytes:
         return error_body(error)
+
+    def error_as(self, error: GatewayError, type_: str | None) -> bytes:
+        return orjson.dumps(error_document(error.message, type_ or error_type(error)))
 
     def stream_error(self, error: GatewayError) -> bytes:
         return b"event: error\ndata: " + error_body(error) + b"\n\n"

@@ -11,12 +11,15 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from aiohttp import web
 
 from noor_daemon.domain.errors import GatewayError
 from noor_daemon.gateway.wire.meter import StreamMeter, Usage
+
+if TYPE_CHECKING:
+    from noor_daemon.gateway.translate import Translation
 
 Family = Literal["openai", "anthropic"]
 
@@ -29,6 +32,12 @@ class Outgoing:
     """The body to send: the very dict the client sent when nothing had to change (then its raw bytes go)."""
     new_meter: Callable[[], StreamMeter] | None = None
     """Makes the meter that reads this request's stream; None for a wire without streams."""
+    endpoint: str | None = None
+    """The provider's endpoint when it differs from the caller's: a translated call."""
+    translation: Translation | None = None
+    """How the provider's answer becomes the caller's, for a translated call."""
+    headers: dict[str, str] | None = None
+    """The headers a translated call sends instead of the caller's (which belong to the caller's format)."""
 
 
 class Wire(ABC):
@@ -43,6 +52,10 @@ class Wire(ABC):
 
     @abstractmethod
     def error_body(self, error: GatewayError) -> bytes: ...
+
+    @abstractmethod
+    def error_as(self, error: GatewayError, type_: str | None) -> bytes:
+        """`error_body` with the error type a provider of this family named itself (None: the gateway's)."""
 
     def error_response(self, error: GatewayError) -> web.Response:
         return web.Response(status=error.status, body=self.error_body(error), content_type="application/json", headers=error.headers)

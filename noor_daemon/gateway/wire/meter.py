@@ -22,6 +22,9 @@ class StreamMeter:
     is held back by the proxy until the usage row is committed.
     """
 
+    relayed = True
+    """The provider's own events go to the caller (False: a translated stream, whose events the gateway writes)."""
+
     def __init__(self) -> None:
         self.usage: Usage | None = None
         self.content_events = 0
@@ -58,6 +61,11 @@ class StreamMeter:
     def count_quiet(self, events: bytes, count: int) -> None:
         """Count the content events of a quiet block of `count` events."""
         self.content_events += count
+
+    def finish(self) -> bytes:
+        """Events to add when the upstream's stream has ended whole (a translated stream closes its answer
+        here if the provider sent no terminal event); a relayed stream adds nothing."""
+        return b""
 
 
 def estimate_tokens(size_in_bytes: int) -> int:

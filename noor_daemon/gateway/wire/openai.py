@@ -28,17 +28,16 @@ _TYPES = {
 }
 
 
+def error_document(message: str, type_: str, param: str | None = None, code: str | None = None) -> dict:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def error_type(error: GatewayError) -> str:
+    return _TYPES.get(error.kind, "server_error")
+
+
 def error_body(error: GatewayError) -> bytes:
-    return orjson.dumps(
-        {
-            "error": {
-                "message": error.message,
-                "type": _TYPES.get(error.kind, "server_error"),
-                "param": error.param,
-                "code": error.code,
-            }
-        }
-    )
+    return orjson.dumps(error_document(error.message, error_type(error), error.param, error.code))
 
 
 def _int(value: object) -> int:
@@ -147,6 +146,9 @@ class OpenAIWire(Wire):
 
     def error_body(self, error: GatewayError) -> bytes:
         return error_body(error)
+
+    def error_as(self, error: GatewayError, type_: str | None) -> bytes:
+        return orjson.dumps(error_document(error.message, type_ or error_type(error), error.param, error.code))
 
     def stream_error(self, error: GatewayError) -> bytes:
         return b"data: " + error_body(error) + b"\n\n"

@@ -1,0 +1,130 @@
+"""A stream translated event by event: the provider's events are read by a decoder of its format, which tells
+an encoder of the caller's format what happened (`Sink`), and the encoder writes the caller's events.
+
+The meter of the provider's own format still reads every event first, so usage is what the provider
+reported and the terminal event is the provider's; everything the encoder writes from the terminal
+event on is held back by the proxy until the usage row is committed, as for a relayed stream.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from noor_daemon.gateway.provider_errors import ProviderError
+from noor_daemon.gateway.translate.ir import Usage
+from noor_daemon.gateway.wire.meter import StreamMeter
+
+log = logging.getLogger(__name__)
+
+
+class Sink:
+    """What a decoder reports, in the order the caller must see it. Encoders implement every method.
+
+    Blocks come one at a time: a text, a reasoning or a tool call opens a block (closing the one before
+    when its kind changes), `end_block` closes it; `finish` closes the answer.
+    """
+
+    def __init__(self) -> None:
+        self.out: list[bytes] = []
+
+    def take(self) -> bytes:
+        """What was written since the last call."""
+        if not self.out:
+            return b""
+        data = self.out[0] if len(self.out) == 1 else b"".join(self.out)
+        self.out.clear()
+        return data
+
+    def start(self, ident: str, model: str, created: int | None) -> None:
+        raise NotImplementedError
+
+    def text(self, delta: str) -> None:
+        raise NotImplementedError
+
+    def reasoning(self, delta: str) -> None:
+        raise NotImplementedError
+
+    def signature(self, value: str) -> None:
+        raise NotImplementedError
+
+    def redacted_reasoning(self, data: str) -> None:
+        raise NotImplementedError
+
+    def tool_call(self, call_id: str, name: str) -> None:
+        raise NotImplementedError
+
+    def tool_arguments(self, delta: str) -> None:
+        raise NotImplementedError
+
+    def end_block(self) -> None:
+        raise NotImplementedError
+
+    def finish(self, stop: str, stop_sequence: str | None, usage: Usage | None) -> None:
+        raise NotImplementedError
+
+    def fail(self, error: ProviderError) -> None:
+        raise NotImplementedError
+
+
+class Decoder:
+    """Reads one provider format's events (whole SSE events, as bytes) into a `Sink`."""
+
+    def __init__(self, sink: Sink, scrub) -> None:
+        self.sink = sink
+        self.scrub = scrub
+        self.started = False
+        self.finished = False
+
+    def feed(self, event: bytes) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """The provider's stream ended whole without its own terminal event: finish the answer anyway."""
+        if self.started and not self.finished:
+            self.finished = True
+            self.sink.finish(*self.ending())
+
+    def ending(self) -> tuple[str, str | None, Usage | None]:
+        raise NotImplementedError
+
+
+class TranslatingMeter(StreamMeter):
+    """`StreamMeter.relay` for a translated stream: the provider's meter reads, the encoder writes."""
+
+    relayed = False
+
+    def __init__(self, inner: StreamMeter, decoder: Decoder) -> None:
+        super().__init__()
+        self.inner = inner
+        self.decoder = decoder
+        self.encoder = decoder.sink
+
+    def relay(self, events: list[bytes], held: list[bytes]) -> bytes:
+        ready = []
+        inner, decoder, encoder = self.inner, self.decoder, self.encoder
+        for event in events:
+            if self.error_status is not None:  # a stream we could not translate has ended
+                continue
+            _, terminal = inner.on_event(event)
+            try:
+                decoder.feed(event)
+            except Exception as exc:  # a malformed or unexpected event: end the caller's stream with an error
+                log.warning("a provider's stream could not be translated: %s", type(exc).__name__)
+                encoder.fail(ProviderError(502, "The provider's stream could not be translated.", code="untranslatable_stream"))
+                self.error_status = 502
+                terminal = True
+            produced = encoder.take()
+            if terminal or held:
+                held.append(produced)
+            elif produced:
+                ready.append(produced)
+        self.usage = inner.usage
+        self.content_events = inner.content_events
+        if self.error_status is None:
+            self.error_status = inner.error_status
+        return ready[0] if len(ready) == 1 else b"".join(ready)
+
+    def finish(self) -> bytes:
+        if self.error_status is None:
+            self.decoder.close()
+        return self.encoder.take()
