@@ -10,16 +10,16 @@ read as decimals, so tokens × price is exact and sums never drift as floats wou
 from __future__ import annotations
 
 import fnmatch
-import ipaddress
 import tomllib
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache
 from importlib import resources
-from urllib.parse import urlsplit
 
 from noor_daemon.config import Config, PriceConfig, ProviderConfig
 
+DEFAULT_MAX_OUTPUT = 32_768
+"""A budget's worst case for the output of a call that sets no max_tokens, to a model whose most is not known."""
 UNIT = 10**12
 """Picounits per unit of the currency: the integer every cost is kept in."""
 ZERO_DECIMAL = {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf"}
@@ -100,18 +100,15 @@ def _lookup(entries: list[tuple[str, object]], model: str) -> object | None:
     return None
 
 
+LOCAL_KINDS = frozenset({"simulator", "ollama", "vllm", "llamacpp", "lmstudio"})
+"""Provider kinds that run a model on hardware of one's own: nobody bills for their tokens."""
+
+
 def is_local(provider: ProviderConfig) -> bool:
-    """A provider on this machine or a private network (or the simulator): nobody bills for its tokens."""
-    if provider.kind == "simulator":
-        return True
-    host = (urlsplit(provider.base_url or "").hostname or "").lower()
-    if host in ("localhost", "") or host.endswith((".local", ".internal", ".lan")):
-        return bool(host)
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return address.is_loopback or address.is_private or address.is_link_local
+    """A provider whose tokens cost nothing unless `[prices]` says otherwise: the simulator, and the presets of
+    servers people run themselves. Any other kind is priced from the table, whatever address it listens on (a
+    corporate proxy on loopback in front of a cloud provider still bills)."""
+    return provider.kind in LOCAL_KINDS
 
 
 class PriceBook:
@@ -145,6 +142,16 @@ class PriceBook:
 def price_for(prices: dict[str, PriceConfig], model: str) -> PriceConfig | None:
     """The config's price for `model`: an exact entry first, then the first glob that matches."""
     return _lookup(list(prices.items()), model)  # type: ignore[return-value]
+
+
+def units(value: float | int | str | Decimal) -> int:
+    """Picounits of an amount in the currency (a budget of 20.5 → 20_500_000_000_000), read as a decimal."""
+    return int(Decimal(str(value)) * UNIT)
+
+
+def text(picounits: int) -> str:
+    """An amount as a plain decimal, exactly (`0.000435`, `20`): headers and messages."""
+    return f"{(Decimal(picounits) / UNIT).normalize():f}"
 
 
 def amount(picounits: int) -> float:

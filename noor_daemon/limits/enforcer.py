@@ -9,6 +9,7 @@ limit cannot slip more through than the limit.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -18,6 +19,8 @@ from noor_daemon.clock import Clock
 from noor_daemon.config import Config, PlanConfig
 from noor_daemon.domain.accounts import Account, ApiKey
 from noor_daemon.domain.errors import GatewayError
+from noor_daemon.domain.money import text as money_text
+from noor_daemon.domain.money import amount, units
 from noor_daemon.limits import gcra
 from noor_daemon.limits.gcra import Rate
 from noor_daemon.limits.periods import PeriodCounters, period_bounds
@@ -32,6 +35,8 @@ LIMIT_NAMES = (
     "requests_per_day",
     "tokens_per_day",
     "tokens_per_month",
+    "budget_per_day",
+    "budget_per_month",
 )
 
 # (limit name, period, counts requests or tokens)
@@ -40,6 +45,8 @@ PERIOD_LIMITS = (
     ("tokens_per_day", "day", "tokens"),
     ("tokens_per_month", "month", "tokens"),
 )
+BUDGETS = (("budget_per_day", "day"), ("budget_per_month", "month"))
+"""Spend limits, in picounits within a `Scope` (the config and the API take them in the currency)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,15 +57,17 @@ class Scope:
 
 
 class Admission:
-    """What one admitted call holds: its scopes, its token estimate and its concurrency slot."""
+    """What one admitted call holds: its scopes, its token estimate, its concurrency slot and the worst case
+    of its cost (held against every budget until its real cost is committed)."""
 
-    __slots__ = ("scopes", "estimate", "finished", "headers")
+    __slots__ = ("scopes", "estimate", "finished", "headers", "worst")
 
-    def __init__(self, scopes: list[Scope], estimate: int, headers: dict[str, str]) -> None:
+    def __init__(self, scopes: list[Scope], estimate: int, headers: dict[str, str], worst: int = 0) -> None:
         self.scopes = scopes
         self.estimate = estimate
         self.finished = False
         self.headers = headers
+        self.worst = worst
 
 
 @lru_cache(maxsize=4096)
@@ -70,7 +79,30 @@ def rate(limit: int) -> Rate:
 def plan_limits(plan: PlanConfig | None) -> dict[str, int]:
     if plan is None:
         return {}
-    return {name: value for name in LIMIT_NAMES if (value := getattr(plan, name)) is not None}
+    return scope_limits({name: value for name in LIMIT_NAMES if (value := getattr(plan, name)) is not None})
+
+
+def scope_limits(limits: dict[str, float | int]) -> dict[str, int]:
+    """Limits as a `Scope` holds them: budgets (given in the currency) as picounits, the rest as they are."""
+    return {name: units(value) if name.startswith("budget_") else int(value) for name, value in limits.items() if name in LIMIT_NAMES}
+
+
+def has_budget(scopes: list[Scope]) -> bool:
+    return any(name in scope.limits for scope in scopes for name, _ in BUDGETS)
+
+
+def budget_error(scope_kind: str, name: str, limit: int, period: str, wall: float, spent: int, worst: int) -> GatewayError:
+    """A 429 `insufficient_quota` naming the budget, what is left, and when it resets."""
+    _, resets = period_bounds(period, wall)
+    left = max(0, limit - spent)
+    return GatewayError(
+        429,
+        "insufficient_quota",
+        f"This {scope_kind}'s {name.replace('_', ' ')} of {money_text(limit)} has {money_text(left)} left, less than "
+        f"this call may cost ({money_text(worst)} at most; lower max_tokens to fit). It resets at {rfc3339(resets)}.",
+        code="insufficient_quota",
+        headers={"retry-after": str(max(1, math.ceil(resets - wall)))},
+    )
 
 
 def format_duration(seconds: float) -> str:
@@ -85,6 +117,15 @@ def format_duration(seconds: float) -> str:
 
 def rfc3339(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def budget_headers(left: int, limit: int, period: str, wall: float) -> dict[str, str]:
+    """The budget headers of an answer, in the currency (both API dialects: neither has a standard for spend)."""
+    return {
+        "x-noor-budget-limit": money_text(limit),
+        "x-noor-budget-remaining": money_text(left),
+        "x-noor-budget-reset": rfc3339(period_bounds(period, wall)[1]),
+    }
 
 
 RateState = tuple[int, int, float]
@@ -167,19 +208,27 @@ class Limiter:
             cached = self._account_scopes[account.id] = (self.config, account.plan, scope)
         scopes = [cached[2]] if cached[2] is not None else []
         if key.limits:
-            key_limits = {n: v for n, v in key.limits.items() if n in LIMIT_NAMES}
+            key_limits = scope_limits(key.limits)
             if key_limits:
                 scopes.append(Scope("key", key.id, key_limits))
         return scopes
 
     # -- the request path -------------------------------------------------------------
 
-    def admit(self, key: ApiKey, account: Account, estimate: int, family: str) -> Admission:
-        """Charge one call or raise a 429 `GatewayError` carrying `retry-after`."""
+    def admit(
+        self, key: ApiKey, account: Account, estimate: int, family: str, worst_cost: Callable[[], int] | None = None
+    ) -> Admission:
+        """Charge one call or raise a 429 `GatewayError` carrying `retry-after`.
+
+        `worst_cost` (picounits) is asked only when a budget applies: the call is admitted only if what was
+        spent, plus the worst cases of the calls in flight, plus its own, fits every budget — so the spend
+        stays within the budget as long as no call costs more than its worst case."""
         now = self.clock.monotonic()  # small numbers keep float rounding far below one unit
         scopes = self.scopes(key, account)
+        worst = worst_cost() if worst_cost is not None and has_budget(scopes) else 0
         for scope in scopes:
             self._check_periods(scope, family)
+            self._check_budgets(scope, worst)
             limit = scope.limits.get("concurrent_requests")
             if limit is not None and self._active.get((scope.kind, scope.ident), 0) >= limit:
                 raise self._rate_error(
@@ -204,12 +253,16 @@ class Limiter:
         for scope in scopes:
             ident = (scope.kind, scope.ident)
             self._active[ident] = self._active.get(ident, 0) + 1
-            reserved = self._reserved.setdefault(ident, [0, 0])
+            reserved = self._reserved.setdefault(ident, [0, 0, 0])
             reserved[0] += 1
             reserved[1] += estimate
-        return Admission(scopes, estimate, self.headers(scopes, now, family))
+            reserved[2] += worst
+        headers = self.headers(scopes, now, family)
+        if worst:
+            headers.update(self.budget_headers(scopes))
+        return Admission(scopes, estimate, headers, worst)
 
-    def charge(self, scopes: list[Scope], estimate: int) -> None:
+    def charge(self, scopes: list[Scope], estimate: int, worst: int = 0) -> None:
         """Count a call the shared limiter admitted, unchecked: should this daemon have to count
         alone (Redis unreachable), it starts from what it let through, not from full buckets.
         `finish` settles it like any other."""
@@ -222,9 +275,10 @@ class Limiter:
                     self._tat[slot] = gcra.adjust(self._bucket(slot, now, limit), now, min(cost, limit), rate(limit))
             ident = (scope.kind, scope.ident)
             self._active[ident] = self._active.get(ident, 0) + 1
-            reserved = self._reserved.setdefault(ident, [0, 0])
+            reserved = self._reserved.setdefault(ident, [0, 0, 0])
             reserved[0] += 1
             reserved[1] += estimate
+            reserved[2] += worst
 
     def finish(self, admission: Admission, tokens_used: int) -> None:
         """Settle a call on every exit path: correct the token charge, free the slot.
@@ -252,6 +306,7 @@ class Limiter:
             if reserved is not None:
                 reserved[0] -= 1
                 reserved[1] -= admission.estimate
+                reserved[2] -= admission.worst
                 if reserved[0] <= 0:
                     del self._reserved[ident]
 
@@ -286,9 +341,35 @@ class Limiter:
 
     # -- checks and answers -----------------------------------------------------------
 
+    def _check_budgets(self, scope: Scope, worst: int) -> None:
+        """Refuse unless spent + held worst cases + this call's worst case fits each budget of the scope."""
+        for name, period in BUDGETS:
+            limit = scope.limits.get(name)
+            if limit is None:
+                continue
+            held = self._reserved.get((scope.kind, scope.ident), (0, 0, 0))[2]
+            spent = self.counters.spent(scope.kind, scope.ident, period) + held
+            if spent + worst > limit:
+                raise budget_error(scope.kind, name, limit, period, self.clock.now(), spent, worst)
+
+    def budget_left(self, scope: Scope, name: str, period: str) -> int:
+        held = self._reserved.get((scope.kind, scope.ident), (0, 0, 0))[2]
+        return max(0, scope.limits[name] - self.counters.spent(scope.kind, scope.ident, period) - held)
+
+    def budget_headers(self, scopes: list[Scope]) -> dict[str, str]:
+        """The tightest budget's limit, what is left of it (in-flight calls' worst cases held) and its reset."""
+        tightest = None
+        for scope in scopes:
+            for name, period in BUDGETS:
+                if name in scope.limits:
+                    left = self.budget_left(scope, name, period)
+                    if tightest is None or left < tightest[0]:
+                        tightest = (left, scope.limits[name], period)
+        return budget_headers(*tightest, self.clock.now()) if tightest else {}
+
     def _check_periods(self, scope: Scope, family: str) -> None:
         now = self.clock.now()
-        reserved = self._reserved.get((scope.kind, scope.ident), (0, 0))
+        reserved = self._reserved.get((scope.kind, scope.ident), (0, 0, 0))
         for name, period, unit in PERIOD_LIMITS:
             limit = scope.limits.get(name)
             if limit is None:
@@ -355,7 +436,10 @@ class Limiter:
                 if (limit := scope.limits.get(name)) is not None:
                     tat = self._bucket((scope.kind, scope.ident, name), now, limit)
                     rates[name] = (gcra.remaining(tat, now, rate(limit)), gcra.reset_after(tat, now))
-            periods = {period: self.counters.used(scope.kind, scope.ident, period) for period in ("day", "month")}
+            periods = {
+                period: (*self.counters.used(scope.kind, scope.ident, period), self.counters.spent(scope.kind, scope.ident, period))
+                for period in ("day", "month")
+            }
             rows += status_rows(scope, wall, rates, self.in_flight(scope.kind, scope.ident), periods)
         return rows
 
@@ -364,7 +448,8 @@ def status_rows(
     scope: Scope, wall: float, rates: dict[str, tuple[int, float]], in_flight: int, periods: dict[str, tuple[int, int]]
 ) -> list[dict]:
     """A scope's rows of a quota report, from its counts (in memory or in Redis): `rates` maps a rate
-    limit to (remaining, seconds to full), `periods` a period to its (requests, tokens)."""
+    limit to (remaining, seconds to full), `periods` a period to its (requests, tokens, spend in picounits).
+    Budgets are shown in the currency."""
     rows = []
     for name, limit in scope.limits.items():
         resets: float | None = None
@@ -376,9 +461,11 @@ def status_rows(
             left = max(0, limit - used)
         else:
             period = "month" if name.endswith("month") else "day"
-            requests, tokens = periods[period]
-            used = requests if name.startswith("requests") else tokens
+            requests, tokens, spent = periods[period]
+            used = requests if name.startswith("requests") else spent if name.startswith("budget_") else tokens
             left, resets = max(0, limit - used), period_bounds(period, wall)[1]
+        if name.startswith("budget_"):
+            limit, used, left = amount(limit), amount(used), amount(left)
         rows.append(
             {
                 "scope": scope.kind,

@@ -37,18 +37,18 @@ async def committed_since(ledger: Ledger, start: float) -> list:
     """
     return await ledger.fetchall(
         """SELECT account_id, key_id, sum(requests - errors) AS requests,
-                  sum(prompt_tokens + completion_tokens) AS tokens
+                  sum(prompt_tokens + completion_tokens) AS tokens, sum(cost) AS cost
            FROM usage_hourly WHERE hour >= ? AND account_id != '' GROUP BY account_id, key_id""",
         (int(start * 1000),),
     )
 
 
 class PeriodCounters:
-    """Requests and tokens used this day and this month, per account and per key."""
+    """Requests, tokens and spend (picounits) of this day and this month, per account and per key."""
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
-        # (scope, id, period) -> [period_start, requests, tokens]
+        # (scope, id, period) -> [period_start, requests, tokens, cost]
         self._used: dict[tuple[str, str, str], list] = {}
 
     async def load(self, ledger: Ledger) -> None:
@@ -56,17 +56,19 @@ class PeriodCounters:
         for kind in PERIODS:
             start, _ = period_bounds(kind, now)
             for row in await committed_since(ledger, start):
-                self._add(("account", row["account_id"], kind), start, row["requests"], row["tokens"])
+                counts = (int(row["requests"] or 0), int(row["tokens"] or 0), int(row["cost"] or 0))
+                self._add(("account", row["account_id"], kind), start, *counts)
                 if row["key_id"]:
-                    self._add(("key", row["key_id"], kind), start, row["requests"], row["tokens"])
+                    self._add(("key", row["key_id"], kind), start, *counts)
 
-    def _add(self, slot: tuple[str, str, str], start: float, requests: int, tokens: int) -> None:
+    def _add(self, slot: tuple[str, str, str], start: float, requests: int, tokens: int, cost: int = 0) -> None:
         entry = self._used.get(slot)
         if entry is None or start > entry[0]:
-            self._used[slot] = [start, requests, tokens]
+            self._used[slot] = [start, requests, tokens, cost]
         elif start == entry[0]:
             entry[1] += requests
             entry[2] += tokens
+            entry[3] += cost
         # else: a call from a period that has already ended; it no longer counts
 
     def on_commit(self, events: list[UsageEvent]) -> None:
@@ -76,14 +78,15 @@ class PeriodCounters:
                 continue
             requests = 1 if counts_toward_quota(event) else 0
             tokens = event.total_tokens
-            if not requests and not tokens:
+            cost = event.cost or 0
+            if not requests and not tokens and not cost:
                 continue
             ts = event.ts / 1000
             for kind in PERIODS:
                 start, _ = period_bounds(kind, ts)
-                self._add(("account", event.account_id, kind), start, requests, tokens)
+                self._add(("account", event.account_id, kind), start, requests, tokens, cost)
                 if event.key_id:
-                    self._add(("key", event.key_id, kind), start, requests, tokens)
+                    self._add(("key", event.key_id, kind), start, requests, tokens, cost)
 
     def used(self, scope: str, ident: str, kind: str) -> tuple[int, int]:
         """(requests, tokens) used in the current `kind` period."""
@@ -92,6 +95,14 @@ class PeriodCounters:
         if entry is None or entry[0] != start:
             return 0, 0
         return entry[1], entry[2]
+
+    def spent(self, scope: str, ident: str, kind: str) -> int:
+        """Picounits spent in the current `kind` period (committed calls; the limiter adds what is in flight)."""
+        entry = self._used.get((scope, ident, kind))
+        start, _ = period_bounds(kind, self.clock.now())
+        if entry is None or entry[0] != start:
+            return 0
+        return entry[3]
 
     def forget(self, scope: str, ident: str) -> None:
         for kind in PERIODS:

@@ -15,8 +15,9 @@ Floats are returned and stored through `string.format('%.17g')`: Lua's own conve
 Keys of one scope (an account, or a key with its own limits):
   rpm, tpm   hash {tat, limit}: the GCRA bucket of requests / tokens per minute
   flight     sorted set: the scope's calls in flight, scored by the time their lease ends
-  held       hash: call id -> its token estimate, and `_sum` of them (the reservation)
-  day, month hash {requests, tokens}: committed usage of the current period
+  held       hash: call id -> its token estimate, and `_sum` of them (the reservation); `c:` call id -> the
+             worst case of its cost, and `_cost` of them (what budgets hold for calls in flight)
+  day, month hash {requests, tokens, cost}: committed usage of the current period (cost in picounits)
 """
 
 from __future__ import annotations
@@ -59,10 +60,14 @@ end
 local function purge(flight, held, now)
   local gone = redis.call('ZRANGEBYSCORE', flight, '-inf', num(now))
   if #gone == 0 then return end
-  local freed = 0
-  for i = 1, #gone do freed = freed + (tonumber(redis.call('HGET', held, gone[i])) or 0) end
-  for i = 1, #gone, 500 do redis.call('HDEL', held, unpack(gone, i, math.min(i + 499, #gone))) end
+  local freed, costs = 0, 0
+  for i = 1, #gone do
+    freed = freed + (tonumber(redis.call('HGET', held, gone[i])) or 0)
+    costs = costs + (tonumber(redis.call('HGET', held, 'c:' .. gone[i])) or 0)
+    redis.call('HDEL', held, gone[i], 'c:' .. gone[i])
+  end
   redis.call('HINCRBY', held, '_sum', -freed)
+  redis.call('HINCRBY', held, '_cost', string.format('%d', -costs))
   redis.call('ZREMRANGEBYSCORE', flight, '-inf', num(now))
 end
 """
@@ -71,17 +76,20 @@ ADMIT = (
     _PRELUDE
     + """
 -- KEYS, 6 per scope: rpm, tpm, flight, held, day, month
--- ARGV: now ('' = TIME), call id, token estimate, lease seconds, rate period seconds, then 6 limits
---       per scope (0 = none): requests_per_minute, tokens_per_minute, concurrent_requests,
---       requests_per_day, tokens_per_day, tokens_per_month
--- Returns {verdict, scope, limit index, retry after, state...}; verdict is ok | quota |
+-- ARGV: now ('' = TIME), call id, token estimate, lease seconds, rate period seconds, worst-case cost, then 8
+--       limits per scope (0 = none): requests_per_minute, tokens_per_minute, concurrent_requests,
+--       requests_per_day, tokens_per_day, tokens_per_month, budget_per_day, budget_per_month
+-- Returns {verdict, scope, limit index, retry after, state...}; verdict is ok | quota | budget |
 -- concurrency | rate, and state holds per scope and per rate (requests, tokens): limit,
--- remaining, seconds until full (after the charge when admitted, before it when refused).
+-- remaining, seconds until full (after the charge when admitted, before it when refused). An `ok`
+-- ends with the tightest budget: what is left, its limit, its index (0 = no budget); a `budget`
+-- refusal carries what was spent and held.
 local now = clock(ARGV[1])
 local id, estimate, lease, period = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local worst = tonumber(ARGV[6])
 local scopes = #KEYS / 6
 local function key(s, i) return KEYS[(s - 1) * 6 + i] end
-local function limit(s, i) return tonumber(ARGV[5 + (s - 1) * 6 + i]) end
+local function limit(s, i) return tonumber(ARGV[6 + (s - 1) * 8 + i]) end
 
 local tats = {}
 local function state()
@@ -116,6 +124,17 @@ for s = 1, scopes do
     for i = 1, 3 do
       local value = limit(s, 3 + i)
       if value > 0 and used[i] >= value then return {'quota', s, 3 + i, '0'} end
+    end
+  end
+  if limit(s, 7) > 0 or limit(s, 8) > 0 then
+    -- Budgets: what was spent, the worst cases held for calls in flight, and this call's must fit.
+    local held_cost = tonumber(redis.call('HGET', key(s, 4), '_cost')) or 0
+    local spent = {tonumber(redis.call('HGET', key(s, 5), 'cost')) or 0, tonumber(redis.call('HGET', key(s, 6), 'cost')) or 0}
+    for i = 1, 2 do
+      local value = limit(s, 6 + i)
+      if value > 0 and spent[i] + held_cost + worst > value then
+        return {'budget', s, 6 + i, '0', num(spent[i] + held_cost)}
+      end
     end
   end
   if limit(s, 3) > 0 and active >= limit(s, 3) then
@@ -153,15 +172,32 @@ for _, c in ipairs(charges) do
   tats[(c[1] - 1) * 2 + c[2]] = c[3]
 end
 local keep = math.ceil(lease * 2000)
+local tightest = {-1, 0, 0}
 for s = 1, scopes do
   redis.call('ZADD', key(s, 3), num(now + lease), id)
   redis.call('HSET', key(s, 4), id, estimate)
   redis.call('HINCRBY', key(s, 4), '_sum', estimate)
+  if worst > 0 then
+    redis.call('HSET', key(s, 4), 'c:' .. id, string.format('%d', worst))
+    redis.call('HINCRBY', key(s, 4), '_cost', string.format('%d', worst))
+  end
   redis.call('PEXPIRE', key(s, 3), keep)
   redis.call('PEXPIRE', key(s, 4), keep)
+  for i = 1, 2 do
+    local value = limit(s, 6 + i)
+    if value > 0 then
+      local held_cost = tonumber(redis.call('HGET', key(s, 4), '_cost')) or 0
+      local spent = tonumber(redis.call('HGET', key(s, 4 + i), 'cost')) or 0
+      local left = math.max(0, value - spent - held_cost)
+      if tightest[1] < 0 or left < tightest[1] then tightest = {left, value, 6 + i} end
+    end
+  end
 end
 local out = {'ok', 0, 0, '0'}
 for _, v in ipairs(state()) do out[#out + 1] = v end
+out[#out + 1] = num(math.max(tightest[1], 0))
+out[#out + 1] = num(tightest[2])
+out[#out + 1] = tightest[3]
 return out
 """
 )
@@ -178,8 +214,10 @@ for s = 1, #KEYS / 3 do
   local tpm, flight, held = KEYS[s * 3 - 2], KEYS[s * 3 - 1], KEYS[s * 3]
   if redis.call('ZREM', flight, id) == 1 then
     local estimate = tonumber(redis.call('HGET', held, id)) or 0
-    redis.call('HDEL', held, id)
+    local worst = redis.call('HGET', held, 'c:' .. id)
+    redis.call('HDEL', held, id, 'c:' .. id)
     redis.call('HINCRBY', held, '_sum', -estimate)
+    if worst then redis.call('HINCRBY', held, '_cost', '-' .. worst) end
     local value = tonumber(ARGV[4 + s])
     if value > 0 and delta ~= 0 then
       local tat = bucket(tpm, value, now)
@@ -210,7 +248,7 @@ return 1
 
 ADD_USAGE = """
 -- KEYS, 2 per counter: the period counter, its period's `seeded` marker
--- ARGV, 3 per counter: requests, tokens, expire at (unix seconds)
+-- ARGV, 4 per counter: requests, tokens, cost (picounits), expire at (unix seconds)
 -- Committed usage from a daemon's ledger. A counter is only created once its period was
 -- seeded from the ledger; otherwise its index is returned and the daemon seeds it (the
 -- ledger already holds this usage, so nothing is lost and nothing counted twice).
@@ -218,10 +256,11 @@ local missing = {}
 for i = 1, #KEYS / 2 do
   local counter, marker = KEYS[2 * i - 1], KEYS[2 * i]
   if redis.call('EXISTS', counter) == 1 or redis.call('EXISTS', marker) == 1 then
-    local a = (i - 1) * 3
+    local a = (i - 1) * 4
     redis.call('HINCRBY', counter, 'requests', ARGV[a + 1])
     redis.call('HINCRBY', counter, 'tokens', ARGV[a + 2])
-    redis.call('EXPIREAT', counter, ARGV[a + 3])
+    redis.call('HINCRBY', counter, 'cost', ARGV[a + 3])
+    redis.call('EXPIREAT', counter, ARGV[a + 4])
   else
     missing[#missing + 1] = i
   end
@@ -231,12 +270,13 @@ return missing
 
 SEED = """
 -- KEYS: the period's `seeded` marker, then counters.  ARGV: expire at, mark (1 = set the
--- marker), then 2 per counter: requests, tokens.
+-- marker), then 3 per counter: requests, tokens, cost.
 -- Sets a counter only when it is absent (NX): a counter that exists already holds what
 -- other daemons added, and the ledger's totals must not overwrite it.
 for i = 2, #KEYS do
   if redis.call('EXISTS', KEYS[i]) == 0 then
-    redis.call('HSET', KEYS[i], 'requests', ARGV[2 * i - 1], 'tokens', ARGV[2 * i])
+    local a = 3 * (i - 2) + 2
+    redis.call('HSET', KEYS[i], 'requests', ARGV[a + 1], 'tokens', ARGV[a + 2], 'cost', ARGV[a + 3])
     redis.call('EXPIREAT', KEYS[i], ARGV[1])
   end
 end
@@ -252,7 +292,7 @@ STATUS = (
     + """
 -- KEYS: rpm, tpm, flight, day, month.  ARGV: now, rate period, requests_per_minute, tokens_per_minute (0 = none)
 -- Returns {rpm remaining, rpm seconds to full, tpm remaining, tpm seconds to full, in flight,
---          day requests, day tokens, month requests, month tokens}
+--          day requests, day tokens, month requests, month tokens, day cost, month cost}
 local now, period = clock(ARGV[1]), tonumber(ARGV[2])
 local out = {}
 for r = 1, 2 do
@@ -267,9 +307,11 @@ for r = 1, 2 do
   end
 end
 out[#out + 1] = redis.call('ZCOUNT', KEYS[3], '(' .. num(now), '+inf')
-local day = redis.call('HMGET', KEYS[4], 'requests', 'tokens')
-local month = redis.call('HMGET', KEYS[5], 'requests', 'tokens')
+local day = redis.call('HMGET', KEYS[4], 'requests', 'tokens', 'cost')
+local month = redis.call('HMGET', KEYS[5], 'requests', 'tokens', 'cost')
 for _, v in ipairs({day[1], day[2], month[1], month[2]}) do out[#out + 1] = tonumber(v) or 0 end
+out[#out + 1] = day[3] or '0'
+out[#out + 1] = month[3] or '0'
 return out
 """
 )

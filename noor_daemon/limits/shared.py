@@ -35,7 +35,7 @@ import contextlib
 import logging
 import secrets
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -54,7 +54,10 @@ from noor_daemon.limits.enforcer import (
     Limiter,
     RateState,
     Scope,
+    budget_error,
+    budget_headers,
     concurrency_message,
+    has_budget,
     quota_error,
     rate_error,
     rate_headers,
@@ -83,9 +86,14 @@ LIMIT_ORDER = (
     "requests_per_day",
     "tokens_per_day",
     "tokens_per_month",
+    "budget_per_day",
+    "budget_per_month",
 )
 """The limits in the order the ADMIT script takes them."""
-PERIOD_OF = {"requests_per_day": "day", "tokens_per_day": "day", "tokens_per_month": "month"}
+PERIOD_OF = {
+    "requests_per_day": "day", "tokens_per_day": "day", "tokens_per_month": "month",
+    "budget_per_day": "day", "budget_per_month": "month",
+}
 
 
 class SharedAdmission(Admission):
@@ -93,8 +101,8 @@ class SharedAdmission(Admission):
 
     __slots__ = ("call_id",)
 
-    def __init__(self, scopes: list[Scope], estimate: int, headers: dict[str, str], call_id: str) -> None:
-        super().__init__(scopes, estimate, headers)
+    def __init__(self, scopes: list[Scope], estimate: int, headers: dict[str, str], call_id: str, worst: int = 0) -> None:
+        super().__init__(scopes, estimate, headers, worst)
         self.call_id = call_id
 
 
@@ -124,7 +132,7 @@ class SharedLimiter:
         self._live: dict[str, SharedAdmission] = {}
         self._owed: deque[_Release] = deque(maxlen=MAX_OWED)
         self._usage: dict[tuple[str, str, str, int], list[int]] = {}
-        """(scope, id, period, period start) -> [requests, tokens] committed, not yet in Redis."""
+        """(scope, id, period, period start) -> [requests, tokens, cost] committed, not yet in Redis."""
         self._seed_due: set[str] = set()
         self._flush_lock = asyncio.Lock()
         self._wake = asyncio.Event()
@@ -162,17 +170,20 @@ class SharedLimiter:
 
     # -- the request path -------------------------------------------------------------
 
-    async def admit(self, key: ApiKey, account: Account, estimate: int, family: str) -> Admission:
+    async def admit(
+        self, key: ApiKey, account: Account, estimate: int, family: str, worst_cost: Callable[[], int] | None = None
+    ) -> Admission:
         """Charge one call in Redis or raise the local limiter's 429; count locally while Redis is down."""
         if not self.link.up:
-            return self._admit_locally(key, account, estimate, family)
+            return self._admit_locally(key, account, estimate, family, worst_cost)
         scopes = self.local.scopes(key, account)
         if not scopes:
             return Admission(scopes, estimate, {})
+        worst = worst_cost() if worst_cost is not None and has_budget(scopes) else 0
         call_id = secrets.token_hex(8)
         wall = self.clock.now()
         keys: list[str] = []
-        args: list[str | int | float] = [self._now_arg(), call_id, estimate, LEASE, RATE_PERIOD]
+        args: list[str | int | float] = [self._now_arg(), call_id, estimate, LEASE, RATE_PERIOD, worst]
         for scope in scopes:
             keys += self._scope_keys(scope.kind, scope.ident, wall)
             args += [scope.limits.get(name, 0) for name in LIMIT_ORDER]
@@ -181,21 +192,29 @@ class SharedLimiter:
         except REDIS_FAILURES as exc:
             self.link.failed(exc)
             self._owed.append(_Release(call_id, scopes, -estimate))  # in case it was charged before the answer was lost
-            return self._admit_locally(key, account, estimate, family)
+            return self._admit_locally(key, account, estimate, family, worst_cost)
         except asyncio.CancelledError:
             self._owed.append(_Release(call_id, scopes, -estimate))
             self._kick()
             raise
         verdict, scope_no, which, retry_after, *state = reply
+        budget = state[-3:] if verdict == "ok" else None
+        if budget is not None:
+            state = state[:-3]
         headers = self._headers(state, len(scopes), family, wall)
         if verdict == "ok":
-            admission = SharedAdmission(scopes, estimate, headers, call_id)
+            if budget is not None and int(budget[2]):
+                period = "day" if int(budget[2]) == 7 else "month"
+                headers.update(budget_headers(int(float(budget[0])), int(float(budget[1])), period, wall))
+            admission = SharedAdmission(scopes, estimate, headers, call_id, worst)
             self._live[call_id] = admission
-            self.local.charge(scopes, estimate)
+            self.local.charge(scopes, estimate, worst)
             return admission
         scope = scopes[int(scope_no) - 1]
         name = LIMIT_ORDER[int(which) - 1]
         limit = scope.limits[name]
+        if verdict == "budget":
+            raise budget_error(scope.kind, name, limit, PERIOD_OF[name], wall, int(float(state[0])), worst)
         if verdict == "quota":
             raise quota_error(scope.kind, name, limit, PERIOD_OF[name], wall)
         if verdict == "concurrency":
@@ -203,9 +222,11 @@ class SharedLimiter:
         wait = float(retry_after)
         raise rate_error(headers, wait, rate_message(name, limit, scope.kind, wait), code="rate_limit_exceeded")
 
-    def _admit_locally(self, key: ApiKey, account: Account, estimate: int, family: str) -> Admission:
+    def _admit_locally(
+        self, key: ApiKey, account: Account, estimate: int, family: str, worst_cost: Callable[[], int] | None = None
+    ) -> Admission:
         try:
-            admission = self.local.admit(key, account, estimate, family)
+            admission = self.local.admit(key, account, estimate, family, worst_cost)
         except GatewayError as error:
             error.headers[LOCAL_HEADER] = "local"
             raise
@@ -258,7 +279,8 @@ class SharedLimiter:
                 continue
             requests = 1 if counts_toward_quota(event) else 0
             tokens = event.total_tokens
-            if not requests and not tokens:
+            cost = event.cost or 0
+            if not requests and not tokens and not cost:
                 continue
             for period in PERIODS:
                 start = period_bounds(period, event.ts / 1000)[0]
@@ -266,9 +288,10 @@ class SharedLimiter:
                     continue  # a call from a period that has ended no longer counts
                 for kind, ident in (("account", event.account_id), ("key", event.key_id)):
                     if ident:
-                        slot = self._usage.setdefault((kind, ident, period, int(start)), [0, 0])
+                        slot = self._usage.setdefault((kind, ident, period, int(start)), [0, 0, 0])
                         slot[0] += requests
                         slot[1] += tokens
+                        slot[2] += cost
         if self._usage:
             self._kick()
 
@@ -329,9 +352,9 @@ class SharedLimiter:
         if counters:
             keys: list[str] = []
             args: list[int] = []
-            for (kind, ident, period, start), (requests, tokens) in counters:
+            for (kind, ident, period, start), (requests, tokens, cost) in counters:
                 keys += [self._counter(kind, ident, period, start), self._marker(period, start)]
-                args += [requests, tokens, int(period_bounds(period, start)[1]) + 3600]
+                args += [requests, tokens, cost, int(period_bounds(period, start)[1]) + 3600]
             calls.append((self._add_usage, keys, args))
         now = self._now_arg()
         for release in owed:
@@ -345,10 +368,11 @@ class SharedLimiter:
         return raise_first_error(await run_scripts(self.link.client, calls))
 
     def _give_back(self, usage: dict[tuple[str, str, str, int], list[int]], owed: list[_Release]) -> None:
-        for slot, (requests, tokens) in usage.items():
-            mine = self._usage.setdefault(slot, [0, 0])
+        for slot, (requests, tokens, cost) in usage.items():
+            mine = self._usage.setdefault(slot, [0, 0, 0])
             mine[0] += requests
             mine[1] += tokens
+            mine[2] += cost
         self._owed.extendleft(reversed(owed[-MAX_OWED:]))
 
     async def _seed_periods(self, wall: float) -> None:
@@ -368,17 +392,18 @@ class SharedLimiter:
                 for row in rows:
                     for kind, ident in (("account", row["account_id"]), ("key", row["key_id"])):
                         if ident:
-                            total = totals.setdefault((kind, ident), [0, 0])
+                            total = totals.setdefault((kind, ident), [0, 0, 0])
                             total[0] += int(row["requests"] or 0)
                             total[1] += int(row["tokens"] or 0)
+                            total[2] += int(row["cost"] or 0)
                 items = list(totals.items())
                 async with asyncio.timeout(self._batch_timeout()):
                     for first in range(0, max(len(items), 1), 1000):
                         chunk = items[first : first + 1000]
                         keys = [marker] + [self._counter(kind, ident, period, int(start)) for (kind, ident), _ in chunk]
                         args: list[int | str] = [int(end) + 3600, "1" if first + 1000 >= len(items) else "0"]
-                        for _, (requests, tokens) in chunk:
-                            args += [requests, tokens]
+                        for _, (requests, tokens, cost) in chunk:
+                            args += [requests, tokens, cost]
                         await self._seed(keys=keys, args=args)
                 log.info("limits: seeded the shared %s counters from the ledger (%d scopes)", period, len(items))
             self._seed_due.discard(period)
@@ -442,7 +467,10 @@ class SharedLimiter:
                 "requests_per_minute": (int(reply[0]), float(reply[1])),
                 "tokens_per_minute": (int(reply[2]), float(reply[3])),
             }
-            periods = {"day": (int(reply[5]), int(reply[6])), "month": (int(reply[7]), int(reply[8]))}
+            periods = {
+                "day": (int(reply[5]), int(reply[6]), int(reply[9])),
+                "month": (int(reply[7]), int(reply[8]), int(reply[10])),
+            }
             rows += status_rows(scope, wall, rates, int(reply[4]), periods)
         return rows
 
