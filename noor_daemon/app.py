@@ -228,7 +228,7 @@ async def healthz(request: web.Request) -> web.Response:
             # local: this daemon's own counts; shared: in Redis; fallback: Redis configured but unusable
             "limits": "local" if shared is None else shared.link.mode,
             "version": __version__,
-            "simulator_only": settings.config.path is None,
+            "simulator_only": settings.config.config.simulator_only,  # the config in force, reloads included
         },
         status=200 if ledger.healthy else 503,
     )

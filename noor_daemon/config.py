@@ -445,6 +445,11 @@ class Config(_Section):
     def plan_names(self) -> list[str]:
         return list(self.plans) or ["free"]
 
+    @property
+    def simulator_only(self) -> bool:
+        """Every provider is the built-in simulator (whether or not a file was read): no call leaves this machine."""
+        return all(p.kind == "simulator" for p in self.providers)
+
 
 SIMULATOR_CONFIG = {
     "providers": [{"name": "simulator", "kind": "simulator"}],
@@ -473,23 +478,49 @@ def load(path: str | os.PathLike[str] | None = None) -> LoadedConfig:
 
     An explicitly named file must exist; a missing default file means "simulator only".
     """
+    file = config_file(path)
+    if file is None:
+        return LoadedConfig(Config.model_validate(SIMULATOR_CONFIG), None)
+    return LoadedConfig(parse(file.read_text(encoding="utf-8"), str(file)), file)
+
+
+def config_file(path: str | os.PathLike[str] | None = None) -> Path | None:
+    """The file in effect: `path`, `NOOR_CONFIG`, or the default location when it exists (None: no file)."""
     explicit = path or os.environ.get("NOOR_CONFIG")
     file = Path(explicit) if explicit else default_config_path()
     if not file.exists():
         if explicit:
             raise ConfigError(f"{file}: no such config file")
-        return LoadedConfig(Config.model_validate(SIMULATOR_CONFIG), None)
-    return LoadedConfig(parse(file.read_text(encoding="utf-8"), str(file)), file)
+        return None
+    return file
+
+
+def server_settings(path: str | os.PathLike[str] | None = None) -> ServerConfig:
+    """The `[server]` section of the file in effect, read alone: where the CLI finds the daemon even when
+    another section of the file is being edited."""
+    file = config_file(path)
+    if file is None:
+        return ServerConfig()
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+        return ServerConfig.model_validate(data.get("server", {}))
+    except (tomllib.TOMLDecodeError, ValidationError) as exc:
+        raise ConfigError(f"{file}: [server] cannot be read; `noor config check` says why") from exc
 
 
 def parse(text: str, filename: str = "<config>") -> Config:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        # tomllib puts the position at the end ("... (at line 3, column 7)"); lead with it like every other error.
+        # tomllib puts the position at the end ("... (at line 3, column 7)"); lead with it as compilers do, so
+        # an editor or a terminal can jump to FILE:LINE:COLUMN.
         found = re.fullmatch(r"(.*) \(at line (\d+), column (\d+)\)", str(exc), re.DOTALL)
         if found:
-            raise ConfigError(f"{filename}:{found[2]}: {found[1]} (column {found[3]})") from None
+            raise ConfigError(f"{filename}:{found[2]}:{found[3]}: {found[1]}") from None
+        found = re.fullmatch(r"(.*) \(at end of document\)", str(exc), re.DOTALL)
+        if found:  # an unclosed value: blame where the text ends, past any trailing blank lines
+            last = text.rstrip().split("\n")
+            raise ConfigError(f"{filename}:{len(last)}:{len(last[-1]) + 1}: {found[1]} (the file ends before it does)") from None
         raise ConfigError(f"{filename}: {exc}") from None
     if not data.get("providers") and not data.get("models"):
         data = {**SIMULATOR_CONFIG, **data}

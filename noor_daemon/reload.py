@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Mapping
 
 from aiohttp import web
 
-from noor_daemon.config import LoadedConfig, load
+from noor_daemon.config import Config, LoadedConfig, load
 from noor_daemon.domain.money import PriceBook
 from noor_daemon.gateway.routing import Router
 from noor_daemon.gateway.upstreams import build_upstreams, resolve_secrets
@@ -23,9 +23,37 @@ from noor_daemon.state import AUDIT, HTTP_SESSION, LIMITER, PRIVACY, PROXY, SETT
 
 log = logging.getLogger(__name__)
 
-RESTART_ONLY = (
-    "host", "port", "max_body_bytes", "tls_cert", "tls_key", "admin_remote", "metrics_remote", "metrics_token", "shutdown_timeout",
-)
+RELOADED_SERVER_SETTINGS = ("client_write_timeout", "trust_env")
+"""The `[server]` settings a reload applies; the others (address, TLS, limits of the HTTP layer…) are the listening
+socket's and the HTTP server's, made once at start."""
+RESTART_ONLY_SECTIONS = ("storage", "limits", "secrets", "billing", "telemetry")
+"""Sections whose services are built once at start (the ledger's engine, Redis, the secrets backend, Stripe, the
+OpenTelemetry exporters)."""
+
+
+def restart_only_changes(running: Config, new: Config) -> tuple[Config, list[str]]:
+    """`new` with every setting only a restart can apply kept as it runs, and one warning per such setting whose
+    value in the file differs from the running one (so an unchanged file, or one changed back, warns of nothing)."""
+    warnings = []
+    server = running.server.model_copy(update={name: getattr(new.server, name) for name in RELOADED_SERVER_SETTINGS})
+    for name in type(running.server).model_fields:
+        if name not in RELOADED_SERVER_SETTINGS and getattr(running.server, name) != getattr(new.server, name):
+            warnings.append(f"[server] {name} changed; it takes effect at the next restart")
+    kept = {"server": server}
+    for section in RESTART_ONLY_SECTIONS:
+        if section not in type(running).model_fields:
+            continue
+        was, now = getattr(running, section), getattr(new, section)
+        kept[section] = was
+        if was == now:
+            continue
+        if was is None or now is None:
+            warnings.append(f"[{section}] {'added' if was is None else 'removed'}; it takes effect at the next restart")
+            continue
+        for name in type(was).model_fields:
+            if getattr(was, name) != getattr(now, name):
+                warnings.append(f"[{section}] {name} changed; it takes effect at the next restart")
+    return new.model_copy(update=kept), warnings
 
 
 async def reload_config(app: Mapping, *, actor: str = "admin") -> list[str]:
@@ -42,18 +70,7 @@ async def reload_config(app: Mapping, *, actor: str = "admin") -> list[str]:
     router = Router(
         new.config, build_upstreams(new.config, secrets, app[HTTP_SESSION], app[UPSTREAM_POOL]), settings.clock, health=proxy.router.health
     )
-    warnings = [
-        f"[server] {name} changed; it takes effect at the next restart"
-        for name in RESTART_ONLY
-        if getattr(old.config.server, name) != getattr(new.config.server, name)
-    ]
-    if old.config.billing != new.config.billing:
-        warnings.append("[billing] changed; it takes effect at the next restart")
-    if old.config.secrets != new.config.secrets:
-        warnings.append("[secrets] changed; the secrets backend changes at the next restart")
-    if (old.config.limits.redis_url, old.config.limits.redis_prefix) != (new.config.limits.redis_url, new.config.limits.redis_prefix):
-        warnings.append("[limits] redis_url or redis_prefix changed; it takes effect at the next restart")
-    config = new.config.model_copy(update={"server": old.config.server, "secrets": old.config.secrets})
+    config, warnings = restart_only_changes(old.config, new.config)
     settings.config = LoadedConfig(config, new.path)
     proxy.config = config
     proxy.prices = PriceBook(config)

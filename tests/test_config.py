@@ -155,13 +155,14 @@ def test_several_mistakes_are_all_reported():
     assert {line.split(": ")[0] for line in lines} == {f"c.toml:{line_of(text, 'port = ')}", f"c.toml:{line_of(text, 'bogus')}"}
 
 
-def test_toml_syntax_errors_name_file_and_line():
+def test_toml_syntax_errors_name_file_line_and_column():
     text = ISSUE_TOML.replace('name = "gpt-4o-mini"', 'name = "gpt-4o-mini', 1)
     with pytest.raises(ConfigError) as caught:
         parse(text, "broken.toml")
     message = str(caught.value)
     line = line_of(text, 'name = "gpt-4o-mini')
-    assert message.startswith(f"broken.toml:{line}: "), message
+    column = len(text.splitlines()[line - 1]) + 1  # where the string runs into the end of its line
+    assert message.startswith(f"broken.toml:{line}:{column}: "), message
 
 
 def test_a_named_config_file_must_exist(tmp_path):

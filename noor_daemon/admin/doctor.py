@@ -40,7 +40,7 @@ async def doctor(request: web.Request) -> web.Response:
             "version": __version__,
             "config": {
                 "path": str(path) if path else None,
-                "simulator_only": path is None,
+                "simulator_only": config.simulator_only,
                 "providers": len(config.providers),
                 "models": len(config.models),
             },

@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
 import click
 
-from noor_daemon.cli.common import EXIT_USAGE, connection_options, fail, json_option, print_json, print_table, run_admin
-from noor_daemon.config import ConfigError, default_config_path, load
+from noor_daemon import paths
+from noor_daemon.cli.common import (
+    EXIT_API_ERROR,
+    EXIT_USAGE,
+    connection_options,
+    data_dir_option,
+    fail,
+    json_option,
+    print_json,
+    print_table,
+    run_admin,
+)
+from noor_daemon.config import Config, ConfigError, default_config_path, load
+from noor_daemon.secret_store import SecretError, open_backend, resolve
 
 
 @click.group("config")
@@ -15,15 +32,71 @@ def config_group() -> None:
 
 @config_group.command("check")
 @click.argument("file", required=False, type=click.Path(dir_okay=False))
-def check(file: str | None) -> None:
-    """Validate FILE (default: NOOR_CONFIG or the user config file) without a daemon."""
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None, envvar="NOOR_CONFIG",
+              help="The TOML config file [env: NOOR_CONFIG; default: the user config file].")
+@data_dir_option
+@json_option
+def check(file: str | None, config_path: str | None, data_dir: str | None, as_json: bool) -> None:
+    """Validate the config file (FILE or --config) without a daemon, and resolve every keyring:/env: reference in it.
+
+    Exit 0 when the daemon could start with it; 1 when a reference cannot be resolved; 2 when the file is invalid.
+    """
     try:
-        loaded = load(file)
+        loaded = load(file or config_path)
     except ConfigError as exc:
         fail(str(exc), EXIT_USAGE)
-    where = loaded.path or f"{default_config_path()} (absent: the built-in simulator config)"
-    models = ", ".join(m.name for m in loaded.config.models)
-    click.echo(f"{where}: OK — {len(loaded.config.providers)} provider(s); models: {models}")
+    references = resolve_references(loaded.config, paths.data_dir(data_dir))
+    failed = [r for r in references if r["error"]]
+    if as_json:
+        print_json({"path": str(loaded.path) if loaded.path else None, "valid": True,
+                    "providers": [p.name for p in loaded.config.providers], "models": [m.name for m in loaded.config.models],
+                    "references": references})
+    else:
+        where = loaded.path or f"{default_config_path()} (absent: the built-in simulator config)"
+        models = ", ".join(m.name for m in loaded.config.models)
+        click.echo(f"{where}: {'OK' if not failed else 'VALID'} — {len(loaded.config.providers)} provider(s); models: {models}")
+        for ref in references:
+            click.echo(f"  {ref['setting']} = {ref['reference']}: {ref['error'] or 'resolves'}")
+    if failed:
+        fail(f"{len(failed)} secret reference(s) cannot be resolved; the daemon would refuse to start", EXIT_API_ERROR)
+
+
+_REFERENCE = re.compile(r"^(keyring|env):[A-Za-z0-9_.\-]+$")
+_IN_URL = re.compile(r"^[a-z]+://[^:/@]*:((?:keyring|env):[A-Za-z0-9_.\-]+)@")
+"""A password reference inside a proxy URL: http://user:keyring:NAME@host:port."""
+
+
+def resolve_references(config: Config, data_dir: Path) -> list[dict[str, Any]]:
+    """Every secret reference of the config, resolved through the backend `[secrets]` chooses, as the daemon would at start.
+
+    Only whether each resolves is reported (and why not), never a value.
+    """
+    backend = open_backend(config.secrets, data_dir)
+    report = []
+    for setting, value in _strings(config.model_dump(exclude={"models", "plans", "prices"})):
+        found = _REFERENCE.match(value) or _IN_URL.match(value)
+        if not found:
+            continue
+        reference = found.group(1) if found.re is _IN_URL else value
+        try:
+            resolve(reference, what=setting, backend=backend)
+            error = None
+        except SecretError as exc:
+            error = str(exc).removeprefix(f"{setting}: ")
+        report.append({"setting": setting, "reference": reference, "error": error})
+    return report
+
+
+def _strings(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            named = item.get("name") if isinstance(item, dict) else None
+            yield from _strings(item, f"{path}[{named or index}]")
 
 
 @config_group.command("reload")
