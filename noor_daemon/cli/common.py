@@ -36,21 +36,38 @@ def fail(message: str, code: int = EXIT_API_ERROR) -> NoReturn:
 # -- options ---------------------------------------------------------------------
 
 
-def _check_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    if not re.match(r"^https?://[^/\s]+", value or ""):
+def _check_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str:
+    if value is None:
+        return configured_url()
+    if not re.match(r"^https?://[^/\s]+", value):
         raise click.BadParameter(f"{value!r} is not an http:// or https:// URL like {DEFAULT_URL}", ctx, param)
     return value
+
+
+def configured_url(config_path: str | None = None) -> str:
+    """Where the daemon of the config file in effect listens ([server] host, port and TLS), so a daemon on
+    another port needs no --url; http://127.0.0.1:8787 when there is no file or its [server] is unreadable."""
+    from noor_daemon.config import ConfigError, server_settings
+
+    try:
+        server = server_settings(config_path)
+    except (ConfigError, OSError):
+        return DEFAULT_URL
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(server.host, server.host)  # a wildcard: this machine
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{'https' if server.tls_cert else 'http'}://{host}:{server.port}"
 
 
 def url_option(f: F) -> F:
     return click.option(
         "--url",
         envvar="NOOR_URL",
-        default=DEFAULT_URL,
-        show_default=True,
+        default=None,
         metavar="URL",
         callback=_check_url,
-        help="Where the daemon listens [env: NOOR_URL].",
+        help="Where the daemon listens [env: NOOR_URL; default: the config file's [server] host, port and TLS, "
+        f"else {DEFAULT_URL}].",
     )(f)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -182,12 +183,17 @@ def _print_calls(results: dict[str, Counter[int]], refused: list[tuple[str, int,
 
 
 @click.command()
-@click.option("--seconds", type=click.FloatRange(0.5, 120), default=4.0, show_default=True,
-              help="How long to send traffic.")
+@click.option("--seconds", type=click.FloatRange(0.5, 120), default=2.0, show_default=True,
+              help="How long to send traffic (with --no-tui).")
 @click.option("--no-tui", is_flag=True,
-              help="Send --seconds of traffic and print a usage summary instead of opening the dashboard.")
+              help="Send --seconds of traffic and print a usage summary instead of opening the dashboard "
+              "(what happens anyway when stdin or stdout is not a terminal).")
 def demo(seconds: float, no_tui: bool) -> None:
     """Run the gateway offline on a simulated LLM: the dashboard with traffic flowing, or (--no-tui) a usage summary."""
+    if not no_tui and not (sys.stdout.isatty() and sys.stdin.isatty()):
+        # A pipe, a file or CI: a dashboard would draw escape codes into it and wait for keys that never come.
+        click.echo("noor demo: not a terminal, so the usage summary instead of the dashboard (--no-tui)\n", err=True)
+        no_tui = True
     if no_tui:
         asyncio.run(run_demo(seconds))
     else:

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from noor_daemon import __version__, paths
-from noor_daemon.cli.common import connection_options, find_token, json_option, print_json
+from noor_daemon.cli.common import configured_url, connection_options, find_token, json_option, print_json
 from noor_daemon.client import AdminApiError, AdminClient, DaemonUnreachable, InsecureUrl
 
 
@@ -28,7 +28,7 @@ def _config_report(config_path: str | None) -> dict[str, Any]:
     except OSError as exc:
         return {**report, "valid": False, "error": f"unreadable: {exc.strerror}", "simulator_only": None}
     storage = loaded.config.storage.url
-    return {**report, "valid": True, "error": None, "simulator_only": loaded.path is None,
+    return {**report, "valid": True, "error": None, "simulator_only": loaded.config.simulator_only,
             "storage": _without_password(storage) if storage else None}
 
 
@@ -193,6 +193,8 @@ LIMITS_STATES = {
 @connection_options
 def doctor(config_path: str | None, as_json: bool, url: str, data_dir: str | None) -> None:
     """Show what is configured, where the data lives and whether the daemon answers."""
+    if click.get_current_context().get_parameter_source("url") == click.core.ParameterSource.DEFAULT:
+        url = configured_url(config_path)  # the daemon of the file named by --config
     report = collect(url, data_dir, config_path)
     if as_json:
         print_json(report)

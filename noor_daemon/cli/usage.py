@@ -8,9 +8,13 @@ from noor_daemon.cli.common import connection_options, json_option, print_json, 
 from noor_daemon.client import UsageSummary
 
 
-@click.group()
-def usage() -> None:
-    """Usage totals."""
+@click.group(invoke_without_command=True)
+@click.pass_context
+def usage(ctx: click.Context) -> None:
+    """Usage totals; alone, the last 24 hours' summary (as `noor usage summary`)."""
+    if ctx.invoked_subcommand is None:
+        with summary.make_context("summary", [], parent=ctx) as sub:  # parsed as if typed: NOOR_URL, the config's daemon
+            summary.invoke(sub)
 
 
 def print_summary(summary: UsageSummary) -> None:
