@@ -12,6 +12,7 @@ from noor_daemon import __version__
 from noor_daemon.cli.account import account
 from noor_daemon.cli.admin import admin
 from noor_daemon.cli.billing import billing
+from noor_daemon.cli.completion import completion
 from noor_daemon.cli.config import config_group, routes
 from noor_daemon.cli.daemon import daemon
 from noor_daemon.cli.demo import demo
@@ -22,6 +23,7 @@ from noor_daemon.cli.limits import abuse, key_limits, quota, suspend_account, su
 from noor_daemon.cli.migrate import migrate
 from noor_daemon.cli.privacy import privacy
 from noor_daemon.cli.secret import secret
+from noor_daemon.cli.service import service
 from noor_daemon.cli.tls import tls
 from noor_daemon.cli.tui import tui
 from noor_daemon.cli.usage import usage
@@ -73,6 +75,8 @@ for command in (suspend_account, unsuspend_account):
     account.add_command(command)
 for command in (secret, admin, tls):  # security: secrets backend, admin token, certificates
     cli.add_command(command)
+cli.add_command(completion)  # tab completion for bash, zsh and fish
+cli.add_command(service)  # the daemon as a systemd user unit or a launchd agent
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ import sys
 import click
 
 from noor_daemon import paths
+from noor_daemon.cli.sd_notify import notify
 from noor_daemon.config import ConfigError, load
 from noor_daemon.redaction import configure_logging
 from noor_daemon.secret_store import SecretError, daemon_admin_token
@@ -55,17 +56,20 @@ def daemon(host: str | None, port: int | None, data_dir: str | None, config_path
             "set [server] tls_cert and tls_key (`noor tls self-signed`)",
             err=True,
         )
+    where_listening = f"{scheme}://{bind_host}:{bind_port}"
+
+    def listening() -> None:
+        click.echo(f"noor daemon listening on {where_listening}", err=True)
+        notify("READY=1", f"STATUS=listening on {where_listening}", f"MAINPID={os.getpid()}")  # a Type=notify unit
+
     loop = new_event_loop()
     serving = loop.create_task(
-        _serve(
-            app, bind_host, bind_port, ssl_context, server.shutdown_timeout, server_options(loaded.config),
-            lambda: click.echo(f"noor daemon listening on {scheme}://{bind_host}:{bind_port}", err=True),
-        )
+        _serve(app, bind_host, bind_port, ssl_context, server.shutdown_timeout, server_options(loaded.config), listening)
     )
     try:
         loop.run_until_complete(serving)
     except (web.GracefulExit, KeyboardInterrupt):  # SIGTERM, SIGINT: running calls get shutdown_timeout
-        pass
+        notify("STOPPING=1", "STATUS=letting running calls finish")
     finally:
         serving.cancel()
         with contextlib.suppress(asyncio.CancelledError):
