@@ -192,8 +192,6 @@ class ProviderConfig(_Section):
             if kind.protocol == "azure" and self.api_version == "v1":
                 formats.append("responses")
             object.__setattr__(self, "formats", formats)
-        elif kind.protocol == "simulator":
-            raise ValueError("the simulator serves every format; leave formats out")
         elif not self.formats:
             raise ValueError("formats must name at least one format")
         return self
@@ -356,8 +354,9 @@ class BillingConfig(_Section):
     """A secret reference to the webhook endpoint's signing secret (`whsec_…`)."""
     meter_event_name: str = Field(min_length=1, max_length=100)
     """The `event_name` of the Stripe billing meter that usage is reported to."""
-    meter_value: Literal["tokens", "requests"] = "tokens"
-    """What one meter event counts: tokens (prompt + completion) or successful requests."""
+    meter_value: Literal["tokens", "requests", "cost"] = "tokens"
+    """What one meter event counts: tokens (prompt + completion), successful requests, or cost (in the
+    currency's smallest unit, e.g. cents, from each call's cost at the price table)."""
     meter_delay_seconds: int = Field(600, ge=0, le=86400)
     """An hour is reported this long after it ends, so calls still running at its end are in it."""
     prices: dict[str, str] = Field(default_factory=dict)
@@ -395,6 +394,42 @@ class BillingConfig(_Section):
         return value
 
 
+class BudgetsConfig(_Section):
+    """`[budgets]`: the currency budgets are kept in, and who hears when a budget runs low."""
+
+    currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
+    """Costs and budgets are in this currency. The price table NoorAPI ships is in USD: with another currency
+    only the models `[prices]` names are priced."""
+    alert_thresholds: list[int] = Field(default_factory=lambda: [50, 80, 100])
+    """Percentages of a budget at which its account (and `alert_email`) is mailed, once per period each."""
+    alert_email: str | None = None
+    """An operator's address that receives every budget alert too."""
+    webhook_url: str | None = Field(None, pattern=r"^https?://[^/\s]+")
+    """A URL that receives every budget alert as JSON, signed with `webhook_secret` (`X-Noor-Signature`)."""
+    webhook_secret: str | None = None
+    """A secret reference (`keyring:NAME`, `env:VAR`) to the HMAC-SHA256 key that signs the webhook's body."""
+
+    @field_validator("alert_thresholds")
+    @classmethod
+    def _percentages(cls, value: list[int]) -> list[int]:
+        if any(not 1 <= v <= 100 for v in value):
+            raise ValueError("thresholds are percentages from 1 to 100")
+        return sorted(set(value))
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _reference(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(_SECRET_REFERENCE, value):
+            raise ValueError("must be a secret reference like 'keyring:budget-webhook' or 'env:NOOR_WEBHOOK_SECRET'")
+        return value
+
+    @model_validator(mode="after")
+    def _signed(self) -> "BudgetsConfig":
+        if self.webhook_url and not self.webhook_secret:
+            raise ValueError("webhook_url needs webhook_secret: the receiver must be able to tell our alerts from forgeries")
+        return self
+
+
 class Config(_Section):
     server: ServerConfig = ServerConfig()
     providers: list[ProviderConfig] = Field(default_factory=list)
@@ -411,6 +446,7 @@ class Config(_Section):
     prices: dict[str, PriceConfig] = Field(default_factory=dict)
     secrets: SecretsConfig = SecretsConfig()
     billing: BillingConfig | None = None
+    budgets: BudgetsConfig = BudgetsConfig()
 
     @model_validator(mode="after")
     def _cross_references(self) -> "Config":

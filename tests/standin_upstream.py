@@ -11,7 +11,14 @@ no usage.
     standin.hang_mid_stream(after=2)   # two events, then silence
     standin.close_mid_stream(after=2)  # two events, then the connection is cut
     standin.no_usage()                 # bodies and streams carry no usage
+    standin.serve_only("/v1/chat/completions")   # every other endpoint answers 404, as a chat-only server does
+    standin.script(Script(reasoning="…", calls=[("get_weather", {"city": "Paris"})], cached_tokens=3))
     standin.reset()
+
+Tools work as a model's would: offered tools and a user's last word make the stand-in call the
+tool the user named (else the first), its required string arguments taken from the user's
+`backticked` text; after a tool's result it answers in words. A `Script` fixes the next answers:
+reasoning, text, tool calls (parallel when several), a refusal or a length stop, cached tokens.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import asyncio
 import base64
 import itertools
 import json
+import re
 import struct
 import time
 from dataclasses import dataclass, field
@@ -56,12 +64,41 @@ class Received:
 
 
 @dataclass
+class Script:
+    """What the stand-in answers, in whichever format it is asked: fixed instead of echoed."""
+
+    text: str | None = None
+    """None: the usual echo of the user's last words (empty when tool calls are made)."""
+    reasoning: str | None = None
+    calls: list[tuple[str, dict]] | None = None
+    """Tool calls (name, arguments); None: decided from the offered tools as usual; []: none."""
+    stop: str = "end"
+    """end | length | refusal"""
+    cached_tokens: int = 0
+    """Prompt tokens reported as read from the provider's cache."""
+    signature: str = "standin-signature"
+    """The signature an Anthropic thinking block carries."""
+
+
+@dataclass
+class Plan:
+    text: str
+    reasoning: str | None
+    calls: list[tuple[str, str, str]]
+    """(id, name, arguments as JSON text)."""
+    stop: str
+    cached_tokens: int
+    signature: str
+
+
+@dataclass
 class Behaviour:
     mode: str = "ok"  # ok | status | hang | hang_mid_stream | close | close_mid_stream | error_mid_stream | no_usage | empty_usage
     status: int = 500
     message: str = "stand-in failure"
     headers: dict[str, str] = field(default_factory=dict)
     after_events: int = 2
+    extra: dict = field(default_factory=dict)
 
 
 class StandIn:
@@ -74,6 +111,9 @@ class StandIn:
         self._ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
         self.port = 0
+        self.scripted: Script | None = None
+        self.served: set[str] | None = None
+        """The only paths answered (others 404 like a server without them); None: all."""
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -116,9 +156,19 @@ class StandIn:
     def reset(self) -> None:
         self.behaviour = Behaviour()
         self.stream_delay = 0.0
+        self.scripted = None
+        self.served = None
 
-    def fail(self, status: int, message: str = "stand-in failure", headers: dict[str, str] | None = None) -> None:
-        self.behaviour = Behaviour("status", status, message, dict(headers or {}))
+    def script(self, script: Script | None) -> None:
+        self.scripted = script
+
+    def serve_only(self, *paths: str) -> None:
+        self.served = set(paths)
+
+    def fail(self, status: int, message: str = "stand-in failure", headers: dict[str, str] | None = None,
+             extra: dict | None = None) -> None:
+        """Answer `status` with the API's error body; `extra` fields go into its error object (a provider's debug dump, say)."""
+        self.behaviour = Behaviour("status", status, message, dict(headers or {}), extra=dict(extra or {}))
 
     def hang(self) -> None:
         self.behaviour = Behaviour("hang")
@@ -170,8 +220,12 @@ class StandIn:
     async def _misbehave_before(self, request: web.Request, seen: Received) -> web.StreamResponse | None:
         """Failures that happen before any answer; None when the call should proceed."""
         b = self.behaviour
+        if self.served is not None and request.path not in self.served:
+            return web.json_response({"detail": "Not Found"}, status=404)
         if b.mode == "status":
-            return web.json_response(self._error_body(request.path, b.status, b.message), status=b.status, headers=b.headers)
+            body = self._error_body(request.path, b.status, b.message)
+            body["error"].update(b.extra)
+            return web.json_response(body, status=b.status, headers=b.headers)
         if b.mode == "hang":
             await self._release.wait()
             return web.Response(status=503, text="released at teardown")
@@ -226,6 +280,23 @@ class StandIn:
         seen.completed = True
         return response
 
+    # -- what to answer -------------------------------------------------------------------
+
+    def _plan(self, user_text: str, tools: list[tuple[str, dict]], choice: object, after_tool: bool, call_prefix: str) -> Plan:
+        """The answer, whatever the format: the script's, or an echo; tool calls when a model would make them."""
+        script = self.scripted or Script()
+        if script.calls is not None:
+            chosen = [(name, json.dumps(arguments)) for name, arguments in script.calls]
+        else:
+            chosen = [(name, json.dumps(_arguments(schema, user_text))) for name, schema in _tools_to_call(tools, choice, user_text, after_tool)]
+        calls = [(f"{call_prefix}{next(self._ids)}", name, arguments) for name, arguments in chosen]
+        text = script.text if script.text is not None else ("" if calls else reply_text(user_text))
+        return Plan(text, script.reasoning, calls, script.stop, script.cached_tokens, script.signature)
+
+    @staticmethod
+    def _completion_tokens(plan: Plan) -> int:
+        return count_tokens(plan.text) + count_tokens(plan.reasoning or "") + sum(count_tokens(a) + 1 for _, _, a in plan.calls)
+
     # -- OpenAI -----------------------------------------------------------------------
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
@@ -235,25 +306,31 @@ class StandIn:
         body = seen.body or {}
         messages = body.get("messages") or []
         prompt_tokens = sum(count_tokens(_text(m.get("content"))) + 3 for m in messages if isinstance(m, dict))
-        text = reply_text(_last_user(messages))
-        completion_tokens = count_tokens(text)
-        usage = _openai_usage(prompt_tokens, completion_tokens)
+        tools = [(t["function"]["name"], t["function"].get("parameters") or {}) for t in body.get("tools") or []]
+        after_tool = bool(messages) and isinstance(messages[-1], dict) and messages[-1].get("role") == "tool"
+        choice = body.get("tool_choice")
+        choice = (choice.get("function") or {}).get("name") if isinstance(choice, dict) else choice
+        plan = self._plan(_last_user(messages), tools, choice, after_tool, "call_standin")
+        completion_tokens = self._completion_tokens(plan)
+        usage = _openai_usage(prompt_tokens, completion_tokens, plan.cached_tokens)
+        finish = "tool_calls" if plan.calls else {"end": "stop", "length": "length", "refusal": "stop"}[plan.stop]
+        refusal = plan.text if plan.stop == "refusal" else None
+        text = None if refusal is not None else plan.text
+        calls = [{"id": i, "type": "function", "function": {"name": n, "arguments": a}} for i, n, a in plan.calls]
         ident, created, model = f"chatcmpl-standin{next(self._ids)}", int(time.time()), body.get("model")
         if body.get("stream") is not True:
+            message: dict[str, Any] = {"role": "assistant", "content": text or None if calls else text, "refusal": refusal, "annotations": []}
+            if plan.reasoning:
+                message["reasoning_content"] = plan.reasoning
+            if calls:
+                message["tool_calls"] = calls
             payload = {
                 "id": ident,
                 "object": "chat.completion",
                 "created": created,
                 "model": model,
                 "system_fingerprint": "fp_standin",
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": text, "refusal": None, "annotations": []},
-                        "logprobs": None,
-                        "finish_reason": "stop",
-                    }
-                ],
+                "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
                 "service_tier": "default",
             }
             if self._usage_on:
@@ -277,8 +354,17 @@ class StandIn:
             return _sse({**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]})
 
         events = [chunk({"role": "assistant", "content": "", "refusal": None})]
-        events += [chunk({"content": piece}) for piece in _pieces(text)]
-        events.append(chunk({}, "stop"))
+        if plan.reasoning:
+            events += [chunk({"reasoning_content": piece}) for piece in _pieces(plan.reasoning)]
+        if refusal is not None:
+            events += [chunk({"refusal": piece}) for piece in _pieces(refusal)]
+        elif text:
+            events += [chunk({"content": piece}) for piece in _pieces(text)]
+        for index, (call_id, name, arguments) in enumerate(plan.calls):
+            head = {"index": index, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}
+            events.append(chunk({"tool_calls": [head]}))
+            events += [chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]}) for piece in _halves(arguments)]
+        events.append(chunk({}, finish))
         if include_usage:
             events.append(_sse({**base, "choices": [], "usage": usage}))
         events.append(b"data: [DONE]\n\n")
@@ -342,27 +428,36 @@ class StandIn:
         body = seen.body or {}
         user_text, all_text = _responses_input(body)
         input_tokens = count_tokens(all_text) + 3
-        text = reply_text(user_text)
-        output_tokens = count_tokens(text)
+        tools = [(t["name"], t.get("parameters") or {}) for t in body.get("tools") or [] if t.get("type") == "function"]
+        given = body.get("input")
+        after_tool = isinstance(given, list) and bool(given) and given[-1].get("type") == "function_call_output"
+        choice = body.get("tool_choice")
+        choice = choice.get("name") if isinstance(choice, dict) else choice
+        plan = self._plan(user_text, tools, choice, after_tool, "call_standin")
+        output_tokens = self._completion_tokens(plan)
         n = next(self._ids)
-        message = {
-            "type": "message",
-            "id": f"msg_standin{n}",
-            "status": "completed",
-            "role": "assistant",
-            "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}],
-        }
+        output: list[dict] = []
+        if plan.reasoning:
+            output.append({"type": "reasoning", "id": f"rs_standin{n}", "summary": [{"type": "summary_text", "text": plan.reasoning}]})
+        if plan.text:
+            part = {"type": "refusal", "refusal": plan.text} if plan.stop == "refusal" else {
+                "type": "output_text", "text": plan.text, "annotations": [], "logprobs": []}
+            output.append({"type": "message", "id": f"msg_standin{n}", "status": "completed", "role": "assistant", "content": [part]})
+        for k, (call_id, name, arguments) in enumerate(plan.calls):
+            output.append({"type": "function_call", "id": f"fc_standin{n}_{k}", "status": "completed", "call_id": call_id,
+                           "name": name, "arguments": arguments})
+        incomplete = plan.stop == "length"
         response: dict[str, Any] = {
             "id": f"resp_standin{n}",
             "object": "response",
             "created_at": int(time.time()),
-            "status": "completed",
+            "status": "incomplete" if incomplete else "completed",
             "error": None,
-            "incomplete_details": None,
+            "incomplete_details": {"reason": "max_output_tokens"} if incomplete else None,
             "instructions": body.get("instructions"),
             "max_output_tokens": body.get("max_output_tokens"),
             "model": body.get("model"),
-            "output": [message],
+            "output": output,
             "parallel_tool_calls": True,
             "previous_response_id": None,
             "temperature": 1.0,
@@ -376,9 +471,9 @@ class StandIn:
         if self._usage_on:
             response["usage"] = {
                 "input_tokens": input_tokens,
-                "input_tokens_details": {"cached_tokens": 0},
+                "input_tokens_details": {"cached_tokens": plan.cached_tokens},
                 "output_tokens": output_tokens,
-                "output_tokens_details": {"reasoning_tokens": 0},
+                "output_tokens_details": {"reasoning_tokens": count_tokens(plan.reasoning or "")},
                 "total_tokens": input_tokens + output_tokens,
             }
         else:
@@ -386,30 +481,46 @@ class StandIn:
         if body.get("stream") is not True:
             return await self._json(seen, response, (input_tokens, output_tokens))
         seq = itertools.count()
-        pending = {**response, "status": "in_progress", "output": [], "usage": None}
-        item_id = message["id"]
-        in_progress_item = {**message, "status": "in_progress", "content": []}
-        part0 = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+        pending = {**response, "status": "in_progress", "output": [], "usage": None, "incomplete_details": None}
 
         def ev(kind: str, **fields: Any) -> bytes:
             return _sse({"type": kind, "sequence_number": next(seq), **fields}, event=kind)
 
-        events = [
-            ev("response.created", response=pending),
-            ev("response.in_progress", response=pending),
-            ev("response.output_item.added", output_index=0, item=in_progress_item),
-            ev("response.content_part.added", item_id=item_id, output_index=0, content_index=0, part=part0),
-        ]
-        events += [
-            ev("response.output_text.delta", item_id=item_id, output_index=0, content_index=0, delta=piece, logprobs=[])
-            for piece in _pieces(text)
-        ]
-        events += [
-            ev("response.output_text.done", item_id=item_id, output_index=0, content_index=0, text=text, logprobs=[]),
-            ev("response.content_part.done", item_id=item_id, output_index=0, content_index=0, part=message["content"][0]),
-            ev("response.output_item.done", output_index=0, item=message),
-            ev("response.completed", response=response),
-        ]
+        events = [ev("response.created", response=pending), ev("response.in_progress", response=pending)]
+        for index, item in enumerate(output):
+            item_id = item["id"]
+            if item["type"] == "reasoning":
+                text = item["summary"][0]["text"]
+                events.append(ev("response.output_item.added", output_index=index, item={**item, "summary": []}))
+                events.append(ev("response.reasoning_summary_part.added", item_id=item_id, output_index=index, summary_index=0,
+                                 part={"type": "summary_text", "text": ""}))
+                events += [ev("response.reasoning_summary_text.delta", item_id=item_id, output_index=index, summary_index=0, delta=piece)
+                           for piece in _pieces(text)]
+                events.append(ev("response.reasoning_summary_text.done", item_id=item_id, output_index=index, summary_index=0, text=text))
+                events.append(ev("response.reasoning_summary_part.done", item_id=item_id, output_index=index, summary_index=0,
+                                 part={"type": "summary_text", "text": text}))
+            elif item["type"] == "message":
+                part = item["content"][0]
+                events.append(ev("response.output_item.added", output_index=index, item={**item, "status": "in_progress", "content": []}))
+                empty = {**part, "text": ""} if part["type"] == "output_text" else {**part, "refusal": ""}
+                events.append(ev("response.content_part.added", item_id=item_id, output_index=index, content_index=0, part=empty))
+                if part["type"] == "output_text":
+                    events += [ev("response.output_text.delta", item_id=item_id, output_index=index, content_index=0, delta=piece,
+                                  logprobs=[]) for piece in _pieces(part["text"])]
+                    events.append(ev("response.output_text.done", item_id=item_id, output_index=index, content_index=0,
+                                     text=part["text"], logprobs=[]))
+                else:
+                    events += [ev("response.refusal.delta", item_id=item_id, output_index=index, content_index=0, delta=piece)
+                               for piece in _pieces(part["refusal"])]
+                    events.append(ev("response.refusal.done", item_id=item_id, output_index=index, content_index=0, refusal=part["refusal"]))
+                events.append(ev("response.content_part.done", item_id=item_id, output_index=index, content_index=0, part=part))
+            else:
+                events.append(ev("response.output_item.added", output_index=index, item={**item, "status": "in_progress", "arguments": ""}))
+                events += [ev("response.function_call_arguments.delta", item_id=item_id, output_index=index, delta=piece)
+                           for piece in _halves(item["arguments"])]
+                events.append(ev("response.function_call_arguments.done", item_id=item_id, output_index=index, arguments=item["arguments"]))
+            events.append(ev("response.output_item.done", output_index=index, item=item))
+        events.append(ev("response.incomplete" if incomplete else "response.completed", response=response))
         return await self._stream(request, seen, events, (input_tokens, output_tokens))
 
     async def models(self, request: web.Request) -> web.Response:
@@ -426,33 +537,50 @@ class StandIn:
         if (early := await self._misbehave_before(request, seen)) is not None:
             return early
         body = seen.body or {}
+        messages = body.get("messages") or []
         input_tokens = _anthropic_input_tokens(body)
-        text = reply_text(_last_user(body.get("messages") or []))
-        output_tokens = count_tokens(text)
+        tools = [(t["name"], t.get("input_schema") or {}) for t in body.get("tools") or [] if isinstance(t, dict)]
+        last = messages[-1] if messages and isinstance(messages[-1], dict) else {}
+        content = last.get("content")
+        after_tool = isinstance(content, list) and any(isinstance(b, dict) and b.get("type") == "tool_result" for b in content)
+        choice = body.get("tool_choice")
+        choice = ({"any": "required"}.get(choice.get("type"), choice.get("name") or choice.get("type"))) if isinstance(choice, dict) else None
+        plan = self._plan(_last_user(messages), tools, choice, after_tool, "toolu_standin")
+        output_tokens = self._completion_tokens(plan)
+        stop_reason = "tool_use" if plan.calls else {"end": "end_turn", "length": "max_tokens", "refusal": "refusal"}[plan.stop]
+        cached = min(plan.cached_tokens, input_tokens)
         ident, model = f"msg_standin{next(self._ids)}", body.get("model")
         usage_on = self._usage_on
+        blocks: list[dict] = []
+        if plan.reasoning:
+            blocks.append({"type": "thinking", "thinking": plan.reasoning, "signature": plan.signature})
+        if plan.text:
+            blocks.append({"type": "text", "text": plan.text})
+        for call_id, name, arguments in plan.calls:
+            blocks.append({"type": "tool_use", "id": call_id, "name": name, "input": json.loads(arguments)})
         if body.get("stream") is not True:
             payload: dict[str, Any] = {
                 "id": ident,
                 "type": "message",
                 "role": "assistant",
                 "model": model,
-                "content": [{"type": "text", "text": text}],
-                "stop_reason": "end_turn",
+                "content": blocks,
+                "stop_reason": stop_reason,
                 "stop_sequence": None,
             }
             if usage_on:
                 payload["usage"] = {
-                    "input_tokens": input_tokens,
+                    "input_tokens": input_tokens - cached,
                     "cache_creation_input_tokens": 0,
-                    "cache_read_input_tokens": 0,
+                    "cache_read_input_tokens": cached,
                     "output_tokens": output_tokens,
                     "service_tier": "standard",
                 }
             elif self._empty_usage:
                 payload["usage"] = {}
             return await self._json(seen, payload, (input_tokens, output_tokens))
-        start_usage = {"input_tokens": input_tokens, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, "output_tokens": 1}
+        start_usage = {"input_tokens": input_tokens - cached, "cache_creation_input_tokens": 0, "cache_read_input_tokens": cached,
+                       "output_tokens": 1}
         message: dict[str, Any] = {
             "id": ident,
             "type": "message",
@@ -466,17 +594,24 @@ class StandIn:
             message["usage"] = start_usage
         elif self._empty_usage:
             message["usage"] = {}
-        events = [
-            _sse({"type": "message_start", "message": message}, "message_start"),
-            _sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}, "content_block_start"),
-            _sse({"type": "ping"}, "ping"),
-        ]
-        events += [
-            _sse({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}, "content_block_delta")
-            for piece in _pieces(text)
-        ]
-        events.append(_sse({"type": "content_block_stop", "index": 0}, "content_block_stop"))
-        delta: dict[str, Any] = {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None}}
+        events = [_sse({"type": "message_start", "message": message}, "message_start")]
+        for index, block in enumerate(blocks):
+            kind = block["type"]
+            empty = {"type": "text", "text": ""} if kind == "text" else {
+                "type": "thinking", "thinking": "", "signature": ""} if kind == "thinking" else {**block, "input": {}}
+            events.append(_sse({"type": "content_block_start", "index": index, "content_block": empty}, "content_block_start"))
+            if index == 0:
+                events.append(_sse({"type": "ping"}, "ping"))
+            if kind == "text":
+                deltas = [{"type": "text_delta", "text": piece} for piece in _pieces(block["text"])]
+            elif kind == "thinking":
+                deltas = [{"type": "thinking_delta", "thinking": piece} for piece in _pieces(block["thinking"])]
+                deltas.append({"type": "signature_delta", "signature": block["signature"]})
+            else:
+                deltas = [{"type": "input_json_delta", "partial_json": piece} for piece in _halves(json.dumps(block["input"]))]
+            events += [_sse({"type": "content_block_delta", "index": index, "delta": d}, "content_block_delta") for d in deltas]
+            events.append(_sse({"type": "content_block_stop", "index": index}, "content_block_stop"))
+        delta: dict[str, Any] = {"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": None}}
         if usage_on:
             delta["usage"] = {"output_tokens": output_tokens}
         elif self._empty_usage:
@@ -529,14 +664,46 @@ def _last_user(messages: list) -> str:
     return ""
 
 
-def _openai_usage(prompt: int, completion: int) -> dict:
+def _openai_usage(prompt: int, completion: int, cached: int = 0) -> dict:
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "prompt_tokens_details": {"cached_tokens": min(cached, prompt), "audio_tokens": 0},
         "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
     }
+
+
+def _halves(text: str) -> list[str]:
+    """Tool arguments in two pieces, so a client must join them."""
+    middle = len(text) // 2
+    return [text[:middle], text[middle:]] if middle else [text]
+
+
+def _tools_to_call(tools: list[tuple[str, dict]], choice: object, user_text: str, after_tool: bool) -> list[tuple[str, dict]]:
+    """The tools a model would call now: the one forced, else those the user named (else the first), unless a
+    tool's result is what it answers."""
+    if not tools or choice == "none":
+        return []
+    by_name = dict(tools)
+    if isinstance(choice, str) and choice in by_name:
+        return [(choice, by_name[choice])]
+    if after_tool and choice != "required":
+        return []
+    named = sorted((found.start(), name) for name in by_name if (found := re.search(rf"\b{re.escape(name)}\b", user_text)))
+    return [(name, by_name[name]) for _, name in named] or [tools[0]]
+
+
+def _arguments(schema: dict, user_text: str) -> dict:
+    """The required arguments: strings from the user's `backticked` snippets, in order; other types empty."""
+    snippets = re.findall(r"`([^`]+)`", user_text)
+    properties = schema.get("properties") or {}
+    out: dict = {}
+    for name in schema.get("required") or []:
+        kind = (properties.get(name) or {}).get("type")
+        out[name] = (snippets.pop(0) if snippets else "") if kind in ("string", None) else {"integer": 0, "number": 0,
+                     "boolean": False, "array": []}.get(kind, {})
+    return out
 
 
 def _responses_input(body: dict) -> tuple[str, str]:
