@@ -17,6 +17,7 @@ from noor_daemon.cli.config import config_group, routes
 from noor_daemon.cli.daemon import daemon
 from noor_daemon.cli.demo import demo
 from noor_daemon.cli.doctor import doctor
+from noor_daemon.cli.init import init
 from noor_daemon.cli.key import key
 from noor_daemon.cli.ledger import ledger_group
 from noor_daemon.cli.limits import abuse, key_limits, quota, suspend_account, suspend_key, unsuspend_account, unsuspend_key
@@ -76,6 +77,7 @@ for command in (suspend_account, unsuspend_account):
 for command in (secret, admin, tls):  # security: secrets backend, admin token, certificates
     cli.add_command(command)
 cli.add_command(completion)  # tab completion for bash, zsh and fish
+cli.add_command(init)  # providers, keys, a config, the first account and key, in one command
 cli.add_command(service)  # the daemon as a systemd user unit or a launchd agent
 
 
