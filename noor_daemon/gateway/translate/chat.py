@@ -13,7 +13,8 @@ import orjson
 
 from noor_daemon.gateway.translate import ir
 from noor_daemon.gateway.translate.ir import (
-    STOP_END, STOP_FILTER, STOP_LENGTH, STOP_TOOL, Image, Reasoning, Text, ToolCall, ToolResult, Untranslatable, bad_field,
+    STOP_END, STOP_FILTER, STOP_LENGTH, STOP_TOOL, Image, Reasoning, Refusal, Text, ToolCall, ToolResult, Untranslatable,
+    bad_field,
 )
 
 TITLE = "OpenAI Chat Completions"
@@ -341,7 +342,7 @@ def read_answer(body: dict) -> ir.Answer:
         parts.append(Text(message["content"]))
     refused = isinstance(message.get("refusal"), str) and bool(message["refusal"])
     if refused:
-        parts.append(Text(message["refusal"]))
+        parts.append(Refusal(message["refusal"]))
     for n, call in enumerate(message.get("tool_calls") or []):
         function = call.get("function") or {}
         arguments = function.get("arguments")
@@ -372,7 +373,7 @@ def write_usage(usage: ir.Usage) -> dict:
         "prompt_tokens": usage.input_tokens,
         "completion_tokens": usage.output_tokens,
         "total_tokens": usage.input_tokens + usage.output_tokens,
-        "prompt_tokens_details": {"cached_tokens": usage.cache_read},
+        "prompt_tokens_details": {"cached_tokens": usage.cache_read, "cache_write_tokens": usage.cache_write},
     }
     if usage.reasoning_tokens is not None:
         out["completion_tokens_details"] = {"reasoning_tokens": usage.reasoning_tokens}
@@ -381,12 +382,13 @@ def write_usage(usage: ir.Usage) -> dict:
 
 def write_answer(answer: ir.Answer, request: ir.Request, now: int) -> bytes:
     text = "".join(p.text for p in answer.parts if isinstance(p, Text))
+    refusal = "".join(p.text for p in answer.parts if isinstance(p, Refusal))
     thought = "".join(p.text for p in answer.parts if isinstance(p, Reasoning))
     calls = [
         {"id": p.id, "type": "function", "function": {"name": p.name, "arguments": p.arguments}}
         for p in answer.parts if isinstance(p, ToolCall)
     ]
-    message: dict = {"role": "assistant", "content": text or None, "refusal": None}
+    message: dict = {"role": "assistant", "content": text or None, "refusal": refusal or None}
     if thought:
         message["reasoning_content"] = thought
     if calls:
@@ -396,7 +398,7 @@ def write_answer(answer: ir.Answer, request: ir.Request, now: int) -> bytes:
         "object": "chat.completion",
         "created": answer.created or now,
         "model": answer.model,
-        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": FINISH_REASONS[answer.stop]}],
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": "stop" if refusal else FINISH_REASONS[answer.stop]}],
     }
     if answer.usage is not None:
         out["usage"] = write_usage(answer.usage)

@@ -59,7 +59,7 @@ class ChatDecoder(Decoder):
                 refusal = delta.get("refusal")
                 if refusal:
                     self.refused = True
-                    sink.text(refusal)
+                    sink.refusal(refusal)
                 calls = delta.get("tool_calls")
                 if calls:
                     self._tool_calls(calls)
@@ -105,6 +105,7 @@ class ChatEncoder(Sink):
         self.head = b""
         self.calls = -1
         self.in_call = False
+        self.refused = False
 
     def _chunk(self, delta: bytes, finish: bytes = b"null") -> None:
         self.out.append(self.head + delta + b',"logprobs":null,"finish_reason":' + finish + b"}]}\n\n")
@@ -113,11 +114,15 @@ class ChatEncoder(Sink):
         base = orjson.dumps({"id": ident, "object": "chat.completion.chunk", "created": created or self.now, "model": model})
         self.base = base[:-1]
         self.head = b"data: " + self.base + b',"choices":[{"index":0,"delta":'
-        self._chunk(b'{"role":"assistant","content":""}')
+        self._chunk(b'{"role":"assistant","content":null}')
 
     def text(self, delta: str) -> None:
         self.in_call = False
         self._chunk(b'{"content":' + orjson.dumps(delta) + b"}")
+
+    def refusal(self, delta: str) -> None:
+        self.refused = True
+        self._chunk(b'{"refusal":' + orjson.dumps(delta) + b"}")
 
     def reasoning(self, delta: str) -> None:
         self.in_call = False
@@ -143,7 +148,7 @@ class ChatEncoder(Sink):
         self.in_call = False
 
     def finish(self, stop: str, stop_sequence: str | None, usage: ir.Usage | None) -> None:
-        self._chunk(b"{}", b'"' + FINISH_REASONS[stop].encode() + b'"')
+        self._chunk(b"{}", b'"' + (b"stop" if self.refused else FINISH_REASONS[stop].encode()) + b'"')
         if self.include_usage and usage is not None:
             self.out.append(b"data: " + self.base + b',"choices":[],"usage":' + orjson.dumps(write_usage(usage)) + b"}\n\n")
         self.out.append(b"data: [DONE]\n\n")

@@ -47,6 +47,13 @@ class Text:
 
 
 @dataclass(slots=True)
+class Refusal:
+    """OpenAI's refusal: the model's words declining the request (Anthropic says it with `stop_reason: refusal`)."""
+
+    text: str
+
+
+@dataclass(slots=True)
 class Image:
     url: str | None = None
     """An http(s) URL; or None with `data` set."""
@@ -81,7 +88,7 @@ class Reasoning:
     """Anthropic's `redacted_thinking` data (then `text` is empty)."""
 
 
-Part = Text | Image | ToolCall | ToolResult | Reasoning
+Part = Text | Refusal | Image | ToolCall | ToolResult | Reasoning
 
 
 @dataclass(slots=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import orjson
 
 from noor_daemon.gateway.translate import ir
-from noor_daemon.gateway.translate.ir import Image, Reasoning, Text, ToolCall, ToolResult, Untranslatable, bad_field
+from noor_daemon.gateway.translate.ir import Image, Reasoning, Refusal, Text, ToolCall, ToolResult, Untranslatable, bad_field
 
 TITLE = "Anthropic Messages"
 
@@ -358,7 +358,7 @@ def write_usage(usage: ir.Usage) -> dict:
 def write_answer(answer: ir.Answer, request: ir.Request, now: int) -> bytes:
     content: list[dict] = []
     for part in answer.parts:
-        if isinstance(part, Text):
+        if isinstance(part, Text | Refusal):  # a refusal is Claude's words, with stop_reason "refusal"
             if content and content[-1]["type"] == "text":
                 content[-1]["text"] += part.text
             else:

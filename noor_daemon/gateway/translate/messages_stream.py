@@ -113,7 +113,7 @@ class MessagesEncoder(Sink):
         self.out.append(b"event: message_start\ndata: " + orjson.dumps({"type": "message_start", "message": message}) + b"\n\n")
 
     def _open(self, kind: str, block: bytes) -> None:
-        self.end_block()
+        self._close()
         self.index += 1
         self.open = kind
         self.idx = str(self.index).encode()
@@ -124,6 +124,9 @@ class MessagesEncoder(Sink):
             self._open("text", b'{"type":"text","text":""}')
         if delta:
             self.out.append(_DELTA + self.idx + b',"delta":{"type":"text_delta","text":' + orjson.dumps(delta) + b"}}\n\n")
+
+    def refusal(self, delta: str) -> None:
+        self.text(delta)  # Claude's refusal is its words, with stop_reason "refusal"
 
     def reasoning(self, delta: str) -> None:
         if self.open != "thinking":
@@ -138,7 +141,7 @@ class MessagesEncoder(Sink):
 
     def redacted_reasoning(self, data: str) -> None:
         self._open("redacted_thinking", orjson.dumps({"type": "redacted_thinking", "data": data}))
-        self.end_block()
+        self._close()
 
     def tool_call(self, call_id: str, name: str) -> None:
         self.tools += 1
@@ -150,12 +153,17 @@ class MessagesEncoder(Sink):
         self.out.append(_DELTA + self.idx + b',"delta":{"type":"input_json_delta","partial_json":' + orjson.dumps(delta) + b"}}\n\n")
 
     def end_block(self) -> None:
+        """A text block stays open across the provider's text items (the whole answer joins them into one block too)."""
+        if self.open is not None and self.open != "text":
+            self._close()
+
+    def _close(self) -> None:
         if self.open is not None:
             self.out.append(_STOP + self.idx + b"}\n\n")
             self.open = None
 
     def finish(self, stop: str, stop_sequence: str | None, usage: ir.Usage | None) -> None:
-        self.end_block()
+        self._close()
         if stop == ir.STOP_END and self.tools:
             stop = ir.STOP_TOOL
         delta = {"type": "message_delta", "delta": {"stop_reason": STOP_REASONS_OUT[stop], "stop_sequence": stop_sequence},

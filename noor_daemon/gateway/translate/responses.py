@@ -18,7 +18,7 @@ from __future__ import annotations
 import orjson
 
 from noor_daemon.gateway.translate import ir
-from noor_daemon.gateway.translate.ir import Image, Reasoning, Text, ToolCall, ToolResult, Untranslatable, bad_field
+from noor_daemon.gateway.translate.ir import Image, Reasoning, Refusal, Text, ToolCall, ToolResult, Untranslatable, bad_field
 
 TITLE = "OpenAI Responses"
 
@@ -331,7 +331,7 @@ def read_answer(body: dict) -> ir.Answer:
                     parts.append(Text(str(part.get("text") or "")))
                 elif part.get("type") == "refusal":
                     refused = True
-                    parts.append(Text(str(part.get("refusal") or "")))
+                    parts.append(Refusal(str(part.get("refusal") or "")))
         elif kind == "function_call":
             name = str(item.get("name") or "")
             parts.append(ToolCall(str(item.get("call_id") or item.get("id")), name, str(item.get("arguments") or "")))
@@ -366,7 +366,7 @@ def read_usage(usage: object) -> ir.Usage | None:
 def write_usage(usage: ir.Usage) -> dict:
     return {
         "input_tokens": usage.input_tokens,
-        "input_tokens_details": {"cached_tokens": usage.cache_read},
+        "input_tokens_details": {"cached_tokens": usage.cache_read, "cache_write_tokens": usage.cache_write},
         "output_tokens": usage.output_tokens,
         "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens or 0},
         "total_tokens": usage.input_tokens + usage.output_tokens,
@@ -443,20 +443,28 @@ def write_answer(answer: ir.Answer, request: ir.Request, now: int) -> bytes:
     stem = item_ids(answer.id)
     output: list[dict] = []
     message: dict | None = None
-    for n, part in enumerate(answer.parts):
-        if isinstance(part, Text):
+    refused = False
+    for part in answer.parts:  # item ids as the streamed answer names them: by their place in `output`
+        n = len(output)
+        if isinstance(part, Text | Refusal):
             if message is None:
                 message = {"id": f"msg_{stem}_{n}", "type": "message", "status": "completed", "role": "assistant", "content": []}
                 output.append(message)
-            message["content"].append({"type": "output_text", "text": part.text, "annotations": [], "logprobs": []})
+            if isinstance(part, Refusal):
+                refused = True
+                message["content"].append({"type": "refusal", "refusal": part.text})
+            elif message["content"] and message["content"][-1]["type"] == "output_text":
+                message["content"][-1]["text"] += part.text
+            else:
+                message["content"].append({"type": "output_text", "text": part.text, "annotations": [], "logprobs": []})
             continue
         message = None
         if isinstance(part, ToolCall):
             output.append(function_call_item(f"fc_{stem}_{n}", part, request))
         elif isinstance(part, Reasoning):
             output.append(reasoning_item(f"rs_{stem}_{n}", part, request))
-    document = response_document(answer.id, answer.model, answer.created or now, request, status_of(answer.stop), output,
-                                 answer.usage, answer.stop)
+    status = "completed" if refused else status_of(answer.stop)
+    document = response_document(answer.id, answer.model, answer.created or now, request, status, output, answer.usage, answer.stop)
     return orjson.dumps(document)
 
 

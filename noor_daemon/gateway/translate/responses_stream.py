@@ -8,6 +8,8 @@ its deltas and their `.done` events, `response.output_item.done`; and last `resp
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import orjson
 
 from noor_daemon.gateway.provider_errors import ProviderError, from_object, type_in
@@ -49,7 +51,7 @@ class ResponsesDecoder(Decoder):
             sink.reasoning(body.get("delta") or "")
         elif kind == "response.refusal.delta":
             self.refused = True
-            sink.text(body.get("delta") or "")
+            sink.refusal(body.get("delta") or "")
         elif kind == "response.output_item.added":
             item = body.get("item") or {}
             if item.get("type") == "function_call":
@@ -81,9 +83,10 @@ class ResponsesDecoder(Decoder):
             error = response.get("error") if isinstance(response.get("error"), dict) else {}
             self.finished = True
             sink.fail(from_object(error_status(error), error, self.scrub, "openai"))
-        elif kind == "error":
+        elif kind == "error":  # the API's error event: its code is its type
             self.finished = True
-            sink.fail(from_object(error_status(body), body, self.scrub, "openai"))
+            error = {"type": body.get("code"), "code": body.get("code"), "message": body.get("message"), "param": body.get("param")}
+            sink.fail(from_object(error_status(body), error, self.scrub, "openai"))
 
     def ending(self) -> tuple[str, str | None, ir.Usage | None]:
         stop = self.stop
@@ -105,6 +108,11 @@ class ResponsesEncoder(Sink):
         self.items: list[dict] = []
         """Every finished output item, for `response.completed`."""
         self.open: dict | None = None
+        self.part: str | None = None
+        """The kind of the open message's content part: output_text or refusal."""
+        self.parts: list[dict] = []
+        """The open message's finished content parts."""
+        self.refused = False
         self.buffer: list[str] = []
         self.signed: str | None = None
         self.redacted: str | None = None
@@ -124,32 +132,52 @@ class ResponsesEncoder(Sink):
     def _index(self) -> int:
         return len(self.items)
 
-    def _open_item(self, item: dict) -> None:
-        self.end_block()
-        self.open = item
+    def _open_item(self, make: Callable[[int], dict]) -> None:
+        """Close the open item, then open the one `make` builds for the next place in the output."""
+        self._close()
+        item = self.open = make(self._index())
         self.buffer = []
         self._event("response.output_item.added", {"output_index": self._index(), "item": item})
 
-    def text(self, delta: str) -> None:
+    def _message(self, part: str) -> dict:
+        """The open message item, its content part of kind `part` (output_text or refusal) open too."""
         item = self.open
-        if item is None or item["type"] != "message":
-            self._open_item({"id": f"msg_{self.stem}_{self._index()}", "type": "message", "status": "in_progress",
-                             "role": "assistant", "content": []})
-            item = self.open
-            self._event("response.content_part.added", {"item_id": item["id"], "output_index": self._index(), "content_index": 0,
-                                                         "part": {"type": "output_text", "text": "", "annotations": [], "logprobs": []}})
+        if item is None or item["type"] != "message" or self.part != part:
+            if item is None or item["type"] != "message":
+                self._open_item(lambda n: {"id": f"msg_{self.stem}_{n}", "type": "message", "status": "in_progress",
+                                           "role": "assistant", "content": []})
+                item = self.open
+            else:
+                self._close_part()
+            self.part = part
+            empty = {"type": "output_text", "text": "", "annotations": [], "logprobs": []} if part == "output_text" else {
+                "type": "refusal", "refusal": ""}
+            self._event("response.content_part.added", {"item_id": item["id"], "output_index": self._index(),
+                                                         "content_index": len(self.parts), "part": empty})
+        return item
+
+    def refusal(self, delta: str) -> None:
+        item = self._message("refusal")
+        self.refused = True
+        self.buffer.append(delta)
+        if delta:
+            self._event("response.refusal.delta", {"item_id": item["id"], "output_index": self._index(),
+                                                    "content_index": len(self.parts), "delta": delta})
+
+    def text(self, delta: str) -> None:
+        item = self._message("output_text")
         self.buffer.append(delta)
         if delta:
             head = b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","sequence_number":'
             self.out.append(head + str(self.sequence).encode() + b',"item_id":' + orjson.dumps(item["id"]) + b',"output_index":'
-                            + str(self._index()).encode() + b',"content_index":0,"delta":' + orjson.dumps(delta)
-                            + b',"logprobs":[]}\n\n')
+                            + str(self._index()).encode() + b',"content_index":' + str(len(self.parts)).encode() + b',"delta":'
+                            + orjson.dumps(delta) + b',"logprobs":[]}\n\n')
             self.sequence += 1
 
     def reasoning(self, delta: str) -> None:
         item = self.open
         if item is None or item["type"] != "reasoning":
-            self._open_item({"id": f"rs_{self.stem}_{self._index()}", "type": "reasoning", "summary": []})
+            self._open_item(lambda n: {"id": f"rs_{self.stem}_{n}", "type": "reasoning", "summary": []})
             self.signed = self.redacted = None
             item = self.open
             self._event("response.reasoning_summary_part.added", {"item_id": item["id"], "output_index": self._index(),
@@ -167,11 +195,11 @@ class ResponsesEncoder(Sink):
     def redacted_reasoning(self, data: str) -> None:
         self.reasoning("")
         self.redacted = data
-        self.end_block()
+        self._close()
 
     def tool_call(self, call_id: str, name: str) -> None:
         part = ir.ToolCall(call_id, name, "")
-        self._open_item(function_call_item(f"fc_{self.stem}_{self._index()}", part, self.request, "in_progress"))
+        self._open_item(lambda n: function_call_item(f"fc_{self.stem}_{n}", part, self.request, "in_progress"))
 
     def tool_arguments(self, delta: str) -> None:
         item = self.open
@@ -181,18 +209,35 @@ class ResponsesEncoder(Sink):
         self._event("response.function_call_arguments.delta", {"item_id": item["id"], "output_index": self._index(), "delta": delta})
 
     def end_block(self) -> None:
+        """A message stays open across the provider's text blocks (the whole answer joins them into one message too)."""
+        if self.open is not None and self.open["type"] != "message":
+            self._close()
+
+    def _close_part(self) -> None:
+        """Finish the open message's content part (its `.done` events)."""
+        item, index, whole = self.open, self._index(), "".join(self.buffer)
+        at = len(self.parts)
+        if self.part == "output_text":
+            part = {"type": "output_text", "text": whole, "annotations": [], "logprobs": []}
+            self._event("response.output_text.done", {"item_id": item["id"], "output_index": index, "content_index": at,
+                                                       "text": whole, "logprobs": []})
+        else:
+            part = {"type": "refusal", "refusal": whole}
+            self._event("response.refusal.done", {"item_id": item["id"], "output_index": index, "content_index": at, "refusal": whole})
+        self._event("response.content_part.done", {"item_id": item["id"], "output_index": index, "content_index": at, "part": part})
+        self.parts.append(part)
+        self.buffer, self.part = [], None
+
+    def _close(self) -> None:
         item = self.open
         if item is None:
             return
-        self.open = None
         index = self._index()
         whole = "".join(self.buffer)
         if item["type"] == "message":
-            part = {"type": "output_text", "text": whole, "annotations": [], "logprobs": []}
-            self._event("response.output_text.done", {"item_id": item["id"], "output_index": index, "content_index": 0,
-                                                       "text": whole, "logprobs": []})
-            self._event("response.content_part.done", {"item_id": item["id"], "output_index": index, "content_index": 0, "part": part})
-            item = {**item, "status": "completed", "content": [part]}
+            self._close_part()
+            item = {**item, "status": "completed", "content": self.parts}
+            self.parts = []
         elif item["type"] == "reasoning":
             reasoning = ir.Reasoning(whole, self.signed, self.redacted)
             if whole:
@@ -204,12 +249,13 @@ class ResponsesEncoder(Sink):
         else:
             self._event("response.function_call_arguments.done", {"item_id": item["id"], "output_index": index, "arguments": whole})
             item = {**item, "status": "completed", "arguments": whole}
+        self.open = None
         self._event("response.output_item.done", {"output_index": index, "item": item})
         self.items.append(item)
 
     def finish(self, stop: str, stop_sequence: str | None, usage: ir.Usage | None) -> None:
-        self.end_block()
-        status = status_of(stop)
+        self._close()
+        status = "completed" if self.refused else status_of(stop)
         document = response_document(self.ident, self.model, self.created, self.request, status, self.items, usage, stop)
         self._event("response.completed" if status == "completed" else "response.incomplete", {"response": document})
 

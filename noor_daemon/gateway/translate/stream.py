@@ -41,6 +41,9 @@ class Sink:
     def text(self, delta: str) -> None:
         raise NotImplementedError
 
+    def refusal(self, delta: str) -> None:
+        raise NotImplementedError
+
     def reasoning(self, delta: str) -> None:
         raise NotImplementedError
 
