@@ -25,6 +25,7 @@ from benchmarks.systems import (
     ROOT,
     Process,
     daemon_config,
+    free_port,
     provision_key,
     start_bare_proxy,
     start_daemon,
@@ -46,6 +47,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=4.0, help="measured seconds per load (after 1 s warm-up)")
     parser.add_argument("--loads", default="json32,stream32,json1", help=f"comma-separated, of {', '.join(LOADS)}")
+    parser.add_argument("--telemetry", action="store_true",
+                        help="B exports OpenTelemetry (traces of every call and metrics) to a local OTLP sink; A does not")
     args = parser.parse_args()
     loads = [name.strip() for name in args.loads.split(",")]
     tmp = Path(tempfile.mkdtemp(prefix="noor-ab-"))
@@ -57,8 +60,13 @@ def main() -> None:
         upstream.wait_until_listening()
         processes["bare"] = start_bare_proxy(upstream)
         config = daemon_config(upstream, GENEROUS_PLAN)
+        config_b = config
+        if args.telemetry:  # what OpenTelemetry on costs a call: the same code with and without [telemetry]
+            sink_port = free_port()
+            processes["sink"] = Process("otlp sink", [sys.executable, "-m", "benchmarks.otlp_sink", "--port", str(sink_port)], sink_port)
+            config_b += f'\n[telemetry]\nendpoint = "http://127.0.0.1:{sink_port}"\nexport_interval = 5\n'
         processes["A"] = start_daemon("A", config, parent=tmp, code=tree)
-        processes["B"] = start_daemon("B", config, parent=tmp)
+        processes["B"] = start_daemon("B", config_b, parent=tmp)
         keys = {}
         for name in ("bare", "A", "B"):
             processes[name].wait_until_listening(60)
@@ -85,7 +93,8 @@ def main() -> None:
                 print(f"round {n + 1} {load}: " + "  ".join(
                     f"{name} {results[(load, name)][-1]['rps']:,.0f}/s {results[(load, name)][-1]['cpu']:.3f}ms"
                     for name in ("bare", "A", "B")), file=sys.stderr, flush=True)
-        print(f"\nA = {args.baseline}, B = working tree; medians of {args.rounds} rounds of {args.seconds:g} s")
+        b_is = "working tree" + (" with [telemetry] on" if args.telemetry else "")
+        print(f"\nA = {args.baseline}, B = {b_is}; medians of {args.rounds} rounds of {args.seconds:g} s")
         print(f"{'load':10} {'sys':5} {'req/s':>8} {'x bare':>7} {'cpu ms':>7} {'p50':>7} {'p99':>7}")
         for load in loads:
             for name in ("bare", "A", "B"):

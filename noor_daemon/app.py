@@ -41,6 +41,7 @@ from noor_daemon.metrics import Metrics
 from noor_daemon.privacy.service import PrivacyService, build_sender
 from noor_daemon.reload import sighup_ctx
 from noor_daemon.settings import DaemonSettings
+from noor_daemon.telemetry import TELEMETRY, start_telemetry
 from noor_daemon.views.live import EventFeed, LiveState, MetricsWindow, live_context
 from noor_daemon.views.minutes import MinuteUsage
 
@@ -54,6 +55,7 @@ def create_app(settings: DaemonSettings) -> web.Application:
     secret_store.use_backend(secret_store.open_backend(config.secrets, settings.data_dir))  # [secrets]: keyring or 0600 file
     # Every secret is resolved now, so a missing one stops the start with its name, not a later call.
     upstream_secrets = resolve_secrets(config)
+    telemetry = start_telemetry(config)  # [telemetry]: OpenTelemetry, or None (then nothing below is wrapped)
     mail_sender, from_address = build_sender(config, settings.data_dir)  # SMTP, or the local Maildir
     stripe_key, webhook_secret = stripe_secrets(config)
 
@@ -140,7 +142,10 @@ def create_app(settings: DaemonSettings) -> web.Application:
         app[state.UPSTREAM_POOL] = pool
         async with aiohttp.ClientSession(connector=connector, auto_decompress=True) as session:
             app[state.HTTP_SESSION] = session
-            proxy.router = Router(config, build_upstreams(config, upstream_secrets, session, pool), clock)
+            upstreams = build_upstreams(config, upstream_secrets, session, pool)
+            proxy.router = Router(config, upstreams, clock)
+            if telemetry is not None:
+                telemetry.instrument_routing(proxy.router, upstreams, config)
             checks = None
             if config.routing.health_check_interval:
                 checks = asyncio.create_task(
@@ -168,6 +173,11 @@ def create_app(settings: DaemonSettings) -> web.Application:
 
         shared = install_shared_limits(limiter, ledger, accounts, metrics.registry)
         app.cleanup_ctx.append(shared.ctx)
+    if telemetry is not None:  # spans around the proxy's steps and GenAI metrics from committed calls
+        telemetry.instrument(proxy, limiter)
+        ledger.add_listener(telemetry.on_commit)
+        app[TELEMETRY] = telemetry
+        app.cleanup_ctx.append(telemetry.ctx)
 
     # -- routes ------------------------------------------------------------------------------
     app.add_routes(proxy.routes())  # /v1: the OpenAI- and Anthropic-compatible API

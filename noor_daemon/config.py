@@ -430,6 +430,34 @@ class BudgetsConfig(_Section):
         return self
 
 
+class TelemetryConfig(_Section):
+    """`[telemetry]`: OpenTelemetry traces and GenAI metrics over OTLP/HTTP (the `otel` extra). Absent: off."""
+
+    endpoint: str = Field(pattern=r"^https?://[^/\s]+")
+    """The collector's OTLP/HTTP base URL (`http://127.0.0.1:4318`); `/v1/traces` and `/v1/metrics` are added."""
+    headers: dict[str, str] = Field(default_factory=dict)
+    """Headers of every export, each value a secret reference (`{ "x-honeycomb-team" = "env:HONEYCOMB_KEY" }`)."""
+    service_name: str = Field("noorapi", min_length=1)
+    traces: bool = True
+    """A trace per call: the call, then auth, limits, route, upstream and meter."""
+    metrics: bool = True
+    """gen_ai.client.token.usage, gen_ai.client.operation.duration, gen_ai.server.time_to_first_token."""
+    sample_ratio: float = Field(1.0, ge=0, le=1)
+    """The share of calls traced (a caller's sampled `traceparent` is followed)."""
+    export_interval: float = Field(10.0, gt=0)
+    """Seconds between exports of spans and metrics."""
+    hashed_ids: bool = False
+    """Opt in to pseudonymous account and key ids on spans (a SHA-256 prefix); never the ids, never an email."""
+
+    @field_validator("headers")
+    @classmethod
+    def _header_references(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, reference in value.items():
+            if not re.fullmatch(_SECRET_REFERENCE, reference):
+                raise ValueError(f"headers.{name} must be a secret reference like 'env:OTEL_TOKEN' or 'keyring:otel', never the value")
+        return value
+
+
 class Config(_Section):
     server: ServerConfig = ServerConfig()
     providers: list[ProviderConfig] = Field(default_factory=list)
@@ -446,6 +474,7 @@ class Config(_Section):
     prices: dict[str, PriceConfig] = Field(default_factory=dict)
     secrets: SecretsConfig = SecretsConfig()
     billing: BillingConfig | None = None
+    telemetry: TelemetryConfig | None = None
     budgets: BudgetsConfig = BudgetsConfig()
 
     @model_validator(mode="after")

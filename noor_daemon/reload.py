@@ -20,6 +20,7 @@ from noor_daemon.gateway.routing import Router
 from noor_daemon.gateway.upstreams import build_upstreams, resolve_secrets
 from noor_daemon.ledger.audit import AuditEntry
 from noor_daemon.state import AUDIT, HTTP_SESSION, LIMITER, PRIVACY, PROXY, SETTINGS, UPSTREAM_POOL
+from noor_daemon.telemetry import TELEMETRY
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +68,11 @@ async def reload_config(app: Mapping, *, actor: str = "admin") -> list[str]:
     secrets = resolve_secrets(new.config)
     apply_privacy = app[PRIVACY].prepare_reload(new.config)  # [smtp] and its password checked now
     proxy = app[PROXY]
-    router = Router(
-        new.config, build_upstreams(new.config, secrets, app[HTTP_SESSION], app[UPSTREAM_POOL]), settings.clock, health=proxy.router.health
-    )
+    upstreams = build_upstreams(new.config, secrets, app[HTTP_SESSION], app[UPSTREAM_POOL])
+    router = Router(new.config, upstreams, settings.clock, health=proxy.router.health)
+    telemetry = app.get(TELEMETRY)
+    if telemetry is not None:  # the new router and upstreams traced like the first ones
+        telemetry.instrument_routing(router, upstreams, new.config)
     config, warnings = restart_only_changes(old.config, new.config)
     settings.config = LoadedConfig(config, new.path)
     proxy.config = config

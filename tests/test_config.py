@@ -101,7 +101,7 @@ CASES = [
         ["wieght", "unknown key"],
     ),
     ("unknown plan key", with_line_changed("tokens_per_month = 1000000", "tokens_per_month = 1000000\nrpm = 5"), "rpm = 5", ["plans.free.rpm", "unknown key"]),
-    ("unknown section", ISSUE_TOML + "\n[telemetry]\nenabled = true\n", "[telemetry]", ["telemetry", "unknown key"]),
+    ("unknown section", ISSUE_TOML + "\n[telemetri]\nenabled = true\n", "[telemetri]", ["telemetri", "unknown key"]),
     ("port not a number", with_line_changed("port = 8787", 'port = "eighty"'), 'port = "eighty"', ["server.port", "integer"]),
     ("port out of range", with_line_changed("port = 8787", "port = 70000"), "port = 70000", ["server.port", "65535"]),
     ("unknown provider kind", with_line_changed('kind = "openai"', 'kind = "bedrock"'), 'kind = "bedrock"', ["providers.0.kind", "anthropic"]),
