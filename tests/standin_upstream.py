@@ -289,7 +289,7 @@ class StandIn:
             chosen = [(name, json.dumps(arguments)) for name, arguments in script.calls]
         else:
             chosen = [(name, json.dumps(_arguments(schema, user_text))) for name, schema in _tools_to_call(tools, choice, user_text, after_tool)]
-        calls = [(f"{call_prefix}{next(self._ids)}", name, arguments) for name, arguments in chosen]
+        calls = [(f"{call_prefix}_{k}", name, arguments) for k, (name, arguments) in enumerate(chosen)]  # the same every time
         text = script.text if script.text is not None else ("" if calls else reply_text(user_text))
         return Plan(text, script.reasoning, calls, script.stop, script.cached_tokens, script.signature)
 
