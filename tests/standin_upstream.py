@@ -59,6 +59,7 @@ class Received:
     body: dict | None
     usage: tuple[int, int] | None = None
     """(prompt/input tokens, completion/output tokens) the stand-in reported, if it did."""
+    query: str = ""
     completed: bool = False
     """True once the whole answer was written."""
 
@@ -93,7 +94,7 @@ class Plan:
 
 @dataclass
 class Behaviour:
-    mode: str = "ok"  # ok | status | hang | hang_mid_stream | close | close_mid_stream | error_mid_stream | no_usage | empty_usage
+    mode: str = "ok"  # ok | status | raw | hang | hang_mid_stream | close | close_mid_stream | error_mid_stream | no_usage | empty_usage
     status: int = 500
     message: str = "stand-in failure"
     headers: dict[str, str] = field(default_factory=dict)
@@ -128,6 +129,15 @@ class StandIn:
                 web.get("/v1/models", self.models),
                 web.post("/v1/messages", self.messages),
                 web.post("/v1/messages/count_tokens", self.count_tokens),
+                # the same endpoints under the paths other servers use (/openai/v1, /api/v1, /v1beta/openai,
+                # Azure's /openai/deployments/NAME/… with ?api-version=)
+                web.post("/{prefix:.+}/chat/completions", self.chat),
+                web.post("/{prefix:.+}/completions", self.completions),
+                web.post("/{prefix:.+}/embeddings", self.embeddings),
+                web.post("/{prefix:.+}/responses", self.responses),
+                web.post("/{prefix:.+}/messages/count_tokens", self.count_tokens),
+                web.post("/{prefix:.+}/messages", self.messages),
+                web.get("/{prefix:.+}/models", self.models),
             ]
         )
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
@@ -170,6 +180,10 @@ class StandIn:
         """Answer `status` with the API's error body; `extra` fields go into its error object (a provider's debug dump, say)."""
         self.behaviour = Behaviour("status", status, message, dict(headers or {}), extra=dict(extra or {}))
 
+    def fail_raw(self, status: int, body: bytes, content_type: str = "text/plain") -> None:
+        """Answer `status` with `body` as it is (a proxy's text or HTML page, a server's own format)."""
+        self.behaviour = Behaviour("raw", status, body.decode(errors="replace"), {"Content-Type": content_type})
+
     def hang(self) -> None:
         self.behaviour = Behaviour("hang")
 
@@ -206,12 +220,13 @@ class StandIn:
             body = json.loads(raw) if raw else None
         except ValueError:
             body = None
-        seen = Received(request.method, request.path, dict(request.headers), raw, body if isinstance(body, dict) else None)
+        seen = Received(request.method, request.path, dict(request.headers), raw, body if isinstance(body, dict) else None,
+                        query=request.query_string)
         self.requests.append(seen)
         return seen
 
     def _error_body(self, path: str, status: int, message: str) -> dict:
-        if path.startswith("/v1/messages"):
+        if "/messages" in path:
             kind = {400: "invalid_request_error", 401: "authentication_error", 429: "rate_limit_error", 529: "overloaded_error"}
             return {"type": "error", "error": {"type": kind.get(status, "api_error"), "message": message}}
         kind = {400: "invalid_request_error", 401: "invalid_request_error", 429: "rate_limit_exceeded"}
@@ -222,6 +237,8 @@ class StandIn:
         b = self.behaviour
         if self.served is not None and request.path not in self.served:
             return web.json_response({"detail": "Not Found"}, status=404)
+        if b.mode == "raw":
+            return web.Response(status=b.status, body=b.message.encode(), headers=b.headers)
         if b.mode == "status":
             body = self._error_body(request.path, b.status, b.message)
             body["error"].update(b.extra)
@@ -260,10 +277,10 @@ class StandIn:
         for index, event in enumerate(events):
             if b.mode == "error_mid_stream" and index == b.after_events:
                 body = self._error_body(request.path, b.status, b.message)
-                if request.path == "/v1/responses":  # the Responses API's own error event
+                if request.path.endswith("/responses"):  # the Responses API's own error event
                     code = "rate_limit_exceeded" if b.status == 429 else "server_error"
                     body = {"type": "error", "code": code, "message": b.message, "param": None, "sequence_number": index}
-                named = request.path.startswith("/v1/messages") or request.path == "/v1/responses"
+                named = "/messages" in request.path or request.path.endswith("/responses")
                 await response.write(_sse(body, "error" if named else None))
                 await response.write_eof()
                 return response
