@@ -6,6 +6,9 @@ This starts one stand-in upstream, the bare proxy, a `noor daemon` from a worktr
 one from this checkout (every limit on, the ledger on disk), and loads them in alternating
 rounds (A B, B A, ...) at each load given, printing the medians: requests/s, CPU ms per request
 (from /proc), p50/p99 latency, and the ratio to the bare proxy measured in the same round.
+
+`--telemetry` and `--budgets` run the same code on both sides and change B's config only (OpenTelemetry on;
+day and month budgets on top of the token quotas), printing what that costs B in CPU per call.
 """
 
 from __future__ import annotations
@@ -32,6 +35,15 @@ from benchmarks.systems import (
     start_upstream,
 )
 
+BENCH_PRICES = """
+[prices.bench]
+input_per_million = 1
+output_per_million = 2
+"""
+GENEROUS_BUDGETS = """budget_per_day = 100000000
+budget_per_month = 100000000"""
+"""Budgets never reached: the cost of checking them (a worst case per call, held and released), not of refusing."""
+
 LOADS = {"json32": (CHAT_JSON, 32), "stream32": (CHAT_STREAM, 32), "json1": (CHAT_JSON, 1), "stream1": (CHAT_STREAM, 1)}
 
 
@@ -49,6 +61,9 @@ def main() -> None:
     parser.add_argument("--loads", default="json32,stream32,json1", help=f"comma-separated, of {', '.join(LOADS)}")
     parser.add_argument("--telemetry", action="store_true",
                         help="B exports OpenTelemetry (traces of every call and metrics) to a local OTLP sink; A does not")
+    parser.add_argument("--budgets", action="store_true",
+                        help="B's plan has day and month budgets besides its token quotas; A's has the quotas alone "
+                             "(both price the model, so both compute each call's cost)")
     args = parser.parse_args()
     loads = [name.strip() for name in args.loads.split(",")]
     tmp = Path(tempfile.mkdtemp(prefix="noor-ab-"))
@@ -59,8 +74,10 @@ def main() -> None:
         upstream = processes["upstream"] = start_upstream()
         upstream.wait_until_listening()
         processes["bare"] = start_bare_proxy(upstream)
-        config = daemon_config(upstream, GENEROUS_PLAN)
+        config = daemon_config(upstream, GENEROUS_PLAN, extra=BENCH_PRICES if args.budgets else "")
         config_b = config
+        if args.budgets:  # what budgets cost a call over token quotas alone: never reached, always checked
+            config_b = daemon_config(upstream, GENEROUS_PLAN + "\n" + GENEROUS_BUDGETS, extra=BENCH_PRICES)
         if args.telemetry:  # what OpenTelemetry on costs a call: the same code with and without [telemetry]
             sink_port = free_port()
             processes["sink"] = Process("otlp sink", [sys.executable, "-m", "benchmarks.otlp_sink", "--port", str(sink_port)], sink_port)
@@ -93,7 +110,7 @@ def main() -> None:
                 print(f"round {n + 1} {load}: " + "  ".join(
                     f"{name} {results[(load, name)][-1]['rps']:,.0f}/s {results[(load, name)][-1]['cpu']:.3f}ms"
                     for name in ("bare", "A", "B")), file=sys.stderr, flush=True)
-        b_is = "working tree" + (" with [telemetry] on" if args.telemetry else "")
+        b_is = "working tree" + (" with [telemetry] on" if args.telemetry else "") + (" with budgets" if args.budgets else "")
         print(f"\nA = {args.baseline}, B = {b_is}; medians of {args.rounds} rounds of {args.seconds:g} s")
         print(f"{'load':10} {'sys':5} {'req/s':>8} {'x bare':>7} {'cpu ms':>7} {'p50':>7} {'p99':>7}")
         for load in loads:
@@ -103,6 +120,9 @@ def main() -> None:
                 ratio = statistics.median(r["rps"] / b["rps"] for r, b in zip(rows, results[(load, "bare")]))
                 print(f"{load:10} {name:5} {median['rps']:8,.0f} {ratio:7.2f} {median['cpu']:7.3f} "
                       f"{median['p50']:7.2f} {median['p99']:7.2f}")
+            if args.budgets or args.telemetry:
+                extra = statistics.median(b["cpu"] / a["cpu"] - 1 for a, b in zip(results[(load, "A")], results[(load, "B")]))
+                print(f"{load:10} B's CPU per call over A's: {extra:+.1%}")
     finally:
         loadgen.close()
         for process in processes.values():

@@ -20,6 +20,7 @@ from aiohttp import web
 from noor_daemon import __version__, paths, secret_store, selfservice, state
 from noor_daemon.admin import create_admin_app
 from noor_daemon.billing import routes as billing_routes
+from noor_daemon.billing.alerts import BudgetAlerts
 from noor_daemon.billing.service import BillingService, stripe_secrets
 from noor_daemon.config import Config
 from noor_daemon.domain.accounts import Account, KeyRing
@@ -111,6 +112,12 @@ def create_app(settings: DaemonSettings) -> web.Application:
         ledger.add_listener(billing.meter.on_commit)  # late calls of a metered hour are reported too
         privacy.export_sections["billing"] = billing.export_section  # a data export names the Stripe ids
     ledger.add_listener(metrics.on_commit)  # /metrics counts committed calls
+    alerts = BudgetAlerts(
+        config=lambda: settings.config.config, ledger=ledger, keyring=keyring, limiter=limiter, outbox=outbox, audit=audit,
+        clock=clock, webhook_secret=secret_store.resolve(config.budgets.webhook_secret, what="[budgets] webhook_secret"),
+    )
+    ledger.add_listener(alerts.on_commit)  # budgets crossing 50/80/100 % are mailed (and posted) once
+    limiter.budget_refusals.append(alerts.on_refused)  # a budget refusing calls is its 100 %
 
     app = web.Application(client_max_size=config.server.max_body_bytes)
     app[state.SETTINGS] = settings
@@ -124,6 +131,7 @@ def create_app(settings: DaemonSettings) -> web.Application:
     app[state.PRIVACY] = privacy
     app[state.LIVE] = live
     app[state.BILLING] = billing
+    app[state.BUDGET_ALERTS] = alerts
     app[state.ADMIN_TOKEN_HASH] = secret_store.AdminVerifier(
         settings.admin_token_hash or secret_store.token_digest(settings.admin_token), settings.admin_token_source, settings.data_dir
     )
@@ -167,6 +175,7 @@ def create_app(settings: DaemonSettings) -> web.Application:
     app.cleanup_ctx.append(privacy.ctx)  # mail sender, retention job
     app.cleanup_ctx.append(live_context(live, ledger, clock, lambda: settings.config.config))
     app.cleanup_ctx.append(billing.ctx)  # the Stripe pass (idle without [billing])
+    app.cleanup_ctx.append(alerts.ctx)  # budget alerts: mails and the signed webhook
     app.on_shutdown.append(close_event_streams)
     if config.limits.redis_url:  # limits shared by several daemons; redis is the optional `scale` extra
         from noor_daemon.limits.shared import install_shared_limits

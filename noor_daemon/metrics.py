@@ -17,6 +17,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 from noor_daemon.config import ServerConfig
+from noor_daemon.domain.money import UNIT
 from noor_daemon.ledger.database import Ledger
 from noor_daemon.ledger.usage import UsageEvent
 from noor_daemon.tls import is_loopback
@@ -94,6 +95,13 @@ class Metrics:
             "noor_requests", "Metered calls", [*labels, "endpoint", "status"], registry=self.registry
         )
         self.tokens = Counter("noor_tokens", "Tokens metered", [*labels, "kind"], registry=self.registry)
+        self.cost = Counter(
+            "noor_cost", "Estimated cost of metered calls, in the [budgets] currency, at the price table", labels,
+            registry=self.registry,
+        )
+        self.unpriced = Counter(
+            "noor_unpriced_calls", "Calls that used tokens of a model with no price", labels, registry=self.registry
+        )
         self.latency = Histogram(
             "noor_request_latency_seconds", "Whole-call latency", labels, buckets=_LATENCY_BUCKETS, registry=self.registry
         )
@@ -124,6 +132,10 @@ class Metrics:
                 child(self.tokens, model, provider, "prompt").inc(event.prompt_tokens)
             if event.completion_tokens:
                 child(self.tokens, model, provider, "completion").inc(event.completion_tokens)
+            if event.cost:
+                child(self.cost, model, provider).inc(event.cost / UNIT)
+            elif event.cost is None and event.total_tokens:
+                child(self.unpriced, model, provider).inc()
             child(self.latency, model, provider).observe(event.latency_ms / 1000)
             if event.ttft_ms is not None:
                 child(self.ttft, model, provider).observe(event.ttft_ms / 1000)

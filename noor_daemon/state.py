@@ -10,6 +10,7 @@ from __future__ import annotations
 import aiohttp
 from aiohttp import web
 
+from noor_daemon.billing.alerts import BudgetAlerts
 from noor_daemon.billing.service import BillingService
 from noor_daemon.domain.accounts import KeyRing
 from noor_daemon.gateway.http1 import Pool
@@ -34,6 +35,7 @@ LIMITER = web.AppKey("limiter", Limiter)
 OUTBOX = web.AppKey("outbox", Outbox)
 PRIVACY = web.AppKey("privacy", PrivacyService)
 BILLING = web.AppKey("billing", BillingService)
+BUDGET_ALERTS = web.AppKey("budget_alerts", BudgetAlerts)
 LIVE = web.AppKey("live", LiveState)
 HTTP_SESSION = web.AppKey("http_session", aiohttp.ClientSession)
 """The one ClientSession the upstreams' health probes share."""
@@ -42,7 +44,7 @@ UPSTREAM_POOL = web.AppKey("upstream_pool", Pool)
 ADMIN_TOKEN_HASH = web.AppKey("admin_token_hash", AdminVerifier)
 """The admin token's SHA-256 (rotatable): the daemon keeps no plaintext copy to compare against."""
 
-REQUIRED = (SETTINGS, LEDGER, KEYRING, ACCOUNTS, AUDIT, PROXY, LIMITER, OUTBOX, PRIVACY, BILLING, LIVE, ADMIN_TOKEN_HASH)
+REQUIRED = (SETTINGS, LEDGER, KEYRING, ACCOUNTS, AUDIT, PROXY, LIMITER, OUTBOX, PRIVACY, BILLING, BUDGET_ALERTS, LIVE, ADMIN_TOKEN_HASH)
 """What every handler may rely on once `create_app` returns (the upstream keys arrive at startup)."""
 
 

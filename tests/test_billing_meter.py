@@ -242,3 +242,35 @@ async def test_the_meter_can_count_requests(start_daemon, stripe, value):
     clock.advance(3600)
     await daemon.app[BILLING].run_once()
     assert stripe.meter_total(await customer_of(daemon, "req@example.com")) == 3
+
+
+async def test_the_meter_can_report_cost_in_cents(start_daemon, stripe):
+    """`meter_value = "cost"`: each closed hour sends the whole cents of its exact cost, and a late call
+    sends only the cents the hour owes on top of what was sent (the hour's cost is summed exactly first)."""
+    clock = hour_clock()
+    prices = '[prices."sim-gpt"]\ninput_per_million = 1000\noutput_per_million = 4000\n'
+    daemon = await start_daemon(
+        billing_config(stripe, extra=prices, billing_extra=f'meter_value = "cost"\nmeter_delay_seconds = {DELAY}'), clock=clock
+    )
+    key = await daemon.create_key("cents@example.com", plan="pro")
+    await call(daemon, key, 3)
+    hour = int(clock.now() * 1000) // HOUR_MS * HOUR_MS
+
+    async def cost_in_hour() -> int:
+        row = await daemon.app[LEDGER].fetchone("SELECT sum(cost) FROM usage_events WHERE ts >= ? AND ts < ?", (hour, hour + HOUR_MS))
+        return int(row[0])
+
+    first = await cost_in_hour()
+    assert first > 10**10  # more than a cent: the prices make it so
+    clock.advance(3600 - 600 + DELAY + 1)  # the hour has closed and its delay has passed
+    await daemon.app[BILLING].run_once()
+    customer = await customer_of(daemon, "cents@example.com")
+    assert stripe.meter_total(customer) == first // 10**10  # picounits → whole cents, rounded down
+
+    # A call of that hour committed late (it was running when the hour closed): only the difference goes.
+    late = UsageEvent(ts=hour + 1000, model="sim-gpt", endpoint="chat/completions", status=200, latency_ms=5.0,
+                      account_id=(await daemon.app[ACCOUNTS].get_account("cents@example.com")).id,
+                      provider="sim", prompt_tokens=5000, completion_tokens=2000, cost=5000 * 10**9 + 2000 * 4 * 10**9)
+    await daemon.app[LEDGER].record(late)
+    await daemon.app[BILLING].run_once()
+    assert stripe.meter_total(customer) == (first + late.cost) // 10**10

@@ -49,10 +49,12 @@ from noor_daemon.client import (
     LimitStatus,
     MeInfo,
     MetricsSummary,
+    ModelPrice,
     ModelUsage,
     Overview,
     PolicyOverview,
     PolicyVersion,
+    Prices,
     PrivacyRequest,
     PrivacyRequestPage,
     ProviderHealth,
@@ -61,6 +63,8 @@ from noor_daemon.client import (
     RetentionStatus,
     RouteStatus,
     SeriesTotals,
+    Spend,
+    SpendLine,
     Upstreams,
     UsageLine,
     UsageSeries,
@@ -148,6 +152,11 @@ MODELS: dict[type, Schema | NotInDocument] = {
     # billing (billing.py)
     BillingLink: Schema(_component("BillingLink")),
     AccountBilling: Schema(_component("AccountBilling")),
+    # money (money.py)
+    Spend: Schema(_component("Spend")),
+    SpendLine: Schema(_component("SpendLine")),
+    Prices: Schema(_component("Prices")),
+    ModelPrice: Schema(_component("ModelPrice")),
 }
 
 _JSON_TYPE = {str: "string", int: "integer", float: "number", bool: "boolean", list: "array", dict: "object"}

@@ -21,6 +21,7 @@ from noor_daemon.admin import (
     routes,
     security,
     series,
+    spend,
     usage,
 )
 from noor_daemon.admin.middleware import admin_auth, admin_errors
@@ -45,5 +46,6 @@ def create_admin_app() -> web.Application:
     for table in (events.routes, overview.routes, series.routes):  # the dashboard: live feed, charts, usage series
         app.add_routes(table)
     app.add_routes(billing.routes)  # Stripe: state, per-account billing, Checkout and portal links
+    app.add_routes(spend.routes)  # money: spend per account, key or model next to the budgets; the prices in force
     app.add_routes(security.routes)  # admin token rotation, revocation by key prefix
     return app

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from noor_daemon.admin import requests
 from noor_daemon.admin.errors import bad_request
+from noor_daemon.admin.limits import parse_limits
 from noor_daemon.domain.serialize import account_json
 from noor_daemon.state import ACCOUNTS, PRIVACY, SETTINGS
 
@@ -53,7 +54,10 @@ async def update_account(request: web.Request) -> web.Response:
     status = body.get("status")
     if status is not None and status not in STATUSES:
         raise bad_request(f"`status` must be one of: {', '.join(STATUSES)}.")
-    account = await store.update_account(account.id, email=email, plan=plan, status=status)
+    limits = parse_limits(body) if "limits" in body else None
+    if "limits" in body and body["limits"] is None:
+        limits = {}
+    account = await store.update_account(account.id, email=email, plan=plan, status=status, limits=limits)
     return web.json_response(account_json(account))
 
 

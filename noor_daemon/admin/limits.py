@@ -18,7 +18,9 @@ def _now_ms(request: web.Request) -> int:
     return int(request.config_dict[SETTINGS].clock.now() * 1000)
 
 
-def parse_limits(body: dict) -> dict[str, int] | None:
+def parse_limits(body: dict) -> dict[str, float] | None:
+    """`limits`: limit name → a positive whole number, or for a budget (`budget_per_day`, `budget_per_month`) a
+    positive amount in the configured currency."""
     limits = body.get("limits")
     if limits is None:
         return None
@@ -27,7 +29,10 @@ def parse_limits(body: dict) -> dict[str, int] | None:
     for name, value in limits.items():
         if name not in LIMIT_NAMES:
             raise bad_request(f"Unknown limit {name!r}; known: {', '.join(LIMIT_NAMES)}.")
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        if name.startswith("budget_"):
+            if not isinstance(value, int | float) or isinstance(value, bool) or not 0 < value < 10**9:
+                raise bad_request(f"Budget {name!r} must be a positive amount (e.g. 20 or 2.5).")
+        elif not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise bad_request(f"Limit {name!r} must be a positive whole number.")
     return limits
 

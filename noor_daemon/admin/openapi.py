@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from noor_daemon import __version__
-from noor_daemon.admin import openapi_billing, openapi_dashboard, openapi_privacy, openapi_security
+from noor_daemon.admin import openapi_billing, openapi_dashboard, openapi_money, openapi_privacy, openapi_security
 
 routes = web.RouteTableDef()
 
@@ -66,6 +66,11 @@ SCHEMAS = {
             "plan": {"type": "string"},
             "status": {"type": "string", "enum": ["active", "suspended"]},
             "created_at": _TIME,
+            "limits": {
+                "type": ["object", "null"],
+                "description": "The account's own limits and budgets (budgets in the configured currency), replacing its plan's",
+                "additionalProperties": {"type": "number"},
+            },
         },
     },
     "Key": {
@@ -76,12 +81,17 @@ SCHEMAS = {
     "Limits": {
         "type": "object",
         "additionalProperties": False,
+        "description": "Limits (whole numbers) and budgets (amounts in the configured currency)",
         "properties": {
-            name: {"type": "integer", "minimum": 1}
-            for name in (
-                "requests_per_minute", "tokens_per_minute", "concurrent_requests",
-                "requests_per_day", "tokens_per_day", "tokens_per_month",
-            )
+            **{
+                name: {"type": "integer", "minimum": 1}
+                for name in (
+                    "requests_per_minute", "tokens_per_minute", "concurrent_requests",
+                    "requests_per_day", "tokens_per_day", "tokens_per_month",
+                )
+            },
+            "budget_per_day": {"type": "number", "exclusiveMinimum": 0},
+            "budget_per_month": {"type": "number", "exclusiveMinimum": 0},
         },
     },
     "LimitStatus": {
@@ -235,7 +245,7 @@ def document() -> dict:
         "info": {"title": "NoorAPI admin API", "version": __version__},
         "servers": [{"url": "/admin/v1"}],
         "components": {
-            "schemas": {**SCHEMAS, **openapi_privacy.SCHEMAS, **openapi_billing.SCHEMAS},
+            "schemas": {**SCHEMAS, **openapi_privacy.SCHEMAS, **openapi_billing.SCHEMAS, **openapi_money.SCHEMAS},
             "securitySchemes": {"admin": {"type": "http", "scheme": "bearer"}},
         },
         "security": [{"admin": []}],
@@ -244,6 +254,7 @@ def document() -> dict:
             **openapi_privacy.PATHS,  # privacy requests, retention, policies, audit log, mail outbox
             **openapi_billing.PATHS,  # Stripe: billing state, per-account billing, Checkout and portal links
             **openapi_security.PATHS,  # admin token rotation, revocation by key prefix
+            **openapi_money.PATHS,  # spend and budgets, the prices in force
             "/accounts": {
                 "get": {
                     "summary": "List accounts",
@@ -281,6 +292,10 @@ def document() -> dict:
                                         "email": {"type": "string", "format": "email"},
                                         "plan": {"type": "string"},
                                         "status": {"type": "string", "enum": ["active", "suspended"]},
+                                        "limits": {
+                                            "oneOf": [_ref("Limits"), {"type": "null"}],
+                                            "description": "The account's own limits and budgets (null: its plan's)",
+                                        },
                                     },
                                 }
                             }

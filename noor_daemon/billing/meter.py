@@ -21,6 +21,7 @@ import aiosqlite
 
 from noor_daemon.billing.stripe_api import StripeApi, StripeUnavailable
 from noor_daemon.clock import Clock, iso
+from noor_daemon.domain.money import minor_units
 from noor_daemon.domain.windows import closed_hours
 from noor_daemon.ledger.audit import AuditEntry, AuditLog
 from noor_daemon.ledger.database import Ledger
@@ -58,13 +59,16 @@ def identifier(account_id: str, window_start_ms: int, seq: int) -> str:
 
 class MeterOutbox:
     def __init__(
-        self, ledger: Ledger, clock: Clock, api: StripeApi, audit: AuditLog, *, value: str, delay_seconds: int
+        self, ledger: Ledger, clock: Clock, api: StripeApi, audit: AuditLog, *, value: str, delay_seconds: int,
+        currency: str = "USD",
     ) -> None:
         self.ledger = ledger
         self.clock = clock
         self.api = api
         self.audit = audit
         self.value = value
+        """What a meter event counts: tokens, requests (successful ones), or cost (in `currency`'s minor unit)."""
+        self.currency = currency
         self.delay_ms = delay_seconds * 1000
         self.since = 0
         """Hours starting before this were used before billing was set up; they are never reported."""
@@ -118,7 +122,7 @@ class MeterOutbox:
             start -= start % WINDOW_MS
             if start >= end:
                 return 0
-            measure = "prompt_tokens + completion_tokens" if self.value == "tokens" else "requests - errors"
+            measure = {"tokens": "prompt_tokens + completion_tokens", "requests": "requests - errors", "cost": "cost"}[self.value]
             async with db.execute(
                 f"""SELECT account_id, hour, sum({measure}) FROM usage_hourly
                     WHERE hour >= ? AND hour < ? AND account_id != '' GROUP BY account_id, hour""",
@@ -132,6 +136,8 @@ class MeterOutbox:
             ) as cursor:
                 queued = {(r[0], r[1]): (r[2], r[3]) for r in await cursor.fetchall()}
             rows = []
+            if self.value == "cost":  # whole cents (say) of the hour's exact cost: each row sends what the last did not
+                used = [(account_id, hour, minor_units(int(total or 0), self.currency)) for account_id, hour, total in used]
             for account_id, hour, total in used:
                 already, seq = queued.get((account_id, hour), (0, 0))
                 if total and total > already:

@@ -104,7 +104,8 @@ class BillingService:
         if config.billing is not None and secret_key:
             self.api = StripeApi(config.billing, secret_key)
             self.meter = MeterOutbox(
-                ledger, clock, self.api, audit, value=config.billing.meter_value, delay_seconds=config.billing.meter_delay_seconds
+                ledger, clock, self.api, audit, value=config.billing.meter_value, delay_seconds=config.billing.meter_delay_seconds,
+                currency=config.budgets.currency,
             )
         self.webhooks = WebhookProcessor(self)
         self.poll_interval = POLL_S

@@ -20,11 +20,12 @@ from noor_daemon.cli.doctor import doctor
 from noor_daemon.cli.init import init
 from noor_daemon.cli.key import key
 from noor_daemon.cli.ledger import ledger_group
-from noor_daemon.cli.limits import abuse, key_limits, quota, suspend_account, suspend_key, unsuspend_account, unsuspend_key
+from noor_daemon.cli.limits import abuse, account_limits, key_limits, quota, suspend_account, suspend_key, unsuspend_account, unsuspend_key
 from noor_daemon.cli.migrate import migrate
 from noor_daemon.cli.privacy import privacy
 from noor_daemon.cli.secret import secret
 from noor_daemon.cli.service import service
+from noor_daemon.cli.spend import prices, spend
 from noor_daemon.cli.tls import tls
 from noor_daemon.cli.tui import tui
 from noor_daemon.cli.usage import usage
@@ -68,11 +69,13 @@ def cli() -> None:
 for command in (daemon, account, key, usage, quota, abuse, privacy, config_group, routes, doctor, demo, tui):
     cli.add_command(command)
 cli.add_command(billing)  # Stripe: checkout and portal links, an account's billing state
+cli.add_command(spend)  # cost against the budgets, per account, key or model
+cli.add_command(prices)  # what each model costs, and which have no price
 cli.add_command(migrate)  # SQLite → PostgreSQL, for several daemons
 cli.add_command(ledger_group)  # noor ledger verify [--repair]
 for command in (suspend_key, unsuspend_key, key_limits):
     key.add_command(command)
-for command in (suspend_account, unsuspend_account):
+for command in (suspend_account, unsuspend_account, account_limits):
     account.add_command(command)
 for command in (secret, admin, tls):  # security: secrets backend, admin token, certificates
     cli.add_command(command)

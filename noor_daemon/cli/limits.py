@@ -6,6 +6,8 @@ and add `noor quota` and `noor abuse`.
 
 from __future__ import annotations
 
+import math
+
 import click
 
 from noor_daemon.cli.common import EXIT_USAGE, connection_options, fail, json_option, print_json, print_table, run_admin
@@ -17,23 +19,30 @@ LIMIT_NAMES = (
     "requests_per_day",
     "tokens_per_day",
     "tokens_per_month",
+    "budget_per_day",
+    "budget_per_month",
 )
 
 
-def parse_limits(values: tuple[str, ...]) -> dict[str, int]:
-    """`--limit requests_per_minute=10` (repeatable) into a dict; a clear error otherwise."""
-    limits: dict[str, int] = {}
+def parse_limits(values: tuple[str, ...]) -> dict[str, float]:
+    """`--limit requests_per_minute=10`, `--limit budget_per_month=20.5` (repeatable) into a dict; a clear error
+    otherwise. Budgets are amounts in the daemon's currency; every other limit a whole number."""
+    limits: dict[str, float] = {}
     for value in values:
         name, _, number = value.partition("=")
-        if name not in LIMIT_NAMES or not number.isdigit() or int(number) < 1:
-            fail(f"--limit {value!r}: expected NAME=N with N >= 1 and NAME one of {', '.join(LIMIT_NAMES)}", EXIT_USAGE)
-        limits[name] = int(number)
+        try:
+            parsed: float = float(number) if name.startswith("budget_") else int(number)
+        except ValueError:
+            parsed = 0
+        if name not in LIMIT_NAMES or not (parsed > 0 and math.isfinite(parsed)):
+            fail(f"--limit {value!r}: expected NAME=N with N > 0 and NAME one of {', '.join(LIMIT_NAMES)}", EXIT_USAGE)
+        limits[name] = parsed
     return limits
 
 
 limit_option = click.option(
     "--limit", "limits", multiple=True, metavar="NAME=N",
-    help=f"A tighter limit for this key (repeatable): {', '.join(LIMIT_NAMES)}.",
+    help=f"A tighter limit for this key (repeatable): {', '.join(LIMIT_NAMES)}; budgets in the currency.",
 )
 
 
@@ -52,6 +61,25 @@ def key_limits(key_id: str, limits: tuple[str, ...], as_json: bool, url: str, da
         print_json(updated.to_json())
     else:
         click.echo(f"Key {updated.id} ({updated.masked}) limits: {updated.limits}")
+
+
+@click.command("limits")
+@click.argument("email")
+@limit_option
+@click.option("--clear", is_flag=True, help="Drop the account's own limits: its plan's apply again.")
+@json_option
+@connection_options
+def account_limits(email: str, limits: tuple[str, ...], clear: bool, as_json: bool, url: str, data_dir: str | None) -> None:
+    """Set the account EMAIL's own limits and budgets, replacing its plan's of the same name
+    (`--limit budget_per_month=50`)."""
+    parsed = {} if clear else parse_limits(limits)
+    if not parsed and not clear:
+        fail("give at least one --limit NAME=N, or --clear", EXIT_USAGE)
+    account = run_admin(url, data_dir, lambda admin: admin.update_account(email, limits=parsed))
+    if as_json:
+        print_json(account.to_json())
+    else:
+        click.echo(f"Account {account.email} limits: {account.limits or 'those of its plan'}")
 
 
 @click.command("suspend")

@@ -13,6 +13,7 @@ HTTP client like any other.
     dashboard.py  live feed, overview, upstreams, usage series, quotas, catalog
     privacy.py    erasures, privacy requests, retention, policy versions, audit log
     billing.py    an account's billing, Stripe links
+    money.py      spend per account, key or model; the price of each model
     doctor.py     the daemon's own doctor report
 
 Every name below is public and stays importable from `noor_daemon.client`.
@@ -53,6 +54,7 @@ from .models import (
     UsageSummary,
     UsageTotals,
 )
+from .money import ModelPrice, Prices, Spend, SpendLine
 from .privacy import (
     AuditEntry,
     AuditPage,
@@ -94,10 +96,12 @@ __all__ = [
     "MeClient",
     "MeInfo",
     "MetricsSummary",
+    "ModelPrice",
     "ModelUsage",
     "Overview",
     "PolicyOverview",
     "PolicyVersion",
+    "Prices",
     "PrivacyRequest",
     "PrivacyRequestPage",
     "ProviderHealth",
@@ -106,6 +110,8 @@ __all__ = [
     "RetentionStatus",
     "RouteStatus",
     "SeriesTotals",
+    "Spend",
+    "SpendLine",
     "Upstreams",
     "UsageLine",
     "UsageSeries",

@@ -40,6 +40,7 @@ from .models import (
     _from_json,
     _usage_summary,
 )
+from .money import Prices, Spend
 from .privacy import (
     AuditEntry,
     AuditPage,
@@ -99,9 +100,18 @@ class AdminClient(_DaemonClient):
         return _from_json(Account, await self._admin("GET", f"/accounts/{_segment(ref)}"))
 
     async def update_account(
-        self, ref: str, *, email: str | None = None, plan: str | None = None, status: str | None = None
+        self,
+        ref: str,
+        *,
+        email: str | None = None,
+        plan: str | None = None,
+        status: str | None = None,
+        limits: dict[str, float] | None = None,
     ) -> Account:
-        changes = {k: v for k, v in (("email", email), ("plan", plan), ("status", status)) if v is not None}
+        """Change what is given; `limits` replaces the account's own limits and budgets (`{}` clears them)."""
+        changes: dict[str, Any] = {k: v for k, v in (("email", email), ("plan", plan), ("status", status)) if v is not None}
+        if limits is not None:
+            changes["limits"] = limits or None
         return _from_json(Account, await self._admin("PATCH", f"/accounts/{_segment(ref)}", json=changes))
 
     async def delete_account(self, ref: str) -> str:
@@ -358,6 +368,13 @@ class AdminClient(_DaemonClient):
         return await self._admin("GET", "/mail/outbox", params={"limit": str(limit)})
 
     # -- billing (Stripe) ---------------------------------------------------------------
+
+    async def spend(self, *, period: str = "month", by: str = "account") -> Spend:
+        """What was spent this `period` (day or month) per account, key or model, next to the budgets."""
+        return Spend.from_json(await self._admin("GET", "/spend", params={"period": period, "by": by}))
+
+    async def prices(self) -> Prices:
+        return Prices.from_json(await self._admin("GET", "/prices"))
 
     async def billing_status(self) -> dict[str, Any]:
         """Whether billing is configured; customers, subscriptions, grace periods, the meter outbox, webhooks."""

@@ -25,6 +25,8 @@ class Account:
     plan: str
     status: str
     created_at: str | None
+    limits: dict[str, float] | None = None
+    """The account's own limits and budgets (budgets in the currency), replacing its plan's."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -19,6 +19,8 @@ class Account:
     plan: str
     status: str = "active"  # active | suspended
     created_at: int = 0
+    limits: dict[str, float] = field(default_factory=dict)
+    """This account's own limits and budgets, replacing its plan's of the same name (budgets in the currency)."""
 
 
 @dataclass(slots=True)

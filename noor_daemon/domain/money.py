@@ -159,10 +159,20 @@ def amount(picounits: int) -> float:
     return picounits / UNIT
 
 
+def minor_digits(currency: str) -> int:
+    """Decimals of the currency's minor unit, as Stripe counts them (usd 2, jpy 0, kwd 3)."""
+    currency = currency.lower()
+    return 0 if currency in ZERO_DECIMAL else 3 if currency in THREE_DECIMAL else 2
+
+
+def minor_units(picounits: int, currency: str) -> int:
+    """Whole minor units (cents) of an amount, rounded down: a meter reports what was spent, never more."""
+    return picounits // (UNIT // 10 ** minor_digits(currency))
+
+
 def format_amount(minor: int, currency: str) -> str:
     """Stripe amounts (integers in the currency's minor unit): 1234 usd → "12.34", 1234 jpy → "1234", 1234 kwd → "1.234"."""
-    currency = currency.lower()
-    digits = 0 if currency in ZERO_DECIMAL else 3 if currency in THREE_DECIMAL else 2
+    digits = minor_digits(currency)
     if digits == 0:
         return str(minor)
     sign = "-" if minor < 0 else ""

@@ -13,6 +13,7 @@ def account_json(account: Account) -> dict:
         "plan": account.plan,
         "status": account.status,
         "created_at": iso(account.created_at),
+        "limits": account.limits or None,
     }
 
 

@@ -46,7 +46,9 @@ class IssuedKey:
 
 
 def _account_from_row(row) -> Account:
-    return Account(id=row["id"], email=row["email"], plan=row["plan"], status=row["status"], created_at=row["created_at"])
+    limits = json.loads(row["limits"]) if row["limits"] else {}
+    return Account(id=row["id"], email=row["email"], plan=row["plan"], status=row["status"], created_at=row["created_at"],
+                   limits=limits)
 
 
 def _key_from_row(row) -> ApiKey:
@@ -176,12 +178,16 @@ class AccountStore:
         email: str | None = None,
         plan: str | None = None,
         status: str | None = None,
+        limits: dict[str, float] | None = None,
         actor: str = "admin",
     ) -> Account:
+        """Change what is given; `limits` replaces the account's own limits and budgets (`{}` clears them)."""
         account = await self.get_account(account_id)
         if email is not None:
             email = self._checked_email(email, account_id)
-        changes = {k: v for k, v in (("email", email), ("plan", plan), ("status", status)) if v is not None}
+        changes: dict[str, object] = {k: v for k, v in (("email", email), ("plan", plan), ("status", status)) if v is not None}
+        if limits is not None:
+            changes["limits"] = limits
         if not changes:
             return account
 
@@ -191,7 +197,8 @@ class AccountStore:
                     if await cur.fetchone():
                         raise Conflict("an account with this email already exists")
             assignments = ", ".join(f"{column} = ?" for column in changes)
-            await db.execute(f"UPDATE accounts SET {assignments} WHERE id = ?", (*changes.values(), account.id))
+            stored = [json.dumps(v, sort_keys=True) if k == "limits" and v else None if k == "limits" else v for k, v in changes.items()]
+            await db.execute(f"UPDATE accounts SET {assignments} WHERE id = ?", (*stored, account.id))
             await self.ledger.announce(db, "account", account.id)
             # The audit entry says what changed, never the email itself.
             details = {k: v for k, v in changes.items() if k != "email"} | ({"email": "changed"} if email else {})

@@ -11,7 +11,9 @@ from __future__ import annotations
 from noor_daemon.domain.windows import Window
 
 
-def union(columns: str, window: Window, account_id: str | None = None, group_by: str | None = None) -> tuple[str, list]:
+def union(
+    columns: str, window: Window, account_id: str | None = None, group_by: str | None = None, *, key_id: str | None = None
+) -> tuple[str, list]:
     """A `UNION ALL` of the window's rollup rows, to select from as a subquery.
 
     `columns` (and `group_by`, when each part should be summed before the union: fewer rows for
@@ -30,6 +32,9 @@ def union(columns: str, window: Window, account_id: str | None = None, group_by:
         if account_id is not None:
             sql += " AND account_id = ?"
             params.append(account_id)
+        if key_id is not None:
+            sql += " AND key_id = ?"
+            params.append(key_id)
         if group_by is not None:
             sql += f" GROUP BY {group_by.format(t=t)}"
         parts.append(sql)

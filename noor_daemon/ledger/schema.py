@@ -314,6 +314,14 @@ INSERT INTO route_hourly (hour, provider, model, requests, errors, prompt_tokens
         PRIMARY KEY (scope, ident, period, start, threshold)
     );
     """,
+    # 8: an account's own limits and budgets (overriding its plan's; NULL: the plan's), and the budget
+    # alerts' webhook: its body (ids and amounts, no email) and delivery state, retried until delivered.
+    """
+    ALTER TABLE accounts ADD COLUMN limits TEXT;
+    ALTER TABLE budget_alerts ADD COLUMN webhook TEXT NOT NULL DEFAULT 'none';
+    ALTER TABLE budget_alerts ADD COLUMN webhook_body TEXT;
+    ALTER TABLE budget_alerts ADD COLUMN webhook_tries INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

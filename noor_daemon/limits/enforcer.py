@@ -192,8 +192,11 @@ class Limiter:
         """The limit each TAT was computed under; a changed limit rescales what was used."""
         self._active: dict[tuple[str, str], int] = {}
         self._reserved: dict[tuple[str, str], list[int]] = {}
-        self._account_scopes: dict[str, tuple[Config, str, Scope | None]] = {}
-        """Each account's scope, kept while the config and the account's plan stay the same."""
+        self._account_scopes: dict[str, tuple[Config, tuple[str, dict], Scope | None]] = {}
+        """Each account's scope, kept while the config, the account's plan and its own limits stay the same."""
+        self.budget_refusals: list[Callable[[str, str, str], None]] = []
+        """Called with (scope kind, scope id, budget name) when a budget refuses a call: the budget alerts'
+        100 % ("calls are now refused"), which strict admission reaches before the spend does."""
         self.shared: SharedLimiter | None = None
         """The Redis-backed limiter when `[limits] redis_url` is set; this one then counts only
         while Redis is unreachable. The proxy asks `shared` first when it is there."""
@@ -202,10 +205,10 @@ class Limiter:
 
     def scopes(self, key: ApiKey, account: Account) -> list[Scope]:
         cached = self._account_scopes.get(account.id)
-        if cached is None or cached[0] is not self.config or cached[1] != account.plan:
-            account_limits = plan_limits(self.config.plan(account.plan))
+        if cached is None or cached[0] is not self.config or cached[1] != (account.plan, account.limits):
+            account_limits = plan_limits(self.config.plan(account.plan)) | scope_limits(account.limits)
             scope = Scope("account", account.id, account_limits) if account_limits else None
-            cached = self._account_scopes[account.id] = (self.config, account.plan, scope)
+            cached = self._account_scopes[account.id] = (self.config, (account.plan, dict(account.limits)), scope)
         scopes = [cached[2]] if cached[2] is not None else []
         if key.limits:
             key_limits = scope_limits(key.limits)
@@ -350,7 +353,12 @@ class Limiter:
             held = self._reserved.get((scope.kind, scope.ident), (0, 0, 0))[2]
             spent = self.counters.spent(scope.kind, scope.ident, period) + held
             if spent + worst > limit:
+                self.refused_by_budget(scope, name)
                 raise budget_error(scope.kind, name, limit, period, self.clock.now(), spent, worst)
+
+    def refused_by_budget(self, scope: Scope, name: str) -> None:
+        for listener in self.budget_refusals:
+            listener(scope.kind, scope.ident, name)
 
     def budget_left(self, scope: Scope, name: str, period: str) -> int:
         held = self._reserved.get((scope.kind, scope.ident), (0, 0, 0))[2]

@@ -214,6 +214,7 @@ class SharedLimiter:
         name = LIMIT_ORDER[int(which) - 1]
         limit = scope.limits[name]
         if verdict == "budget":
+            self.local.refused_by_budget(scope, name)
             raise budget_error(scope.kind, name, limit, PERIOD_OF[name], wall, int(float(state[0])), worst)
         if verdict == "quota":
             raise quota_error(scope.kind, name, limit, PERIOD_OF[name], wall)

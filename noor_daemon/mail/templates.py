@@ -131,6 +131,31 @@ def billing_receipt(
     return Rendered("billing_receipt", f"{PRODUCT} receipt: {amount} {currency.upper()}", tuple(paragraphs))
 
 
+def budget_alert(*, what: str, threshold: int, spent: str, limit: str, currency: str, resets_at: int) -> Rendered:
+    """A budget crossed a threshold. `what` names the scope ("your account", "the key sk-noor-AbC123 laptop").
+
+    At 100 % the budget refuses calls: strict admission refuses a call whose worst case no longer fits,
+    so this alert may come while a little of the budget is still unspent."""
+    subject = what[0].upper() + what[1:]
+    if threshold >= 100:
+        reached = "is used up"
+        news = (
+            f"{subject} has spent {spent} {currency} of its budget of {limit} {currency} for this period. "
+            f"What is left cannot cover another call, so calls are refused until the budget resets on {moment(resets_at)}."
+        )
+    else:
+        reached = f"is {threshold}% used"
+        news = (
+            f"{subject} has spent {spent} {currency} of its budget of {limit} {currency} for this period "
+            f"({threshold}% reached). The budget resets on {moment(resets_at)}."
+        )
+    return Rendered(
+        "budget_alert",
+        f"{PRODUCT}: {subject}'s budget {reached}",
+        ("Hello,", news, "Costs are estimates from the gateway's price table; your provider's bill is the reference."),
+    )
+
+
 def compose(rendered: Rendered, *, sender: str, recipient: str, now_ms: int) -> EmailMessage:
     """The full message: text first, HTML as the alternative."""
     message = EmailMessage()

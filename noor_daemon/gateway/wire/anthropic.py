@@ -63,6 +63,14 @@ def _input_tokens(usage: dict) -> int:
     )
 
 
+def messages_usage(usage: dict) -> Usage:
+    """Anthropic's usage: input counted as billed (plain, cache reads and cache writes), of which the cached."""
+    return Usage(
+        _input_tokens(usage), _int(usage.get("output_tokens")),
+        cached_tokens=_int(usage.get("cache_read_input_tokens")), cache_write_tokens=_int(usage.get("cache_creation_input_tokens")),
+    )
+
+
 def _reports(usage: object, *fields: str) -> bool:
     """True when `usage` is an object holding at least one of `fields` as a number.
 
@@ -84,14 +92,16 @@ class MessagesStreamMeter(StreamMeter):
             message = data.get("message") or {}
             usage = message.get("usage") if isinstance(message, dict) else None
             if _reports(usage, "input_tokens"):
-                self.usage = Usage(_input_tokens(usage), _int(usage.get("output_tokens")))
+                self.usage = messages_usage(usage)
         elif name == b"message_delta":
             data = event_json(event) or {}
             usage = data.get("usage")
             if _reports(usage, "output_tokens"):
                 current = self.usage or Usage()
                 if "input_tokens" in usage and usage["input_tokens"] is not None:
-                    current.prompt_tokens = _input_tokens(usage)
+                    whole = messages_usage(usage)
+                    current.prompt_tokens = whole.prompt_tokens
+                    current.cached_tokens, current.cache_write_tokens = whole.cached_tokens, whole.cache_write_tokens
                 current.completion_tokens = _int(usage.get("output_tokens"))
                 self.usage = current
         elif name == b"message_stop":
@@ -154,7 +164,7 @@ class MessagesWire(AnthropicWire):
         usage = payload.get("usage")
         if not _reports(usage, "input_tokens", "output_tokens"):
             return None
-        return Usage(_input_tokens(usage), _int(usage.get("output_tokens")))
+        return messages_usage(usage)
 
     def prepare(self, payload: dict, upstream_model: str) -> Outgoing:
         return Outgoing(super().prepare(payload, upstream_model).payload, MessagesStreamMeter)

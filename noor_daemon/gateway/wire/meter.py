@@ -86,4 +86,4 @@ def stream_usage(meter: StreamMeter, prompt_bytes: int, *, complete: bool) -> tu
         return Usage(estimate_tokens(prompt_bytes), meter.content_events), True
     if complete or reported.completion_tokens >= meter.content_events:
         return reported, False
-    return Usage(reported.prompt_tokens, meter.content_events), True
+    return Usage(reported.prompt_tokens, meter.content_events, reported.cached_tokens, reported.cache_write_tokens), True

@@ -44,6 +44,23 @@ def _int(value: object) -> int:
     return value if isinstance(value, int) and value >= 0 else 0
 
 
+def _cached(details: object, prompt: int) -> int:
+    """`*_tokens_details.cached_tokens`: prompt tokens read from OpenAI's prompt cache (part of the prompt count)."""
+    return min(prompt, _int(details.get("cached_tokens"))) if isinstance(details, dict) else 0
+
+
+def chat_usage(usage: dict) -> Usage:
+    """Chat Completions' usage: `prompt_tokens`, `completion_tokens`, `prompt_tokens_details.cached_tokens`."""
+    prompt = _int(usage.get("prompt_tokens"))
+    return Usage(prompt, _int(usage.get("completion_tokens")), _cached(usage.get("prompt_tokens_details"), prompt))
+
+
+def responses_usage(usage: dict) -> Usage:
+    """The Responses API's usage: `input_tokens`, `output_tokens`, `input_tokens_details.cached_tokens`."""
+    prompt = _int(usage.get("input_tokens"))
+    return Usage(prompt, _int(usage.get("output_tokens")), _cached(usage.get("input_tokens_details"), prompt))
+
+
 _STATUS_OF_TYPE = {
     "invalid_request_error": 400,
     "authentication_error": 401,
@@ -91,7 +108,7 @@ class ChatStreamMeter(StreamMeter):
             chunk = event_json(event)
             usage = chunk.get("usage") if chunk else None
             if isinstance(usage, dict):
-                self.usage = Usage(_int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens")))
+                self.usage = chat_usage(usage)
                 if self.strip_usage_chunk and not chunk.get("choices"):
                     return False, False
         self.content_events += 1
@@ -123,7 +140,7 @@ class ResponsesStreamMeter(StreamMeter):
                 self.error_status = error_status(response.get("error") if isinstance(response, dict) else None)
             usage = response.get("usage") if isinstance(response, dict) else None
             if isinstance(usage, dict):
-                self.usage = Usage(_int(usage.get("input_tokens")), _int(usage.get("output_tokens")))
+                self.usage = responses_usage(usage)
             return True, True
         if name == b"response.output_text.delta":
             self.content_events += 1
@@ -160,7 +177,7 @@ class OpenAIWire(Wire):
         usage = payload.get("usage")
         if not isinstance(usage, dict) or not any(isinstance(usage.get(f), int) for f in ("prompt_tokens", "completion_tokens")):
             return None  # absent, null or empty: the row will be estimated, not metered as zero
-        return Usage(_int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens")))
+        return chat_usage(usage)
 
 
 class ChatCompletionsWire(OpenAIWire):
@@ -203,7 +220,7 @@ class ResponsesWire(OpenAIWire):
         usage = payload.get("usage")
         if not isinstance(usage, dict) or not any(isinstance(usage.get(f), int) for f in ("input_tokens", "output_tokens")):
             return None
-        return Usage(_int(usage.get("input_tokens")), _int(usage.get("output_tokens")))
+        return responses_usage(usage)
 
     def prepare(self, payload: dict, upstream_model: str) -> Outgoing:
         return Outgoing(super().prepare(payload, upstream_model).payload, ResponsesStreamMeter)
