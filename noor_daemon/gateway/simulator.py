@@ -315,10 +315,10 @@ def _tools_to_call(conversation: Conversation) -> list[tuple[str, dict]]:
 
 
 def _arguments(schema: dict, snippets: list[str]) -> dict:
-    """Arguments that satisfy the tool's schema: its required properties, the user's snippets as its strings."""
+    """Arguments that satisfy the tool's schema: its required properties, the user's snippets as its strings (taken
+    in order, so parallel calls share them out)."""
     properties = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
     required = [name for name in schema.get("required") or [] if name in properties]
-    snippets = list(snippets)
     out: dict = {}
     for name in required:
         spec = properties[name] if isinstance(properties[name], dict) else {}
