@@ -37,8 +37,10 @@ DURATION_BUCKETS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 
 TTFT_BUCKETS = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0]
 """The bucket boundaries the GenAI conventions advise for token counts, durations and time to first token."""
 
-_CALL_SPAN: ContextVar[Any] = ContextVar("noor_call_span", default=None)
-"""The server span of the call this task serves; the steps make child spans only inside one."""
+_CALL: ContextVar[tuple[Any, Any] | None] = ContextVar("noor_call", default=None)
+"""The server span of the call this task serves and its context; the steps make child spans only inside one.
+Spans are started with an explicit parent, never made "current": nothing below the proxy is instrumented, so
+OpenTelemetry's own context needs no attach and detach per step."""
 
 
 def hashed_id(value: str) -> str:
@@ -93,11 +95,13 @@ class Telemetry:
                 "gen_ai.server.time_to_first_token", "s", "Time to the first streamed event of each streamed call.",
                 explicit_bucket_boundaries_advisory=TTFT_BUCKETS)
         self.providers: dict[str, str] = {}
+        self._labels: dict[tuple, tuple[dict, dict, dict]] = {}
         self.follow(config)
 
     def follow(self, config: Config) -> None:
         """The providers of the config in force (a reload may change them): name → `gen_ai.provider.name`."""
         self.providers = {p.name: PROVIDER_NAMES.get(p.kind, p.kind) for p in config.providers}
+        self._labels.clear()
 
     # -- spans ---------------------------------------------------------------------------------------
 
@@ -124,30 +128,36 @@ class Telemetry:
     def _traced_call(self, handle: Callable[..., Awaitable[web.StreamResponse]]) -> Callable[..., Awaitable[web.StreamResponse]]:
         from opentelemetry.trace import SpanKind, StatusCode
 
-        tracer, propagator = self.tracer, self._propagator
+        tracer, propagator, set_span_in_context = self.tracer, self._propagator, self._trace.set_span_in_context
 
         async def traced(request: web.Request, wire: Any) -> web.StreamResponse:
             route = f"/v1/{wire.path}"
-            attributes = {"http.request.method": request.method, "http.route": route,
-                          "gen_ai.operation.name": OPERATIONS.get(wire.path, wire.path)}
             parent = propagator.extract(request.headers) if "traceparent" in request.headers else None  # the caller's trace
-            with tracer.start_as_current_span(f"{request.method} {route}", context=parent, kind=SpanKind.SERVER, attributes=attributes,
-                                              record_exception=False, set_status_on_exception=False) as span:
-                token = _CALL_SPAN.set(span)
-                try:
-                    response = await handle(request, wire)
-                except BaseException as exc:
-                    span.set_attribute("error.type", type(exc).__name__)
+            span = tracer.start_span(
+                f"{request.method} {route}", context=parent, kind=SpanKind.SERVER, record_exception=False,
+                set_status_on_exception=False, attributes={
+                    "http.request.method": request.method, "http.route": route,
+                    "gen_ai.operation.name": OPERATIONS.get(wire.path, wire.path)},
+            )
+            token = _CALL.set((span, set_span_in_context(span)))
+            try:
+                response = await handle(request, wire)
+            except BaseException as exc:
+                span.set_attribute("error.type", type(exc).__name__)
+                span.set_status(StatusCode.ERROR)
+                span.end()
+                raise
+            finally:
+                _CALL.reset(token)
+            status = response.status
+            if status >= 400:
+                span.set_attributes({"http.response.status_code": status, "error.type": str(status)})
+                if status >= 500:
                     span.set_status(StatusCode.ERROR)
-                    raise
-                finally:
-                    _CALL_SPAN.reset(token)
-                span.set_attribute("http.response.status_code", response.status)
-                if response.status >= 400:
-                    span.set_attribute("error.type", str(response.status))
-                if response.status >= 500:
-                    span.set_status(StatusCode.ERROR)
-                return response
+            else:
+                span.set_attribute("http.response.status_code", status)
+            span.end()
+            return response
 
         return traced
 
@@ -155,14 +165,17 @@ class Telemetry:
         tracer = self.tracer
 
         def traced(*args: Any, **kwargs: Any) -> Any:
-            if _CALL_SPAN.get() is None:  # not inside a call (a quota report, a probe): untraced
+            call = _CALL.get()
+            if call is None:  # not inside a call (a quota report, a probe): untraced
                 return function(*args, **kwargs)
-            with tracer.start_as_current_span(name, record_exception=False, set_status_on_exception=False) as span:
-                try:
-                    return function(*args, **kwargs)
-                except Exception as exc:
-                    _refused(span, exc)
-                    raise
+            span = tracer.start_span(name, context=call[1], record_exception=False, set_status_on_exception=False)
+            try:
+                return function(*args, **kwargs)
+            except Exception as exc:
+                _refused(span, exc)
+                raise
+            finally:
+                span.end()
 
         return traced
 
@@ -170,14 +183,17 @@ class Telemetry:
         tracer = self.tracer
 
         async def traced(*args: Any, **kwargs: Any) -> Any:
-            if _CALL_SPAN.get() is None:
+            call = _CALL.get()
+            if call is None:
                 return await function(*args, **kwargs)
-            with tracer.start_as_current_span(name, record_exception=False, set_status_on_exception=False) as span:
-                try:
-                    return await function(*args, **kwargs)
-                except Exception as exc:
-                    _refused(span, exc)
-                    raise
+            span = tracer.start_span(name, context=call[1], record_exception=False, set_status_on_exception=False)
+            try:
+                return await function(*args, **kwargs)
+            except Exception as exc:
+                _refused(span, exc)
+                raise
+            finally:
+                span.end()
 
         return traced
 
@@ -188,7 +204,8 @@ class Telemetry:
         tracer = self.tracer
 
         async def traced(endpoint: str, *args: Any, **kwargs: Any) -> Any:
-            if _CALL_SPAN.get() is None:
+            call = _CALL.get()
+            if call is None:
                 return await send(endpoint, *args, **kwargs)
             model = kwargs.get("model", args[3] if len(args) > 3 else None)  # the route's name for it, from the config
             operation = OPERATIONS.get(endpoint, endpoint)
@@ -196,17 +213,20 @@ class Telemetry:
                           "noor.provider": provider}
             if model:
                 attributes["gen_ai.request.model"] = model
-            with tracer.start_as_current_span(f"{operation} {model}" if model else operation, kind=SpanKind.CLIENT,
-                                              attributes=attributes, record_exception=False, set_status_on_exception=False) as span:
-                try:
-                    reply = await send(endpoint, *args, **kwargs)
-                except Exception as exc:
-                    _refused(span, exc)
-                    raise
+            span = tracer.start_span(f"{operation} {model}" if model else operation, context=call[1], kind=SpanKind.CLIENT,
+                                     attributes=attributes, record_exception=False, set_status_on_exception=False)
+            try:
+                reply = await send(endpoint, *args, **kwargs)
+            except Exception as exc:
+                _refused(span, exc)
+                span.end()
+                raise
+            if reply.status >= 400:
+                span.set_attributes({"http.response.status_code": reply.status, "error.type": str(reply.status)})
+            else:
                 span.set_attribute("http.response.status_code", reply.status)
-                if reply.status >= 400:
-                    span.set_attribute("error.type", str(reply.status))
-                return reply
+            span.end()
+            return reply
 
         return traced
 
@@ -214,33 +234,38 @@ class Telemetry:
         tracer = self.tracer
 
         async def traced(call: Any, **kwargs: Any) -> None:
-            root = _CALL_SPAN.get()
-            if root is None:
+            current = _CALL.get()
+            if current is None:
                 return await meter(call, **kwargs)
-            self._describe(root, call)  # the call is whole now: its outcome goes on the server span
-            with tracer.start_as_current_span("meter", record_exception=False, set_status_on_exception=False) as span:
-                try:
-                    return await meter(call, **kwargs)
-                except Exception as exc:
-                    _refused(span, exc)
-                    raise
+            current[0].set_attributes(self._outcome(call))  # the call is whole now: its outcome goes on the server span
+            span = tracer.start_span("meter", context=current[1], record_exception=False, set_status_on_exception=False)
+            try:
+                return await meter(call, **kwargs)
+            except Exception as exc:
+                _refused(span, exc)
+                raise
+            finally:
+                span.end()
 
         return traced
 
-    def _describe(self, span: Any, call: Any) -> None:
-        span.set_attribute("gen_ai.request.model", call.model)
+    def _outcome(self, call: Any) -> dict[str, Any]:
+        outcome = {
+            "gen_ai.request.model": call.model,
+            "gen_ai.usage.input_tokens": call.usage.prompt_tokens,
+            "gen_ai.usage.output_tokens": call.usage.completion_tokens,
+            "noor.stream": call.stream,
+            "noor.usage.estimated": call.estimated,
+        }
         if call.provider:
-            span.set_attribute("gen_ai.provider.name", self.providers.get(call.provider, call.provider))
-            span.set_attribute("noor.provider", call.provider)
-        span.set_attribute("gen_ai.usage.input_tokens", call.usage.prompt_tokens)
-        span.set_attribute("gen_ai.usage.output_tokens", call.usage.completion_tokens)
-        span.set_attribute("noor.stream", call.stream)
-        span.set_attribute("noor.usage.estimated", call.estimated)
+            outcome["gen_ai.provider.name"] = self.providers.get(call.provider, call.provider)
+            outcome["noor.provider"] = call.provider
         if call.ttft_ms is not None:
-            span.set_attribute("noor.time_to_first_token_ms", round(call.ttft_ms, 3))
+            outcome["noor.time_to_first_token_ms"] = round(call.ttft_ms, 3)
         if self.settings.hashed_ids and call.key is not None:  # the operator's choice: pseudonymous ids, never the ids
-            span.set_attribute("noor.account.id_hash", hashed_id(call.key.account_id))
-            span.set_attribute("noor.key.id_hash", hashed_id(call.key.id))
+            outcome["noor.account.id_hash"] = hashed_id(call.key.account_id)
+            outcome["noor.key.id_hash"] = hashed_id(call.key.id)
+        return outcome
 
     # -- metrics -------------------------------------------------------------------------------------
 
@@ -249,19 +274,30 @@ class Telemetry:
         if self.meter_provider is None:
             return
         for event in events:
-            attributes = {"gen_ai.operation.name": OPERATIONS.get(event.endpoint, event.endpoint),
-                          "gen_ai.request.model": event.model}
-            if event.provider:
-                attributes["gen_ai.provider.name"] = self.providers.get(event.provider, event.provider)
-                attributes["noor.provider"] = event.provider
-            if event.status >= 400:
-                attributes["error.type"] = str(event.status)
-            self.duration.record(event.latency_ms / 1000, attributes)
-            if event.status < 400:
-                self.token_usage.record(event.prompt_tokens, {**attributes, "gen_ai.token.type": "input"})
-                self.token_usage.record(event.completion_tokens, {**attributes, "gen_ai.token.type": "output"})
+            error = str(event.status) if event.status >= 400 else None
+            labels = self._labels.get((event.endpoint, event.model, event.provider, error))
+            if labels is None:
+                labels = self._labels_of(event.endpoint, event.model, event.provider, error)
+            self.duration.record(event.latency_ms / 1000, labels[0])
+            if error is None:
+                self.token_usage.record(event.prompt_tokens, labels[1])
+                self.token_usage.record(event.completion_tokens, labels[2])
             if event.ttft_ms is not None:
-                self.ttft.record(event.ttft_ms / 1000, attributes)
+                self.ttft.record(event.ttft_ms / 1000, labels[0])
+
+    def _labels_of(self, endpoint: str, model: str, provider: str | None, error: str | None) -> tuple[dict, dict, dict]:
+        """The attribute sets of one (endpoint, model, provider, error) — made once, as most calls repeat them."""
+        attributes = {"gen_ai.operation.name": OPERATIONS.get(endpoint, endpoint), "gen_ai.request.model": model}
+        if provider:
+            attributes["gen_ai.provider.name"] = self.providers.get(provider, provider)
+            attributes["noor.provider"] = provider
+        if error is not None:
+            attributes["error.type"] = error
+        labels = (attributes, {**attributes, "gen_ai.token.type": "input"}, {**attributes, "gen_ai.token.type": "output"})
+        if len(self._labels) >= 4096:  # model names matching a pattern are the callers' to invent
+            self._labels.clear()
+        self._labels[(endpoint, model, provider, error)] = labels
+        return labels
 
     async def ctx(self, app: web.Application) -> AsyncIterator[None]:
         """cleanup_ctx: at shutdown, what is still queued is exported (on a thread: the SDK's exporters block)."""
