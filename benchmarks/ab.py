@@ -64,6 +64,7 @@ def main() -> None:
     parser.add_argument("--budgets", action="store_true",
                         help="B's plan has day and month budgets besides its token quotas; A's has the quotas alone "
                              "(both price the model, so both compute each call's cost)")
+    parser.add_argument("--sample-ratio", type=float, default=1.0, help="with --telemetry: [telemetry] sample_ratio (default 1.0)")
     args = parser.parse_args()
     loads = [name.strip() for name in args.loads.split(",")]
     tmp = Path(tempfile.mkdtemp(prefix="noor-ab-"))
@@ -81,7 +82,8 @@ def main() -> None:
         if args.telemetry:  # what OpenTelemetry on costs a call: the same code with and without [telemetry]
             sink_port = free_port()
             processes["sink"] = Process("otlp sink", [sys.executable, "-m", "benchmarks.otlp_sink", "--port", str(sink_port)], sink_port)
-            config_b += f'\n[telemetry]\nendpoint = "http://127.0.0.1:{sink_port}"\nexport_interval = 5\n'
+            config_b += (f'\n[telemetry]\nendpoint = "http://127.0.0.1:{sink_port}"\nexport_interval = 5\n'
+                         f"sample_ratio = {args.sample_ratio}\n")
         processes["A"] = start_daemon("A", config, parent=tmp, code=tree)
         processes["B"] = start_daemon("B", config_b, parent=tmp)
         keys = {}
@@ -110,7 +112,8 @@ def main() -> None:
                 print(f"round {n + 1} {load}: " + "  ".join(
                     f"{name} {results[(load, name)][-1]['rps']:,.0f}/s {results[(load, name)][-1]['cpu']:.3f}ms"
                     for name in ("bare", "A", "B")), file=sys.stderr, flush=True)
-        b_is = "working tree" + (" with [telemetry] on" if args.telemetry else "") + (" with budgets" if args.budgets else "")
+        b_is = "working tree" + (f" with [telemetry] on (sample_ratio {args.sample_ratio:g})" if args.telemetry else "") + (
+            " with budgets" if args.budgets else "")
         print(f"\nA = {args.baseline}, B = {b_is}; medians of {args.rounds} rounds of {args.seconds:g} s")
         print(f"{'load':10} {'sys':5} {'req/s':>8} {'x bare':>7} {'cpu ms':>7} {'p50':>7} {'p99':>7}")
         for load in loads:

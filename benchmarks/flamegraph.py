@@ -23,7 +23,7 @@ from pathlib import Path
 
 from benchmarks.__main__ import CHAT_JSON, CHAT_STREAM
 from benchmarks.loadgen import LoadGenerator
-from benchmarks.systems import GENEROUS_PLAN, daemon_config, provision_key, start_daemon, start_upstream
+from benchmarks.systems import GENEROUS_PLAN, Process, daemon_config, free_port, provision_key, start_daemon, start_upstream
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -102,16 +102,22 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "flamegraph-request-path.svg")
     parser.add_argument("--stacks", type=Path, help="also keep the collapsed stacks here (for your own grep)")
     parser.add_argument("--stream", action="store_true", help="streamed chat completions instead of JSON")
+    parser.add_argument("--telemetry", action="store_true", help="with [telemetry] on, exporting to a local OTLP sink")
     args = parser.parse_args()
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(py_spy).exists():
         sys.exit("py-spy is not installed: pip install py-spy")
     upstream = start_upstream()
-    daemon = None
+    daemon = sink = None
     loadgen = None
     try:
         upstream.wait_until_listening(30)
-        daemon = start_daemon("noor", daemon_config(upstream, GENEROUS_PLAN))
+        config = daemon_config(upstream, GENEROUS_PLAN)
+        if args.telemetry:
+            sink_port = free_port()
+            sink = Process("otlp sink", [sys.executable, "-m", "benchmarks.otlp_sink", "--port", str(sink_port)], sink_port)
+            config += f'\n[telemetry]\nendpoint = "http://127.0.0.1:{sink_port}"\nexport_interval = 5\n'
+        daemon = start_daemon("noor", config)
         daemon.wait_until_listening(60)
         key = asyncio.run(provision_key(daemon))
         loadgen = LoadGenerator()
@@ -148,7 +154,7 @@ def main() -> None:
     finally:
         if loadgen is not None:
             loadgen.close()
-        for process in (daemon, upstream):
+        for process in (daemon, upstream, sink):
             if process is not None:
                 process.stop()
 
