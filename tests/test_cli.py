@@ -122,6 +122,8 @@ COMMANDS = [
     ["account"], ["account", "create"], ["account", "list"], ["account", "delete"],
     ["key"], ["key", "create"], ["key", "list"], ["key", "revoke"], ["key", "rotate"],
     ["privacy"], ["privacy", "export"], ["usage"], ["usage", "summary"],
+    ["init"], ["completion"], ["config", "check"], ["service"], ["service", "install"], ["service", "uninstall"],
+    ["service", "status"], ["service", "logs"],
 ]
 
 
