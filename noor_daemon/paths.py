@@ -27,6 +27,9 @@ class UnsafeDirectory(Exception):
 
 PUBLIC_FILES = ("ca.pem", "cert.pem")
 """Certificates `noor tls self-signed` writes: public by nature, left readable (their keys are not)."""
+GUARDED_FILES = ("secrets.json",)
+"""Files whose own loader refuses a loose mode (`chmod 600` named): secrets others could read may be known
+already, so they are not quietly fixed here."""
 
 
 def ensure_private_dir(path: Path) -> Path:
@@ -63,6 +66,8 @@ def _tighten(root: Path) -> None:
                 continue  # never follow or change a link's target
             if info.st_uid != uid:
                 raise UnsafeDirectory(f"{entry} belongs to another user (uid {info.st_uid}); refusing to use {root}")
+            if name in GUARDED_FILES:
+                continue
             wanted = 0o700 if stat.S_ISDIR(info.st_mode) else 0o644 & ~0o022 if name in PUBLIC_FILES else 0o600
             if stat.S_IMODE(info.st_mode) & ~wanted:
                 try:

@@ -128,5 +128,8 @@ async def test_catalog_lists_plans_models_and_prices(start_daemon) -> None:
         catalog = await admin.catalog()
     assert catalog.models == ["sim-gpt", "sim-claude", "sim-embed"]
     assert catalog.plans == {"free": {}} and catalog.default_plan == "free"
-    assert catalog.prices["sim-gpt"] == {"input_per_million": 2.0, "output_per_million": 8.0}
+    assert catalog.prices["sim-gpt"] == {
+        "input_per_million": 2.0, "output_per_million": 8.0, "cached_input_per_million": None, "cache_write_per_million": None,
+        "max_output": None,
+    }
     assert catalog.billing_configured is False and catalog.retention_days == 90

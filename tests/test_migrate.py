@@ -273,7 +273,7 @@ async def test_an_older_ledger_is_upgraded_first_and_new_tables_move_too(tmp_pat
         assert report["source_upgraded_from"] == 2 and report["schema_version"] == schema.SCHEMA_VERSION
         assert {"privacy_requests", "billing_customers"} <= {t["table"] for t in report["tables"]}
         assert report["identities"] == {"audit_log.id": 41}
-        assert await pg_tables(url, ["accounts"]) == {"accounts": [("acct_1", "old@example.com", "free", "active", 1)]}
+        assert await pg_tables(url, ["accounts"]) == {"accounts": [("acct_1", "old@example.com", "free", "active", 1, None)]}
 
 
 async def test_bad_arguments_and_a_missing_source(tmp_path):
