@@ -7,8 +7,8 @@ auth, limits and metering on, the daemon with layers turned off (to price each o
 concurrency for a fixed time after a warm-up. In the same run: the ledger writer's throughput,
 usage extraction per stream, the daemon's memory idle, under load and after many calls, cold
 start to the first served request, throughput with 1, 2 and 3 daemons sharing PostgreSQL, calls to a
-provider that closes idle connections (no call may see it), and the dashboard's queries and an export over a generated
-ledger of 10,000,000 events.
+provider that closes idle connections (no call may see it), the CPU of a call translated between API formats next to
+a relayed one, and the dashboard's queries and an export over a generated ledger of 10,000,000 events.
 
 Prints one report, writes benchmarks/results/latest.json and a chart of latency percentiles
 (benchmarks/results/latency.svg, when matplotlib is installed: `pip install -e '.[bench]'`).
@@ -33,7 +33,7 @@ from pathlib import Path
 
 import orjson
 
-from benchmarks import dashboard, micro, peers, report, scale_out, stale
+from benchmarks import dashboard, micro, peers, report, scale_out, stale, translation
 from benchmarks.loadgen import LoadGenerator
 from benchmarks.systems import (
     GENEROUS_PLAN,
@@ -343,6 +343,18 @@ class Bench:
         if result["client_errors"] or result["breaker_failures"] or result["metered"] != result["calls"]:
             self.errors.append(f"stale connections: {stale.describe(result)}")
 
+    def translation(self) -> None:
+        """A translated call's CPU next to a relayed one's (benchmarks/translation.py)."""
+        rounds, seconds = (1, self.plan.duration) if self.plan.quick else (3, 4.0)
+        log(f"translation: relayed and translated calls, json and stream, {rounds} round(s)…")
+        try:
+            result = translation.run(self.loadgen, rounds=rounds, seconds=seconds, warmup=self.plan.warmup, parent=self.tmp, log=log)
+        except Exception as exc:
+            self.errors.append(f"translation benchmark failed: {type(exc).__name__}: {exc}")
+            return
+        self.errors.extend(result.pop("errors"))
+        self.out["translation"] = result
+
     def stop_load_processes(self) -> None:
         for name, process in self.processes.items():
             if not process.alive() and name != "litellm":
@@ -371,7 +383,7 @@ class Bench:
             for name, section in (
                 ("micro", self.micro), ("start", self.start), ("matrix", self.matrix), ("layers", self.layers),
                 ("anthropic", self.anthropic), ("soak", self.soak), ("cold_start", self.cold_start), ("scale_out", self.scale_out),
-                ("stale", self.stale),
+                ("stale", self.stale), ("translation", self.translation),
                 ("stop", self.stop_load_processes), ("dashboard", self.dashboard),
             ):
                 begun = time.perf_counter()

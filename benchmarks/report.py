@@ -134,6 +134,10 @@ def print_report(result: dict) -> None:
     _print_memory(result)
     _print_scale_out(result)
     _print_stale(result)
+    if result.get("translation"):
+        from benchmarks.translation import print_table
+
+        print_table(result["translation"])
     _print_dashboard(result)
     _print_targets(result)
 

@@ -6,14 +6,23 @@ the finish reason, so the answer is finished on `[DONE]` (or at the end of the s
 
 from __future__ import annotations
 
+import re
+
 import orjson
 
 from noor_daemon.gateway.provider_errors import ProviderError, from_object, type_in
 from noor_daemon.gateway.translate import ir
 from noor_daemon.gateway.translate.chat import FINISH_REASONS, STOP_REASONS, read_usage, write_usage
-from noor_daemon.gateway.translate.stream import Decoder, Sink
+from noor_daemon.gateway.translate.stream import JSON_STRING, Decoder, Sink
 from noor_daemon.gateway.wire.openai import error_document, error_status
-from noor_daemon.gateway.wire.sse import event_field
+from noor_daemon.gateway.wire.sse import event_data
+
+
+_TEXT_ONLY = re.compile(
+    rb'^data: ?\{[^\n]*"choices":\[\{"index":0,"delta":\{"content":' + JSON_STRING
+    + rb'\}(?:,"logprobs":null)?,"finish_reason":null\}\](?:,"usage":null)?\}\n\n$'
+)
+"""A chunk that is a piece of text and nothing else (most of a stream): no usage after its choices, no end."""
 
 
 class ChatDecoder(Decoder):
@@ -27,7 +36,7 @@ class ChatDecoder(Decoder):
         self.refused = False
 
     def feed(self, event: bytes) -> None:
-        data = event_field(event, b"data")
+        data = event_data(event)
         if data is None or self.finished:
             return
         if data == b"[DONE]":
@@ -50,25 +59,41 @@ class ChatDecoder(Decoder):
             choice = choices[0]
             delta = choice.get("delta")
             if delta:
-                thought = delta.get("reasoning_content") or delta.get("reasoning")
-                if thought:
-                    sink.reasoning(thought)
                 content = delta.get("content")
-                if content:
+                if len(delta) == 1 and content:  # most chunks: a piece of text and nothing else
                     sink.text(content)
-                refusal = delta.get("refusal")
-                if refusal:
-                    self.refused = True
-                    sink.refusal(refusal)
-                calls = delta.get("tool_calls")
-                if calls:
-                    self._tool_calls(calls)
+                else:
+                    self._delta(delta, content)
             finish = choice.get("finish_reason")
             if finish:
                 self.stop = STOP_REASONS.get(finish, ir.STOP_END)
         usage = chunk.get("usage")
         if usage:
             self.usage = read_usage(usage)
+
+    def quick(self, event: bytes) -> bool:
+        if not self.started or self.finished or b'"usage":{' in event:
+            return False
+        text = _TEXT_ONLY.match(event)
+        if text is None:
+            return False
+        self.sink.text_json(text.group(1))
+        return True
+
+    def _delta(self, delta: dict, content: object) -> None:
+        sink = self.sink
+        thought = delta.get("reasoning_content") or delta.get("reasoning")
+        if thought:
+            sink.reasoning(thought)
+        if content:
+            sink.text(content)
+        refusal = delta.get("refusal")
+        if refusal:
+            self.refused = True
+            sink.refusal(refusal)
+        calls = delta.get("tool_calls")
+        if calls:
+            self._tool_calls(calls)
 
     def _tool_calls(self, calls: list) -> None:
         for call in calls:
@@ -119,6 +144,10 @@ class ChatEncoder(Sink):
     def text(self, delta: str) -> None:
         self.in_call = False
         self._chunk(b'{"content":' + orjson.dumps(delta) + b"}")
+
+    def text_json(self, raw: bytes) -> None:
+        self.in_call = False
+        self._chunk(b'{"content":' + raw + b"}")
 
     def refusal(self, delta: str) -> None:
         self.refused = True

@@ -8,14 +8,23 @@ arguments, one `message_delta` with the stop reason and the provider's usage, `m
 
 from __future__ import annotations
 
+import re
+
 import orjson
 
 from noor_daemon.gateway.provider_errors import ProviderError, from_object, type_in
 from noor_daemon.gateway.translate import ir
 from noor_daemon.gateway.translate.messages import STOP_REASONS, STOP_REASONS_OUT, read_usage, write_usage
-from noor_daemon.gateway.translate.stream import Decoder, Sink
+from noor_daemon.gateway.translate.stream import JSON_STRING, Decoder, Sink
 from noor_daemon.gateway.wire.anthropic import _STATUS_OF_TYPE, error_document
-from noor_daemon.gateway.wire.sse import event_field
+from noor_daemon.gateway.wire.sse import event_data, event_field
+
+
+_TEXT_DELTA = re.compile(
+    rb'^event: content_block_delta\ndata: \{"type":"content_block_delta","index":\d+,"delta":\{"type":"text_delta","text":'
+    + JSON_STRING + rb'\}\}\n\n$'
+)
+"""A text delta (most of a stream), as Anthropic writes it."""
 
 
 class MessagesDecoder(Decoder):
@@ -26,8 +35,7 @@ class MessagesDecoder(Decoder):
         self.usage: dict = {}
 
     def feed(self, event: bytes) -> None:
-        name = event_field(event, b"event")
-        data = event_field(event, b"data")
+        data = event_data(event)
         if data is None or self.finished:
             return
         body = orjson.loads(data)
@@ -77,11 +85,20 @@ class MessagesDecoder(Decoder):
                 self.usage.update({k: v for k, v in body["usage"].items() if v is not None})
         elif kind == "message_stop":
             self.close()
-        elif kind == "error" or name == b"error":
+        elif kind == "error" or (kind is None and event_field(event, b"event") == b"error"):
             error = body.get("error") if isinstance(body.get("error"), dict) else {}
             self.finished = True
             status = _STATUS_OF_TYPE.get(error.get("type"), 500) if isinstance(error.get("type"), str) else 500
             sink.fail(from_object(status, error, self.scrub, "anthropic"))
+
+    def quick(self, event: bytes) -> bool:
+        if not self.started or self.finished:
+            return False
+        text = _TEXT_DELTA.match(event)
+        if text is None:
+            return False
+        self.sink.text_json(text.group(1))
+        return True
 
     def ending(self) -> tuple[str, str | None, ir.Usage | None]:
         return self.stop, self.stop_sequence, read_usage(self.usage)
@@ -127,6 +144,12 @@ class MessagesEncoder(Sink):
 
     def refusal(self, delta: str) -> None:
         self.text(delta)  # Claude's refusal is its words, with stop_reason "refusal"
+
+    def text_json(self, raw: bytes) -> None:
+        if self.open != "text":
+            self._open("text", b'{"type":"text","text":""}')
+        if raw != b'""':
+            self.out.append(_DELTA + self.idx + b',"delta":{"type":"text_delta","text":' + raw + b"}}\n\n")
 
     def reasoning(self, delta: str) -> None:
         if self.open != "thinking":

@@ -19,7 +19,7 @@ from noor_daemon.gateway.translate.responses import (
 )
 from noor_daemon.gateway.translate.stream import Decoder, Sink
 from noor_daemon.gateway.wire.openai import error_status
-from noor_daemon.gateway.wire.sse import event_field
+from noor_daemon.gateway.wire.sse import event_data, event_field
 
 
 class ResponsesDecoder(Decoder):
@@ -32,7 +32,7 @@ class ResponsesDecoder(Decoder):
         self.refused = False
 
     def feed(self, event: bytes) -> None:
-        data = event_field(event, b"data")
+        data = event_data(event)
         if data is None or self.finished:
             return
         body = orjson.loads(data)

@@ -9,6 +9,9 @@ event on is held back by the proxy until the usage row is committed, as for a re
 from __future__ import annotations
 
 import logging
+import re
+
+import orjson
 
 from noor_daemon.gateway.provider_errors import ProviderError
 from noor_daemon.gateway.translate.ir import Usage
@@ -40,6 +43,11 @@ class Sink:
 
     def text(self, delta: str) -> None:
         raise NotImplementedError
+
+    def text_json(self, raw: bytes) -> None:
+        """`text` with the piece as the provider wrote it: a JSON string, quotes and escapes included. An encoder
+        that writes JSON can put it in as it is (no decoding and encoding again: most of a stream is text)."""
+        self.text(orjson.loads(raw))
 
     def refusal(self, delta: str) -> None:
         raise NotImplementedError
@@ -81,6 +89,11 @@ class Decoder:
     def feed(self, event: bytes) -> None:
         raise NotImplementedError
 
+    def quick(self, event: bytes) -> bool:
+        """Handle `event` at once if it is a piece of text and nothing else (most of a stream; no usage, no end),
+        without decoding it; False: it needs `feed`."""
+        return False
+
     def close(self) -> None:
         """The provider's stream ended whole without its own terminal event: finish the answer anyway."""
         if self.started and not self.finished:
@@ -89,6 +102,10 @@ class Decoder:
 
     def ending(self) -> tuple[str, str | None, Usage | None]:
         raise NotImplementedError
+
+
+JSON_STRING = rb'("(?:[^"\\]|\\.)*")'
+"""A JSON string token, escapes included (for the decoders' fast paths)."""
 
 
 class TranslatingMeter(StreamMeter):
@@ -103,29 +120,41 @@ class TranslatingMeter(StreamMeter):
         self.encoder = decoder.sink
 
     def relay(self, events: list[bytes], held: list[bytes]) -> bytes:
-        ready = []
+        """Events written from the provider's terminal event on go to `held` (after the usage row is committed)."""
+        ready = b""
         inner, decoder, encoder = self.inner, self.decoder, self.encoder
+        quick = decoder.quick
         for event in events:
-            if self.error_status is not None:  # a stream we could not translate has ended
+            if not held and quick(event):  # a piece of text: written as it came, counted as the meter would
+                inner.content_events += 1
                 continue
-            _, terminal = inner.on_event(event)
+            if self.error_status is not None:  # a stream we could not translate has ended
+                break
+            if not held and inner.quiet(event):  # no usage, error or end in it (a byte search): counted as relayed
+                inner.count_quiet(event, 1)
+                terminal = False
+            else:
+                _, terminal = inner.on_event(event)
+                if terminal and not held:
+                    ready = encoder.take()  # what came before the terminal event leaves now
             try:
                 decoder.feed(event)
             except Exception as exc:  # a malformed or unexpected event: end the caller's stream with an error
                 log.warning("a provider's stream could not be translated: %s", type(exc).__name__)
+                if not held:
+                    ready = encoder.take()
                 encoder.fail(ProviderError(502, "The provider's stream could not be translated.", code="untranslatable_stream"))
                 self.error_status = 502
                 terminal = True
-            produced = encoder.take()
             if terminal or held:
-                held.append(produced)
-            elif produced:
-                ready.append(produced)
+                held.append(encoder.take())
+        if not held:
+            ready = encoder.take()
         self.usage = inner.usage
         self.content_events = inner.content_events
         if self.error_status is None:
             self.error_status = inner.error_status
-        return ready[0] if len(ready) == 1 else b"".join(ready)
+        return ready
 
     def finish(self) -> bytes:
         if self.error_status is None:

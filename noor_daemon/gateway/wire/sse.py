@@ -42,6 +42,16 @@ def event_field(event: bytes, name: bytes) -> bytes | None:
     return b"\n".join(values) if values else None
 
 
+def event_data(event: bytes) -> bytes | None:
+    """The `data:` field of one event: `event_field(event, b"data")`, quicker for the usual single data line."""
+    start = event.find(b"data:")
+    if start < 0 or (start and event[start - 1] != 10) or event.find(b"\ndata:", start + 5) >= 0:
+        return event_field(event, b"data")  # several data lines, or "data:" not at a line's start
+    end = event.find(b"\n", start)
+    value = event[start + 5 : end if end >= 0 else None]
+    return value[1:] if value[:1] == b" " else value
+
+
 def event_json(event: bytes) -> dict | None:
     data = event_field(event, b"data")
     if not data or data == b"[DONE]":
