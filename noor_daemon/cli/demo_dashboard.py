@@ -40,6 +40,16 @@ PRICES = {
     "sim-embed": {"input_per_million": 0.1, "output_per_million": 0.0},
 }
 """Made-up prices, so the usage and billing screens have estimates to show."""
+
+
+def priced_config():
+    """`noor demo`'s config with the made-up prices: what the daemon serves and what the history is priced by."""
+    from noor_daemon.config import Config
+
+    base = demo_config().config
+    return Config.model_validate({**base.model_dump(exclude_none=True), "prices": PRICES})
+
+
 MODELS = [("sim-gpt", "chat/completions", 0.55), ("sim-claude", "messages", 0.3), ("sim-embed", "embeddings", 0.15)]
 
 
@@ -48,6 +58,7 @@ async def seed(data_dir: Path) -> dict[str, list[str]]:
     from noor_daemon import paths
     from noor_daemon.clock import Clock
     from noor_daemon.domain.accounts import KeyRing
+    from noor_daemon.domain.money import PriceBook
     from noor_daemon.ledger.accounts import AccountStore
     from noor_daemon.ledger.audit import AuditLog
     from noor_daemon.ledger.sqlite import SqliteLedger
@@ -70,6 +81,7 @@ async def seed(data_dir: Path) -> dict[str, list[str]]:
 
     rng = random.Random()
     now = int(time.time() * 1000)
+    prices = PriceBook(priced_config())  # each call's cost as the daemon would have metered it
     events = []
     for minute in range(HISTORY_DAYS * 24 * 60, 0, -1):
         ts = now - minute * 60_000
@@ -90,6 +102,7 @@ async def seed(data_dir: Path) -> dict[str, list[str]]:
                     latency_ms=round(latency, 1), account_id=account_id, key_id=key_id, provider="simulator",
                     prompt_tokens=prompt, completion_tokens=completion, stream=stream,
                     ttft_ms=round(latency * 0.2, 1) if stream else None,
+                    cost=prices.cost("simulator", model, prompt, completion),
                 )
             )
     await ledger.append_usage(events)  # the ledger's one writer: events, hourly, daily and route rollups
@@ -140,13 +153,11 @@ async def running_daemon(data_dir: Path, admin_token: str) -> AsyncIterator[str]
     from aiohttp import web
 
     from noor_daemon.app import create_app
-    from noor_daemon.config import Config, LoadedConfig
+    from noor_daemon.config import LoadedConfig
     from noor_daemon.server import GatewayRunner
     from noor_daemon.settings import DaemonSettings
 
-    base = demo_config().config
-    config = Config.model_validate({**base.model_dump(exclude_none=True), "prices": PRICES})
-    app = create_app(DaemonSettings(LoadedConfig(config, None), data_dir, admin_token, "generated for the demo"))
+    app = create_app(DaemonSettings(LoadedConfig(priced_config(), None), data_dir, admin_token, "generated for the demo"))
     runner = GatewayRunner(app, access_log=None)
     await runner.setup()
     try:
