@@ -55,14 +55,14 @@ async def chat(request: web.Request) -> web.StreamResponse:
 
 
 _MESSAGE_EVENTS = [
-    b'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_bench","type":"message","role":"assistant",'
-    b'"model":"bench","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":12,"output_tokens":1}}}\n\n',
+    (b'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_bench","type":"message","role":"assistant",'
+     b'"model":"bench","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":12,"output_tokens":1}}}\n\n'),
     b'event: content_block_start\ndata: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}\n\n',
     *[b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"ok "}}\n\n']
     * (STREAM_EVENTS - 5),
     b'event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n',
-    b'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},'
-    b'"usage":{"output_tokens":20}}\n\n',
+    (b'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},'
+     b'"usage":{"output_tokens":20}}\n\n'),
     b'event: message_stop\ndata: {"type":"message_stop"}\n\n',
 ]
 """A 25-event Messages stream, the same length as the chat stream."""

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from anthropic.lib.streaming._messages import accumulate_event
 from anthropic.types import Message
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.lib.streaming.responses._responses import ResponseStreamState
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
@@ -174,7 +174,7 @@ def test_stream_parsed_by_the_sdk_is_the_whole_answer(name: str, client: str) ->
             for out in state.handle_event(construct_type(type_=ResponseStreamEvent, value=event)):
                 last = out
         # response.completed, or response.incomplete (a length stop) with what was produced
-        final = getattr(state, "_completed_response") if last.type == "response.completed" else last.response
+        final = state._completed_response if last.type == "response.completed" else last.response
         want = Response.model_validate(expected)
         assert last.type == ("response.completed" if expected["status"] == "completed" else "response.incomplete")
         assert _arguments_parsed(final.model_dump(exclude_none=True)["output"]) == _arguments_parsed(

@@ -118,7 +118,7 @@ def parse(status: int, data: bytes, content_type: str, scrub: Scrubber) -> Provi
         message = scrub.message(error) or scrub.message(found.get("message")) or _detail(found.get("detail"), scrub)
         return ProviderError(status, message or _fallback(status), scrub.identifier(found.get("type")),
                              scrub.identifier(found.get("code")))
-    if found is None and data and "html" not in content_type and not data.lstrip()[:1] == b"<":
+    if found is None and data and "html" not in content_type and data.lstrip()[:1] != b"<":
         text = data[:MAX_MESSAGE].decode("utf-8", errors="replace").strip()
         if text:
             return ProviderError(status, scrub(text))

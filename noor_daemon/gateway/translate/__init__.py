@@ -80,7 +80,7 @@ class Translation:
         try:
             body = orjson.loads(data)
             if not isinstance(body, dict):
-                raise ValueError("not an object")
+                raise TypeError("not an object")
             usage = WIRES[self.target].usage_from_body(body)
             answer = CODECS[self.target].read_answer(body)
             return CODECS[self.source].write_answer(answer, self.request, self.now), usage

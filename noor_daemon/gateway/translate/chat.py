@@ -13,7 +13,17 @@ import orjson
 
 from noor_daemon.gateway.translate import ir
 from noor_daemon.gateway.translate.ir import (
-    STOP_END, STOP_FILTER, STOP_LENGTH, STOP_TOOL, Image, Reasoning, Refusal, Text, ToolCall, ToolResult, Untranslatable,
+    STOP_END,
+    STOP_FILTER,
+    STOP_LENGTH,
+    STOP_TOOL,
+    Image,
+    Reasoning,
+    Refusal,
+    Text,
+    ToolCall,
+    ToolResult,
+    Untranslatable,
     bad_field,
 )
 

@@ -17,7 +17,6 @@ from noor_daemon.gateway.translate.stream import JSON_STRING, Decoder, Sink
 from noor_daemon.gateway.wire.openai import error_document, error_status
 from noor_daemon.gateway.wire.sse import event_data
 
-
 _TEXT_ONLY = re.compile(
     rb'^data: ?\{[^\n]*"choices":\[\{"index":0,"delta":\{"content":' + JSON_STRING
     + rb'\}(?:,"logprobs":null)?,"finish_reason":null\}\](?:,"usage":null)?\}\n\n$'

@@ -19,7 +19,6 @@ from noor_daemon.gateway.translate.stream import JSON_STRING, Decoder, Sink
 from noor_daemon.gateway.wire.anthropic import _STATUS_OF_TYPE, error_document
 from noor_daemon.gateway.wire.sse import event_data, event_field
 
-
 _TEXT_DELTA = re.compile(
     rb'^event: content_block_delta\ndata: \{"type":"content_block_delta","index":\d+,"delta":\{"type":"text_delta","text":'
     + JSON_STRING + rb'\}\}\n\n$'

@@ -15,7 +15,12 @@ import orjson
 from noor_daemon.gateway.provider_errors import ProviderError, from_object, type_in
 from noor_daemon.gateway.translate import ir
 from noor_daemon.gateway.translate.responses import (
-    function_call_item, item_ids, read_usage, reasoning_item, response_document, status_of,
+    function_call_item,
+    item_ids,
+    read_usage,
+    reasoning_item,
+    response_document,
+    status_of,
 )
 from noor_daemon.gateway.translate.stream import Decoder, Sink
 from noor_daemon.gateway.wire.openai import error_status

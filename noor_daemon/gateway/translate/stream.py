@@ -9,7 +9,6 @@ event on is held back by the proxy until the usage row is committed, as for a re
 from __future__ import annotations
 
 import logging
-import re
 
 import orjson
 
