@@ -19,9 +19,10 @@ from noor_daemon.gateway.wire.sse import event_data
 
 _TEXT_ONLY = re.compile(
     rb'^data: ?\{[^\n]*"choices":\[\{"index":0,"delta":\{"content":' + JSON_STRING
-    + rb'\}(?:,"logprobs":null)?,"finish_reason":null\}\](?:,"usage":null)?\}\n\n$'
+    + rb'\}(?:,"logprobs":null)?,"finish_reason":null\}\][^\n]*\}\n\n$'
 )
-"""A chunk that is a piece of text and nothing else (most of a stream): no usage after its choices, no end."""
+"""A chunk that is a piece of text and nothing else (most of a stream): one choice, no end; `quick` checks it carries
+no usage (OpenAI's `"usage":null` and `"obfuscation"` may follow the choices)."""
 
 
 class ChatDecoder(Decoder):
