@@ -42,17 +42,18 @@ async def ledger(tmp_path):
 
 async def test_small_and_big_batches_commit_the_same_rows(ledger):
     threads_used = []
-    original = ledger.write_batch
 
-    def spy(db, events, samples, touches):
-        threads_used.append(threading.current_thread() is threading.main_thread())
-        return original(db, events, samples, touches)
+    def spying(original):
+        def spy(db, events, samples, touches):
+            threads_used.append((original.__name__, threading.current_thread() is threading.main_thread()))
+            return original(db, events, samples, touches)
+        return spy
 
-    ledger.write_batch = spy
-    await ledger.record(event(HOUR, 3))  # one event: on the loop
+    ledger.write_batch, ledger.write_facts = spying(ledger.write_batch), spying(ledger.write_facts)
+    await ledger.record(event(HOUR, 3))  # one event: its facts on the loop, its rollups folded later
     big = [event(HOUR + i, 1) for i in range(ledger.INLINE_MAX + 50)]
-    await asyncio.gather(*(ledger.record(e) for e in big))  # one batch above INLINE_MAX: in the thread
-    assert threads_used[0] is True and False in threads_used
+    await asyncio.gather(*(ledger.record(e) for e in big))  # one batch above INLINE_MAX: in the thread, with the fold
+    assert threads_used[0] == ("write_facts", True) and ("write_batch", False) in threads_used
     (count, tokens) = await ledger.fetchone("SELECT count(*), sum(prompt_tokens) FROM usage_events")
     assert (count, tokens) == (1 + len(big), 3 + len(big))
     (requests,) = await ledger.fetchone("SELECT sum(requests) FROM usage_hourly")
@@ -139,3 +140,116 @@ async def test_a_lock_held_elsewhere_hands_the_batch_to_the_thread_which_waits(l
     assert ledger.healthy
     (count,) = await ledger.fetchone("SELECT count(*) FROM usage_events")
     assert count == 1
+
+
+# -- a lone call's rollups, folded a moment later ------------------------------------------------------
+
+
+async def hourly_requests(ledger: SqliteLedger) -> int:
+    return (await ledger.fetchone("SELECT coalesce(sum(requests), 0) FROM usage_hourly"))[0]
+
+
+async def test_the_rollups_of_calls_committed_alone_are_there_for_every_reader(ledger):
+    """Facts committed on the loop wait for the fold; a read folds first, so no reader sees them missing."""
+    ledger.FOLD_DELAY = 60.0  # no timer fold within the test
+    ledger.calls_in_flight = lambda: 1
+    for i in range(3):
+        await ledger.record(event(HOUR + i))
+    raw = sqlite3.connect(ledger.path)
+    try:
+        assert raw.execute("SELECT count(*) FROM usage_events").fetchone()[0] == 3
+        assert raw.execute("SELECT coalesce(sum(requests), 0) FROM usage_hourly").fetchone()[0] == 0  # not folded yet
+        marks = dict(raw.execute("SELECT facts, folded_through FROM rollup_watermark").fetchall())
+        assert marks["usage_events"] == 0
+    finally:
+        raw.close()
+    assert await hourly_requests(ledger) == 3  # the read folded them
+    assert ledger._unfolded == 0
+
+
+async def test_the_fold_comes_by_itself_soon_after(ledger):
+    ledger.FOLD_DELAY = 0.05
+    ledger.calls_in_flight = lambda: 1
+    await ledger.record(event(HOUR))
+    raw = sqlite3.connect(ledger.path)
+    try:
+        for _ in range(100):
+            if raw.execute("SELECT coalesce(sum(requests), 0) FROM usage_hourly").fetchone()[0] == 1:
+                break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("the timer never folded the lone call's rollups")
+    finally:
+        raw.close()
+
+
+async def test_a_crash_before_the_fold_loses_nothing_the_next_open_folds_it(tmp_path):
+    """The database as a `kill -9` leaves it between a lone commit and its fold (the file and its WAL copied
+    while the ledger is open): opening it folds the facts past the marks, once."""
+    from noor_daemon.ledger.verify import verify
+
+    ledger = SqliteLedger(tmp_path / "live" / "ledger.sqlite3")
+    (tmp_path / "live").mkdir()
+    await ledger.open()
+    ledger.FOLD_DELAY = 60.0
+    ledger.calls_in_flight = lambda: 1
+    await ledger.record(event(HOUR, 7))
+    await ledger.record(event(HOUR + 1, 5))
+    crashed = tmp_path / "crashed"
+    crashed.mkdir()
+    for suffix in ("", "-wal", "-shm"):
+        source = Path(f"{ledger.path}{suffix}")
+        if source.exists():
+            (crashed / f"ledger.sqlite3{suffix}").write_bytes(source.read_bytes())
+    await ledger.close()
+
+    reopened = SqliteLedger(crashed / "ledger.sqlite3")
+    await reopened.open()
+    try:
+        assert tuple(await reopened.fetchone("SELECT sum(requests), sum(prompt_tokens) FROM usage_hourly")) == (2, 12)
+        assert (await verify(reopened)).ok
+    finally:
+        await reopened.close()
+    again = SqliteLedger(crashed / "ledger.sqlite3")
+    await again.open()  # a second open folds nothing twice
+    try:
+        assert tuple(await again.fetchone("SELECT sum(requests), sum(prompt_tokens) FROM usage_hourly")) == (2, 12)
+    finally:
+        await again.close()
+
+
+async def test_another_process_verifying_or_repairing_meanwhile_counts_nothing_twice(ledger):
+    """`noor ledger verify --repair` opens the file while the daemon holds facts not yet folded: verify sees no
+    difference (the marks say what is folded), a repair folds them, and the daemon's fold then finds nothing."""
+    from noor_daemon.ledger.verify import repair, verify
+
+    ledger.FOLD_DELAY = 60.0
+    ledger.calls_in_flight = lambda: 1
+    await ledger.record(event(HOUR, 3))
+    await ledger.record(event(HOUR + 1, 4))
+    other = SqliteLedger(ledger.path)
+    await other.open()  # another process's open: it folds them (the marks move), and the daemon's fold finds none
+    try:
+        assert (await verify(other)).ok
+        await repair(other)
+        assert (await verify(other)).ok
+    finally:
+        await other.close()
+    assert tuple(await ledger.fetchone("SELECT sum(requests), sum(prompt_tokens) FROM usage_hourly")) == (2, 7)
+    assert (await verify(ledger)).ok
+
+
+async def test_deleting_the_newest_facts_lowers_the_marks_so_the_next_ids_are_folded(ledger):
+    """SQLite reuses the ids of deleted top rows: the marks come down with them, or a new fact with a reused id
+    would read as folded when it is not."""
+    from noor_daemon.ledger.usage import delete_usage
+    from noor_daemon.ledger.verify import verify
+
+    ledger.FOLD_DELAY = 60.0
+    ledger.calls_in_flight = lambda: 1
+    for i in range(3):
+        await ledger.record(event(HOUR + i))
+    await ledger.write(lambda db: delete_usage(db, "ts >= ?", (HOUR + 1,), 10))  # the two newest
+    await ledger.record(event(HOUR + 5, 9))  # takes the id of a deleted row
+    assert tuple(await ledger.fetchone("SELECT sum(requests), sum(prompt_tokens) FROM usage_hourly")) == (2, 19)
+    assert (await verify(ledger)).ok

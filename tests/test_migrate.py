@@ -32,7 +32,7 @@ from noor_daemon.domain.accounts import KeyRing
 from noor_daemon.ledger import schema
 from noor_daemon.ledger.accounts import AccountStore
 from noor_daemon.ledger.audit import AuditLog
-from noor_daemon.ledger.migration import MigrationError, migrate_sqlite_to_postgres
+from noor_daemon.ledger.migration import ENGINE_ONLY, MigrationError, migrate_sqlite_to_postgres
 from noor_daemon.ledger.sqlite import SqliteLedger
 from noor_daemon.ledger.usage import HOUR_MS, UsageEvent
 from noor_daemon.state import ACCOUNTS, BILLING, LEDGER, PRIVACY
@@ -56,7 +56,8 @@ def sqlite_tables(path: Path) -> dict[str, list[tuple[Any, ...]]]:
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         names = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
-        return {n: sorted(db.execute(f"SELECT * FROM {n}").fetchall(), key=repr) for n in names}
+        # SQLite's own bookkeeping does not move (the target keeps its own rows of it).
+        return {n: sorted(db.execute(f"SELECT * FROM {n}").fetchall(), key=repr) for n in names if n not in ENGINE_ONLY}
     finally:
         db.close()
 
@@ -68,7 +69,7 @@ async def pg_tables(url: str, names: list[str] | None = None) -> dict[str, list[
         if names is None:
             names = [r[0] for r in await conn.fetch(
                 "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND table_name <> 'noor_schema'"
-            )]
+            ) if r[0] not in ENGINE_ONLY]
         return {n: sorted((tuple(r) for r in await conn.fetch(f"SELECT * FROM {n}")), key=repr) for n in names}
     finally:
         await conn.close()

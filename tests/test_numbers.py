@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 
 from noor_daemon import config as config_module
 from noor_daemon.app import create_app
+from noor_daemon.billing.meter import MAX_AGE_MS as METER_MAX_AGE_MS
 from noor_daemon.billing.meter import MeterOutbox
 from noor_daemon.clock import ManualClock
 from noor_daemon.domain.windows import DAY_MS, HOUR_MS, calendar_period, closed_hours, last_hours, retention_cutoff
@@ -224,7 +225,8 @@ async def _views_agree(app, base: str, clock: ManualClock, accounts: list, erase
             "SELECT account_id, window_start, sum(value) FROM billing_meter_outbox GROUP BY account_id, window_start"
         )}
         end = closed_hours(now, 300_000)
-        hours = {(r[1], r[0] - r[0] % HOUR_MS) for r in rows if now - 35 * DAY_MS <= r[0] < end}
+        oldest = (now - METER_MAX_AGE_MS) - (now - METER_MAX_AGE_MS) % HOUR_MS  # Stripe takes events this old at most
+        hours = {(r[1], r[0] - r[0] % HOUR_MS) for r in rows if oldest <= r[0] < end}
         expected_meter = {h: sum(r[5] + r[6] for r in rows if (r[1], r[0] - r[0] % HOUR_MS) == h) for h in hours}
         assert queued == {h: v for h, v in expected_meter.items() if v}
 

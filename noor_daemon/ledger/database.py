@@ -253,14 +253,21 @@ class Ledger:
 
     @property
     def reader(self) -> Any:
-        """A read connection: `async with ledger.reader.execute(sql, params) as cursor`."""
+        """A read connection: `async with ledger.reader.execute(sql, params) as cursor` (after `await settle()`
+        when it reads the derived tables)."""
         raise NotImplementedError
 
+    async def settle(self) -> None:
+        """Make every committed fact visible in the derived tables before a read. An engine that writes a
+        batch's rollups with it (PostgreSQL) has nothing to do; SQLite may have left a lone call's for later."""
+
     async def fetchall(self, sql: str, params: tuple | list | dict = ()) -> list[Any]:
+        await self.settle()
         async with self.reader.execute(sql, params) as cursor:
             return list(await cursor.fetchall())
 
     async def fetchone(self, sql: str, params: tuple | list | dict = ()) -> Any | None:
+        await self.settle()
         async with self.reader.execute(sql, params) as cursor:
             return await cursor.fetchone()
 

@@ -148,6 +148,11 @@ async def _upgrade_source(path: Path) -> None:
     await ledger.close()
 
 
+ENGINE_ONLY = frozenset({"rollup_watermark"})
+"""SQLite's own bookkeeping (how far its rollups have folded the facts; all of them once the source was opened
+and closed): PostgreSQL writes a batch's rollups with it and keeps its own rows of it, so it is not moved."""
+
+
 def _source_tables(db: sqlite3.Connection) -> list[_Table]:
     """Every table but SQLite's own, parents before children (accounts before api_keys)."""
     names = [
@@ -155,6 +160,7 @@ def _source_tables(db: sqlite3.Connection) -> list[_Table]:
         for row in db.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name"
         )
+        if row[0] not in ENGINE_ONLY
     ]
     parents = {
         name: {row[2] for row in db.execute(f"PRAGMA foreign_key_list({_quote(name)})")} & set(names) - {name}

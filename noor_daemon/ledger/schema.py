@@ -322,6 +322,18 @@ INSERT INTO route_hourly (hour, provider, model, requests, errors, prompt_tokens
     ALTER TABLE budget_alerts ADD COLUMN webhook_body TEXT;
     ALTER TABLE budget_alerts ADD COLUMN webhook_tries INTEGER NOT NULL DEFAULT 0;
     """,
+    # 9: how far the rollups have folded each table of facts. On SQLite a small batch commits its facts
+    # alone and its rollups follow within a fraction of a second (or at once, before anything reads or
+    # deletes them); a row with an id above its table's mark is a fact the rollups do not hold yet, and
+    # the next fold (at the latest when the ledger opens, after a crash) adds it. Every fact so far is in.
+    """
+    CREATE TABLE rollup_watermark (
+        facts           TEXT PRIMARY KEY,
+        folded_through  INTEGER NOT NULL
+    );
+    INSERT INTO rollup_watermark (facts, folded_through) SELECT 'usage_events', coalesce(max(id), 0) FROM usage_events;
+    INSERT INTO rollup_watermark (facts, folded_through) SELECT 'route_attempts', coalesce(max(id), 0) FROM route_attempts;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

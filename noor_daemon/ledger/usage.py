@@ -230,12 +230,12 @@ _SUBTRACT_ROUTE = """UPDATE route_hourly SET requests = requests - ?, errors = e
 _DROP_EMPTY_USAGE = "DELETE FROM {table} WHERE {time} = ? AND account_id = ? AND key_id = ? AND model = ? AND requests <= 0"
 _DROP_EMPTY_ROUTE = "DELETE FROM route_hourly WHERE hour = ? AND provider = ? AND model = ? AND requests <= 0"
 
-_EVENT_FIELDS = (
+EVENT_FIELDS = (
     "id, ts, account_id, key_id, model, provider, endpoint, status, prompt_tokens, completion_tokens, latency_ms, ttft_ms, cost"
 )
 
 
-def _event_of(row: Sequence[Any]) -> UsageEvent:
+def event_of(row: Sequence[Any]) -> UsageEvent:
     return UsageEvent(
         ts=row[1], account_id=row[2] or None, key_id=row[3] or None, model=row[4], provider=row[5], endpoint=row[6],
         status=row[7], prompt_tokens=row[8], completion_tokens=row[9], latency_ms=row[10], ttft_ms=row[11], cost=row[12],
@@ -256,12 +256,12 @@ async def delete_usage(db: Any, where: str, params: Sequence[Any], limit: int) -
     """In `db`'s transaction: delete up to `limit` usage events matching `where` (oldest first) and take
     exactly what they added out of every derived table. Returns how many went (fewer than `limit`: done)."""
     async with db.execute(
-        f"SELECT {_EVENT_FIELDS} FROM usage_events WHERE {where} ORDER BY ts, id LIMIT ?", (*params, limit)
+        f"SELECT {EVENT_FIELDS} FROM usage_events WHERE {where} ORDER BY ts, id LIMIT ?", (*params, limit)
     ) as cursor:
         rows = list(await cursor.fetchall())
     if not rows:
         return 0
-    await _subtract(db, increments(_event_of(r) for r in rows))
+    await _subtract(db, increments(event_of(r) for r in rows))
     ids = [r[0] for r in rows]
     for low in range(0, len(ids), 500):
         chunk = ids[low : low + 500]
@@ -353,7 +353,8 @@ def expected_params(table: str, low: int, high: int) -> tuple[int, ...]:
 
 
 async def rebuild_derived(db: Any) -> dict[str, int]:
-    """In `db`'s transaction: every derived table emptied and recomputed from the facts. Returns rows written."""
+    """In `db`'s transaction: every derived table emptied and recomputed from the facts, which are all folded
+    from now on. Returns rows written."""
     written = {}
     for table, (_keys, query) in DERIVED.items():
         await db.execute(f"DELETE FROM {table}")
@@ -364,6 +365,10 @@ async def rebuild_derived(db: Any) -> dict[str, int]:
         )
         async with db.execute(f"SELECT count(*) FROM {table}") as cursor:
             written[table] = (await cursor.fetchone())[0]
+    for facts in ("usage_events", "route_attempts"):
+        await db.execute(
+            f"UPDATE rollup_watermark SET folded_through = (SELECT coalesce(max(id), 0) FROM {facts}) WHERE facts = ?", (facts,)
+        )
     return written
 
 

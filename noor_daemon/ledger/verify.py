@@ -90,6 +90,12 @@ async def verify(ledger: Ledger, *, progress: Progress | None = None) -> VerifyR
             async with db.execute(sql, params) as cursor:
                 return await cursor.fetchone()
 
+        # SQLite folds a lone call's rollups a moment after its facts: facts past the marks (read in the same
+        # snapshot) are not in the rollups yet, and are not a difference. PostgreSQL writes them together.
+        folded = {"usage_events": 2**62, "route_attempts": 2**62}
+        if ledger.engine == "sqlite":
+            async with db.execute("SELECT facts, folded_through FROM rollup_watermark") as cursor:
+                folded = {name: int(mark) for name, mark in await cursor.fetchall()}
         report.events = (await one("SELECT count(*) FROM usage_events"))[0]
         report.attempts = (await one("SELECT count(*) FROM route_attempts"))[0]
         bounds = []
@@ -107,7 +113,7 @@ async def verify(ledger: Ledger, *, progress: Progress | None = None) -> VerifyR
         total = (end - first) // DAY_MS
         for low in range(first, end, CHUNK_DAYS * DAY_MS):
             high = min(end, low + CHUNK_DAYS * DAY_MS)
-            expected = await _expected(db, low, high)
+            expected = await _expected(db, low, high, folded)
             for table, keys in ((t, DERIVED[t][0]) for t in DERIVED):
                 await _compare(db, table, keys, expected[table], low, high, report)
             if progress is not None:
@@ -120,18 +126,18 @@ async def verify(ledger: Ledger, *, progress: Progress | None = None) -> VerifyR
 _FACTS = f"""SELECT ts / {HOUR_MS}, account_id, key_id, model, provider, count(*),
         sum(CASE WHEN status >= 400 THEN 1 ELSE 0 END), sum(prompt_tokens), sum(completion_tokens), sum(latency_ms),
         sum(ttft_ms), count(ttft_ms), sum(cost), sum(CASE WHEN cost IS NULL AND prompt_tokens + completion_tokens > 0 THEN 1 ELSE 0 END)
-    FROM usage_events WHERE ts >= ? AND ts < ? GROUP BY 1, 2, 3, 4, 5"""
+    FROM usage_events WHERE ts >= ? AND ts < ? AND id <= ? GROUP BY 1, 2, 3, 4, 5"""
 _ATTEMPTS = f"""SELECT ts / {HOUR_MS}, provider, model, count(*), sum(latency_ms)
-    FROM route_attempts WHERE ts >= ? AND ts < ? GROUP BY 1, 2, 3"""
+    FROM route_attempts WHERE ts >= ? AND ts < ? AND id <= ? GROUP BY 1, 2, 3"""
 
 
-async def _expected(db: Any, low: int, high: int) -> dict[str, dict[tuple, list]]:
+async def _expected(db: Any, low: int, high: int, folded: dict[str, int]) -> dict[str, dict[tuple, list]]:
     """What each derived table should hold for [low, high) (whole days), by key: the facts folded as
-    `usage.increments` folds them."""
+    `usage.increments` folds them, up to the marks of what the rollups have folded (`folded`)."""
     hourly: dict[tuple, list] = {}
     daily: dict[tuple, list] = {}
     routes: dict[tuple, list] = {}
-    async with db.execute(_FACTS, (low, high)) as cursor:
+    async with db.execute(_FACTS, (low, high, folded["usage_events"])) as cursor:
         facts = await cursor.fetchall()
     for hour, account, key, model, provider, n, errors, prompt, completion, latency, ttft, ttft_count, cost, unpriced in facts:
         hour = int(hour) * HOUR_MS
@@ -150,7 +156,7 @@ async def _expected(db: Any, low: int, high: int) -> dict[str, dict[tuple, list]
             else:
                 for i, value in enumerate((n, errors, prompt, completion, latency, ttft, ttft_count, cost)):
                     row[i] += value
-    async with db.execute(_ATTEMPTS, (low, high)) as cursor:
+    async with db.execute(_ATTEMPTS, (low, high, folded["route_attempts"])) as cursor:
         attempts = await cursor.fetchall()
     for hour, provider, model, n, latency in attempts:
         hour = int(hour) * HOUR_MS

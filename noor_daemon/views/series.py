@@ -123,6 +123,7 @@ async def cached_rows(
     of past days the cache may keep (`DayCache.keepable`) from the cache (each day read once), the rest
     (the window's partial first day, the last days, a day retention is cutting into) from the ledger.
     Answers exactly what `_bucket_rows` over the whole window would."""
+    await ledger.settle()  # the rollups hold every committed call before they are read
     key = f"{column}/{window.bucket_ms}"
     first, last = cache.keepable(window, now_ms, config.retention.usage_days)
     cache.prune(floor(retention_cutoff(now_ms, config.retention.usage_days), DAY_MS))  # retention took them
@@ -219,6 +220,7 @@ async def usage_series(
     days: DayCache | None = None,
 ) -> dict:
     """The usage series document: buckets, one series per group (top `limit`, the rest folded), totals."""
+    await ledger.settle()  # the rollups hold every committed call before they are read
     span = RANGES[range_name]
     window = span.window(now_ms)
     column = {"model": "model", "key": "key_id", "account": "account_id"}[group]
