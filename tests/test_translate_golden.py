@@ -227,3 +227,20 @@ def test_stream_in_any_chunks(name: str, client: str, cuts: list[float]) -> None
     points = sorted(int(c * len(data)) for c in cuts)
     chunks = [data[a:b] for a, b in zip([0, *points], [*points, len(data)])]
     assert translate_stream(data, client, provider, chunks) == translate_stream(data, client, provider)
+
+
+@pytest.mark.parametrize("text", ["plain", 'a "quoted" word', "ends with a backslash \\", "\\\\\"", "é ☕ \u2028", "", "\\"])
+def test_text_pieces_pass_through_with_their_escapes(text: str) -> None:
+    """The fast path copies a text piece's JSON string as the provider wrote it; it must end where JSON says it ends."""
+    from noor_daemon.gateway.translate.stream import string_end
+
+    for encoded in (orjson.dumps(text), orjson.dumps(text).replace("é".encode(), b"\\u00e9")):
+        data = b'{"content":' + encoded + b'},"finish_reason":null}'
+        start = data.index(b'"', 11)
+        assert data[start : string_end(data, start) + 1] == encoded
+        chunk = (b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":'
+                 b'{"content":' + encoded + b'},"logprobs":null,"finish_reason":null}]}\n\n')
+        head = b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"role":"assistant"},"finish_reason":null}]}\n\n'
+        out = translate_stream(head + chunk + b"data: [DONE]\n\n", "messages", "chat/completions")
+        deltas = [orjson.loads(e.split(b"data: ", 1)[1]) for e in EventSplitter().feed(out) if b"text_delta" in e]
+        assert "".join(d["delta"]["text"] for d in deltas) == text

@@ -6,23 +6,19 @@ the finish reason, so the answer is finished on `[DONE]` (or at the end of the s
 
 from __future__ import annotations
 
-import re
-
 import orjson
 
 from noor_daemon.gateway.provider_errors import ProviderError, from_object, type_in
 from noor_daemon.gateway.translate import ir
 from noor_daemon.gateway.translate.chat import FINISH_REASONS, STOP_REASONS, read_usage, write_usage
-from noor_daemon.gateway.translate.stream import JSON_STRING, Decoder, Sink
+from noor_daemon.gateway.translate.stream import Decoder, Sink, string_end
 from noor_daemon.gateway.wire.openai import error_document, error_status
 from noor_daemon.gateway.wire.sse import event_data
 
-_TEXT_ONLY = re.compile(
-    rb'^data: ?\{[^\n]*"choices":\[\{"index":0,"delta":\{"content":' + JSON_STRING
-    + rb'\}(?:,"logprobs":null)?,"finish_reason":null\}\][^\n]*\}\n\n$'
-)
-"""A chunk that is a piece of text and nothing else (most of a stream): one choice, no end; `quick` checks it carries
-no usage (OpenAI's `"usage":null` and `"obfuscation"` may follow the choices)."""
+_CONTENT = b'"choices":[{"index":0,"delta":{"content":"'
+_AFTER_CONTENT = (b'},"logprobs":null,"finish_reason":null}]', b'},"finish_reason":null}]')
+"""A chunk that is a piece of text and nothing else (most of a stream): one choice whose delta is only content, no
+finish reason, no usage (OpenAI's `"usage":null` and `"obfuscation"` may follow the choices)."""
 
 
 class ChatDecoder(Decoder):
@@ -72,12 +68,16 @@ class ChatDecoder(Decoder):
             self.usage = read_usage(usage)
 
     def quick(self, event: bytes) -> bool:
-        if not self.started or self.finished or b'"usage":{' in event:
+        at = event.find(_CONTENT)
+        if at < 0 or not self.started or self.finished or not event.startswith(b"data:") or b'"usage":{' in event:
             return False
-        text = _TEXT_ONLY.match(event)
-        if text is None:
+        start = at + len(_CONTENT) - 1
+        end = string_end(event, start)
+        if end < 0 or not (event.startswith(_AFTER_CONTENT[0], end + 1) or event.startswith(_AFTER_CONTENT[1], end + 1)):
             return False
-        self.sink.text_json(text.group(1))
+        if event.count(b"\n") != 2:  # one data line, then the blank line
+            return False
+        self.sink.text_json(event[start : end + 1])
         return True
 
     def _delta(self, delta: dict, content: object) -> None:

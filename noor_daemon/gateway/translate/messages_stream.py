@@ -8,21 +8,17 @@ arguments, one `message_delta` with the stop reason and the provider's usage, `m
 
 from __future__ import annotations
 
-import re
-
 import orjson
 
 from noor_daemon.gateway.provider_errors import ProviderError, from_object, type_in
 from noor_daemon.gateway.translate import ir
 from noor_daemon.gateway.translate.messages import STOP_REASONS, STOP_REASONS_OUT, read_usage, write_usage
-from noor_daemon.gateway.translate.stream import JSON_STRING, Decoder, Sink
+from noor_daemon.gateway.translate.stream import Decoder, Sink, string_end
 from noor_daemon.gateway.wire.anthropic import _STATUS_OF_TYPE, error_document
 from noor_daemon.gateway.wire.sse import event_data, event_field
 
-_TEXT_DELTA = re.compile(
-    rb'^event: content_block_delta\ndata: \{"type":"content_block_delta","index":\d+,"delta":\{"type":"text_delta","text":'
-    + JSON_STRING + rb'\}\}\n\n$'
-)
+_DELTA_EVENT = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":'
+_TEXT = b',"delta":{"type":"text_delta","text":"'
 """A text delta (most of a stream), as Anthropic writes it."""
 
 
@@ -91,12 +87,16 @@ class MessagesDecoder(Decoder):
             sink.fail(from_object(status, error, self.scrub, "anthropic"))
 
     def quick(self, event: bytes) -> bool:
-        if not self.started or self.finished:
+        if not event.startswith(_DELTA_EVENT) or not self.started or self.finished:
             return False
-        text = _TEXT_DELTA.match(event)
-        if text is None:
+        at = event.find(_TEXT, len(_DELTA_EVENT))
+        if at < 0 or not event[len(_DELTA_EVENT) : at].isdigit():
             return False
-        self.sink.text_json(text.group(1))
+        start = at + len(_TEXT) - 1
+        end = string_end(event, start)
+        if end < 0 or len(event) != end + 5 or not event.endswith(b"}}\n\n"):
+            return False
+        self.sink.text_json(event[start : end + 1])
         return True
 
     def ending(self) -> tuple[str, str | None, ir.Usage | None]:

@@ -103,8 +103,18 @@ class Decoder:
         raise NotImplementedError
 
 
-JSON_STRING = rb'("(?:[^"\\]|\\.)*")'
-"""A JSON string token, escapes included (for the decoders' fast paths)."""
+def string_end(data: bytes, start: int) -> int:
+    """The index of the quote closing the JSON string whose opening quote is at `start`; -1 if it does not close.
+    (Byte searches only: the decoders' fast path for text pieces.)"""
+    end = data.find(b'"', start + 1)
+    while end > 0 and data[end - 1] == 92:  # a backslash before it: escaped unless the backslashes pair up
+        first = end - 1
+        while data[first - 1] == 92:
+            first -= 1
+        if (end - first) % 2 == 0:
+            break
+        end = data.find(b'"', end + 1)
+    return end
 
 
 class TranslatingMeter(StreamMeter):
