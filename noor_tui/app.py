@@ -63,6 +63,9 @@ class NoorApp(App[None]):
     ]
 
     connection: reactive[Connection] = reactive(Connection("connecting"), always_update=True, init=False)
+    currency: reactive[str] = reactive("USD", init=False)
+    """The daemon's `[budgets] currency`, as the last answer that carried one said: for amounts whose own
+    answer does not (the live feed's calls)."""
 
     def __init__(
         self,
@@ -297,6 +300,7 @@ class AdminApp(NoorApp):
                 await asyncio.sleep(5)
                 continue
             self.directory_loaded(accounts, keys)
+            self.currency = self.catalog.currency
             self.directory_ready.set()
             await asyncio.sleep(30)
 

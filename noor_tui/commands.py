@@ -22,7 +22,7 @@ Command = tuple[str, str, Callable[[], object]]
 
 
 def _describe_key(binding: Binding) -> str:
-    names = {"slash": "/", "left_square_bracket": "[", "right_square_bracket": "]", "question_mark": "?"}
+    names = {"slash": "/", "left_square_bracket": "[", "right_square_bracket": "]", "question_mark": "?", "dollar_sign": "$"}
     return names.get(binding.key.split(",")[0], binding.key.split(",")[0])
 
 

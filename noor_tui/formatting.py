@@ -71,12 +71,48 @@ def duration_ms(value: float | None) -> str:
     return f"{int(minutes)}m{int(seconds):02d}s"
 
 
-def money(value: float | None) -> str:
+CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "INR": "₹", "KRW": "₩"}
+"""Currencies whose symbol alone is unambiguous to English readers; any other shows its ISO code ("CHF 3.41")."""
+ZERO_DECIMAL = {"BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF"}
+THREE_DECIMAL = {"BHD", "JOD", "KWD", "OMR", "TND"}
+"""ISO 4217 minor units, as the daemon's `domain/money.py` counts them for Stripe."""
+MAX_DECIMALS = 8
+
+
+def currency_digits(currency: str) -> int:
+    code = currency.upper()
+    return 0 if code in ZERO_DECIMAL else 3 if code in THREE_DECIMAL else 2
+
+
+def money(value: float | None, currency: str = "USD", *, compact: bool = False) -> str:
+    """An amount in the daemon's currency: the currency's own decimals from 1 up ("$3.41", "¥120"), two
+    significant digits below ("$0.0043": one call often costs a fraction of a cent, and "$0.00" would hide
+    it). `compact` writes 10,000 and more as "$12.3k", for narrow cells."""
     if value is None:
         return DASH
-    if 0 < value < 0.01:
-        return "<$0.01"
-    return f"${value:,.2f}"
+    code = currency.upper()
+    symbol = CURRENCY_SYMBOLS.get(code)
+    prefix = symbol if symbol is not None else f"{code} "
+    digits = currency_digits(code)
+    if compact and value >= 10_000:
+        return prefix + si(value)
+    if 0 < value < 1:
+        places = max(digits, min(MAX_DECIMALS, 1 - math.floor(math.log10(value))))
+        if round(value, places) == 0:
+            return f"<{prefix}{10 ** -MAX_DECIMALS:.{MAX_DECIMALS}f}"
+        text = f"{value:.{places}f}"
+        whole, _, decimals = text.partition(".")
+        decimals = decimals.rstrip("0").ljust(digits, "0")  # 0.0999 rounds to 0.100: 0.10
+        return f"{prefix}{whole}.{decimals}" if decimals else prefix + whole
+    return f"{prefix}{value:,.{digits}f}"
+
+
+def cost_text(cost: float | None, unpriced_models: list[str], currency: str = "USD") -> str:
+    """A cost as the usage views show it: "unpriced" when nothing of it had a price (never "$0.00"), and a
+    trailing * when some of its calls had none, so the figure leaves them out."""
+    if cost is None:
+        return "unpriced"
+    return money(cost, currency) + ("*" if unpriced_models else "")
 
 
 def span(seconds: float) -> str:

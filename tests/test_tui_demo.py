@@ -29,9 +29,19 @@ async def test_the_demo_dashboard_is_alive_within_seconds(tmp_path) -> None:
             await wait_until(pilot, lambda: usage.series.range == "7d", what="the week's range")
             assert usage.series.totals.requests > 500  # the week of history
             assert usage.series.totals.cost and usage.series.totals.cost > 0  # the demo's prices
+            screens = {}
             for mode in ("quotas", "keys", "accounts", "privacy", "billing"):
                 await app.switch_mode(mode)
                 await wait_until(pilot, lambda: app.screen.loaded, what=mode)
+                screens[mode] = app.screen
+            budgets = [row for report in screens["quotas"].data.reports.values()
+                       for row in [*report.limits, *(r for kq in report.keys for r in kq.limits)] if row.is_budget]
+            assert {row.limit for row in budgets} == {"budget_per_day", "budget_per_month"}  # the money views have bars
+            assert all(0 < row.used < row.value for row in budgets if row.scope == "account")
+            reports = screens["quotas"].data.reports.values()
+            full = [(r.account.email, row.limit) for r in reports for row in r.limits if row.used >= row.value]
+            assert all(email == "trial@example.com" for email, _ in full), full  # the history fits the free plan
+            assert overview.spend is not None and overview.spend.month.total > 0
             assert app.connection.ok
     finally:
         background.stop()

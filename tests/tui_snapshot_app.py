@@ -1,9 +1,12 @@
 """A deterministic daemon for the dashboard's snapshot tests, and the apps that look at it.
 
 The ledger is written straight into SQLite with fixed ids, key prefixes and times (three
-months of seeded-random usage), then the real daemon serves it from a thread of its own
-on a `ManualClock` stopped at `NOW`, so every screen renders the same on every run. The
-dashboard's clock is stopped at `NOW` too, and shows UTC.
+months of seeded-random usage, each call priced as the daemon prices it when it meters one:
+the config's `[prices]`, free on the simulator, and no price for the vLLM model), then the real
+daemon serves it from a thread of its own on a `ManualClock` stopped at `NOW`, so every screen
+renders the same on every run. The dashboard's clock is stopped at `NOW` too, and shows UTC.
+Budgets: the pro plan $3 a month (ada about 77 % spent), the free plan $0.55 a day (grace about 91 %),
+ada's ci key $1 a day of its own.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from noor_daemon import paths
 from noor_daemon.app import create_app
 from noor_daemon.clock import ManualClock
 from noor_daemon.domain.api_keys import KEY_PREFIX, _base62, _checksum, display_prefix, hash_key
+from noor_daemon.domain.money import PriceBook
 from noor_daemon.ledger.sqlite import SqliteLedger
 from noor_daemon.ledger.usage import UsageEvent
 from noor_daemon.server import GatewayRunner
@@ -68,10 +72,15 @@ routes = [{ provider = "local-vllm", model = "meta-llama/Meta-Llama-3-8B-Instruc
 [plans.free]
 requests_per_minute = 60
 tokens_per_day = 200000
+budget_per_day = 0.55
 
 [plans.pro]
 requests_per_minute = 600
 tokens_per_month = 50000000
+budget_per_month = 3.0
+
+[budgets]
+alert_thresholds = []  # no alerts: they would add audit entries while a snapshot is being taken
 
 [prices."sim-gpt"]
 input_per_million = 2.5
@@ -98,7 +107,8 @@ ACCOUNTS = [
 # id, account, secret number, name, status, created, expires, revoked, limits
 KEYS = [
     ("key_000000000000001", "acct_0000000000ada1", 1, "laptop", "active", NOW_MS - 79 * DAY, None, None, None),
-    ("key_000000000000002", "acct_0000000000ada1", 2, "ci", "active", NOW_MS - 30 * DAY, None, None, {"requests_per_minute": 120}),
+    ("key_000000000000002", "acct_0000000000ada1", 2, "ci", "active", NOW_MS - 30 * DAY, None, None,
+     {"requests_per_minute": 120, "budget_per_day": 1.0}),
     ("key_000000000000003", "acct_0000000000grc2", 3, "notebook", "active", NOW_MS - 59 * DAY, None, None, None),
     ("key_000000000000004", "acct_0000000000grc2", 4, "old-laptop", "active", NOW_MS - 58 * DAY, None, NOW_MS - 10 * DAY, None),
     ("key_000000000000005", "acct_0000000000lin3", 5, "batch", "suspended", NOW_MS - 39 * DAY, None, None, None),
@@ -112,9 +122,13 @@ LIVE_KEYS = ["key_000000000000001", "key_000000000000002", "key_000000000000003"
 MODELS = [("sim-gpt", 0.5), ("sim-claude", 0.3), ("sim-embed", 0.1), ("llama-3-8b", 0.1)]
 
 
+ROUTES = {"llama-3-8b": "meta-llama/Meta-Llama-3-8B-Instruct"}
+
+
 def _events() -> list[UsageEvent]:
     rng = random.Random(20250616)
     owners = {k[0]: k[1] for k in KEYS}
+    prices = PriceBook(config_module.parse(CONFIG, "snapshot.toml"))
     events = []
 
     def one(ts: int) -> UsageEvent:
@@ -131,7 +145,7 @@ def _events() -> list[UsageEvent]:
             ts=ts, model=model, endpoint="embeddings" if model == "sim-embed" else "chat/completions", status=status,
             latency_ms=round(latency, 1), account_id=owners[key_id], key_id=key_id, provider=provider,
             prompt_tokens=prompt, completion_tokens=completion, ttft_ms=round(latency * 0.25, 1) if stream else None,
-            stream=stream,
+            stream=stream, cost=prices.cost(provider, ROUTES.get(model, model), prompt, completion),
         )
 
     for day in range(1, 88):  # three months, busier on weekdays
@@ -145,6 +159,7 @@ def _events() -> list[UsageEvent]:
             event = one(NOW_MS - HOUR + minute * MINUTE + rng.randint(0, MINUTE - 1))
             if 40 <= minute < 44 and rng.random() < 0.4:
                 event.status, event.completion_tokens = 502, 0
+                event.cost = prices.cost(event.provider, ROUTES.get(event.model, event.model), event.prompt_tokens, 0)
             events.append(event)
     events.sort(key=lambda e: e.ts)
     return events

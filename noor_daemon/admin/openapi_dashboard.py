@@ -53,6 +53,11 @@ CALL_EVENT = {
         "ttft_ms": {"type": ["number", "null"]},
         "stream": {"type": "boolean"},
         "estimated": {"type": "boolean"},
+        "cost": {
+            "type": ["number", "null"],
+            "description": "In the [budgets] currency, at the prices in effect when the call was metered; null when "
+            "nobody priced the model",
+        },
     },
 }
 
@@ -78,6 +83,7 @@ USAGE_SERIES = {
         "start": {"type": "string", "format": "date-time"},
         "end": {"type": "string", "format": "date-time"},
         "now": {"type": "string", "format": "date-time"},
+        "currency": {"type": "string", "description": "Of every cost in the document ([budgets] currency)"},
         "buckets": {"type": "array", "items": {"type": "string", "format": "date-time"}},
         "source": {"type": "string", "enum": ["usage_hourly", "memory"]},
         "series": {
@@ -92,6 +98,7 @@ USAGE_SERIES = {
                     "errors": _INTS,
                     "prompt_tokens": _INTS,
                     "completion_tokens": _INTS,
+                    "cost": {"type": "array", "items": {"type": "number"}, "description": "Per bucket, priced calls only"},
                     "totals": _SERIES_TOTALS,
                 },
             },
@@ -233,6 +240,7 @@ PATHS = {
                             "prices": {"type": "object", "additionalProperties": {"type": "object"}},
                             "billing": {"type": "object", "properties": {"configured": {"type": "boolean"}}},
                             "retention_days": {"type": "integer"},
+                            "currency": {"type": "string", "description": "Of costs and budgets ([budgets] currency)"},
                         },
                     }
                 ),

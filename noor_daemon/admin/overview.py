@@ -132,5 +132,6 @@ async def catalog(request: web.Request) -> web.Response:
             "prices": {name: price.model_dump() for name, price in config.prices.items()},
             "billing": {"configured": stripe is not None},
             "retention_days": config.retention.usage_days,
+            "currency": config.budgets.currency,
         }
     )

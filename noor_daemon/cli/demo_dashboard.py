@@ -2,7 +2,8 @@
 
 A temporary data dir gets a few accounts and keys (made by the daemon's own `AccountStore`)
 and a week of simulated usage written through the ledger, so every screen has something to
-show at once; then the real daemon serves it from a background thread while callers keep
+show at once (budgets too, sized to what that history spent); then the real daemon serves it
+from a background thread while callers keep
 sending mixed traffic (streaming and not, both API shapes, embeddings, now and then a bad
 key, a rate-limited trial account and an oversized body). The dashboard opens in the
 foreground; when it closes, everything stops and the data dir is deleted.
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import aiohttp
 
-from noor_daemon.cli.demo import TRAFFIC, TRIAL_EMAIL, WORKERS, chat, demo_config
+from noor_daemon.cli.demo import DEMO_PLANS, TRAFFIC, TRIAL_EMAIL, WORKERS, chat, demo_config
 from noor_daemon.client import AdminClient
 
 ACCOUNTS = [
@@ -40,14 +41,28 @@ PRICES = {
     "sim-embed": {"input_per_million": 0.1, "output_per_million": 0.0},
 }
 """Made-up prices, so the usage and billing screens have estimates to show."""
+BUDGETS = [
+    # account email, key name (None: the account's own), budget, share of it the history has spent, at least
+    ("ada@example.com", None, "budget_per_day", 0.6, 25.0),
+    ("ada@example.com", "ci", "budget_per_day", 0.8, 15.0),
+    ("grace@example.com", None, "budget_per_month", 0.92, 60.0),
+]
+"""Budgets at several levels of use (green, yellow, red), each large enough that the demo's traffic (a few
+dollars an hour in all) does not spend it in a demo's length."""
+
+
+PLANS = {**DEMO_PLANS, "free": {**DEMO_PLANS["free"], "tokens_per_month": 500_000_000}}
+"""The seeded history spends a few million tokens a day per account: under `noor demo`'s million a month, every
+call of the dashboard's traffic would be refused by the month's quota."""
 
 
 def priced_config():
-    """`noor demo`'s config with the made-up prices: what the daemon serves and what the history is priced by."""
+    """`noor demo`'s config with the made-up prices (and a month's token quota the history fits in): what the
+    daemon serves and what the history is priced by."""
     from noor_daemon.config import Config
 
     base = demo_config().config
-    return Config.model_validate({**base.model_dump(exclude_none=True), "prices": PRICES})
+    return Config.model_validate({**base.model_dump(exclude_none=True), "prices": PRICES, "plans": PLANS})
 
 
 MODELS = [("sim-gpt", "chat/completions", 0.55), ("sim-claude", "messages", 0.3), ("sim-embed", "embeddings", 0.15)]
@@ -108,6 +123,24 @@ async def seed(data_dir: Path) -> dict[str, list[str]]:
     await ledger.append_usage(events)  # the ledger's one writer: events, hourly, daily and route rollups
     await ledger.close()
     return secrets
+
+
+async def give_budgets(admin: AdminClient) -> None:
+    """`BUDGETS`, through the admin API as an operator would set them (`noor account limits`, `noor key limits`)."""
+    accounts = {a.email: a for a in await admin.list_accounts()}
+    keys = {(k.account_id, k.name): k for k in await admin.list_keys()}
+    for email, key_name, budget, share, least in BUDGETS:
+        account = accounts[email]
+        period = "day" if budget == "budget_per_day" else "month"
+        if key_name is None:
+            lines = (await admin.spend(period=period, by="account")).data
+            spent = next((line.cost for line in lines if line.account == account.id), 0.0)
+            await admin.update_account(account.id, limits={budget: round(max(spent / share, least), 2)})
+        else:
+            key = keys[(account.id, key_name)]
+            lines = (await admin.spend(period=period, by="key")).data
+            spent = next((line.cost for line in lines if line.key == key.id), 0.0)
+            await admin.set_key_limits(key.id, {**(key.limits or {}), budget: round(max(spent / share, least), 2)})
 
 
 async def traffic(url: str, admin: AdminClient, secrets: dict[str, list[str]], stop: asyncio.Event) -> None:
@@ -211,6 +244,7 @@ class DemoBackground:
                 self.url = url
                 async with AdminClient(url, self.admin_token) as admin:
                     await admin.record_privacy_request("access", "grace@example.com", note="asked by email")
+                    await give_budgets(admin)
                     self._ready.set()
                     await traffic(url, admin, self.secrets, self._stop)
         except BaseException as exc:

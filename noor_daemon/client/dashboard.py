@@ -31,6 +31,8 @@ class CallEvent:
     ttft_ms: float | None
     stream: bool
     estimated: bool
+    cost: float | None = None
+    """In the daemon's currency, at the prices of the call's day; None when nobody priced its model."""
 
     @property
     def total_tokens(self) -> int:
@@ -132,6 +134,8 @@ class UsageLine:
     prompt_tokens: list[int]
     completion_tokens: list[int]
     totals: SeriesTotals
+    cost: list[float]
+    """Per bucket, of the calls that were priced (an unpriced model adds 0: see `totals.unpriced_models`)."""
 
     @property
     def tokens(self) -> list[int]:
@@ -152,6 +156,8 @@ class UsageSeries:
     groups: int
     totals: SeriesTotals
     priced: bool
+    currency: str = "USD"
+    """Of every cost here: the daemon's `[budgets] currency`."""
 
 
 @dataclass(frozen=True)
@@ -159,10 +165,15 @@ class LimitStatus:
     scope: str
     scope_id: str
     limit: str
-    value: int
-    used: int
-    remaining: int
+    value: float
+    """A whole number, or for a budget (`budget_per_day`, `budget_per_month`) an amount in the report's currency."""
+    used: float
+    remaining: float
     resets_at: str | None
+
+    @property
+    def is_budget(self) -> bool:
+        return self.limit.startswith("budget_")
 
 
 @dataclass(frozen=True)
@@ -177,6 +188,8 @@ class QuotaReport:
     account: Account
     limits: list[LimitStatus]
     keys: list[KeyQuota]
+    currency: str = "USD"
+    """Of the budgets' rows: the daemon's `[budgets] currency`."""
 
 
 @dataclass(frozen=True)
@@ -189,6 +202,8 @@ class Catalog:
     """Model (or glob) to `input_per_million` and `output_per_million`."""
     billing_configured: bool
     retention_days: int | None
+    currency: str = "USD"
+    """Of costs and budgets: the daemon's `[budgets] currency`."""
 
 
 def _summary(data: dict[str, Any]) -> MetricsSummary:
@@ -240,6 +255,7 @@ def _usage_series(data: dict[str, Any]) -> UsageSeries:
             prompt_tokens=s["prompt_tokens"],
             completion_tokens=s["completion_tokens"],
             totals=_totals(s["totals"]),
+            cost=list(s.get("cost") or [0.0] * len(s["requests"])),
         )
         for s in data["series"]
     ]
@@ -256,6 +272,7 @@ def _usage_series(data: dict[str, Any]) -> UsageSeries:
         groups=data.get("groups", len(lines)),
         totals=_totals(data["totals"]),
         priced=bool(data["totals"].get("priced")),
+        currency=data.get("currency") or "USD",
     )
 
 
@@ -269,6 +286,7 @@ def _quota(data: dict[str, Any]) -> QuotaReport:
             )
             for k in data["keys"]
         ],
+        currency=data.get("currency") or "USD",
     )
 
 
@@ -280,4 +298,5 @@ def _catalog(data: dict[str, Any]) -> Catalog:
         prices=data["prices"],
         billing_configured=bool(data.get("billing", {}).get("configured")),
         retention_days=data.get("retention_days"),
+        currency=data.get("currency") or "USD",
     )

@@ -33,6 +33,7 @@ import orjson
 from noor_daemon.clock import Clock, iso
 from noor_daemon.config import Config
 from noor_daemon.domain.accounts import Account, KeyRing
+from noor_daemon.domain.money import amount
 from noor_daemon.ledger.database import Ledger
 from noor_daemon.ledger.usage import UsageEvent
 from noor_daemon.views.day_cache import DayCache
@@ -129,6 +130,7 @@ class EventFeed:
             "ttft_ms": round(event.ttft_ms, 1) if event.ttft_ms is not None else None,
             "stream": event.stream,
             "estimated": event.estimated,
+            "cost": amount(event.cost) if event.cost is not None else None,
         }
 
     def _prefix(self, key_id: str | None) -> str | None:

@@ -50,7 +50,7 @@ OTHER = "(other)"
 
 
 class _Group:
-    __slots__ = ("key", "requests", "errors", "prompt", "completion", "cost", "unpriced")
+    __slots__ = ("key", "requests", "errors", "prompt", "completion", "costs", "unpriced")
 
     def __init__(self, key: str, points: int) -> None:
         self.key = key
@@ -58,22 +58,25 @@ class _Group:
         self.errors = [0] * points
         self.prompt = [0] * points
         self.completion = [0] * points
-        self.cost = 0
-        """Picounits: the rollups' exact sum."""
+        self.costs = [0] * points
+        """Picounits per bucket: the rollups' exact sums."""
         self.unpriced: set[str] = set()
 
     @property
     def tokens(self) -> int:
         return sum(self.prompt) + sum(self.completion)
 
+    @property
+    def cost(self) -> int:
+        return sum(self.costs)
+
     def absorb(self, other: _Group) -> None:
         for mine, theirs in (
             (self.requests, other.requests), (self.errors, other.errors),
-            (self.prompt, other.prompt), (self.completion, other.completion),
+            (self.prompt, other.prompt), (self.completion, other.completion), (self.costs, other.costs),
         ):
             for i, value in enumerate(theirs):
                 mine[i] += value
-        self.cost += other.cost
         self.unpriced |= other.unpriced
 
 
@@ -248,7 +251,7 @@ async def usage_series(
             entry.errors[b] += errors
             entry.prompt[b] += prompt
             entry.completion[b] += completion
-            entry.cost += int(cost)  # the cost of each call as metered, at the prices of its day
+            entry.costs[b] += int(cost)  # the cost of each call as metered, at the prices of its day
             total_cost += int(cost)
             if unpriced_calls:
                 entry.unpriced.add(model)
@@ -271,6 +274,7 @@ async def usage_series(
                 "errors": entry.errors,
                 "prompt_tokens": entry.prompt,
                 "completion_tokens": entry.completion,
+                "cost": [amount(c) for c in entry.costs],
                 "totals": {
                     "requests": sum(entry.requests),
                     "errors": sum(entry.errors),
@@ -289,6 +293,7 @@ async def usage_series(
         "start": iso(window.start),
         "end": iso(window.end),
         "now": iso(now_ms),
+        "currency": config.budgets.currency,
         "buckets": [iso(window.start + i * window.bucket_ms) for i in range(window.buckets)],
         "source": source,
         "series": series,

@@ -10,10 +10,7 @@ from rich.text import Text
 from noor_daemon.client import Account, AdminClient, KeyInfo, QuotaReport
 from noor_tui.formatting import ago, date, date_time, integer, money, si, until
 from noor_tui.widgets.detail import DetailScreen, Section, listing
-from noor_tui.widgets.quota import LIMIT_NAMES, state_text
-
-BUDGET_NAMES = ("budget_per_day", "budget_per_month")
-"""Limit names of money budgets, once the daemon reports them in the quota report (see issue #20)."""
+from noor_tui.widgets.quota import LIMIT_NAMES, amount_text, fraction, level_style, meter, state_text, used_text
 
 
 def account_fields(account: Account, tz: tzinfo | None) -> Section:
@@ -35,8 +32,8 @@ def keys_section(keys: list[KeyInfo], now: datetime) -> Section:
 
 def limits_sections(report: QuotaReport, now: datetime) -> list[Section]:
     """The plan's limits with their use, and its budgets when the daemon reports any."""
-    limits = [row for row in report.limits if row.limit not in BUDGET_NAMES]
-    budgets = [row for row in report.limits if row.limit in BUDGET_NAMES]
+    limits = [row for row in report.limits if not row.is_budget]
+    budgets = [row for row in report.limits if row.is_budget]
     sections = []
     if limits:
         table = listing("Limit", "Used / limit", "Left", "Resets")
@@ -47,13 +44,17 @@ def limits_sections(report: QuotaReport, now: datetime) -> list[Section]:
     else:
         sections.append(Section(f"Limits · plan {report.account.plan}", note="The plan sets no limits."))
     if budgets:
-        table = listing("Budget", "Spent / budget", "Left", "Resets")
+        table = listing("Budget", "Use", "Spent / budget", "Left", "Resets")
         for row in budgets:
-            table.add_row(row.limit.replace("_", " "), f"{row.used:,} / {row.value:,}", f"{row.remaining:,}",
+            share = fraction(row)
+            style = level_style(share)
+            left = Text(amount_text(row, row.remaining, report.currency), style=style if share >= 0.9 else "")
+            table.add_row(LIMIT_NAMES.get(row.limit, row.limit), meter(share, 8, style) + Text(f" {share * 100:3.0f}%", style=style),
+                          used_text(row, report.currency), left,
                           until(row.resets_at, now) if row.resets_at else "–")
-        sections.append(Section("Budget", table=table))
+        sections.append(Section(f"Budget · {report.currency}", table=table))
     else:
-        sections.append(Section("Budget", note="No budget: this daemon reports none for the account."))
+        sections.append(Section("Budget", note="No budget: neither the plan nor the account sets one."))
     return sections
 
 
@@ -61,14 +62,15 @@ def account_detail(admin: AdminClient, account: Account, keys: list[KeyInfo], tz
     sections = [account_fields(account, tz), keys_section(keys, now)]
 
     async def load() -> list[Section]:
-        more = limits_sections(await admin.account_quota(account.id), now)
+        quota = await admin.account_quota(account.id)
+        more = limits_sections(quota, now)
         billing = await admin.account_billing(account.id)
         usage, estimate, period = billing.usage, billing.estimate, billing.period
         rows: list[tuple[str, object]] = [
             ("Period", f"{date(period.get('start'), tz)} → {date(period.get('end'), tz)}"),
             ("Calls", f"{integer(usage.get('requests'))} ({integer(usage.get('errors'))} errors)"),
             ("Tokens in / out", f"{si(usage.get('prompt_tokens'))} / {si(usage.get('completion_tokens'))}"),
-            ("Estimate", money(estimate.get("amount"))
+            ("Estimate", money(estimate.get("amount"), quota.currency)
              + (f" (+ unpriced: {', '.join(estimate.get('unpriced_models'))})" if estimate.get("unpriced_models") else "")),
         ]
         if billing.configured:

@@ -7,9 +7,9 @@ from datetime import datetime, tzinfo
 from rich.text import Text
 
 from noor_daemon.client import AdminClient, Catalog, KeyInfo
-from noor_tui.formatting import ago, date_time, integer, money, si, until
+from noor_tui.formatting import ago, cost_text, date_time, integer, money, si, until
 from noor_tui.widgets.detail import DetailScreen, Section, listing
-from noor_tui.widgets.quota import LIMIT_NAMES, state_text
+from noor_tui.widgets.quota import LIMIT_NAMES, amount_text, state_text, used_text
 
 
 def key_fields(key: KeyInfo, account_label: str, tz: tzinfo | None, now: datetime) -> Section:
@@ -31,21 +31,24 @@ def key_fields(key: KeyInfo, account_label: str, tz: tzinfo | None, now: datetim
     )
 
 
-def limits_section(key: KeyInfo, plan: str | None, catalog: Catalog | None) -> Section:
+def limits_section(key: KeyInfo, plan: str | None, catalog: Catalog | None, currency: str = "USD") -> Section:
     plan_limits = (catalog.plans.get(plan) if catalog and plan else None) or {}
     own = key.limits or {}
     table = listing("Limit", "This key", f"Plan {plan or ''}".strip())
     for name, label in LIMIT_NAMES.items():
         if name in own or name in plan_limits:
-            table.add_row(label, integer(own.get(name)) if name in own else Text("plan's", style="dim"), integer(plan_limits.get(name)))
+            def shown(value: float | None, budget: bool = name.startswith("budget_")) -> str:
+                return money(value, currency) if budget else integer(value)
+
+            table.add_row(label, shown(own.get(name)) if name in own else Text("plan's", style="dim"), shown(plan_limits.get(name)))
     if not table.row_count:
         return Section("Limits", note="No limits: neither the key nor its plan sets any.")
     return Section("Limits", table=table, note="A key's own limits are tighter than its plan's; both apply.")
 
 
 def key_detail(admin: AdminClient | None, key: KeyInfo, account_label: str, plan: str | None, catalog: Catalog | None,
-               tz: tzinfo | None, now: datetime) -> DetailScreen:
-    sections = [key_fields(key, account_label, tz, now), limits_section(key, plan, catalog)]
+               tz: tzinfo | None, now: datetime, currency: str = "USD") -> DetailScreen:
+    sections = [key_fields(key, account_label, tz, now), limits_section(key, plan, catalog, currency)]
 
     async def load() -> list[Section]:
         assert admin is not None
@@ -56,8 +59,8 @@ def key_detail(admin: AdminClient | None, key: KeyInfo, account_label: str, plan
         if rows:
             table = listing("Scope", "Limit", "Used / limit", "Left", "Resets")
             for row in rows:
-                table.add_row(row.scope, LIMIT_NAMES.get(row.limit, row.limit), f"{si(row.used)} / {si(row.value)}",
-                              si(row.remaining), until(row.resets_at, now) if row.resets_at else "–")
+                table.add_row(row.scope, LIMIT_NAMES.get(row.limit, row.limit), used_text(row, report.currency),
+                              amount_text(row, row.remaining, report.currency), until(row.resets_at, now) if row.resets_at else "–")
             more.append(Section("Use of its limits now", table=table))
         series = await admin.usage_series("30d", "key", account=key.account_id, limit=50)
         line = next((s for s in series.series if s.key == key.id), None)
@@ -68,7 +71,7 @@ def key_detail(admin: AdminClient | None, key: KeyInfo, account_label: str, plan
             more.append(Section("Usage · last 30 days", [
                 ("Requests", integer(t.requests)), ("Errors", integer(t.errors)),
                 ("Tokens in / out", f"{si(t.prompt_tokens)} / {si(t.completion_tokens)}"),
-                ("Estimated cost", money(t.cost) if t.cost is not None else "unpriced"),
+                ("Estimated cost", cost_text(t.cost, t.unpriced_models, series.currency)),
             ]))
         history = [e for e in (await admin.audit(account=key.account_id, limit=200)).data if e.target_id == key.id]
         if history:

@@ -12,7 +12,7 @@ from textual.widgets import Markdown
 def _key(binding: Binding) -> str:
     names = {
         "question_mark": "?", "slash": "/", "left_square_bracket": "[", "right_square_bracket": "]",
-        "escape": "Esc", "ctrl+r": "Ctrl+R", "ctrl+t": "Ctrl+T", "ctrl+p": "Ctrl+P", "f1": "F1",
+        "escape": "Esc", "dollar_sign": "$", "ctrl+r": "Ctrl+R", "ctrl+t": "Ctrl+T", "ctrl+p": "Ctrl+P", "f1": "F1",
     }
     return " / ".join(names.get(k, k) for k in binding.key.split(","))
 

@@ -128,7 +128,7 @@ class KeysScreen(NoorScreen):
         label = f"{account.email} ({key.account_id})" if account else key.account_id
         self.app.push_screen(
             key_detail(self.admin_app.admin, key, label, account.plan if account else None, self.admin_app.catalog,
-                       self.noor.tz, self.now())
+                       self.noor.tz, self.now(), self.noor.currency)
         )
 
     # -- actions ------------------------------------------------------------------------

@@ -43,7 +43,10 @@ class MeData:
 class MeAccountScreen(NoorScreen):
     MODE = "account"
     POLL_SECONDS = 5.0
-    HELP = "Your account (email, plan, status), the key you are using, your limits with what is left, and your account's keys."
+    HELP = (
+        "Your account (email, plan, status), the key you are using, your limits and budgets with what is left "
+        "and when each resets (a budget in the daemon's currency: spent of budget), and your account's keys."
+    )
 
     def compose_body(self) -> ComposeResult:
         yield Static("", id="me-summary", classes="summary")
@@ -79,8 +82,9 @@ class MeAccountScreen(NoorScreen):
             charged = "" if b.configured else " [dim](not charged: billing is not configured)[/]"
             summary += (
                 f"\nThis period: {si(b.usage.get('tokens'))} tokens, {integer(b.usage.get('requests'))} calls"
-                f" · estimate [b]{money(b.estimate.get('amount'))}[/]{charged}"
+                f" · estimate [b]{money(b.estimate.get('amount'), data.quota.currency)}[/]{charged}"
             )
+        self.noor.currency = data.quota.currency
         self.query_one("#me-summary", Static).update(summary)
         self.query_one("#me-quota", QuotaTable).show(data.quota, self.now())
         now = self.now()
@@ -107,7 +111,10 @@ class MeAccountScreen(NoorScreen):
 class MeUsageScreen(UsageScreen):
     GROUPS = [("model", "Model"), ("key", "Key")]
     PALETTE = [entry for entry in UsageScreen.PALETTE if "account" not in entry[0]]
-    HELP = "Your account's tokens and requests over time, by model or by key, with an estimated cost where prices are set."
+    HELP = (
+        "Your account's tokens, requests or cost over time, by model or by key, with the estimated cost of each "
+        "line; a model with no price shows \"unpriced\", never $0."
+    )
 
     async def fetch(self) -> UsageSeries:
         return await self.me_app.me.usage_series(self.range, self.group, limit=8)

@@ -1,23 +1,33 @@
-"""Overview: live request rate, tokens per minute, error rate and latency over the last hour, the live feed, upstream health."""
+"""Overview: live request rate, tokens per minute, error rate and latency over the last hour, the live feed, upstream
+health, and what was spent today and this month.
+
+Spend comes from `/admin/v1/spend` (two requests: this day and this month, by account), every third poll with the
+upstreams, rather than from `/admin/v1/overview`: the overview is this daemon's last hour in memory, with no
+identity and no query, while spend is read from the ledger's rollups that every daemon shares, names accounts,
+and is the same document `noor spend` prints.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Container, Grid, Horizontal
+from textual.containers import Container, Grid, Horizontal, Vertical
 from textual.widgets import DataTable
 
 from noor_daemon.client import Overview, Upstreams
 from noor_tui.details.calls import call_detail
-from noor_tui.formatting import duration_ms, percent, rate, si
+from noor_tui.details.spend import spend_detail
+from noor_tui.formatting import duration_ms, money, percent, rate, si
 from noor_tui.screens.base import NoorScreen
 from noor_tui.widgets.charts import Chart
 from noor_tui.widgets.feed import LiveFeed
 from noor_tui.widgets.records import RecordTable
+from noor_tui.widgets.spend import SpendNow, SpendTable
 from noor_tui.widgets.stats import StatTile
 
 CHARTS = (
@@ -50,10 +60,15 @@ def minute_axis(points: int, step: int) -> tuple[list[float], tuple[list[float],
     return xs, (ticks, labels)
 
 
+SLOW_EVERY = 3
+"""Upstream health and spend (rollup reads) are asked every third poll; the charts (memory) every poll."""
+
+
 @dataclass
 class OverviewData:
     overview: Overview
     upstreams: Upstreams | None
+    spend: SpendNow | None = None
 
 
 class OverviewScreen(NoorScreen):
@@ -63,10 +78,14 @@ class OverviewScreen(NoorScreen):
     HELP = (
         "Request rate, tokens per minute, error rate and latency (p50 and p95) over the last hour, "
         "from the daemon's memory; the live feed of metered calls (ids and numbers only, never content); "
-        "and the health of each upstream over the last hour or two. Filter the feed with / (status:4xx, "
-        "account:ada, model:gpt); Enter shows a call in full, and for a refused one what refused it."
+        "and the health of each upstream over the last hour or two. Spend today (this month below it) from the "
+        "ledger, in the daemon's currency, with the accounts that spent most and their budgets (from 140 "
+        "columns; $ shows every account, key and model). Each call's cost is in the feed (\"unpriced\" for a "
+        "model with no price). Filter the feed with / (status:4xx, account:ada, model:gpt, cost:unpriced); "
+        "Enter shows a call in full, and for a refused one what refused it."
     )
     BINDINGS = [
+        Binding("dollar_sign", "spend", "Spend", key_display="$"),
         Binding("p", "pause", "Pause feed"),
         Binding("z", "zoom", "1h ⇄ 10m"),
         Binding("c", "next_chart", "Next chart"),
@@ -81,13 +100,15 @@ class OverviewScreen(NoorScreen):
         self.window = 3600
         self.current_chart = 0
         self.upstreams: Upstreams | None = None
+        self.spend: SpendNow | None = None
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="stats"):
-            yield StatTile("Requests / min", id="stat-rpm")
-            yield StatTile("Tokens / min", id="stat-tpm")
+            yield StatTile("Requests / min", id="stat-rpm", short="Req/min")
+            yield StatTile("Tokens / min", id="stat-tpm", short="Tok/min")
             yield StatTile("Errors", id="stat-errors")
             yield StatTile("Latency", id="stat-latency")
+            yield StatTile("Spend today", id="stat-spend", spark=False, short="Spend")
         with Grid(id="charts"):
             for index, (name, title) in enumerate(CHARTS):
                 with Container(id=f"box-{name}", classes="chart-box" + (" -current" if index == 0 else "")) as box:
@@ -97,13 +118,17 @@ class OverviewScreen(NoorScreen):
             with Container(id="feed-box", classes="panel") as feed_box:
                 feed_box.border_title = "Live calls"
                 yield LiveFeed(id="feed", account_label=self.admin_app.account_label)
-            with Container(id="upstream-box", classes="panel") as up_box:
-                up_box.border_title = "Upstreams · last hour"
-                yield DataTable(id="upstreams", cursor_type="none", zebra_stripes=False)
+            with Vertical(id="side"):
+                with Container(id="upstream-box", classes="panel") as up_box:
+                    up_box.border_title = "Upstreams · last hour"
+                    yield DataTable(id="upstreams", cursor_type="none", zebra_stripes=False)
+                with Container(id="spend-box", classes="panel") as spend_box:
+                    spend_box.border_title = "Spend"
+                    yield SpendTable(id="spend")
 
     def on_mount(self) -> None:
         table = self.query_one("#upstreams", DataTable)
-        table.add_column("Upstream", key="name", width=16)
+        table.add_column("Upstream", key="name", width=14)
         table.add_column("State", key="state", width=9)
         table.add_column("Calls", key="calls", width=5)
         table.add_column("Err", key="err", width=5)
@@ -111,8 +136,8 @@ class OverviewScreen(NoorScreen):
         self._set_titles()
 
     def on_resize(self) -> None:
-        """The health panel beside the feed from 140 columns; below that, a summary in the feed's title."""
-        self.query_one("#upstream-box").set_class(self.size.width >= 140, "-shown")
+        """The health and spend panels beside the feed from 140 columns; below that, a summary in the feed's title."""
+        self.query_one("#side").set_class(self.size.width >= 140, "-shown")
         if self.upstreams is not None:
             self._show_upstreams(self.upstreams)
 
@@ -121,9 +146,13 @@ class OverviewScreen(NoorScreen):
     async def fetch(self) -> OverviewData:
         admin = self.admin_app.admin
         step = 60 if self.window > 600 else 10
-        overview = await admin.overview(window=self.window, step=step)
-        upstreams = await admin.upstreams() if self.polls % 3 == 0 or self.upstreams is None else None
-        return OverviewData(overview, upstreams)
+        if self.polls % SLOW_EVERY and self.upstreams is not None and self.spend is not None:
+            return OverviewData(await admin.overview(window=self.window, step=step), None)
+        overview, upstreams, day, month = await asyncio.gather(
+            admin.overview(window=self.window, step=step), admin.upstreams(),
+            admin.spend(period="day", by="account"), admin.spend(period="month", by="account"),
+        )
+        return OverviewData(overview, upstreams, SpendNow(day, month))
 
     def show(self, data: OverviewData) -> None:
         ov = data.overview
@@ -155,6 +184,9 @@ class OverviewScreen(NoorScreen):
         if data.upstreams is not None:
             self.upstreams = data.upstreams
             self._show_upstreams(data.upstreams)
+        if data.spend is not None:
+            self.spend = data.spend
+            self._show_spend(data.spend)
 
     def _span(self) -> str:
         return "1h" if self.window >= 3600 else f"{self.window // 60}m"
@@ -182,15 +214,32 @@ class OverviewScreen(NoorScreen):
         summary = f" · upstreams: {marks}" if self.size.width < 140 else ""
         self.query_one("#feed-box").border_title = "Live calls" + (f" · ⚠ upstream {', '.join(bad)}" if bad else summary)
 
+    def _show_spend(self, spend: SpendNow) -> None:
+        currency = spend.currency
+        self.noor.currency = currency
+        fullest = spend.fullest()
+        self.query_one("#stat-spend", StatTile).show(
+            money(spend.day.total, currency), note=f"month {money(spend.month.total, currency)}",
+            level="bad" if fullest >= 0.9 else "warn" if fullest >= 0.7 else "",
+        )
+        self.query_one("#spend", SpendTable).show(spend)
+        box = self.query_one("#spend-box")
+        box.border_title = f"Spend · today {money(spend.day.total, currency)} · month {money(spend.month.total, currency)}"
+        unpriced = spend.unpriced_calls
+        box.border_subtitle = f"⚠ {unpriced:,} unpriced calls · $ all" if unpriced else "$ all"
+
     @on(RecordTable.Opened, "#feed")
     def _open(self, event: RecordTable.Opened) -> None:
         call = event.record.item
         label = self.admin_app.account_label(call.account_id)
         if call.account_id and label != call.account_id:
             label = f"{label} ({call.account_id})"
-        self.app.push_screen(call_detail(self.admin_app.admin, call, label, self.noor.tz, self.now()))
+        self.app.push_screen(call_detail(self.admin_app.admin, call, label, self.noor.tz, self.now(), self.noor.currency))
 
     # -- actions --------------------------------------------------------------------
+
+    def action_spend(self) -> None:
+        self.app.push_screen(spend_detail(self.admin_app.admin, self.spend))
 
     def action_pause(self) -> None:
         feed = self.query_one(LiveFeed)

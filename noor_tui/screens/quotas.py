@@ -1,4 +1,5 @@
-"""Quotas: every account with its fullest limit; for the selected one, each limit with a bar, what is left and when it resets."""
+"""Quotas: every account with its fullest limit or budget; for the selected one, each limit and budget with a bar,
+what is left and when it resets."""
 
 from __future__ import annotations
 
@@ -34,9 +35,10 @@ class QuotasScreen(NoorScreen):
     POLL_SECONDS = 5.0
     WATCHES = ("accounts", "keys")
     HELP = (
-        "Every account with its fullest limit (of the account or any of its keys); for the selected account, "
-        "each limit of its plan and each key's own limits with a bar, what is left and when it resets. "
-        "Suspended accounts and keys are marked ‖."
+        "Every account with its fullest limit or budget (of the account or any of its keys); for the selected "
+        "account, each limit and budget of its plan (or its own) and each key's own, with a bar, what is left and "
+        "when it resets. Budgets are money (spent of budget, in the daemon's currency). Suspended accounts and "
+        "keys are marked ‖."
     )
     BINDINGS = [Binding("s", "suspend", "Suspend/resume account")]
 
@@ -68,6 +70,8 @@ class QuotasScreen(NoorScreen):
 
     def show(self, data: QuotaData) -> None:
         self.data = data
+        if data.reports:
+            self.noor.currency = next(iter(data.reports.values())).currency
         self.admin_app.directory_loaded(data.accounts)
         wanted = [a for a in data.accounts if a.id in data.reports]
         records = []

@@ -1,4 +1,8 @@
-"""Usage: tokens and requests over time by model, key or account, for the last hour to the last 90 days, with estimated cost."""
+"""Usage: tokens, requests or cost over time by model, key or account, for the last hour to the last 90 days.
+
+Costs are the daemon's: each call priced as it was metered, in its currency. A model nobody priced shows
+"unpriced", never $0; a line whose calls were only partly priced carries a * (its cost leaves those out).
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from textual.widgets import Static
 
 from noor_daemon.client import UsageSeries
 from noor_tui.details.usage import usage_detail
-from noor_tui.formatting import bar, integer, money, parse_time, percent, si
+from noor_tui.formatting import bar, cost_text, integer, money, parse_time, percent, si
 from noor_tui.screens.base import NoorScreen
 from noor_tui.widgets.bar_chart import BarChart
 from noor_tui.widgets.records import Column, Record, RecordTable
@@ -25,7 +29,7 @@ from noor_tui.widgets.stats import StatTile
 RANGES = [("hour", "Hour"), ("day", "Day"), ("7d", "7 days"), ("30d", "30 days"), ("90d", "90 days")]
 RANGE_WORDS = {"hour": "last hour", "day": "last 24 hours", "7d": "last 7 days", "30d": "last 30 days", "90d": "last 90 days"}
 TICK_FORMATS = {"hour": "%H:%M", "day": "%H:%M", "7d": "%a %Hh", "30d": "%b %d", "90d": "%b %d"}
-METRICS = [("tokens", "Tokens"), ("requests", "Requests")]
+METRICS = [("tokens", "Tokens"), ("requests", "Requests"), ("cost", "Cost")]
 
 
 def bucket_labels(series: UsageSeries, tz, count: int = 6) -> list[str]:
@@ -44,15 +48,16 @@ class UsageScreen(NoorScreen):
     POLL_SECONDS = 10.0
     GROUPS: ClassVar[list[tuple[str, str]]] = [("model", "Model"), ("key", "Key"), ("account", "Account")]
     HELP = (
-        "Tokens or requests per bucket, stacked by model, key or account, for the last hour (per minute, "
-        "from the daemon's memory) up to the last 90 days (from the hourly rollups), with totals and an "
-        "estimated cost from the `[prices]` table of the daemon's config."
+        "Tokens, requests or cost per bucket, stacked by model, key or account, for the last hour (per minute, "
+        "from the daemon's memory) up to the last 90 days (from the hourly rollups), with totals and the "
+        "estimated cost of each line (each call priced when it was metered: `noor prices`). A model with no "
+        "price shows \"unpriced\", never $0; a * marks a cost that leaves out some unpriced calls."
     )
     BINDINGS = [
         Binding("left_square_bracket", "range(-1)", "◀ Range"),
         Binding("right_square_bracket", "range(1)", "Range ▶"),
         Binding("g", "next_group", "Group by"),
-        Binding("t", "next_metric", "Tokens/requests"),
+        Binding("t", "next_metric", "Metric"),
     ]
     PALETTE = [
         *[(f"Usage: {words}", f"Show usage over the {words}", f"set_range('{value}')") for value, words in RANGE_WORDS.items()],
@@ -70,7 +75,7 @@ class UsageScreen(NoorScreen):
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="usage-controls"):
-            yield Segments("Range", RANGES, self.range, id="ranges")
+            yield Segments("Range", RANGES, self.range, id="ranges", short={"7d": "7d", "30d": "30d", "90d": "90d"})
             yield Segments("By", self.GROUPS, self.group, id="groups")
             yield Segments("Show", METRICS, self.metric, id="metrics")
         with Horizontal(id="usage-stats"):
@@ -116,11 +121,12 @@ class UsageScreen(NoorScreen):
             integer(totals.errors), note=percent(error_rate),
             level="bad" if (error_rate or 0) >= 0.05 else "warn" if (error_rate or 0) >= 0.01 else "",
         )
+        self.noor.currency = data.currency
         if not data.priced:
             cost, note = "no prices", "add \\[prices] to the config"
         else:
-            cost = money(totals.cost)
-            note = f"+{len(totals.unpriced_models)} unpriced" if totals.unpriced_models else "from \\[prices]"
+            cost = money(totals.cost, data.currency)
+            note = f"+{len(totals.unpriced_models)} unpriced" if totals.unpriced_models else "all priced"
         self.query_one("#usage-cost", StatTile).show(cost, note=note)
         self._chart(data)
         self._table(data)
@@ -128,17 +134,19 @@ class UsageScreen(NoorScreen):
         source = "from the daemon's memory (per minute)" if data.source == "memory" else "from the hourly rollups"
         self.query_one("#usage-note", Static).update(
             f"{len(data.buckets)} × {_bucket_words(data.bucket_seconds)}, {source}"
-            + (f" · no price for: {unpriced}" if unpriced else "")
+            + (f" · no price for: {unpriced} (* leaves them out)" if unpriced else "")
         )
 
-    def _values(self, line) -> list[int]:
+    def _values(self, line) -> list[float]:
+        if self.metric == "cost":
+            return line.cost
         return line.tokens if self.metric == "tokens" else line.requests
 
     def _chart(self, data: UsageSeries) -> None:
         chart = self.query_one("#usage-chart", BarChart)
         stacks = {line.label: [float(v) for v in self._values(line)] for line in data.series}
         count = 6 if self.app.size.width >= 120 else 4
-        chart.show(stacks, bucket_labels(data, self.noor.tz, count))
+        chart.show(stacks, bucket_labels(data, self.noor.tz, count), fmt=self._axis_format(data))
         metric = dict(METRICS)[self.metric]
         self.query_one("#usage-chart-box").border_title = f"{metric} per {_bucket_words(data.bucket_seconds)} by {self._group_label().lower()} · {RANGE_WORDS[data.range]}"
 
@@ -162,7 +170,8 @@ class UsageScreen(NoorScreen):
                     "in": si(t.prompt_tokens),
                     "out": si(t.completion_tokens),
                     "share": Text(bar(share, 8), style=colour) + Text(f" {share * 100:3.0f}%"),
-                    "cost": money(t.cost) if t.cost is not None else Text("unpriced", style="dim", justify="right"),
+                    "cost": Text(cost_text(t.cost, t.unpriced_models, data.currency), justify="right",
+                                 style="dim" if t.cost is None else ""),
                 },
                 item=line,
                 sort={"requests": t.requests, "errors": t.errors, "in": t.prompt_tokens, "out": t.completion_tokens,
@@ -177,6 +186,12 @@ class UsageScreen(NoorScreen):
     def _open(self, event: RecordTable.Opened) -> None:
         if self.series is not None:
             self.app.push_screen(usage_detail(event.record.item, self.series, self._group_label(), self.noor.tz))
+
+    def _axis_format(self, data: UsageSeries):
+        """The chart's axis in money for the cost metric, in SI units otherwise."""
+        if self.metric == "cost":
+            return lambda value: money(value, data.currency, compact=True)
+        return si
 
     # -- controls -------------------------------------------------------------------
 

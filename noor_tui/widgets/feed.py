@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, cast
 from rich.text import Text
 
 from noor_daemon.client import CallEvent
-from noor_tui.formatting import clock_time, duration_ms, si
+from noor_tui.formatting import clock_time, duration_ms, money, si
 from noor_tui.widgets.records import Column, Record, RecordTable
 
 if TYPE_CHECKING:
@@ -59,15 +59,23 @@ def status_text(status: int) -> Text:
 
 COLUMNS = [
     Column("time", "Time", 8),
-    Column("account", "Account", 12, grow=3),
+    Column("account", "Account", 16, grow=1),
     Column("key", "Key", 14, drop=2),
-    Column("model", "Model", 9, grow=1),
+    Column("model", "Model", 10),
     Column("status", "St", 3),
     Column("tokens", "Tok", 5, right=True),
     Column("latency", "Latency", 7, right=True),
     Column("ttft", "TTFT", 7, right=True, drop=1),
+    Column("cost", "Cost", 9, right=True),
 ]
-"""A narrow feed leaves out the time to first token, then the key."""
+"""A narrow feed leaves out the key, then the time to first token (an email and the cost matter more)."""
+
+
+def cost_cell(event: CallEvent, currency: str) -> Text | str:
+    """The call's cost; "unpriced" (dim) for tokens of a model nobody priced, never a made-up $0."""
+    if event.cost is not None:
+        return money(event.cost, currency)
+    return Text("unpriced" if event.total_tokens else "–", style="dim")
 
 
 class LiveFeed(RecordTable):
@@ -92,6 +100,11 @@ class LiveFeed(RecordTable):
     def on_mount(self) -> None:
         self.catch_up(force=True)
         self.set_interval(0.25, self.catch_up)
+        self.watch(self.app, "currency", self._currency_changed, init=False)
+
+    def _currency_changed(self) -> None:
+        self._made.clear()  # every cost is drawn again in the daemon's currency
+        self.catch_up(force=True)
 
     def record(self, epoch: int, event: CallEvent) -> Record:
         key = f"{epoch}:{event.seq}"
@@ -110,10 +123,11 @@ class LiveFeed(RecordTable):
                 "tokens": si(event.total_tokens) if event.total_tokens else "–",
                 "latency": duration_ms(event.latency_ms),
                 "ttft": Text(duration_ms(event.ttft_ms) if event.ttft_ms is not None else "–", style="dim"),
+                "cost": cost_cell(event, self.noor.currency),
             },
             item=event,
             sort={"time": (epoch, event.seq), "tokens": event.total_tokens, "latency": event.latency_ms,
-                  "ttft": event.ttft_ms, "status": event.status},
+                  "ttft": event.ttft_ms, "status": event.status, "cost": event.cost},
             fields={"provider": event.provider or "", "endpoint": event.endpoint, "account_id": event.account_id or "",
                     "seq": str(event.seq)},
             copy=str(event.seq),

@@ -1,4 +1,8 @@
-"""A quota report as a table: every limit of an account and of its keys, with a bar, what is left, and when it resets."""
+"""A quota report as a table: every limit of an account and of its keys, with a bar, what is left, and when it resets.
+
+A budget is a limit in money: its row reads "$3.41 of $20.00" in the report's currency, left "$16.59", and
+its bar is coloured as any other limit's.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 from noor_daemon.client import LimitStatus, QuotaReport
-from noor_tui.formatting import bar, integer, si, until
+from noor_tui.formatting import bar, integer, money, si, until
 
 LIMIT_NAMES = {
     "requests_per_minute": "requests/min",
@@ -17,7 +21,23 @@ LIMIT_NAMES = {
     "requests_per_day": "requests/day",
     "tokens_per_day": "tokens/day",
     "tokens_per_month": "tokens/month",
+    "budget_per_day": "budget/day",
+    "budget_per_month": "budget/month",
 }
+
+
+def amount_text(row: LimitStatus, value: float, currency: str) -> str:
+    """One of a row's figures: money for a budget, a count otherwise (SI from 10,000 on, either way)."""
+    if row.is_budget:
+        return money(value, currency, compact=True)
+    return si(value) if row.value >= 10_000 else integer(value)
+
+
+def used_text(row: LimitStatus, currency: str) -> str:
+    """"$3.41 of $20.00" for a budget, "1,204 / 5,000" for a count."""
+    if row.is_budget:
+        return f"{amount_text(row, row.used, currency)} of {amount_text(row, row.value, currency)}"
+    return f"{amount_text(row, row.used, currency)} / {amount_text(row, row.value, currency)}"
 
 
 def meter(share: float, width: int, style: str) -> Text:
@@ -71,25 +91,23 @@ class QuotaTable(DataTable):
         self.add_column("Scope", key="scope", width=24 if self.wide else 14)
         self.add_column("Limit", key="limit", width=13 if self.wide else 12)
         self.add_column("Use", key="bar", width=self.bar_width + 5)
-        self.add_column("Used / limit", key="used", width=15 if self.wide else 13)
-        self.add_column("Left", key="left", width=9 if self.wide else 7)
+        self.add_column("Used / limit", key="used", width=19 if self.wide else 15)
+        self.add_column("Left", key="left", width=9 if self.wide else 8)
         self.add_column("Resets", key="resets", width=10 if self.wide else 7)
 
     def on_resize(self) -> None:
         if self._report is not None and self.wide != (self.app.size.width >= 110):
             self.show(*self._report)
 
-    def _row(self, row: LimitStatus, now: datetime) -> list:
+    def _row(self, row: LimitStatus, now: datetime, currency: str) -> list:
         share = fraction(row)
         style = level_style(share)
-        used = si(row.used) if row.value >= 10_000 else integer(row.used)
-        limit = si(row.value) if row.value >= 10_000 else integer(row.value)
         cells = [
             LIMIT_NAMES.get(row.limit, row.limit),
             meter(share, self.bar_width, style) + Text(f" {share * 100:3.0f}%", style=style),
-            f"{used} / {limit}",
+            used_text(row, currency),
         ]
-        cells.append(Text(si(row.remaining) if row.remaining >= 10_000 else integer(row.remaining), style=style if share >= 0.9 else ""))
+        cells.append(Text(amount_text(row, row.remaining, currency), style=style if share >= 0.9 else ""))
         cells.append(until(row.resets_at, now) if row.resets_at else "–")
         return cells
 
@@ -108,7 +126,7 @@ class QuotaTable(DataTable):
             if not report.limits:
                 self.add_row(*self._blank(title, "no limits"), key="account:none")
             for index, row in enumerate(report.limits):
-                self.add_row(title if index == 0 else "", *self._row(row, now), key=f"account:{row.limit}")
+                self.add_row(title if index == 0 else "", *self._row(row, now, report.currency), key=f"account:{row.limit}")
             for kq in report.keys:
                 key = kq.key
                 label = Text(f"  {key.prefix}" if self.wide else key.prefix)
@@ -120,4 +138,4 @@ class QuotaTable(DataTable):
                 if not kq.limits:
                     self.add_row(*self._blank(label, "plan only"), key=f"key:{key.id}:none")
                 for index, row in enumerate(kq.limits):
-                    self.add_row(label if index == 0 else "", *self._row(row, now), key=f"key:{key.id}:{row.limit}")
+                    self.add_row(label if index == 0 else "", *self._row(row, now, report.currency), key=f"key:{key.id}:{row.limit}")

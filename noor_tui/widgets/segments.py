@@ -9,7 +9,8 @@ from textual.widgets import Static
 
 
 class Segments(Static):
-    """`label: [a] b c`; posts `Segments.Changed` when the active value changes."""
+    """`label: [a] b c`; posts `Segments.Changed` when the active value changes. Under 120 columns the label
+    goes, and each option may go by a shorter name (`short`, value to name)."""
 
     DEFAULT_CSS = """
     Segments { height: 1; width: auto; link-style: none; link-background-hover: $boost; link-color-hover: $text; }
@@ -24,10 +25,13 @@ class Segments(Static):
         def control(self) -> Segments:
             return self.segments
 
-    def __init__(self, label: str, options: list[tuple[str, str]], value: str, *, id: str | None = None) -> None:
+    def __init__(
+        self, label: str, options: list[tuple[str, str]], value: str, *, id: str | None = None, short: dict[str, str] | None = None
+    ) -> None:
         super().__init__(id=id)
         self.label = label
         self.options = options
+        self.short = short or {}
         self.value = value
         self.show_label = True
 
@@ -43,6 +47,8 @@ class Segments(Static):
     def _draw(self) -> None:
         parts = [f"[$text-muted]{self.label}[/] "] if self.label and self.show_label else []
         for value, label in self.options:
+            if not self.show_label:
+                label = self.short.get(value, label)
             style = "b $text on $primary 40%" if value == self.value else "$text-muted"
             parts.append(f"[@click=select('{value}')][{style}] {label} [/][/]")
         self.update("".join(parts))

@@ -25,10 +25,16 @@ class StatTile(Horizontal):
     StatTile > Sparkline { width: 1fr; height: 1; min-width: 4; }
     """
 
-    def __init__(self, title: str, *, id: str | None = None, spark: bool = True) -> None:
+    def __init__(self, title: str, *, id: str | None = None, spark: bool = True, short: str | None = None) -> None:
         super().__init__(id=id, classes="stat")
         self.border_title = title
+        self._title = title
+        self._short = short or title
         self._spark = spark
+
+    def on_resize(self) -> None:
+        """The short title when the whole one would be cut ("Req / min" in 80 columns)."""
+        self.border_title = self._title if self.size.width >= len(self._title) + 4 else self._short
 
     def compose(self) -> ComposeResult:
         yield Static("–", classes="value")
