@@ -50,50 +50,58 @@ FINISH_REASONS = {STOP_END: "stop", ir.STOP_SEQUENCE: "stop", STOP_LENGTH: "leng
 
 def read_request(payload: dict, to: str) -> ir.Request:
     ir.refuse_unknown(payload, _KNOWN, to)
-    if payload.get("n") not in (None, 1):
-        raise Untranslatable("n", f"{to} gives one answer per call")
-    if payload.get("logprobs"):
-        raise Untranslatable("logprobs", f"{to} does not return log probabilities here")
-    for name in ("frequency_penalty", "presence_penalty"):
-        if payload.get(name) not in (None, 0, 0.0):
-            raise Untranslatable(name, f"{to} has no {name.replace('_', ' ')}")
-    if payload.get("modalities") not in (None, ["text"]):
-        raise Untranslatable("modalities", f"{to} answers in text only")
+    if not _CHECKED.isdisjoint(payload):  # fields only their defaults can be translated
+        if payload.get("n") not in (None, 1):
+            raise Untranslatable("n", f"{to} gives one answer per call")
+        if payload.get("logprobs"):
+            raise Untranslatable("logprobs", f"{to} does not return log probabilities here")
+        for name in ("frequency_penalty", "presence_penalty"):
+            if payload.get(name) not in (None, 0, 0.0):
+                raise Untranslatable(name, f"{to} has no {name.replace('_', ' ')}")
+        if payload.get("modalities") not in (None, ["text"]):
+            raise Untranslatable("modalities", f"{to} answers in text only")
     messages = payload.get("messages")
     if not isinstance(messages, list) or not messages:
         raise bad_field("messages", "must be a non-empty array of messages")
     request = ir.Request(model=payload["model"], turns=[], stream=payload.get("stream") is True)
+    turns = request.turns
     leading = True
     for i, message in enumerate(messages):
-        where = f"messages[{i}]"
+        # Where a field is (`messages[3].content`) is written only for an error: a conversation has many messages.
         if not isinstance(message, dict):
-            raise bad_field(where, "must be an object")
+            raise bad_field(f"messages[{i}]", "must be an object")
         role = message.get("role")
-        ir.refuse_unknown(message, _MESSAGE_FIELDS.get(role, frozenset({"role"})), to, where + ".")
+        fields = _MESSAGE_FIELDS.get(role, _ROLE_ONLY) if isinstance(role, str) else _ROLE_ONLY
+        if not fields.issuperset(message):
+            ir.refuse_unknown(message, fields, to, f"messages[{i}].")
+        content = message.get("content")
         if role in ("system", "developer"):
-            text = _plain_text(message.get("content"), where + ".content", to)
+            text = content if isinstance(content, str) else _plain_text(content, f"messages[{i}].content", to)
             if leading:
                 request.system.append(text)
             else:
-                request.turns.append(ir.Turn("system", [Text(text)]))
+                turns.append(ir.Turn("system", [Text(text)]))
             continue
         leading = False
         if role == "user":
-            _append(request.turns, "user", _user_parts(message.get("content"), where + ".content", to))
+            parts = [Text(content)] if isinstance(content, str) else _user_parts(content, f"messages[{i}].content", to)
+            _append(turns, "user", parts)
         elif role == "assistant":
-            _append(request.turns, "assistant", _assistant_parts(message, where))
+            _append(turns, "assistant", _assistant_parts(message, i))
         elif role == "tool":
             call_id = message.get("tool_call_id")
             if not isinstance(call_id, str):
-                raise bad_field(where + ".tool_call_id", "is required on a tool message")
-            content = _tool_content(message.get("content"), where + ".content", to)
-            _append(request.turns, "user", [ToolResult(call_id, content)])
+                raise bad_field(f"messages[{i}].tool_call_id", "is required on a tool message")
+            parts = [Text(content)] if isinstance(content, str) else _tool_content(content, f"messages[{i}].content", to)
+            _append(turns, "user", [ToolResult(call_id, parts)])
         else:
-            raise bad_field(where + ".role", "must be system, developer, user, assistant or tool")
+            raise bad_field(f"messages[{i}].role", "must be system, developer, user, assistant or tool")
     _read_options(payload, request, to)
     return request
 
 
+_CHECKED = frozenset({"n", "logprobs", "frequency_penalty", "presence_penalty", "modalities"})
+_ROLE_ONLY = frozenset({"role"})
 _MESSAGE_FIELDS = {
     "system": frozenset({"role", "content"}),
     "developer": frozenset({"role", "content"}),
@@ -127,19 +135,18 @@ def _user_parts(content: object, where: str, to: str) -> list:
         raise bad_field(where, "must be a string or an array of content parts")
     parts: list = []
     for j, part in enumerate(content):
-        here = f"{where}[{j}]"
         kind = part.get("type") if isinstance(part, dict) else None
         if kind == "text" and isinstance(part.get("text"), str):
             parts.append(Text(part["text"]))
         elif kind == "image_url" and isinstance(part.get("image_url"), dict):
             spec = part["image_url"]
-            image = ir.image_from_url(spec.get("url"), here + ".image_url.url")
+            image = ir.image_from_url(spec.get("url"), f"{where}[{j}].image_url.url")
             image.detail = spec.get("detail")
             parts.append(image)
         elif kind in ("input_audio", "file"):
-            raise Untranslatable(here, f"{to} cannot take this content part ({kind})")
+            raise Untranslatable(f"{where}[{j}]", f"{to} cannot take this content part ({kind})")
         else:
-            raise bad_field(here, "must be a text or image_url content part")
+            raise bad_field(f"{where}[{j}]", "must be a text or image_url content part")
     return parts
 
 
@@ -151,7 +158,7 @@ def _tool_content(content: object, where: str, to: str) -> list:
     raise bad_field(where, "must be a string or an array of text parts")
 
 
-def _assistant_parts(message: dict, where: str) -> list:
+def _assistant_parts(message: dict, i: int) -> list:
     parts: list = []
     thought = message.get("reasoning_content") or message.get("reasoning")
     if isinstance(thought, str) and thought:
@@ -167,20 +174,20 @@ def _assistant_parts(message: dict, where: str) -> list:
             elif isinstance(part, dict) and part.get("type") == "refusal" and isinstance(part.get("refusal"), str):
                 parts.append(Text(part["refusal"]))
             else:
-                raise bad_field(f"{where}.content[{j}]", "must be a text or refusal content part")
+                raise bad_field(f"messages[{i}].content[{j}]", "must be a text or refusal content part")
     elif content is not None:
-        raise bad_field(where + ".content", "must be a string, an array of parts or null")
-    if isinstance(message.get("refusal"), str) and message["refusal"]:
-        parts.append(Text(message["refusal"]))
+        raise bad_field(f"messages[{i}].content", "must be a string, an array of parts or null")
+    refusal = message.get("refusal")
+    if isinstance(refusal, str) and refusal:
+        parts.append(Text(refusal))
     calls = message.get("tool_calls")
     if calls is not None:
         if not isinstance(calls, list):
-            raise bad_field(where + ".tool_calls", "must be an array")
+            raise bad_field(f"messages[{i}].tool_calls", "must be an array")
         for j, call in enumerate(calls):
-            here = f"{where}.tool_calls[{j}]"
             function = call.get("function") if isinstance(call, dict) else None
             if not isinstance(function, dict) or not isinstance(function.get("name"), str) or not isinstance(call.get("id"), str):
-                raise bad_field(here, "must have an id and a function with a name")
+                raise bad_field(f"messages[{i}].tool_calls[{j}]", "must have an id and a function with a name")
             arguments = function.get("arguments")
             parts.append(ToolCall(call["id"], function["name"], arguments if isinstance(arguments, str) else "{}"))
     return parts
@@ -308,10 +315,18 @@ def _write_tool(tool: ir.Tool) -> dict:
 
 
 def _write_user(turn: ir.Turn, messages: list[dict]) -> None:
+    parts = turn.parts
+    if len(parts) == 1 and type(parts[0]) is Text:  # the usual user turn: its words
+        messages.append({"role": "user", "content": parts[0].text})
+        return
     content: list[dict] = []
-    for part in turn.parts:
+    for part in parts:
         if isinstance(part, ToolResult):
-            text = ir.text_of(part.content, f"the result of tool call {part.call_id}", TITLE)
+            result = part.content
+            if len(result) == 1 and type(result[0]) is Text:
+                text = result[0].text
+            else:
+                text = ir.text_of(result, f"the result of tool call {part.call_id}", TITLE)
             messages.append({"role": "tool", "tool_call_id": part.call_id, "content": text})
         elif isinstance(part, Text):
             content.append({"type": "text", "text": part.text})
@@ -326,11 +341,13 @@ def _write_user(turn: ir.Turn, messages: list[dict]) -> None:
 
 
 def _write_assistant(turn: ir.Turn, messages: list[dict]) -> None:
-    texts = [part.text for part in turn.parts if isinstance(part, Text)]
-    calls = [
-        {"id": part.id, "type": "function", "function": {"name": part.name, "arguments": part.arguments}}
-        for part in turn.parts if isinstance(part, ToolCall)
-    ]
+    texts = []
+    calls = []
+    for part in turn.parts:
+        if isinstance(part, Text):
+            texts.append(part.text)
+        elif isinstance(part, ToolCall):
+            calls.append({"id": part.id, "type": "function", "function": {"name": part.name, "arguments": part.arguments}})
     message: dict = {"role": "assistant", "content": "".join(texts) if texts else (None if calls else "")}
     if calls:
         message["tool_calls"] = calls
@@ -343,16 +360,21 @@ def _write_assistant(turn: ir.Turn, messages: list[dict]) -> None:
 def read_answer(body: dict) -> ir.Answer:
     choices = body.get("choices")
     choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
-    message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+    message = choice.get("message")
+    if not isinstance(message, dict):
+        message = {}
     parts: list = []
     thought = message.get("reasoning_content") or message.get("reasoning")
     if isinstance(thought, str) and thought:
         parts.append(Reasoning(thought))
-    if isinstance(message.get("content"), str) and message["content"]:
-        parts.append(Text(message["content"]))
-    refused = isinstance(message.get("refusal"), str) and bool(message["refusal"])
+    content = message.get("content")
+    if isinstance(content, str) and content:
+        parts.append(Text(content))
+    refusal = message.get("refusal")
+    refused = isinstance(refusal, str) and bool(refusal)
     if refused:
-        parts.append(Refusal(message["refusal"]))
+        parts.append(Refusal(refusal))
+    called = len(parts)
     for n, call in enumerate(message.get("tool_calls") or []):
         function = call.get("function") or {}
         arguments = function.get("arguments")
@@ -360,21 +382,26 @@ def read_answer(body: dict) -> ir.Answer:
     stop = STOP_REASONS.get(choice.get("finish_reason") or "stop", STOP_END)
     if refused:
         stop = STOP_FILTER
-    elif stop == STOP_END and any(isinstance(p, ToolCall) for p in parts):
+    elif stop == STOP_END and len(parts) > called:
         stop = STOP_TOOL  # some servers say "stop" after tool calls
+    created = body.get("created")
     return ir.Answer(str(body.get("id") or "chatcmpl-noor"), str(body.get("model") or ""), parts, stop,
-                     usage=read_usage(body.get("usage")), created=body.get("created") if isinstance(body.get("created"), int) else 0)
+                     usage=read_usage(body.get("usage")), created=created if isinstance(created, int) else 0)
 
 
 def read_usage(usage: object) -> ir.Usage | None:
-    if not isinstance(usage, dict) or not isinstance(usage.get("prompt_tokens"), int):
+    if not isinstance(usage, dict):
         return None
-    prompt = usage.get("prompt_tokens_details") if isinstance(usage.get("prompt_tokens_details"), dict) else {}
-    completion = usage.get("completion_tokens_details") if isinstance(usage.get("completion_tokens_details"), dict) else {}
+    prompt_tokens = usage.get("prompt_tokens")
+    if not isinstance(prompt_tokens, int):
+        return None
+    prompt = usage.get("prompt_tokens_details")
+    completion = usage.get("completion_tokens_details")
+    reasoning = completion.get("reasoning_tokens") if isinstance(completion, dict) else None
     return ir.Usage(
-        input_tokens=usage["prompt_tokens"], output_tokens=_int(usage.get("completion_tokens")),
-        cache_read=_int(prompt.get("cached_tokens")), reasoning_tokens=completion.get("reasoning_tokens")
-        if isinstance(completion.get("reasoning_tokens"), int) else None,
+        input_tokens=prompt_tokens, output_tokens=_int(usage.get("completion_tokens")),
+        cache_read=_int(prompt.get("cached_tokens")) if isinstance(prompt, dict) else 0,
+        reasoning_tokens=reasoning if isinstance(reasoning, int) else None,
     )
 
 
@@ -391,13 +418,17 @@ def write_usage(usage: ir.Usage) -> dict:
 
 
 def write_answer(answer: ir.Answer, request: ir.Request, now: int) -> bytes:
-    text = "".join(p.text for p in answer.parts if isinstance(p, Text))
-    refusal = "".join(p.text for p in answer.parts if isinstance(p, Refusal))
-    thought = "".join(p.text for p in answer.parts if isinstance(p, Reasoning))
-    calls = [
-        {"id": p.id, "type": "function", "function": {"name": p.name, "arguments": p.arguments}}
-        for p in answer.parts if isinstance(p, ToolCall)
-    ]
+    text = refusal = thought = ""
+    calls = []
+    for p in answer.parts:
+        if isinstance(p, Text):
+            text += p.text
+        elif isinstance(p, Refusal):
+            refusal += p.text
+        elif isinstance(p, Reasoning):
+            thought += p.text
+        elif isinstance(p, ToolCall):
+            calls.append({"id": p.id, "type": "function", "function": {"name": p.name, "arguments": p.arguments}})
     message: dict = {"role": "assistant", "content": text or None, "refusal": refusal or None}
     if thought:
         message["reasoning_content"] = thought

@@ -67,18 +67,17 @@ class ChatDecoder(Decoder):
         if usage:
             self.usage = read_usage(usage)
 
-    def quick(self, event: bytes) -> bool:
+    def piece(self, event: bytes) -> tuple[int, int] | None:
         at = event.find(_CONTENT)
         if at < 0 or not self.started or self.finished or not event.startswith(b"data:") or b'"usage":{' in event:
-            return False
+            return None
         start = at + len(_CONTENT) - 1
         end = string_end(event, start)
         if end < 0 or not (event.startswith(_AFTER_CONTENT[0], end + 1) or event.startswith(_AFTER_CONTENT[1], end + 1)):
-            return False
+            return None
         if event.count(b"\n") != 2:  # one data line, then the blank line
-            return False
-        self.sink.text_json(event[start : end + 1])
-        return True
+            return None
+        return start, end
 
     def _delta(self, delta: dict, content: object) -> None:
         sink = self.sink
@@ -148,6 +147,11 @@ class ChatEncoder(Sink):
     def text_json(self, raw: bytes) -> None:
         self.in_call = False
         self._chunk(b'{"content":' + raw + b"}")
+
+    def text_pieces(self, pieces: list[bytes]) -> None:
+        self.in_call = False
+        before, after = self.head + b'{"content":', b'},"logprobs":null,"finish_reason":null}]}\n\n'
+        self.out.append(before + (after + before).join(pieces) + after)
 
     def refusal(self, delta: str) -> None:
         self.refused = True

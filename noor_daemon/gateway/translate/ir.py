@@ -204,6 +204,8 @@ def given(payload: dict, name: str) -> object:
 
 def refuse_unknown(payload: dict, known: frozenset[str], to: str, prefix: str = "") -> None:
     """Every field present (and not null) must be one the reader understands or leaves out on purpose."""
+    if known.issuperset(payload):  # the usual case, in one C call
+        return
     for name, value in payload.items():
         if value is not None and name not in known:
             raise Untranslatable(prefix + name, f"{to} has no counterpart to it")

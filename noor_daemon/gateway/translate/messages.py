@@ -54,56 +54,70 @@ def read_request(payload: dict, to: str) -> ir.Request:
         for i, block in enumerate(system):
             if not isinstance(block, dict) or block.get("type") != "text" or not isinstance(block.get("text"), str):
                 raise bad_field(f"system[{i}]", "must be a text block")
-            ir.refuse_unknown(block, frozenset({"type", "text", "cache_control"}), to, f"system[{i}].")
+            if not _SYSTEM_FIELDS.issuperset(block):
+                ir.refuse_unknown(block, _SYSTEM_FIELDS, to, f"system[{i}].")
             request.system.append(block["text"])
     elif system is not None:
         raise bad_field("system", "must be a string or an array of text blocks")
+    turns = request.turns
     for i, message in enumerate(messages):
-        where = f"messages[{i}]"
-        if not isinstance(message, dict) or message.get("role") not in ("user", "assistant", "system"):
-            raise bad_field(where, "must be a message with role user, assistant or system")
-        ir.refuse_unknown(message, frozenset({"role", "content"}), to, where + ".")
-        role = message["role"]
-        parts = _read_content(message.get("content"), role, where + ".content", to)
+        # Where a field is (`messages[3].content[1]`) is written only for an error: a conversation has many blocks.
+        role = message.get("role") if isinstance(message, dict) else None
+        if role not in _ROLES:
+            raise bad_field(f"messages[{i}]", "must be a message with role user, assistant or system")
+        if not _MESSAGE_FIELDS.issuperset(message):
+            ir.refuse_unknown(message, _MESSAGE_FIELDS, to, f"messages[{i}].")
+        content = message.get("content")
+        parts = [Text(content)] if isinstance(content, str) else _read_content(content, role, i, to)
         if role == "system":
-            request.turns.append(ir.Turn("system", parts))
-        elif request.turns and request.turns[-1].role == role:
-            request.turns[-1].parts.extend(parts)
+            turns.append(ir.Turn("system", parts))
+        elif turns and turns[-1].role == role:
+            turns[-1].parts.extend(parts)
         else:
-            request.turns.append(ir.Turn(role, parts))
+            turns.append(ir.Turn(role, parts))
     _read_options(payload, request, to)
     return request
 
 
-def _read_content(content: object, role: str, where: str, to: str) -> list:
-    if isinstance(content, str):
-        return [Text(content)]
+_ROLES = ("user", "assistant", "system")
+_MESSAGE_FIELDS = frozenset({"role", "content"})
+_SYSTEM_FIELDS = frozenset({"type", "text", "cache_control"})
+_TEXT_FIELDS = frozenset({"type", "text", "cache_control", "citations"})
+_TOOL_USE_FIELDS = frozenset({"type", "id", "name", "input", "cache_control", "caller"})
+_TOOL_RESULT_FIELDS = frozenset({"type", "tool_use_id", "content", "is_error", "cache_control"})
+_TOOL_FIELDS = frozenset({"type", "name", "description", "input_schema", "cache_control", "strict"})
+_OUTPUT_CONFIG_FIELDS = frozenset({"effort", "format"})
+
+
+def _read_content(content: object, role: str, i: int, to: str) -> list:
+    """The blocks of `messages[i].content` (not a string)."""
     if not isinstance(content, list):
-        raise bad_field(where, "must be a string or an array of content blocks")
+        raise bad_field(f"messages[{i}].content", "must be a string or an array of content blocks")
     parts: list = []
     for j, block in enumerate(content):
-        here = f"{where}[{j}]"
         kind = block.get("type") if isinstance(block, dict) else None
         if kind == "text" and isinstance(block.get("text"), str):
-            ir.refuse_unknown(block, frozenset({"type", "text", "cache_control", "citations"}), to, here + ".")
+            if not _TEXT_FIELDS.issuperset(block):
+                ir.refuse_unknown(block, _TEXT_FIELDS, to, f"messages[{i}].content[{j}].")
             parts.append(Text(block["text"]))
-        elif kind == "image" and role != "assistant":
-            parts.append(_read_image(block, here, to))
         elif kind == "tool_result" and role == "user":
-            parts.append(_read_tool_result(block, here, to))
+            parts.append(_read_tool_result(block, f"messages[{i}].content[{j}]", to))
         elif kind == "tool_use" and role == "assistant":
             if not isinstance(block.get("id"), str) or not isinstance(block.get("name"), str):
-                raise bad_field(here, "must have an id and a name")
-            ir.refuse_unknown(block, frozenset({"type", "id", "name", "input", "cache_control", "caller"}), to, here + ".")
+                raise bad_field(f"messages[{i}].content[{j}]", "must have an id and a name")
+            if not _TOOL_USE_FIELDS.issuperset(block):
+                ir.refuse_unknown(block, _TOOL_USE_FIELDS, to, f"messages[{i}].content[{j}].")
             parts.append(ToolCall(block["id"], block["name"], orjson.dumps(block.get("input") or {}).decode()))
+        elif kind == "image" and role != "assistant":
+            parts.append(_read_image(block, f"messages[{i}].content[{j}]", to))
         elif kind == "thinking" and role == "assistant":
             parts.append(Reasoning(str(block.get("thinking") or ""), block.get("signature") or None))
         elif kind == "redacted_thinking" and role == "assistant":
             parts.append(Reasoning("", redacted=str(block.get("data") or "")))
         elif isinstance(kind, str):
-            raise Untranslatable(here, f"{to} cannot take a `{kind}` block here")
+            raise Untranslatable(f"messages[{i}].content[{j}]", f"{to} cannot take a `{kind}` block here")
         else:
-            raise bad_field(here, "must be a content block with a type")
+            raise bad_field(f"messages[{i}].content[{j}]", "must be a content block with a type")
     return parts
 
 
@@ -122,21 +136,21 @@ def _read_tool_result(block: dict, where: str, to: str) -> ToolResult:
     call_id = block.get("tool_use_id")
     if not isinstance(call_id, str):
         raise bad_field(where + ".tool_use_id", "is required")
-    ir.refuse_unknown(block, frozenset({"type", "tool_use_id", "content", "is_error", "cache_control"}), to, where + ".")
+    if not _TOOL_RESULT_FIELDS.issuperset(block):
+        ir.refuse_unknown(block, _TOOL_RESULT_FIELDS, to, where + ".")
     content = block.get("content")
     parts: list = []
     if isinstance(content, str):
         parts.append(Text(content))
     elif isinstance(content, list):
         for k, inner in enumerate(content):
-            here = f"{where}.content[{k}]"
             kind = inner.get("type") if isinstance(inner, dict) else None
             if kind == "text" and isinstance(inner.get("text"), str):
                 parts.append(Text(inner["text"]))
             elif kind == "image":
-                parts.append(_read_image(inner, here, to))
+                parts.append(_read_image(inner, f"{where}.content[{k}]", to))
             else:
-                raise Untranslatable(here, f"{to} takes text and images in a tool result")
+                raise Untranslatable(f"{where}.content[{k}]", f"{to} takes text and images in a tool result")
     return ToolResult(call_id, parts, block.get("is_error") is True)
 
 
@@ -158,7 +172,8 @@ def _read_options(payload: dict, request: ir.Request, to: str) -> None:
         kind = tool.get("type")
         if kind not in (None, "custom"):
             raise Untranslatable(f"tools[{i}]", f"the server tool `{kind}` runs only at Anthropic; {to} has no counterpart")
-        ir.refuse_unknown(tool, frozenset({"type", "name", "description", "input_schema", "cache_control", "strict"}), to, f"tools[{i}].")
+        if not _TOOL_FIELDS.issuperset(tool):
+            ir.refuse_unknown(tool, _TOOL_FIELDS, to, f"tools[{i}].")
         schema = tool.get("input_schema")
         request.tools.append(ir.Tool(tool["name"], tool.get("description"), schema if isinstance(schema, dict) else {"type": "object"},
                                      tool.get("strict")))
@@ -183,7 +198,7 @@ def _read_options(payload: dict, request: ir.Request, to: str) -> None:
         request.reasoning_effort = ir.effort_of_budget(budget)
     config = payload.get("output_config")
     if isinstance(config, dict):
-        ir.refuse_unknown(config, frozenset({"effort", "format"}), to, "output_config.")
+        ir.refuse_unknown(config, _OUTPUT_CONFIG_FIELDS, to, "output_config.")
         fmt = config.get("format")
         if isinstance(fmt, dict):
             if fmt.get("type") != "json_schema" or not isinstance(fmt.get("schema"), dict):
@@ -209,8 +224,8 @@ def write_request(request: ir.Request, target: ir.Target) -> tuple[dict, dict[st
             headers["anthropic-beta"] = MID_CONVERSATION_SYSTEM_BETA
             continue
         blocks = [b for part in turn.parts if (b := _block(part, t)) is not None]
-        if turn.role == "user":
-            blocks.sort(key=lambda b: b["type"] != "tool_result")  # results first, as Anthropic requires
+        if turn.role == "user" and len(blocks) > 1:
+            blocks.sort(key=_not_a_result)  # results first, as Anthropic requires
         if not blocks:
             continue
         if messages and messages[-1]["role"] == turn.role:
@@ -253,6 +268,10 @@ def write_request(request: ir.Request, target: ir.Target) -> tuple[dict, dict[st
     if request.stream:
         out["stream"] = True
     return out, headers
+
+
+def _not_a_result(block: dict) -> bool:
+    return block["type"] != "tool_result"
 
 
 def _thinking_budget(request: ir.Request) -> int | None:
@@ -335,15 +354,19 @@ def read_answer(body: dict) -> ir.Answer:
         elif kind == "redacted_thinking":
             parts.append(Reasoning("", redacted=str(block.get("data") or "")))
     stop = STOP_REASONS.get(body.get("stop_reason") or "end_turn", ir.STOP_END)
+    sequence = body.get("stop_sequence")
     return ir.Answer(str(body.get("id") or "msg_noor"), str(body.get("model") or ""), parts, stop,
-                     body.get("stop_sequence") if isinstance(body.get("stop_sequence"), str) else None, read_usage(body.get("usage")))
+                     sequence if isinstance(sequence, str) else None, read_usage(body.get("usage")))
 
 
 def read_usage(usage: object) -> ir.Usage | None:
-    if not isinstance(usage, dict) or not any(isinstance(usage.get(f), int) for f in ("input_tokens", "output_tokens")):
+    if not isinstance(usage, dict):
         return None
-    plain, read, write = _int(usage.get("input_tokens")), _int(usage.get("cache_read_input_tokens")), _int(usage.get("cache_creation_input_tokens"))
-    return ir.Usage(plain + read + write, _int(usage.get("output_tokens")), read, write)
+    plain, output = usage.get("input_tokens"), usage.get("output_tokens")
+    if not (isinstance(plain, int) or isinstance(output, int)):
+        return None
+    read, write = _int(usage.get("cache_read_input_tokens")), _int(usage.get("cache_creation_input_tokens"))
+    return ir.Usage(_int(plain) + read + write, _int(output), read, write)
 
 
 def write_usage(usage: ir.Usage) -> dict:
@@ -358,7 +381,7 @@ def write_usage(usage: ir.Usage) -> dict:
 def write_answer(answer: ir.Answer, request: ir.Request, now: int) -> bytes:
     content: list[dict] = []
     for part in answer.parts:
-        if isinstance(part, Text | Refusal):  # a refusal is Claude's words, with stop_reason "refusal"
+        if isinstance(part, (Text, Refusal)):  # a refusal is Claude's words, with stop_reason "refusal"
             if content and content[-1]["type"] == "text":
                 content[-1]["text"] += part.text
             else:

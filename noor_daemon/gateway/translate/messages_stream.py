@@ -86,18 +86,17 @@ class MessagesDecoder(Decoder):
             status = _STATUS_OF_TYPE.get(error.get("type"), 500) if isinstance(error.get("type"), str) else 500
             sink.fail(from_object(status, error, self.scrub, "anthropic"))
 
-    def quick(self, event: bytes) -> bool:
+    def piece(self, event: bytes) -> tuple[int, int] | None:
         if not event.startswith(_DELTA_EVENT) or not self.started or self.finished:
-            return False
+            return None
         at = event.find(_TEXT, len(_DELTA_EVENT))
         if at < 0 or not event[len(_DELTA_EVENT) : at].isdigit():
-            return False
+            return None
         start = at + len(_TEXT) - 1
         end = string_end(event, start)
         if end < 0 or len(event) != end + 5 or not event.endswith(b"}}\n\n"):
-            return False
-        self.sink.text_json(event[start : end + 1])
-        return True
+            return None
+        return start, end
 
     def ending(self) -> tuple[str, str | None, ir.Usage | None]:
         return self.stop, self.stop_sequence, read_usage(self.usage)
@@ -149,6 +148,15 @@ class MessagesEncoder(Sink):
             self._open("text", b'{"type":"text","text":""}')
         if raw != b'""':
             self.out.append(_DELTA + self.idx + b',"delta":{"type":"text_delta","text":' + raw + b"}}\n\n")
+
+    def text_pieces(self, pieces: list[bytes]) -> None:
+        if b'""' in pieces:  # an empty piece writes no event
+            super().text_pieces(pieces)
+            return
+        if self.open != "text":
+            self._open("text", b'{"type":"text","text":""}')
+        before, after = _DELTA + self.idx + b',"delta":{"type":"text_delta","text":', b"}}\n\n"
+        self.out.append(before + (after + before).join(pieces) + after)
 
     def reasoning(self, delta: str) -> None:
         if self.open != "thinking":

@@ -48,6 +48,12 @@ class Sink:
         that writes JSON can put it in as it is (no decoding and encoding again: most of a stream is text)."""
         self.text(orjson.loads(raw))
 
+    def text_pieces(self, pieces: list[bytes]) -> None:
+        """`text_json` for several pieces in a row (a run of text events that came together): an encoder whose
+        events for them differ only in the piece writes them with one join."""
+        for raw in pieces:
+            self.text_json(raw)
+
     def refusal(self, delta: str) -> None:
         raise NotImplementedError
 
@@ -88,10 +94,35 @@ class Decoder:
     def feed(self, event: bytes) -> None:
         raise NotImplementedError
 
-    def quick(self, event: bytes) -> bool:
-        """Handle `event` at once if it is a piece of text and nothing else (most of a stream; no usage, no end),
-        without decoding it; False: it needs `feed`."""
-        return False
+    def piece(self, event: bytes) -> tuple[int, int] | None:
+        """Where the JSON string is in `event` (its opening and closing quotes) if the event is a piece of text and
+        nothing else (most of a stream; no usage, no end), found by byte searches; None: it needs `feed`."""
+        return None
+
+    def quick(self, events: list[bytes], at: int) -> int:
+        """Handle `events[at]`, and the text events right after it written alike, without decoding them, if it is
+        a piece of text (`piece`); how many were handled (0: it needs `feed`).
+
+        Events alike are the same bytes around their pieces (the same id, model, index…), so a run of them is
+        `prefix + piece + suffix` each: found by comparing their ends, the pieces cut out and checked as JSON
+        strings all at once, and given to the sink together."""
+        event = events[at]
+        found = self.piece(event)
+        if found is None:
+            return 0
+        start, end = found
+        after = at + 1
+        if after < len(events):
+            prefix, suffix = event[:start], event[end + 1 :]
+            while after < len(events) and events[after].startswith(prefix) and events[after].endswith(suffix):
+                after += 1
+            if after > at + 1:
+                pieces = text_pieces(events[at:after], prefix, suffix)
+                if pieces is not None:
+                    self.sink.text_pieces(pieces)
+                    return after - at
+        self.sink.text_json(event[start : end + 1])
+        return 1
 
     def close(self) -> None:
         """The provider's stream ended whole without its own terminal event: finish the answer anyway."""
@@ -117,6 +148,26 @@ def string_end(data: bytes, start: int) -> int:
     return end
 
 
+def text_pieces(events: list[bytes], prefix: bytes, suffix: bytes) -> list[bytes] | None:
+    """The pieces of `events` (each `prefix + piece + suffix`, whole events as the splitter gives them), or None
+    unless every piece is one JSON string. A piece holds no line break (JSON strings cannot), so each event's
+    blank line is its suffix's: cut at `suffix + prefix`, a piece per event is exactly one event's."""
+    block = b"".join(events)
+    pieces = block[len(prefix) : len(block) - len(suffix)].split(suffix + prefix)
+    if len(pieces) != len(events):
+        return None
+    joined = b",".join(pieces)
+    if b"\n" in joined:
+        return None
+    try:
+        values = orjson.loads(b"[" + joined + b"]")
+    except orjson.JSONDecodeError:
+        return None
+    if len(values) != len(pieces) or set(map(type, values)) != {str}:
+        return None
+    return pieces
+
+
 class TranslatingMeter(StreamMeter):
     """`StreamMeter.relay` for a translated stream: the provider's meter reads, the encoder writes."""
 
@@ -133,10 +184,16 @@ class TranslatingMeter(StreamMeter):
         ready = b""
         inner, decoder, encoder = self.inner, self.decoder, self.encoder
         quick = decoder.quick
-        for event in events:
-            if not held and quick(event):  # a piece of text: written as it came, counted as the meter would
-                inner.content_events += 1
-                continue
+        at, count = 0, len(events)
+        while at < count:
+            event = events[at]
+            if not held:
+                handled = quick(events, at)  # pieces of text: written as they came, counted as the meter would
+                if handled:
+                    inner.content_events += handled
+                    at += handled
+                    continue
+            at += 1
             if self.error_status is not None:  # a stream we could not translate has ended
                 break
             if not held and inner.quiet(event):  # no usage, error or end in it (a byte search): counted as relayed
@@ -150,7 +207,7 @@ class TranslatingMeter(StreamMeter):
                 decoder.feed(event)
             except Exception as exc:  # a malformed or unexpected event: end the caller's stream with an error
                 log.warning("a provider's stream could not be translated: %s", type(exc).__name__)
-                if not held:
+                if not held and not terminal:  # (at the terminal event, what came before it was taken already)
                     ready = encoder.take()
                 encoder.fail(ProviderError(502, "The provider's stream could not be translated.", code="untranslatable_stream"))
                 self.error_status = 502
