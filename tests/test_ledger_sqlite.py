@@ -253,3 +253,28 @@ async def test_deleting_the_newest_facts_lowers_the_marks_so_the_next_ids_are_fo
     await ledger.record(event(HOUR + 5, 9))  # takes the id of a deleted row
     assert tuple(await ledger.fetchone("SELECT sum(requests), sum(prompt_tokens) FROM usage_hourly")) == (2, 19)
     assert (await verify(ledger)).ok
+
+
+async def test_a_write_cancelled_as_its_transaction_begins_leaves_no_lock_behind(ledger):
+    """BEGIN runs in aiosqlite's thread even when the awaiting task is cancelled: the transaction it opened must
+    still end, or the write lock stays held (the fold at close waited its 5 s busy_timeout, then gave up)."""
+    await ledger.settle()
+
+    async def never_reached(db):
+        raise AssertionError("the write was cancelled before its body")
+
+    cancelled = asyncio.create_task(ledger.write(never_reached))
+    await asyncio.sleep(0)  # the task runs to its first suspension: awaiting BEGIN IMMEDIATE
+    cancelled.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+
+    async def count_events(db):
+        async with db.execute("SELECT count(*) FROM usage_events") as cursor:
+            return (await cursor.fetchone())[0]
+
+    assert await asyncio.wait_for(ledger.write(count_events), 2) == 0
+    await ledger.record(event(HOUR, 5))
+    await asyncio.wait_for(ledger.settle(), 2)  # the fold takes the write lock in the thread
+    (requests,) = await ledger.fetchone("SELECT sum(requests) FROM usage_hourly")
+    assert requests == 1

@@ -318,12 +318,12 @@ class SqliteLedger(Ledger):
                 await self._in_batch_thread(self._fold_sync)
             db = self._writer
             assert db is not None
-            await db.execute("BEGIN IMMEDIATE")
             try:
+                await db.execute("BEGIN IMMEDIATE")
                 result = await fn(db)
                 await db.execute(_MARKS_BELOW_DELETED)
             except BaseException:
-                await db.execute("ROLLBACK")
+                await _roll_back(db)
                 raise
             await db.execute("COMMIT")
             return result
@@ -365,3 +365,13 @@ class SqliteLedger(Ledger):
             if reader.in_transaction:
                 await reader.execute("COMMIT")
             await reader.close()
+
+
+async def _roll_back(db: aiosqlite.Connection) -> None:
+    """ROLLBACK whatever the failure or cancellation was. A cancellation that hits while BEGIN is awaited
+    leaves BEGIN to run in aiosqlite's thread anyway; the ROLLBACK queued behind it ends that transaction,
+    which would otherwise hold the write lock until the connection closes."""
+    try:
+        await db.execute("ROLLBACK")
+    except sqlite3.OperationalError:  # BEGIN itself failed: no transaction to end
+        pass
