@@ -163,11 +163,17 @@ def manual_clock() -> ManualClock:
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("NO_COLOR", "1")
     config.addinivalue_line("markers", "sqlite_file: inspects the SQLite file itself (skipped when the suite runs on PostgreSQL)")
+    config.addinivalue_line(
+        "markers", "engine_independent: never opens the ledger on NOOR_TEST_STORAGE's engine (run once, on SQLite)"
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if STORAGE == "postgresql":
         skip = pytest.mark.skip(reason="inspects the SQLite file; this run is on PostgreSQL")
+        same = pytest.mark.skip(reason="the same on either engine: the SQLite run covers it")
         for item in items:
             if item.get_closest_marker("sqlite_file"):
                 item.add_marker(skip)
+            elif item.get_closest_marker("engine_independent"):
+                item.add_marker(same)

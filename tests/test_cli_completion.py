@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from daemon_process import noor_executable
 
+pytestmark = pytest.mark.engine_independent
+
 
 def shell_env(tmp_path: Path) -> dict[str, str]:
     return {**os.environ, "PATH": f"{Path(noor_executable()).parent}{os.pathsep}{os.environ['PATH']}", "HOME": str(tmp_path)}

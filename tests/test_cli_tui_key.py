@@ -8,6 +8,8 @@ from click.testing import CliRunner
 
 from noor_daemon.cli import cli
 
+pytestmark = pytest.mark.engine_independent
+
 KEY = "sk-noor-" + "A" * 43 + "B" * 6
 
 

@@ -10,6 +10,10 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.engine_independent
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("noor_daemon", "noor_tui")
 

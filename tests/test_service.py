@@ -21,6 +21,8 @@ import aiohttp
 import pytest
 from daemon_process import ADMIN_TOKEN, free_port, noor_executable
 
+pytestmark = pytest.mark.engine_independent
+
 SANDBOX = ("NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=read-only", "PrivateTmp=yes")
 
 

@@ -35,6 +35,8 @@ from noor_daemon.gateway.translate import CODECS, Translation, translate
 from noor_daemon.gateway.translate.ir import Target
 from noor_daemon.gateway.wire.sse import EventSplitter
 
+pytestmark = pytest.mark.engine_independent
+
 FIXTURES = Path(__file__).parent / "fixtures" / "translate"
 UPDATE = os.environ.get("NOOR_UPDATE_GOLDEN") == "1"
 NOW = 1700000000

@@ -11,12 +11,15 @@ from __future__ import annotations
 import json
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from noor_daemon.gateway.provider_errors import Scrubber
 from noor_daemon.gateway.translate import CODECS, Translation
 from noor_daemon.gateway.wire.sse import EventSplitter
+
+pytestmark = pytest.mark.engine_independent
 
 CLIENT_REQUESTS = {
     "chat/completions": {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True,

@@ -13,10 +13,13 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 import textual
 import textual_plotext
 
 import noor_tui
+
+pytestmark = pytest.mark.engine_independent
 
 PACKAGE = Path(noor_tui.__file__).parent
 TEXTUAL_PACKAGES = ("textual", "textual_plotext")

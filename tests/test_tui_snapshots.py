@@ -22,6 +22,8 @@ from noor_tui.widgets.feed import LiveFeed
 from noor_tui.widgets.modals import ShowOnceKeyModal, TypedConfirmModal
 from noor_tui.widgets.records import RecordTable
 
+pytestmark = pytest.mark.engine_independent
+
 SIZES = {"80x24": (80, 24), "160x48": (160, 48)}
 ADMIN_SCREENS = ["overview", "usage", "quotas", "keys", "accounts", "privacy", "billing", "routes"]
 ME_SCREENS = ["account", "usage", "data"]

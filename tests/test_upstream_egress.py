@@ -12,6 +12,8 @@ from noor_daemon.config import ConfigError
 from noor_daemon.gateway.egress import egress_for
 from noor_daemon.secret_store import SecretError
 
+pytestmark = pytest.mark.engine_independent
+
 VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy")
 
 

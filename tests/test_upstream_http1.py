@@ -15,6 +15,8 @@ import pytest
 
 from noor_daemon.gateway import http1
 
+pytestmark = pytest.mark.engine_independent
+
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
 
 
