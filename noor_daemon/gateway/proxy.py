@@ -401,7 +401,7 @@ class Proxy:
                 except Untranslatable as refused:  # this route cannot take the call as asked; another may
                     failure = refused
                     break
-                body = raw if outgoing.payload is payload else orjson.dumps(outgoing.payload)
+                body = outgoing.encode(payload, raw)
                 route.health.on_attempt()
                 attempt_started = time.perf_counter()
                 try:

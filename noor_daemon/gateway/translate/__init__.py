@@ -36,16 +36,18 @@ class Codec:
     read_request: Callable[[dict, str], ir.Request]
     write_request: Callable[[ir.Request, ir.Target], dict | tuple[dict, dict[str, str]]]
     read_answer: Callable[[dict], ir.Answer]
-    write_answer: Callable[[ir.Answer, ir.Request, int], bytes]
+    write_answer: Callable[[ir.Answer, ir.Request | None, int], bytes]
     decoder: type[Decoder]
     meter: Callable[[], StreamMeter]
+    echoes_request: bool = False
+    """Its answers repeat the request (the Responses API's do): its writers need the pivot request."""
 
 
 CODECS: dict[str, Codec] = {
     "chat/completions": Codec(chat.TITLE, chat.read_request, chat.write_request, chat.read_answer, chat.write_answer,
                               chat_stream.ChatDecoder, lambda: ChatStreamMeter(strip_usage_chunk=False)),
     "responses": Codec(responses.TITLE, responses.read_request, responses.write_request, responses.read_answer,
-                       responses.write_answer, responses_stream.ResponsesDecoder, ResponsesStreamMeter),
+                       responses.write_answer, responses_stream.ResponsesDecoder, ResponsesStreamMeter, echoes_request=True),
     "messages": Codec(messages.TITLE, messages.read_request, messages.write_request, messages.read_answer,
                       messages.write_answer, messages_stream.MessagesDecoder, MessagesStreamMeter),
 }
@@ -65,13 +67,17 @@ def target_format(source: str, served: set[str], protocol: str) -> str | None:
 
 
 class Translation:
-    """One translated call: its pivot request, and how the provider's answer becomes the caller's."""
+    """One translated call: how the provider's answer becomes the caller's (with the pivot request, for a caller whose
+    answers repeat it)."""
 
-    __slots__ = ("source", "target", "request", "client_payload", "now", "input_estimate", "scrub")
+    __slots__ = ("client_payload", "input_estimate", "now", "request", "scrub", "source", "target")
 
     def __init__(self, source: str, target: str, request: ir.Request, client_payload: dict, now: int, input_estimate: int,
                  scrub: Scrubber) -> None:
-        self.source, self.target, self.request = source, target, request
+        self.source, self.target = source, target
+        # Kept only for a caller whose answers repeat it: a call holds no more objects than it needs while the provider
+        # answers (the garbage collector walks them all, and collects sooner the more there are).
+        self.request = request if CODECS[source].echoes_request else None
         self.client_payload, self.now, self.input_estimate, self.scrub = client_payload, now, input_estimate, scrub
 
     def answer(self, data: bytes) -> tuple[bytes, Usage | None]:

@@ -417,7 +417,7 @@ def write_usage(usage: ir.Usage) -> dict:
     return out
 
 
-def write_answer(answer: ir.Answer, request: ir.Request, now: int) -> bytes:
+def write_answer(answer: ir.Answer, request: ir.Request | None, now: int) -> bytes:
     text = refusal = thought = ""
     calls = []
     for p in answer.parts:

@@ -378,7 +378,7 @@ def write_usage(usage: ir.Usage) -> dict:
     }
 
 
-def write_answer(answer: ir.Answer, request: ir.Request, now: int) -> bytes:
+def write_answer(answer: ir.Answer, request: ir.Request | None, now: int) -> bytes:
     content: list[dict] = []
     for part in answer.parts:
         if isinstance(part, (Text, Refusal)):  # a refusal is Claude's words, with stop_reason "refusal"

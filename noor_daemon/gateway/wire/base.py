@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Literal
 
+import orjson
 from aiohttp import web
 
 from noor_daemon.domain.errors import GatewayError
@@ -28,8 +29,9 @@ Family = Literal["openai", "anthropic"]
 class Outgoing:
     """A request as it leaves for one upstream route."""
 
-    payload: dict
-    """The body to send: the very dict the client sent when nothing had to change (then its raw bytes go)."""
+    payload: dict | None
+    """The body to send: the very dict the client sent when nothing had to change (then its raw bytes go).
+    None once `encode` has written it."""
     new_meter: Callable[[], StreamMeter] | None = None
     """Makes the meter that reads this request's stream; None for a wire without streams."""
     endpoint: str | None = None
@@ -38,6 +40,13 @@ class Outgoing:
     """How the provider's answer becomes the caller's, for a translated call."""
     headers: dict[str, str] | None = None
     """The headers a translated call sends instead of the caller's (which belong to the caller's format)."""
+
+    def encode(self, client_payload: dict, raw: bytes) -> bytes:
+        """The bytes to send: `raw` when the payload is the client's very dict, else the payload written, which the
+        call then lets go. (While the provider answers, every object a call holds is walked by each collection of
+        the garbage collector, and a collection comes sooner the more objects calls hold.)"""
+        payload, self.payload = self.payload, None
+        return raw if payload is client_payload else orjson.dumps(payload)
 
 
 class Wire(ABC):
