@@ -116,7 +116,16 @@ def format_duration(seconds: float) -> str:
 
 
 def rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    second = math.floor(ts)
+    if round((ts - second) * 1e6) >= 1_000_000:  # as datetime rounds it (to the microsecond): the next second
+        second += 1
+    return _rfc3339_second(second)
+
+
+@lru_cache(maxsize=256)
+def _rfc3339_second(second: int) -> str:
+    """Cached by the second: Anthropic's rate-limit headers write two resets, a few seconds ahead, on every call."""
+    return datetime.fromtimestamp(second, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def budget_headers(left: int, limit: int, period: str, wall: float) -> dict[str, str]:
