@@ -51,7 +51,7 @@ async def traffic(daemon, standin, key: str) -> None:
             await client.chat.completions.create(model="gpt-test", messages=prompt)
 
 
-async def test_calls_are_traced_and_measured_without_content_or_identity(start_daemon, standin, receiver) -> None:
+async def test_calls_are_traced_and_measured_without_content_or_identity(receiver, start_daemon, standin) -> None:  # the collector outlives the daemon
     daemon = await start_daemon(standin_config(standin) + telemetry_section(receiver))
     key = await daemon.create_key(EMAIL)
     await traffic(daemon, standin, key)
@@ -104,7 +104,7 @@ async def test_calls_are_traced_and_measured_without_content_or_identity(start_d
     assert hashed_id(account.id).encode() not in sent  # not even hashed unless asked
 
 
-async def test_hashed_ids_only_when_the_operator_opts_in(start_daemon, standin, receiver) -> None:
+async def test_hashed_ids_only_when_the_operator_opts_in(receiver, start_daemon, standin) -> None:  # the collector outlives the daemon
     daemon = await start_daemon(standin_config(standin) + telemetry_section(receiver, "hashed_ids = true\n"))
     key = await daemon.create_key(EMAIL)
     async with openai_client(daemon, key) as client:
@@ -118,7 +118,7 @@ async def test_hashed_ids_only_when_the_operator_opts_in(start_daemon, standin, 
     assert account.id.encode() not in sent and EMAIL.encode() not in sent
 
 
-async def test_a_callers_traceparent_is_continued(start_daemon, standin, receiver) -> None:
+async def test_a_callers_traceparent_is_continued(receiver, start_daemon, standin) -> None:  # the collector outlives the daemon
     daemon = await start_daemon(standin_config(standin) + telemetry_section(receiver))
     key = await daemon.create_key(EMAIL)
     trace_id, parent = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
