@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import ClassVar
 
+from rich.console import RenderableType
 from textual import events, on, work
 from textual.app import App
 from textual.binding import Binding
@@ -29,6 +31,7 @@ from noor_tui.commands import NoorCommands
 from noor_tui.connection import CONNECTION_ERRORS, Connection, describe, is_connection_problem
 from noor_tui.messages import DataChanged
 from noor_tui.screens.accounts import AccountsScreen
+from noor_tui.screens.base import NoorScreen
 from noor_tui.screens.billing import BillingScreen
 from noor_tui.screens.help import HelpScreen
 from noor_tui.screens.keys import KeysScreen
@@ -42,6 +45,11 @@ from noor_tui.themes import PAIRS, THEMES
 from noor_tui.widgets.feed import CallLog, LiveFeed
 
 STYLES = Path(__file__).parent / "styles"
+PREPARE_GAP = 0.1
+"""Seconds between two screens built while the dashboard idles (`NoorApp.prepare_next`), and between checks
+that it may build one (the first screen has its data, no dialog is open, the last one built is mounted)."""
+PREPARE_QUIET = 0.25
+"""No screen is built out of sight this soon after a switch: the screen just shown paints first."""
 
 
 class NoorApp(App[None]):
@@ -75,8 +83,17 @@ class NoorApp(App[None]):
         tz: tzinfo | None = None,
         export_dir: Path | None = None,
         theme: str = "noor-dark",
+        prepare: bool = True,
     ) -> None:
         super().__init__()
+        self.prepare = prepare
+        """Build the other screens while idle, so a first visit only paints (`prepare_next`); tests of a screen
+        built on demand, and the snapshots, turn it off."""
+        self._leaving = False
+        self._prepared: Screen | None = None
+        """The last screen built out of sight (the next waits until it is mounted)."""
+        self._switched_at = 0.0
+        """When the user last switched screens (`time.monotonic`)."""
         self.url = url
         self._clock = clock
         self.tz = tz if tz is not None else datetime.now().astimezone().tzinfo
@@ -88,6 +105,8 @@ class NoorApp(App[None]):
         one until the app has mounted, then the one `switch_mode` shows while it runs."""
         self._css_styled_with: tuple | None = None
         """What Textual's last whole-app restyle was made from (see `refresh_css`)."""
+        self._restyles = 0
+        """Whole-app restyles run so far (see `styled_as`)."""
         for candidate in THEMES:
             self.register_theme(candidate)
         self.theme = theme
@@ -121,14 +140,80 @@ class NoorApp(App[None]):
     @on(events.Mount)
     def _started(self) -> None:
         self._showing = None  # the first mode's screen is built
+        if self.prepare:
+            self.set_timer(PREPARE_GAP, self.prepare_next)
 
     def switch_mode(self, mode: str) -> AwaitMount:
-        """Textual's, noting which mode is being shown (for `refresh_css`)."""
+        """Textual's, noting which mode is being shown (for `refresh_css`); awaiting it waits for a screen
+        built while idle that is still being composed, as it waits for one built on demand."""
         self._showing = mode
+        self._switched_at = time.monotonic()
         try:
-            return super().switch_mode(mode)
+            shown = super().switch_mode(mode)
         finally:
             self._showing = None
+        screen = self.screen
+        return shown if screen.is_mounted else AwaitMount(screen, [screen])
+
+    def exit(self, result: None = None, return_code: int = 0, message: RenderableType | None = None) -> None:
+        """Textual's, with no new screens built from now on, and no focus to hand on as the screens go.
+
+        Textual removes each screen's focused widget first, and moves the focus on as it does: the widget
+        loses it and is restyled, with its ancestors (a table's restyle is costly), once per screen: about
+        a third of quitting's time (issue #21: `q` within 300 ms), for screens about to be destroyed.
+        """
+        self._leaving = True
+        for screen in self.screen_stack_everywhere():
+            screen.set_reactive(Screen.focused, None)
+        super().exit(result, return_code, message)
+
+    # -- screens built while idle ----------------------------------------------------
+
+    def prepare_next(self) -> None:
+        """Build the next screen not visited yet out of sight, then (a moment later) the one after it.
+
+        A first visit would build its screen (compose, mount, style: 150-350 ms of CPU on a loaded
+        2-core machine, issue #21); built while the user reads the first screen, the visit only shows
+        it, as a screen shown again is shown. Textual builds a mode's screen only by switching to it,
+        so this switches there and back with no frame painted in between (`batch_update`): the screen
+        shown is told it was passed over (`NoorScreen.passed_over`) and carries on as it was; the
+        new one composes and fetches its data in the background, suspended, and does not poll.
+        Waits while the first screen has no data yet, while a dialog or the palette is open (their
+        own stack), and until the last screen built is mounted: one at a time, so a key pressed
+        meanwhile is handled between the steps of one build at most.
+        """
+        if self._leaving or not self.is_running:
+            return
+        shown = self.screen
+        busy = self._prepared is not None and not self._prepared.is_mounted
+        busy = busy or time.monotonic() - self._switched_at < PREPARE_QUIET
+        if busy or len(self.screen_stack) > 1 or not isinstance(shown, NoorScreen) or not shown.loaded:
+            self.set_timer(PREPARE_GAP, self.prepare_next)
+            return
+        if self._prepared is not None:
+            # The screen lives as long as the dashboard: out of later collections, as what the start-up made
+            # (`_freeze_start_up`), once what its build left behind is collected (a short collection: only
+            # what was made since the last freeze is looked at).
+            self._prepared = None
+            gc.collect()
+            gc.freeze()
+        waiting = [mode for mode, _ in self.NAV if not self._built(mode)]
+        if not waiting:
+            return
+        mode, back, switched_at = waiting[0], self.current_mode, self._switched_at
+        with self.batch_update():
+            shown.passed_over()
+            self.switch_mode(mode)
+            self._prepared = self.screen
+            self.switch_mode(back)
+        self._switched_at = switched_at  # not a switch the user made
+        self.set_timer(PREPARE_GAP, self.prepare_next)
+
+    def _built(self, mode: str) -> bool:
+        try:
+            return bool(self.get_screen_stack(mode))
+        except KeyError:
+            return False
 
     def refresh_css(self, animate: bool = True) -> None:
         """Textual's whole-app restyle, spared while a mode's screen is shown if it would change nothing.
@@ -145,7 +230,18 @@ class NoorApp(App[None]):
         variables = self.get_css_variables()
         if self._showing is None or not self._one_screen(self._showing) or not self._styled_with(variables):
             super().refresh_css(animate)
+            self._restyles += 1
             self._css_styled_with = (variables, self._css_read(), self.ansi_theme)
+            for screen in self.screen_stack:  # restyled by it
+                if isinstance(screen, NoorScreen):
+                    screen.styled_as = self.styled_as()
+
+    def styled_as(self) -> tuple[int, bool]:
+        """What a screen's styles depend on beyond its own classes: the stylesheet as the last whole-app restyle
+        left it (a theme change, CSS reloaded) and whether the terminal has focus. Textual restyles only
+        the screens shown when these change; a screen styled under the same is styled as it would be now,
+        and is shown again without a restyle (`NoorScreen.on_screen_resume`)."""
+        return (self._restyles, self.app_focus)
 
     def _styled_with(self, variables: dict[str, str]) -> bool:
         """Was the last whole-app restyle made from these variables, this ANSI theme and CSS that is all still there?"""

@@ -21,8 +21,9 @@ from noor_tui.widgets.bar_chart import BarChart
 from noor_tui.widgets.footer import KeyFooter
 
 
-def admin_app(daemon, tmp_path) -> AdminApp:
-    return AdminApp(daemon.url, daemon.admin_token, tz=UTC, export_dir=tmp_path, live=False)
+def admin_app(daemon, tmp_path, *, prepare: bool = False) -> AdminApp:
+    """Screens built on demand unless `prepare`: most of these tests are about a first visit that builds its screen."""
+    return AdminApp(daemon.url, daemon.admin_token, tz=UTC, export_dir=tmp_path, live=False, prepare=prepare)
 
 
 async def test_a_first_visit_restyles_nothing_twice_and_fetches_once(daemon, tmp_path, monkeypatch) -> None:
@@ -59,8 +60,105 @@ async def test_a_first_visit_restyles_nothing_twice_and_fetches_once(daemon, tmp
         await app.switch_mode("overview")
         await app.switch_mode("usage")
         await pilot.pause(0.1)
-        assert screen in restyled, "a screen shown again is restyled (what changed while it was away)"
+        assert screen not in restyled, "nothing its styles depend on changed while it was away: no restyle to show it again"
         assert reparsed == [], "nothing changed the CSS: showing a screen again needs no re-parse"
+
+
+def built(app: AdminApp) -> list[str]:
+    """The modes whose screen exists."""
+    modes = []
+    for mode, _ in app.NAV:
+        try:
+            app.get_screen_stack(mode)
+        except KeyError:
+            continue
+        modes.append(mode)
+    return modes
+
+
+async def test_screens_are_built_while_idle_and_their_first_visit_only_shows_them(daemon, tmp_path, monkeypatch) -> None:
+    """Issue #21: a first visit within 100 ms. The other screens are built out of sight once the first has its data,
+    with their data; the screen shown is passed over (not restyled, not shown again), and a screen built
+    before a theme change wears the new theme when it is shown."""
+    app = admin_app(daemon, tmp_path, prepare=True)
+    fetches: list[str] = []
+    fetch = UsageScreen.fetch
+
+    async def counted(screen):
+        fetches.append(screen.range)
+        return await fetch(screen)
+
+    monkeypatch.setattr(UsageScreen, "fetch", counted)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_until(pilot, lambda: app.screen.loaded, what="the overview")
+        overview = app.screen
+        restyled = []
+        update_styles = app.update_styles
+        monkeypatch.setattr(app, "update_styles", lambda node, animate=True: (restyled.append(node), update_styles(node, animate)))
+        await wait_until(pilot, lambda: len(built(app)) == len(app.NAV), what="every screen built")
+        screens = {mode: app.get_screen_stack(mode)[0] for mode, _ in app.NAV}
+        await wait_until(pilot, lambda: all(screen.loaded for screen in screens.values()), what="every screen's data")
+        assert app.current_mode == "overview" and app.screen is overview
+        assert overview not in restyled, "passing over the screen shown restyled it"
+        assert fetches == ["day"], "a screen built out of sight asks the daemon once, and does not poll"
+
+        usage = screens["usage"]
+        shown = usage.polls
+        await app.switch_mode("usage")
+        assert app.screen is usage and usage.loaded and usage.query_one("#usage-table")
+        await pilot.pause(0.2)
+        assert usage.polls >= shown, "the visit shows the data it has, then polls as a screen shown again does"
+
+        await app.switch_mode("overview")
+        dark = overview.styles.background
+        app.action_toggle_theme()
+        await pilot.pause(0.1)
+        assert overview.styles.background != dark
+        keys = screens["keys"]  # built before the change, never shown
+        await app.switch_mode("keys")
+        await pilot.pause(0.1)
+        assert keys.styles.background == overview.styles.background
+
+
+async def test_a_key_pressed_while_its_screen_is_being_built_waits_for_it(daemon, tmp_path) -> None:
+    app = admin_app(daemon, tmp_path, prepare=True)
+    pressed = []
+    prepare_next = app.prepare_next
+
+    def prepare_then_press() -> None:  # the key comes in the moment the usage screen starts being built
+        prepare_next()
+        if not pressed and "usage" in built(app):
+            pressed.append(app.switch_mode("usage"))
+
+    app.prepare_next = prepare_then_press
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_until(pilot, lambda: pressed, what="the usage screen being built")
+        screen = app.screen
+        assert isinstance(screen, UsageScreen)
+        await pressed[0]
+        assert screen.is_mounted and screen.query_one("#usage-table")
+        await wait_until(pilot, lambda: screen.loaded, what="the usage screen's data")
+        await wait_until(pilot, lambda: len(built(app)) == len(app.NAV), what="the others built after it")
+        assert app.screen is screen
+
+
+async def test_quitting_restyles_no_focused_widget(daemon, tmp_path, monkeypatch) -> None:
+    """Issue #21: `q` within 300 ms. Textual hands the focus of each screen it removes on, restyling the widget
+    that had it (a table: costly) once per screen; the dashboard clears the focus first."""
+    app = admin_app(daemon, tmp_path, prepare=True)
+    restyled: list[set] = []
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_until(pilot, lambda: len(built(app)) == len(app.NAV), what="every screen built")
+        screens = [app.get_screen_stack(mode)[0] for mode, _ in app.NAV]
+        await wait_until(pilot, lambda: all(screen.is_mounted for screen in screens), what="every screen mounted")
+        focused = {screen.focused for screen in screens} - {None}
+        assert focused, "the screens' tables have the focus"
+        update_nodes = app.stylesheet.update_nodes
+        monkeypatch.setattr(
+            app.stylesheet, "update_nodes", lambda nodes, animate=False: (restyled.append(set(nodes)), update_nodes(nodes, animate))
+        )
+        await pilot.press("q")
+    assert not [nodes for nodes in restyled if nodes & focused]
 
 
 async def test_size_classes_are_set_before_mounting_as_textual_would(daemon, tmp_path) -> None:
@@ -73,6 +171,14 @@ async def test_size_classes_are_set_before_mounting_as_textual_would(daemon, tmp
         await pilot.resize_terminal(160, 48)
         await pilot.pause(0.1)
         assert {"-wide", "-tall"} <= screen.classes and not {"-narrow", "-short"} & screen.classes
+
+        await app.switch_mode("overview")  # resized while away: Textual resizes only the screen shown
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause(0.1)
+        await app.switch_mode("usage")
+        await pilot.pause(0.1)
+        assert {"-narrow", "-short"} <= screen.classes and not {"-wide", "-tall"} & screen.classes
+        assert screen.query_one("#usage-table DataTable").size.width < 80
 
 
 async def test_the_footer_is_rebuilt_only_when_its_keys_change(daemon, tmp_path) -> None:

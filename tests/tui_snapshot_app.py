@@ -259,8 +259,9 @@ class SnapshotDaemon:
 
 
 def snapshot_app(url: str, export_dir: Path, *, me: bool = False):
-    """The dashboard as the snapshots see it: clock stopped at NOW, times in UTC."""
-    options = {"clock": lambda: NOW, "tz": UTC, "export_dir": export_dir}
+    """The dashboard as the snapshots see it: clock stopped at NOW, times in UTC, each screen built as it is
+    first shown (none built while idle, so what a snapshot holds does not depend on when it was taken)."""
+    options = {"clock": lambda: NOW, "tz": UTC, "export_dir": export_dir, "prepare": False}
     if me:
         return make_app(url, api_key=ME_KEY, **options)
     return make_app(url, token=TOKEN, **options)

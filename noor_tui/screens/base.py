@@ -5,17 +5,20 @@ the screen renders it and only then schedules the next poll with `set_timer`, so
 daemon slows the dashboard's polls down instead of piling them up (dolphie's loop). A
 screen that is not showing does not poll; coming back to it polls at once.
 
-A screen is built on its first visit, and that visit should paint it with its data at once
-(issue #5: the usage screen over 10M events in under 200 ms). So a new screen asks the daemon
-as it is made (`_fetch_early`), comes with its size classes already set, and is not restyled
-again as it is first shown: it was styled as it mounted (`on_screen_resume` clears the resume's
-`refresh_styles`; `NoorApp.refresh_css` spares the whole-app restyle Textual asks for with a new
-mode's screen).
+A screen is built while the dashboard idles after its first screen has painted
+(`NoorApp.prepare_next`), or on its first visit if the user gets there first, and that visit
+should paint it with its data at once (issue #5: under 200 ms; issue #21: a switch within 100 ms).
+So a new screen asks the daemon as it is made (`_fetch_early`; one built out of sight shows the
+answer as it comes), comes with its size classes already set, and is restyled as it is shown only
+if what its styles depend on changed since it was styled (`styled_as`: a theme change, reloaded
+CSS, the terminal's focus): `on_screen_resume` clears the resume's `refresh_styles` otherwise, and
+`NoorApp.refresh_css` spares the whole-app restyle Textual asks for with a new mode's screen.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable
 from datetime import datetime
@@ -71,10 +74,15 @@ class NoorScreen(Screen):
         self.polls = 0
         self._shown_at = -1e9
         self._poll: Worker | None = None
-        self._fresh = True
-        """Styled as it mounted and not suspended since: showing it needs no restyle."""
+        self.styled_as: tuple[int, bool] | None = None
+        """The app's `styled_as` when this screen was last styled whole (as it mounted, on a resume that restyled
+        it, by a whole-app restyle while shown): if it is the same when the screen is shown, no restyle."""
+        self._passes = 0
+        """Suspends and resumes still to come from the app building another screen out of sight (`passed_over`)."""
         self._early = self._fetch_early()
         self._set_size_classes()
+        with contextlib.suppress(NoActiveAppError):
+            self.styled_as = self.noor.styled_as()  # styled with this as it mounts
 
     def _set_size_classes(self) -> None:
         """The breakpoint classes (`-narrow`/`-wide`, `-short`/`-tall`) as Textual sets them at the first
@@ -138,19 +146,35 @@ class NoorScreen(Screen):
         self.call_next(self._take_early)
 
     def _take_early(self) -> None:
-        """The early answer, if it is in: shown before the first paint, so the screen appears with its data."""
+        """The early answer, if it is in: shown before the first paint, so the screen appears with its data.
+
+        A screen built out of sight (`NoorApp.prepare_next`) awaits it in its poll instead, as it is not
+        shown and will not poll on its own: its first visit then only paints."""
         early = self._early
         if early is None or not early.done() or early.cancelled() or early.exception() is not None:
-            return  # the first poll awaits it (or explains its failure)
+            if early is not None and not self.is_current and not self._polling:
+                self._poll = self._poll_worker()
+            return  # otherwise the first poll awaits it (or explains its failure)
         self._early = None
         self._apply(early.result())
+
+    def passed_over(self) -> None:
+        """The app is about to switch to another mode and back at once, to build that mode's screen out of sight:
+        the suspend and resume this sends are no change for this screen (no restyle, its polls go on)."""
+        self._passes += 1
 
     def on_screen_resume(self, event: events.ScreenResume | None = None) -> None:
         # Runs before `Screen`'s own handler (Textual calls a subclass's first): a screen styled as it
         # mounted, and not suspended since, need not be restyled whole (a new mode sends two resumes).
         # (Textual calls each class's handler: a subclass's own `on_screen_resume` need not call this.)
-        if self._fresh and event is not None:
+        if self._passes and event is not None:  # passed over: nothing changed while "away"
+            self._passes -= 1
             event.refresh_styles = False
+            return
+        if event is not None:  # restyled whole only if what its styles depend on changed since it was styled
+            styled_as = self.noor.styled_as()
+            event.refresh_styles = self.styled_as != styled_as
+            self.styled_as = styled_as
         if not self.is_current:  # switched away again before this resume was handled: no poll
             return
         if self._polling:  # the first fetch (or one just asked for) is under way: it brings the data
@@ -162,7 +186,8 @@ class NoorScreen(Screen):
             self.poll()
 
     def on_screen_suspend(self) -> None:
-        self._fresh = False
+        if self._passes:  # passed over (`passed_over`): the resume follows at once
+            return
         self._stop_timer()
 
     @property
@@ -221,6 +246,8 @@ class NoorScreen(Screen):
     @on(PollFailed)
     def _poll_failed(self, message: PollFailed) -> None:
         message.stop()
+        if not self.is_current:  # built out of sight: its visit polls again and says what is wrong
+            return
         error = message.error
         if is_connection_problem(error):
             delay = self.noor.connection_failed(error)

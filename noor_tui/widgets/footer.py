@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from textual.app import ComposeResult
+from textual.reactive import Reactive
 from textual.types import NoActiveAppError
 from textual.widgets import Footer
 
@@ -42,7 +43,17 @@ class KeyFooter(Footer):
         # same keys and is skipped).
         self.bindings_changed(self.screen)
         self._shown = self._keys()
-        yield from super().compose()
+        for widget in super().compose():
+            # A key's `compact` (bound to the footer's) starts True, and its watcher restyles the key as it mounts,
+            # then again when the binding sets the footer's value: two restyles per key, about a tenth of the CPU
+            # of building and showing a screen. Made with the footer's value and class, the key mounts styled
+            # once and the watcher has nothing to change. (The palette's key is not bound: it keeps Textual's
+            # way, compact always.)
+            compact = getattr(type(widget), "compact", None)
+            if isinstance(compact, Reactive) and not widget.has_class("-command-palette"):
+                widget.set_reactive(compact, self.compact)
+                widget.set_class(self.compact, "-compact", update=False)
+            yield widget
 
     def _keys(self) -> tuple[Any, ...]:
         """What `compose` would show: the bindings shown in the footer, and the command palette's."""
