@@ -9,7 +9,7 @@ painted and calls are flowing, presses each screen's number in turn, twice over:
 
 - switch (first visit): from `switch_mode` (what the number key does) to the first frame that shows the
   new screen with its data (the screen's `loaded`, then the refresh after it); the dashboard builds its
-  screens while it idles once the overview has its data (`NoorApp.prepare_next`), so the screen has
+  screens while it idles once the overview has its data (`NoorApp.prepare_screens`), so the screen has
   usually been built (and has fetched) by then, and is laid out and painted for the first time; one
   not built yet is built on this visit, its fetch starting as it is built;
 - switch (again): the same for a screen visited before (its last data paints at once, then it polls);

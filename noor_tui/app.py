@@ -45,9 +45,8 @@ from noor_tui.themes import PAIRS, THEMES
 from noor_tui.widgets.feed import CallLog, LiveFeed
 
 STYLES = Path(__file__).parent / "styles"
-PREPARE_GAP = 0.1
-"""Seconds between two screens built while the dashboard idles (`NoorApp.prepare_next`), and between checks
-that it may build one (the first screen has its data, no dialog is open, the last one built is mounted)."""
+PREPARE_WAIT = 0.1
+"""Seconds between checks that the dashboard may build a screen out of sight (`NoorApp.prepare_screens`)."""
 PREPARE_QUIET = 0.25
 """No screen is built out of sight this soon after a switch: the screen just shown paints first."""
 
@@ -87,11 +86,9 @@ class NoorApp(App[None]):
     ) -> None:
         super().__init__()
         self.prepare = prepare
-        """Build the other screens while idle, so a first visit only paints (`prepare_next`); tests of a screen
+        """Build the other screens while idle, so a first visit only paints (`prepare_screens`); tests of a screen
         built on demand, and the snapshots, turn it off."""
         self._leaving = False
-        self._prepared: Screen | None = None
-        """The last screen built out of sight (the next waits until it is mounted)."""
         self._switched_at = 0.0
         """When the user last switched screens (`time.monotonic`)."""
         self.url = url
@@ -141,7 +138,7 @@ class NoorApp(App[None]):
     def _started(self) -> None:
         self._showing = None  # the first mode's screen is built
         if self.prepare:
-            self.set_timer(PREPARE_GAP, self.prepare_next)
+            self.prepare_screens()
 
     def switch_mode(self, mode: str) -> AwaitMount:
         """Textual's, noting which mode is being shown (for `refresh_css`); awaiting it waits for a screen
@@ -169,45 +166,53 @@ class NoorApp(App[None]):
 
     # -- screens built while idle ----------------------------------------------------
 
-    def prepare_next(self) -> None:
-        """Build the next screen not visited yet out of sight, then (a moment later) the one after it.
+    @work(exclusive=True, group="prepare", exit_on_error=False)
+    async def prepare_screens(self) -> None:
+        """Build each screen not visited yet out of sight, one after the other, once the first has its data.
 
         A first visit would build its screen (compose, mount, style: 150-350 ms of CPU on a loaded
-        2-core machine, issue #21); built while the user reads the first screen, the visit only shows
-        it, as a screen shown again is shown. Textual builds a mode's screen only by switching to it,
-        so this switches there and back with no frame painted in between (`batch_update`): the screen
-        shown is told it was passed over (`NoorScreen.passed_over`) and carries on as it was; the
-        new one composes and fetches its data in the background, suspended, and does not poll.
-        Waits while the first screen has no data yet, while a dialog or the palette is open (their
-        own stack), and until the last screen built is mounted: one at a time, so a key pressed
-        meanwhile is handled between the steps of one build at most.
+        2-core machine, issue #21); built while the user reads the first screen, the visit only lays
+        it out and paints it. Textual builds a mode's screen only by switching to it, so this switches
+        there and back with no frame painted in between (`batch_update`): the screen shown is told it
+        was passed over (`NoorScreen.passed_over`) and carries on as it was; the new one composes and
+        fetches its data in the background, suspended, and does not poll. A screen's build waits for
+        the one before it to be mounted; none starts while the screen shown has no data yet, under a
+        dialog or the palette (their own stack), within `PREPARE_QUIET` of a switch, or once closing.
+        A key pressed meanwhile is handled between the steps of a build; a number pressed for the
+        screen being built shows it when it is composed, one pressed for a screen not built yet builds it.
         """
-        if self._leaving or not self.is_running:
-            return
-        shown = self.screen
-        busy = self._prepared is not None and not self._prepared.is_mounted
-        busy = busy or time.monotonic() - self._switched_at < PREPARE_QUIET
-        if busy or len(self.screen_stack) > 1 or not isinstance(shown, NoorScreen) or not shown.loaded:
-            self.set_timer(PREPARE_GAP, self.prepare_next)
-            return
-        if self._prepared is not None:
+        for mode, _ in self.NAV:
+            while not self._may_prepare():
+                if self._leaving:
+                    return
+                await asyncio.sleep(PREPARE_WAIT)
+            if self._built(mode):
+                continue
+            shown, back, switched_at = self.screen, self.current_mode, self._switched_at
+            assert isinstance(shown, NoorScreen)
+            with self.batch_update():
+                shown.passed_over()
+                self.switch_mode(mode)
+                screen = self.screen
+                self.switch_mode(back)
+            self._switched_at = switched_at  # not a switch the user made
+            await AwaitMount(screen, [screen])
             # The screen lives as long as the dashboard: out of later collections, as what the start-up made
             # (`_freeze_start_up`), once what its build left behind is collected (a short collection: only
             # what was made since the last freeze is looked at).
-            self._prepared = None
             gc.collect()
             gc.freeze()
-        waiting = [mode for mode, _ in self.NAV if not self._built(mode)]
-        if not waiting:
-            return
-        mode, back, switched_at = waiting[0], self.current_mode, self._switched_at
-        with self.batch_update():
-            shown.passed_over()
-            self.switch_mode(mode)
-            self._prepared = self.screen
-            self.switch_mode(back)
-        self._switched_at = switched_at  # not a switch the user made
-        self.set_timer(PREPARE_GAP, self.prepare_next)
+
+    def _may_prepare(self) -> bool:
+        shown = self.screen
+        return (
+            not self._leaving
+            and self.is_running
+            and len(self.screen_stack) == 1
+            and isinstance(shown, NoorScreen)
+            and shown.loaded
+            and time.monotonic() - self._switched_at >= PREPARE_QUIET
+        )
 
     def _built(self, mode: str) -> bool:
         try:

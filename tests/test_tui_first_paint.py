@@ -13,7 +13,7 @@ import gc
 from datetime import UTC
 
 from textual.app import App, ComposeResult
-from tui_helpers import wait_until
+from tui_helpers import built_modes, wait_until
 
 from noor_tui.app import AdminApp
 from noor_tui.screens.usage import UsageScreen
@@ -64,18 +64,6 @@ async def test_a_first_visit_restyles_nothing_twice_and_fetches_once(daemon, tmp
         assert reparsed == [], "nothing changed the CSS: showing a screen again needs no re-parse"
 
 
-def built(app: AdminApp) -> list[str]:
-    """The modes whose screen exists."""
-    modes = []
-    for mode, _ in app.NAV:
-        try:
-            app.get_screen_stack(mode)
-        except KeyError:
-            continue
-        modes.append(mode)
-    return modes
-
-
 async def test_screens_are_built_while_idle_and_their_first_visit_only_shows_them(daemon, tmp_path, monkeypatch) -> None:
     """Issue #21: a first visit within 100 ms. The other screens are built out of sight once the first has its data,
     with their data; the screen shown is passed over (not restyled, not shown again), and a screen built
@@ -95,7 +83,7 @@ async def test_screens_are_built_while_idle_and_their_first_visit_only_shows_the
         restyled = []
         update_styles = app.update_styles
         monkeypatch.setattr(app, "update_styles", lambda node, animate=True: (restyled.append(node), update_styles(node, animate)))
-        await wait_until(pilot, lambda: len(built(app)) == len(app.NAV), what="every screen built")
+        await wait_until(pilot, lambda: len(built_modes(app)) == len(app.NAV), what="every screen built")
         screens = {mode: app.get_screen_stack(mode)[0] for mode, _ in app.NAV}
         await wait_until(pilot, lambda: all(screen.loaded for screen in screens.values()), what="every screen's data")
         assert app.current_mode == "overview" and app.screen is overview
@@ -120,26 +108,57 @@ async def test_screens_are_built_while_idle_and_their_first_visit_only_shows_the
         assert keys.styles.background == overview.styles.background
 
 
-async def test_a_key_pressed_while_its_screen_is_being_built_waits_for_it(daemon, tmp_path) -> None:
+async def test_a_key_pressed_while_its_screen_is_being_built_waits_for_it(daemon, tmp_path, monkeypatch) -> None:
     app = admin_app(daemon, tmp_path, prepare=True)
-    pressed = []
-    prepare_next = app.prepare_next
+    pressed: list[tuple[bool, bool]] = []
+    waiting: list[asyncio.Task] = []
+    compose_body = UsageScreen.compose_body
 
-    def prepare_then_press() -> None:  # the key comes in the moment the usage screen starts being built
-        prepare_next()
-        if not pressed and "usage" in built(app):
-            pressed.append(app.switch_mode("usage"))
+    def composing(screen):  # the number comes in as the usage screen is being composed out of sight
+        if not waiting:
+            shown = app.switch_mode("usage")
 
-    app.prepare_next = prepare_then_press
+            async def press() -> None:
+                mounted = screen.is_mounted
+                await shown
+                pressed.append((mounted, screen.is_mounted and bool(screen.query("#usage-table"))))
+
+            waiting.append(asyncio.ensure_future(press()))
+        yield from compose_body(screen)
+
+    monkeypatch.setattr(UsageScreen, "compose_body", composing)
     async with app.run_test(size=(160, 48)) as pilot:
-        await wait_until(pilot, lambda: pressed, what="the usage screen being built")
+        await wait_until(pilot, lambda: pressed, what="the number pressed for the usage screen")
+        assert pressed == [(False, True)], "awaiting the switch returns once the screen is composed"
         screen = app.screen
         assert isinstance(screen, UsageScreen)
-        await pressed[0]
-        assert screen.is_mounted and screen.query_one("#usage-table")
         await wait_until(pilot, lambda: screen.loaded, what="the usage screen's data")
-        await wait_until(pilot, lambda: len(built(app)) == len(app.NAV), what="the others built after it")
+        await wait_until(pilot, lambda: len(built_modes(app)) == len(app.NAV), what="the others built after it")
         assert app.screen is screen
+
+
+async def test_a_fetch_that_failed_out_of_sight_is_asked_again_when_the_screen_is_shown(daemon, tmp_path, monkeypatch) -> None:
+    """Nothing is said of a failure the user never saw: the visit fetches again, and says what is wrong then."""
+    fetched: list[bool] = []
+    fetch = UsageScreen.fetch
+
+    async def flaky(screen):
+        fetched.append(screen.is_current)
+        if len(fetched) == 1:
+            raise RuntimeError("boom")
+        return await fetch(screen)
+
+    monkeypatch.setattr(UsageScreen, "fetch", flaky)
+    app = admin_app(daemon, tmp_path, prepare=True)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_until(pilot, lambda: len(built_modes(app)) == len(app.NAV), what="every screen built")
+        usage = app.get_screen_stack("usage")[0]
+        await pilot.pause(0.3)
+        assert fetched == [False] and not usage.loaded
+        await app.switch_mode("usage")
+        await wait_until(pilot, lambda: usage.loaded, what="the usage screen's data")
+        assert fetched == [False, True]
+        assert not [n for n in app._notifications if "RuntimeError" in n.message]
 
 
 async def test_quitting_restyles_no_focused_widget(daemon, tmp_path, monkeypatch) -> None:
@@ -148,7 +167,7 @@ async def test_quitting_restyles_no_focused_widget(daemon, tmp_path, monkeypatch
     app = admin_app(daemon, tmp_path, prepare=True)
     restyled: list[set] = []
     async with app.run_test(size=(160, 48)) as pilot:
-        await wait_until(pilot, lambda: len(built(app)) == len(app.NAV), what="every screen built")
+        await wait_until(pilot, lambda: len(built_modes(app)) == len(app.NAV), what="every screen built")
         screens = [app.get_screen_stack(mode)[0] for mode, _ in app.NAV]
         await wait_until(pilot, lambda: all(screen.is_mounted for screen in screens), what="every screen mounted")
         focused = {screen.focused for screen in screens} - {None}

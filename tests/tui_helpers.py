@@ -33,6 +33,18 @@ async def wait_for_screen(pilot: Pilot, kind: type, timeout: float = 8.0):
     return app.screen
 
 
+def built_modes(app) -> list[str]:
+    """The modes whose screen exists (visited, or built while the dashboard idled)."""
+    modes = []
+    for mode, _ in app.NAV:
+        try:
+            app.get_screen_stack(mode)
+        except KeyError:
+            continue
+        modes.append(mode)
+    return modes
+
+
 def table_text(table: DataTable) -> str:
     """Every cell of a table as plain text, row by row."""
     lines = []

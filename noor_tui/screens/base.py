@@ -6,7 +6,7 @@ daemon slows the dashboard's polls down instead of piling them up (dolphie's loo
 screen that is not showing does not poll; coming back to it polls at once.
 
 A screen is built while the dashboard idles after its first screen has painted
-(`NoorApp.prepare_next`), or on its first visit if the user gets there first, and that visit
+(`NoorApp.prepare_screens`), or on its first visit if the user gets there first, and that visit
 should paint it with its data at once (issue #5: under 200 ms; issue #21: a switch within 100 ms).
 So a new screen asks the daemon as it is made (`_fetch_early`; one built out of sight shows the
 answer as it comes), comes with its size classes already set, and is restyled as it is shown only
@@ -148,7 +148,7 @@ class NoorScreen(Screen):
     def _take_early(self) -> None:
         """The early answer, if it is in: shown before the first paint, so the screen appears with its data.
 
-        A screen built out of sight (`NoorApp.prepare_next`) awaits it in its poll instead, as it is not
+        A screen built out of sight (`NoorApp.prepare_screens`) awaits it in its poll instead, as it is not
         shown and will not poll on its own: its first visit then only paints."""
         early = self._early
         if early is None or not early.done() or early.cancelled() or early.exception() is not None:
