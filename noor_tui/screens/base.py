@@ -182,7 +182,13 @@ class NoorScreen(Screen):
         age = time.monotonic() - self._shown_at
         if age < self.POLL_SECONDS / 2:  # just fetched: the next poll comes on its schedule
             self._schedule(self.POLL_SECONDS - age)
+        elif self.loaded:  # its last data paints first: an answer coming in before that frame would delay it
+            self.call_after_refresh(self._poll_if_shown)
         else:
+            self.poll()
+
+    def _poll_if_shown(self) -> None:
+        if self.is_current and not self._polling:
             self.poll()
 
     def on_screen_suspend(self) -> None:
