@@ -24,6 +24,8 @@ from pathlib import Path
 from benchmarks.__main__ import CHAT_JSON, CHAT_STREAM
 from benchmarks.loadgen import LoadGenerator
 from benchmarks.systems import (
+    BENCH_PRICES,
+    GENEROUS_BUDGETS,
     GENEROUS_PLAN,
     ROOT,
     Process,
@@ -34,15 +36,6 @@ from benchmarks.systems import (
     start_daemon,
     start_upstream,
 )
-
-BENCH_PRICES = """
-[prices.bench]
-input_per_million = 1
-output_per_million = 2
-"""
-GENEROUS_BUDGETS = """budget_per_day = 100000000
-budget_per_month = 100000000"""
-"""Budgets never reached: the cost of checking them (a worst case per call, held and released), not of refusing."""
 
 LOADS = {"json32": (CHAT_JSON, 32), "stream32": (CHAT_STREAM, 32), "json1": (CHAT_JSON, 1), "stream1": (CHAT_STREAM, 1)}
 

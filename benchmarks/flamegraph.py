@@ -23,7 +23,17 @@ from pathlib import Path
 
 from benchmarks.__main__ import CHAT_JSON, CHAT_STREAM
 from benchmarks.loadgen import LoadGenerator
-from benchmarks.systems import GENEROUS_PLAN, Process, daemon_config, free_port, provision_key, start_daemon, start_upstream
+from benchmarks.systems import (
+    BENCH_PRICES,
+    GENEROUS_BUDGETS,
+    GENEROUS_PLAN,
+    Process,
+    daemon_config,
+    free_port,
+    provision_key,
+    start_daemon,
+    start_upstream,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -103,6 +113,7 @@ def main() -> None:
     parser.add_argument("--stacks", type=Path, help="also keep the collapsed stacks here (for your own grep)")
     parser.add_argument("--stream", action="store_true", help="streamed chat completions instead of JSON")
     parser.add_argument("--telemetry", action="store_true", help="with [telemetry] on, exporting to a local OTLP sink")
+    parser.add_argument("--budgets", action="store_true", help="the plan has day and month budgets (never reached) and the model a price")
     args = parser.parse_args()
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(py_spy).exists():
@@ -112,7 +123,8 @@ def main() -> None:
     loadgen = None
     try:
         upstream.wait_until_listening(30)
-        config = daemon_config(upstream, GENEROUS_PLAN)
+        config = (daemon_config(upstream, GENEROUS_PLAN + "\n" + GENEROUS_BUDGETS, extra=BENCH_PRICES) if args.budgets
+                  else daemon_config(upstream, GENEROUS_PLAN))
         if args.telemetry:
             sink_port = free_port()
             sink = Process("otlp sink", [sys.executable, "-m", "benchmarks.otlp_sink", "--port", str(sink_port)], sink_port)

@@ -152,6 +152,15 @@ tokens_per_day = 1000000000000
 tokens_per_month = 1000000000000"""
 """Every limit on, none ever reached: the cost of checking them, not of refusing."""
 
+BENCH_PRICES = """
+[prices.bench]
+input_per_million = 1
+output_per_million = 2
+"""
+GENEROUS_BUDGETS = """budget_per_day = 100000000
+budget_per_month = 100000000"""
+"""Budgets never reached: the cost of checking them (a worst case per call, held and released), not of refusing."""
+
 
 def daemon_config(upstream: Process | None, plan: str, extra: str = "") -> str:
     """An OpenAI-style model `bench` and an Anthropic-style model `bench-claude`, both on the stand-in."""

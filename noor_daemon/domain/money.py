@@ -150,8 +150,13 @@ def units(value: float | int | str | Decimal) -> int:
 
 
 def text(picounits: int) -> str:
-    """An amount as a plain decimal, exactly (`0.000435`, `20`): headers and messages."""
-    return f"{(Decimal(picounits) / UNIT).normalize():f}"
+    """An amount as a plain decimal, exactly (`0.000435`, `20`): headers and messages. Integer arithmetic (the
+    budget headers write two on every call under a budget)."""
+    whole, fraction = divmod(abs(picounits), UNIT)
+    sign = "-" if picounits < 0 else ""
+    if not fraction:
+        return f"{sign}{whole}"
+    return f"{sign}{whole}.{fraction:012d}".rstrip("0")
 
 
 def amount(picounits: int) -> float:

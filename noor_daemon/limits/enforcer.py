@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING
@@ -19,8 +19,8 @@ from noor_daemon.clock import Clock
 from noor_daemon.config import Config, PlanConfig
 from noor_daemon.domain.accounts import Account, ApiKey
 from noor_daemon.domain.errors import GatewayError
-from noor_daemon.domain.money import text as money_text
 from noor_daemon.domain.money import amount, units
+from noor_daemon.domain.money import text as money_text
 from noor_daemon.limits import gcra
 from noor_daemon.limits.gcra import Rate
 from noor_daemon.limits.periods import PeriodCounters, period_bounds
@@ -54,6 +54,11 @@ class Scope:
     kind: str  # "account" | "key"
     ident: str
     limits: dict[str, int]
+    budgets: tuple[tuple[str, str, int], ...] = field(init=False, repr=False, compare=False)
+    """(name, period, picounits) of its budgets: every call under a budget reads them, so they are found once."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "budgets", tuple((name, period, self.limits[name]) for name, period in BUDGETS if name in self.limits))
 
 
 class Admission:
@@ -88,7 +93,7 @@ def scope_limits(limits: dict[str, float | int]) -> dict[str, int]:
 
 
 def has_budget(scopes: list[Scope]) -> bool:
-    return any(name in scope.limits for scope in scopes for name, _ in BUDGETS)
+    return any(scope.budgets for scope in scopes)
 
 
 def budget_error(scope_kind: str, name: str, limit: int, period: str, wall: float, spent: int, worst: int) -> GatewayError:
@@ -355,10 +360,7 @@ class Limiter:
 
     def _check_budgets(self, scope: Scope, worst: int) -> None:
         """Refuse unless spent + held worst cases + this call's worst case fits each budget of the scope."""
-        for name, period in BUDGETS:
-            limit = scope.limits.get(name)
-            if limit is None:
-                continue
+        for name, period, limit in scope.budgets:
             held = self._reserved.get((scope.kind, scope.ident), (0, 0, 0))[2]
             spent = self.counters.spent(scope.kind, scope.ident, period) + held
             if spent + worst > limit:
@@ -377,11 +379,10 @@ class Limiter:
         """The tightest budget's limit, what is left of it (in-flight calls' worst cases held) and its reset."""
         tightest = None
         for scope in scopes:
-            for name, period in BUDGETS:
-                if name in scope.limits:
-                    left = self.budget_left(scope, name, period)
-                    if tightest is None or left < tightest[0]:
-                        tightest = (left, scope.limits[name], period)
+            for name, period, limit in scope.budgets:
+                left = self.budget_left(scope, name, period)
+                if tightest is None or left < tightest[0]:
+                    tightest = (left, limit, period)
         return budget_headers(*tightest, self.clock.now()) if tightest else {}
 
     def _check_periods(self, scope: Scope, family: str) -> None:
