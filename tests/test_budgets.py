@@ -16,12 +16,14 @@ from decimal import Decimal
 
 import openai
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from conftest import SIMULATOR_CONFIG
 from gateway_helpers import openai_client
 from standin_upstream import standin_config
 
 from noor_daemon.config import Config
-from noor_daemon.domain.money import UNIT, PriceBook, per_token, shipped_table
+from noor_daemon.domain.money import UNIT, PriceBook, per_token, shipped_table, text
 from noor_daemon.state import ACCOUNTS, LEDGER
 from noor_daemon.state import LIMITER as LIMITER_KEY
 
@@ -201,3 +203,9 @@ async def test_three_daemons_on_postgresql_and_redis_hold_one_budget(tmp_path) -
             assert 0 < spent <= int(Decimal(BUDGET) * UNIT), spent
         finally:
             await processes.close()
+
+
+@given(st.one_of(st.integers(-(10**20), 10**20), st.integers(0, 10**13), st.sampled_from([0, 1, UNIT, 20 * UNIT, 435 * 10**6])))
+def test_amounts_are_written_exactly_as_their_decimal(picounits: int) -> None:
+    """The budget headers' and messages' amounts: the exact decimal, no exponent, no trailing zeros."""
+    assert text(picounits) == f"{(Decimal(picounits) / UNIT).normalize():f}"
