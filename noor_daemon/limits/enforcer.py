@@ -243,9 +243,11 @@ class Limiter:
         now = self.clock.monotonic()  # small numbers keep float rounding far below one unit
         scopes = self.scopes(key, account)
         worst = worst_cost() if worst_cost is not None and has_budget(scopes) else 0
+        tightest_budget = None
         for scope in scopes:
             self._check_periods(scope, family)
-            self._check_budgets(scope, worst)
+            if scope.budgets:
+                tightest_budget = self._check_budgets(scope, worst, tightest_budget)
             limit = scope.limits.get("concurrent_requests")
             if limit is not None and self._active.get((scope.kind, scope.ident), 0) >= limit:
                 raise self._rate_error(
@@ -275,8 +277,8 @@ class Limiter:
             reserved[1] += estimate
             reserved[2] += worst
         headers = self.headers(scopes, now, family)
-        if worst:
-            headers.update(self.budget_headers(scopes))
+        if worst and tightest_budget is not None:
+            headers.update(budget_headers(*tightest_budget, self.clock.now()))
         return Admission(scopes, estimate, headers, worst)
 
     def charge(self, scopes: list[Scope], estimate: int, worst: int = 0) -> None:
@@ -358,32 +360,25 @@ class Limiter:
 
     # -- checks and answers -----------------------------------------------------------
 
-    def _check_budgets(self, scope: Scope, worst: int) -> None:
-        """Refuse unless spent + held worst cases + this call's worst case fits each budget of the scope."""
+    def _check_budgets(self, scope: Scope, worst: int, tightest: tuple[int, int, str] | None) -> tuple[int, int, str] | None:
+        """Refuse unless spent + held worst cases + this call's worst case fits each budget of the scope.
+
+        Returns the tightest budget so far as (left once this call's worst case is held, limit, period): the
+        answer's budget headers, found in the same pass (each budget's spend is read once a call)."""
+        held = self._reserved.get((scope.kind, scope.ident), (0, 0, 0))[2]
         for name, period, limit in scope.budgets:
-            held = self._reserved.get((scope.kind, scope.ident), (0, 0, 0))[2]
             spent = self.counters.spent(scope.kind, scope.ident, period) + held
             if spent + worst > limit:
                 self.refused_by_budget(scope, name)
                 raise budget_error(scope.kind, name, limit, period, self.clock.now(), spent, worst)
+            left = limit - spent - worst
+            if tightest is None or left < tightest[0]:
+                tightest = (left, limit, period)
+        return tightest
 
     def refused_by_budget(self, scope: Scope, name: str) -> None:
         for listener in self.budget_refusals:
             listener(scope.kind, scope.ident, name)
-
-    def budget_left(self, scope: Scope, name: str, period: str) -> int:
-        held = self._reserved.get((scope.kind, scope.ident), (0, 0, 0))[2]
-        return max(0, scope.limits[name] - self.counters.spent(scope.kind, scope.ident, period) - held)
-
-    def budget_headers(self, scopes: list[Scope]) -> dict[str, str]:
-        """The tightest budget's limit, what is left of it (in-flight calls' worst cases held) and its reset."""
-        tightest = None
-        for scope in scopes:
-            for name, period, limit in scope.budgets:
-                left = self.budget_left(scope, name, period)
-                if tightest is None or left < tightest[0]:
-                    tightest = (left, limit, period)
-        return budget_headers(*tightest, self.clock.now()) if tightest else {}
 
     def _check_periods(self, scope: Scope, family: str) -> None:
         now = self.clock.now()
