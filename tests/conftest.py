@@ -164,7 +164,11 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("NO_COLOR", "1")
     config.addinivalue_line("markers", "sqlite_file: inspects the SQLite file itself (skipped when the suite runs on PostgreSQL)")
     config.addinivalue_line(
-        "markers", "engine_independent: never opens the ledger on NOOR_TEST_STORAGE's engine (run once, on SQLite)"
+        "markers",
+        "engine_independent: its subject is above the storage engine (the wire, the CLI, the dashboard, translation, "
+        "the upstream client, security of the HTTP layer) or it never opens the ledger on NOOR_TEST_STORAGE's engine: "
+        "run once, in the SQLite run; the PostgreSQL run keeps the ledger, limits, money, billing, privacy, "
+        "durability and scale-out tests",
     )
 
 

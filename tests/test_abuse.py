@@ -9,6 +9,8 @@ import pytest
 from noor_daemon.state import AUDIT
 from tests.conftest import SIMULATOR_CONFIG
 
+pytestmark = pytest.mark.engine_independent
+
 MESSAGES = [{"role": "user", "content": "hello"}]
 BAD_KEY = "sk-noor-" + "A" * 49
 

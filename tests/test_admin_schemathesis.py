@@ -28,6 +28,8 @@ from schemathesis.checks import (
     unsupported_method,
 )
 
+pytestmark = pytest.mark.engine_independent
+
 TOKEN = "noor-admin-schemathesis"
 CHECKS = [
     not_a_server_error,

@@ -22,6 +22,8 @@ from gateway_helpers import wait_for_rows
 
 from noor_daemon.state import PROXY
 
+pytestmark = pytest.mark.engine_independent
+
 AGENTS = {"claude": ("@anthropic-ai/claude-code", "2.1.197"), "codex": ("@openai/codex", "0.171.0")}
 """The CLIs and the versions these tests were written against (kept in step with .ci/run)."""
 

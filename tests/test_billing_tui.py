@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from datetime import UTC
 
+import pytest
 from billing_helpers import PRO_PRICE, billing_config, event, eventually, post_event, stripe  # noqa: F401 - fixture
 from textual.widgets import DataTable
 from tui_helpers import screen_text, table_text, wait_until
 
 from noor_daemon.state import ACCOUNTS, BILLING
 from noor_tui.app import AdminApp
+
+pytestmark = pytest.mark.engine_independent
 
 SIZE = (140, 36)
 

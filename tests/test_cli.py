@@ -34,6 +34,8 @@ from noor_daemon.cli.common import Duration
 from noor_daemon.server import GatewayRunner
 from noor_daemon.settings import DaemonSettings
 
+pytestmark = pytest.mark.engine_independent
+
 NOOR = Path(sys.executable).with_name("noor")
 
 

@@ -18,6 +18,8 @@ from daemon_process import DaemonProcesses, noor_executable
 from noor_daemon.config import ConfigError, parse
 from noor_daemon.reload import restart_only_changes
 
+pytestmark = pytest.mark.engine_independent
+
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 REFERENCES = """

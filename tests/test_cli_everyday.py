@@ -19,6 +19,8 @@ from standin_upstream import standin_config
 from noor_daemon.cli.common import configured_url
 from noor_daemon.client import DEFAULT_URL
 
+pytestmark = pytest.mark.engine_independent
+
 SIMULATOR_FILE = """
 [server]
 port = {port}

@@ -20,6 +20,8 @@ from standin_upstream import UPSTREAM_ANTHROPIC_SECRET, UPSTREAM_OPENAI_SECRET
 
 from noor_daemon.cli import cli
 
+pytestmark = pytest.mark.engine_independent
+
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and k not in ("NOOR_URL", "NOOR_CONFIG")}

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.test_cli import LiveDaemon, call_gateway, live_daemon, noor, noor_json  # noqa: F401 - the fixture
+
+pytestmark = pytest.mark.engine_independent
 
 
 def test_suspend_unsuspend_and_key_limits(live_daemon: LiveDaemon) -> None:

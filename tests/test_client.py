@@ -23,6 +23,8 @@ from noor_daemon.client import (
     UsageSummary,
 )
 
+pytestmark = pytest.mark.engine_independent
+
 
 def test_client_imports_nothing_else_from_noor_daemon() -> None:
     """The dashboard may import the client alone; it must not drag the daemon in.

@@ -19,6 +19,8 @@ from noor_daemon.client import (
     UsageSeries,
 )
 
+pytestmark = pytest.mark.engine_independent
+
 
 async def _chat(daemon, key: str) -> None:
     body = {"model": "sim-gpt", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}

@@ -72,6 +72,8 @@ from noor_daemon.client import (
     UsageTotals,
 )
 
+pytestmark = pytest.mark.engine_independent
+
 
 @dataclass(frozen=True)
 class Schema:

@@ -13,6 +13,8 @@ from gateway_helpers import openai_client
 from noor_daemon import config as config_module
 from noor_daemon.config import ConfigError, load, parse
 
+pytestmark = pytest.mark.engine_independent
+
 ISSUE_TOML = """\
 [server]
 host = "127.0.0.1"

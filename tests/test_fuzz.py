@@ -11,6 +11,7 @@ import sqlite3
 
 import aiohttp
 import orjson
+import pytest
 from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -22,6 +23,8 @@ from noor_daemon.gateway.wire.sse import EventSplitter
 from noor_daemon.server import GatewayRunner
 from noor_daemon.state import LIMITER
 from tests.conftest import SIMULATOR_CONFIG
+
+pytestmark = pytest.mark.engine_independent
 
 # -- pure parsing: properties ---------------------------------------------------------
 

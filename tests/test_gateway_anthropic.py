@@ -6,6 +6,8 @@ import pytest
 from gateway_helpers import anthropic_client, tokens
 from standin_upstream import UPSTREAM_ANTHROPIC_SECRET, reply_text, standin_config
 
+pytestmark = pytest.mark.engine_independent
+
 
 @pytest.fixture
 async def gw(standin, start_daemon):

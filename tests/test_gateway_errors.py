@@ -23,6 +23,8 @@ from noor_daemon.domain.api_keys import KEY_PREFIX, generate_key
 from noor_daemon.domain.names import UNKNOWN_MODEL
 from noor_daemon.state import ACCOUNTS, KEYRING, PROXY
 
+pytestmark = pytest.mark.engine_independent
+
 OPENAI_MESSAGES = [{"role": "user", "content": "hello"}]
 
 

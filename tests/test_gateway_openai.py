@@ -16,6 +16,8 @@ from standin_upstream import UPSTREAM_OPENAI_SECRET, reply_text, standin_config
 
 from noor_daemon.state import LEDGER
 
+pytestmark = pytest.mark.engine_independent
+
 
 @pytest.fixture
 async def gw(standin, start_daemon):

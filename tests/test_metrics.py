@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from noor_daemon.ledger.usage import UsageEvent
 from noor_daemon.metrics import Metrics
+
+pytestmark = pytest.mark.engine_independent
 
 
 class _Ledger:

@@ -40,6 +40,8 @@ from noor_daemon.settings import DaemonSettings
 from noor_daemon.state import ACCOUNTS, AUDIT, BILLING, KEYRING, LEDGER, LIMITER, LIVE, PRIVACY, SETTINGS
 from noor_daemon.views.series import RANGES, usage_series
 
+pytestmark = pytest.mark.engine_independent
+
 CONFIG = """
 [[providers]]
 name = "simulator"

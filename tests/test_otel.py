@@ -15,6 +15,8 @@ from noor_daemon.gateway.proxy import Proxy
 from noor_daemon.state import ACCOUNTS, LEDGER, LIMITER, PROXY
 from noor_daemon.telemetry import TELEMETRY, hashed_id
 
+pytestmark = pytest.mark.engine_independent
+
 CANARY = "CANARY-otel-4b7e9d"
 EMAIL = "traced@example.com"
 STEPS = {"auth", "limits", "route", "meter"}

@@ -16,6 +16,8 @@ from noor_daemon.gateway.routing import RouteHealth, Router
 from noor_daemon.state import LEDGER, PROXY
 from tests.gateway_helpers import openai_client
 
+pytestmark = pytest.mark.engine_independent
+
 MESSAGES = [{"role": "user", "content": "route me"}]
 
 

@@ -32,6 +32,8 @@ from noor_daemon.settings import DaemonSettings
 from noor_daemon.state import ADMIN_TOKEN_HASH, LEDGER, SETTINGS
 from noor_daemon.tls import make_self_signed
 
+pytestmark = pytest.mark.engine_independent
+
 SIM = """
 [[providers]]
 name = "simulator"

@@ -13,6 +13,8 @@ from noor_daemon.domain.emails import InvalidEmail, lookalike_key, normalize
 from noor_daemon.domain.names import UNKNOWN_MODEL
 from noor_daemon.state import LEDGER
 
+pytestmark = pytest.mark.engine_independent
+
 PATTERN_CONFIG = """
 [[providers]]
 name = "simulator"

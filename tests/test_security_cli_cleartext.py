@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from security_helpers import non_loopback_address
 
+pytestmark = pytest.mark.engine_independent
+
 NOOR = str(Path(sys.executable).with_name("noor"))
 TOKEN = "noor-admin-" + "t" * 40
 

@@ -10,8 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import SIMULATOR_CONFIG
 from daemon_process import DaemonProcesses
+
+pytestmark = pytest.mark.engine_independent
 
 NOOR = str(Path(sys.executable).with_name("noor"))
 

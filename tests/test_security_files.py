@@ -18,6 +18,8 @@ from noor_daemon import paths
 from noor_daemon.client import AdminClient
 from noor_daemon.secret_store import FileBackend, ensure_admin_token
 
+pytestmark = pytest.mark.engine_independent
+
 SIM = """
 [[providers]]
 name = "simulator"

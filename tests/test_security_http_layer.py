@@ -14,8 +14,9 @@ import secrets
 import pytest
 from conftest import SIMULATOR_CONFIG
 from daemon_process import DaemonProcesses
-
 from test_privacy_canary import files_under
+
+pytestmark = pytest.mark.engine_independent
 
 
 def _canary() -> str:

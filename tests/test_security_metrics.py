@@ -12,6 +12,8 @@ from security_helpers import client_context, non_loopback_address, serve
 from noor_daemon import config as config_module
 from noor_daemon.tls import make_self_signed
 
+pytestmark = pytest.mark.engine_independent
+
 SIM = """
 [[providers]]
 name = "simulator"

@@ -21,6 +21,8 @@ from noor_daemon.gateway import proxy as proxy_module
 from noor_daemon.redaction import REDACTED, RedactingFilter, install, redact
 from noor_daemon.state import PROXY
 
+pytestmark = pytest.mark.engine_independent
+
 NOOR_KEY = "sk-noor-AbC123" + "x" * 37 + "Zz9Yy8"
 SHAPES = {
     NOOR_KEY: "sk-noor-AbC123" + REDACTED,

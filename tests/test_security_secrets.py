@@ -20,6 +20,8 @@ from noor_daemon import secret_store
 from noor_daemon.cli import cli
 from noor_daemon.secret_store import SERVICE, FileBackend, KeyringBackend, SecretError, resolve
 
+pytestmark = pytest.mark.engine_independent
+
 PROVIDER_SECRET = "sk-proj-provider-secret-from-the-store-0123456789"
 
 

@@ -25,6 +25,8 @@ from noor_daemon.cli import cli
 from noor_daemon.state import ACCOUNTS
 from noor_daemon.tls import make_self_signed
 
+pytestmark = pytest.mark.engine_independent
+
 TLS_SIM_CONFIG = """
 [server]
 tls_cert = "{cert}"

@@ -9,6 +9,8 @@ import openai
 import pytest
 from gateway_helpers import anthropic_client, openai_client, tokens
 
+pytestmark = pytest.mark.engine_independent
+
 
 async def test_every_endpoint_answers_and_is_metered(daemon):
     key = await daemon.create_key("sim@example.com")

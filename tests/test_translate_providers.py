@@ -13,6 +13,8 @@ from standin_upstream import OPENAI_KEY_ENV, UPSTREAM_OPENAI_SECRET, reply_text
 from noor_daemon.config import ConfigError, parse
 from noor_daemon.presets import FORMAT_PATHS, KINDS
 
+pytestmark = pytest.mark.engine_independent
+
 PRESETS = sorted(name for name, kind in KINDS.items() if kind.protocol == "openai" and name != "openai")
 KEYLESS = {"ollama", "vllm", "llamacpp", "lmstudio"}
 """Servers people run on their own machine: no key needed."""

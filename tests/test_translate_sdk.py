@@ -21,6 +21,8 @@ from standin_upstream import (
     reply_text,
 )
 
+pytestmark = pytest.mark.engine_independent
+
 IMAGE = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
 WEATHER = {
     "name": "get_weather",

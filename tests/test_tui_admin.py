@@ -31,6 +31,8 @@ from noor_tui.widgets.modals import (
     TypedConfirmModal,
 )
 
+pytestmark = pytest.mark.engine_independent
+
 SIZE = (120, 36)
 
 

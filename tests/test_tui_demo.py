@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC
 
+import pytest
 from tui_helpers import wait_until
 
 from noor_daemon.cli.demo_dashboard import DemoBackground
 from noor_tui.app import make_app
+
+pytestmark = pytest.mark.engine_independent
 
 
 async def test_the_demo_dashboard_is_alive_within_seconds(tmp_path) -> None:

@@ -12,6 +12,7 @@ import asyncio
 import gc
 from datetime import UTC
 
+import pytest
 from textual.app import App, ComposeResult
 from tui_helpers import built_modes, wait_until
 
@@ -19,6 +20,8 @@ from noor_tui.app import AdminApp
 from noor_tui.screens.usage import UsageScreen
 from noor_tui.widgets.bar_chart import BarChart
 from noor_tui.widgets.footer import KeyFooter
+
+pytestmark = pytest.mark.engine_independent
 
 
 def admin_app(daemon, tmp_path, *, prepare: bool = False) -> AdminApp:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 from datetime import UTC
 
+import pytest
 from aiohttp import web
 from conftest import ADMIN_TOKEN, SIMULATOR_CONFIG
 from textual.widgets import DataTable
@@ -18,6 +19,8 @@ from noor_tui.app import AdminApp
 from noor_tui.screens.overview import OverviewScreen
 from noor_tui.widgets.charts import Chart
 from noor_tui.widgets.feed import LiveFeed
+
+pytestmark = pytest.mark.engine_independent
 
 
 def stat(screen, name: str) -> str:

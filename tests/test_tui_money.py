@@ -32,6 +32,8 @@ from noor_tui.widgets.records import RecordTable, plain
 from noor_tui.widgets.spend import SpendTable
 from noor_tui.widgets.stats import StatTile
 
+pytestmark = pytest.mark.engine_independent
+
 SIZE = (160, 48)
 EVENING = datetime(2025, 6, 15, 20, 0, tzinfo=UTC).timestamp()
 TODAY_MS = int(datetime(2025, 6, 16, tzinfo=UTC).timestamp() * 1000)

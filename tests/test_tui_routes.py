@@ -8,6 +8,7 @@ import json
 from datetime import UTC
 
 import aiohttp
+import pytest
 from standin_upstream import standin_config
 from textual.widgets import Button, Input
 from tui_helpers import chat, screen_text, wait_for_screen, wait_for_text, wait_until
@@ -19,6 +20,8 @@ from noor_tui.screens.routes import RoutesScreen
 from noor_tui.widgets.detail import DetailScreen
 from noor_tui.widgets.modals import ChoiceModal, ExportModal
 from noor_tui.widgets.records import RecordTable
+
+pytestmark = pytest.mark.engine_independent
 
 SIZE = (160, 48)
 BREAKER = "[routing]\nbreaker_failures = 2\nbreaker_cooldown = 2.0\n"

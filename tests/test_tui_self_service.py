@@ -6,6 +6,7 @@ import json
 import stat
 from datetime import UTC
 
+import pytest
 from textual.widgets import Button, DataTable, Input
 from tui_helpers import chat, screen_text, table_text, wait_for_screen, wait_for_text, wait_until
 
@@ -13,6 +14,8 @@ from noor_tui.app import MeApp, make_app
 from noor_tui.screens.deleted import AccountDeletedScreen
 from noor_tui.screens.me import MeAccountScreen
 from noor_tui.widgets.modals import ExportModal, TypedConfirmModal
+
+pytestmark = pytest.mark.engine_independent
 
 SIZE = (120, 36)
 

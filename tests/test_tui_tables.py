@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC
 
+import pytest
 from textual.widgets import Button, Input
 from tui_helpers import chat, wait_for_screen, wait_until
 
@@ -14,6 +15,8 @@ from noor_tui.app import AdminApp, MeApp
 from noor_tui.widgets.detail import DetailScreen
 from noor_tui.widgets.modals import ConfirmModal, PromptModal
 from noor_tui.widgets.records import RecordTable
+
+pytestmark = pytest.mark.engine_independent
 
 SIZE = (160, 48)
 

@@ -13,6 +13,8 @@ from standin_upstream import OPENAI_KEY_ENV
 from benchmarks.closing_upstream import ClosingUpstream
 from noor_daemon.state import PROXY
 
+pytestmark = pytest.mark.engine_independent
+
 BROKEN = ["cut_length", "cut_chunked", "reset_unknown_length", "corrupt_gzip", "truncated_gzip"]
 
 

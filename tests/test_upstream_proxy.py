@@ -26,6 +26,8 @@ from noor_daemon.secret_store import SERVICE
 from noor_daemon.state import PROXY
 from noor_daemon.tls import make_self_signed
 
+pytestmark = pytest.mark.engine_independent
+
 KEY_ENV = "PROXIED_UPSTREAM_KEY"
 PROXY_USER, PROXY_PASSWORD = "noor", "proxy-pass-4f2b9c"
 MESSAGES = [{"role": "user", "content": "say ok"}]

@@ -14,6 +14,8 @@ from gateway_helpers import openai_client, wait_for_rows
 from benchmarks.closing_upstream import ClosingUpstream
 from noor_daemon.state import PROXY, UPSTREAM_POOL
 
+pytestmark = pytest.mark.engine_independent
+
 KEY_ENV = "CLOSING_UPSTREAM_KEY"
 
 

@@ -11,6 +11,8 @@ import openai
 import pytest
 from gateway_helpers import anthropic_client, openai_client
 
+pytestmark = pytest.mark.engine_independent
+
 
 @pytest.fixture
 async def gw(start_daemon):
