@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import gc
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import ClassVar
@@ -21,6 +21,7 @@ from textual import events, on, work
 from textual.app import App
 from textual.binding import Binding
 from textual.message import Message
+from textual.pilot import Pilot
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widget import AwaitMount
@@ -49,6 +50,8 @@ PREPARE_WAIT = 0.1
 """Seconds between checks that the dashboard may build a screen out of sight (`NoorApp.prepare_screens`)."""
 PREPARE_QUIET = 0.25
 """No screen is built out of sight this soon after a switch: the screen just shown paints first."""
+BUILD_TIMEOUT = 2.0
+"""The longest quitting waits for a screen being built (`NoorApp.exit`)."""
 
 
 class NoorApp(App[None]):
@@ -82,13 +85,12 @@ class NoorApp(App[None]):
         tz: tzinfo | None = None,
         export_dir: Path | None = None,
         theme: str = "noor-dark",
-        prepare: bool = False,
+        prepare: bool = True,
     ) -> None:
         super().__init__()
         self.prepare = prepare
-        """Build the other screens while idle, so a first visit only paints (`prepare_screens`). Off by default:
-        building the Privacy screen's TabbedContent out of sight failed once in CI ("No Tab with id
-        --content-tab-requests" on mount, issue #21); screens are built on their first visit until that is found."""
+        """Build the other screens while idle, so a first visit only paints (`prepare_screens`); tests of a screen
+        built on demand, and the snapshots, turn it off."""
         self._leaving = False
         self._switched_at = 0.0
         """When the user last switched screens (`time.monotonic`)."""
@@ -154,16 +156,49 @@ class NoorApp(App[None]):
         return shown if screen.is_mounted else AwaitMount(screen, [screen])
 
     def exit(self, result: None = None, return_code: int = 0, message: RenderableType | None = None) -> None:
-        """Textual's, with no new screens built from now on, and no focus to hand on as the screens go.
+        """Textual's, with no new screens built from now on, none torn down half-built, and no focus to hand on.
 
-        Textual removes each screen's focused widget first, and moves the focus on as it does: the widget
-        loses it and is restyled, with its ancestors (a table's restyle is costly), once per screen: about
-        a third of quitting's time (issue #21: `q` within 300 ms), for screens about to be destroyed.
+        A screen being built (out of sight or on its first visit) is finished first: Textual tears a
+        half-mounted widget down under its own pending mount handler (the Privacy screen's tabs raised
+        "No Tab with id ..." once in CI, issue #21). Textual removes each screen's focused widget first,
+        and moves the focus on as it does: the widget loses it and is restyled, with its ancestors (a
+        table's restyle is costly), once per screen: about a third of quitting's time (issue #21: `q`
+        within 300 ms), for screens about to be destroyed.
         """
         self._leaving = True
+        if self.screens_being_built():
+            self.run_worker(self._exit_when_built(result, return_code, message), group="exit", exit_on_error=False)
+        else:
+            self._exit_now(result, return_code, message)
+
+    async def _exit_when_built(self, result: None, return_code: int, message: RenderableType | None) -> None:
+        await self.screens_built()
+        self._exit_now(result, return_code, message)
+
+    def _exit_now(self, result: None, return_code: int, message: RenderableType | None) -> None:
         for screen in self.screen_stack_everywhere():
             screen.set_reactive(Screen.focused, None)
         super().exit(result, return_code, message)
+
+    def screens_being_built(self) -> list[Screen]:
+        return [screen for screen in self.screen_stack_everywhere() if not screen.is_mounted]
+
+    async def screens_built(self, timeout: float = BUILD_TIMEOUT) -> None:
+        """Wait (a bounded time) for the screens being built to be mounted, each widget's mount handled."""
+        building = self.screens_being_built()
+        if building:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*(AwaitMount(screen, [screen]) for screen in building)), timeout)
+
+    @contextlib.asynccontextmanager
+    async def run_test(self, *args, **kwargs) -> AsyncIterator[Pilot]:
+        """Textual's, leaving as `exit` does: with no screen half-built (Textual's own teardown does not ask `exit`)."""
+        async with super().run_test(*args, **kwargs) as pilot:
+            try:
+                yield pilot
+            finally:
+                self._leaving = True
+                await self.screens_built()
 
     # -- screens built while idle ----------------------------------------------------
 

@@ -14,6 +14,7 @@ from datetime import UTC
 
 import pytest
 from textual.app import App, ComposeResult
+from textual.widgets import Tabs
 from tui_helpers import built_modes, wait_until
 
 from noor_tui.app import AdminApp
@@ -181,6 +182,44 @@ async def test_quitting_restyles_no_focused_widget(daemon, tmp_path, monkeypatch
         )
         await pilot.press("q")
     assert not [nodes for nodes in restyled if nodes & focused]
+
+
+def composing_tabs(monkeypatch) -> asyncio.Event:
+    """Set while a `Tabs` (the Privacy screen's) is being composed, its own mount handler still to come."""
+    composing = asyncio.Event()
+    compose = Tabs.compose
+
+    def observed(tabs):
+        composing.set()
+        yield from compose(tabs)
+
+    monkeypatch.setattr(Tabs, "compose", observed)
+    return composing
+
+
+async def test_quitting_while_a_screen_is_built_out_of_sight_waits_for_it(daemon, tmp_path, monkeypatch) -> None:
+    """Textual tears a half-mounted widget down under its pending mount handler: the Privacy screen's tabs
+    raised "No Tab with id '--content-tab-requests'" when the dashboard closed as it was built (once in CI)."""
+    composing = composing_tabs(monkeypatch)
+    app = admin_app(daemon, tmp_path, prepare=True)
+    async with app.run_test(size=(160, 48)):
+        await composing.wait()
+        privacy = app.get_screen_stack("privacy")[0]
+        app.exit()  # what `q` does
+        async with asyncio.timeout(5):
+            while app.is_running:
+                await asyncio.sleep(0.01)
+        assert privacy.is_mounted, "the screen being built was finished before the dashboard closed"
+    assert app.return_code == 0  # and run_test raised no error of the app's
+
+
+async def test_a_test_ending_while_a_screen_is_built_out_of_sight_waits_for_it(daemon, tmp_path, monkeypatch) -> None:
+    composing = composing_tabs(monkeypatch)
+    app = admin_app(daemon, tmp_path, prepare=True)
+    async with app.run_test(size=(160, 48)):
+        await composing.wait()  # the context ends here: Textual's teardown, not `exit`
+        privacy = app.get_screen_stack("privacy")[0]
+    assert privacy.is_mounted  # and run_test raised no error of the app's
 
 
 async def test_size_classes_are_set_before_mounting_as_textual_would(daemon, tmp_path) -> None:
