@@ -134,12 +134,24 @@ def _rfc3339_second(second: int) -> str:
 
 
 def budget_headers(left: int, limit: int, period: str, wall: float) -> dict[str, str]:
-    """The budget headers of an answer, in the currency (both API dialects: neither has a standard for spend)."""
+    """The budget headers of an answer, in the currency (both API dialects: neither has a standard for spend).
+    Every call under a budget writes them: the limit and the reset, which change seldom, are cached."""
     return {
-        "x-noor-budget-limit": money_text(limit),
+        "x-noor-budget-limit": _limit_text(limit),
         "x-noor-budget-remaining": money_text(left),
-        "x-noor-budget-reset": rfc3339(period_bounds(period, wall)[1]),
+        "x-noor-budget-reset": _period_end_text(period, int(wall // 86400)),
     }
+
+
+@lru_cache(maxsize=256)
+def _limit_text(limit: int) -> str:
+    return money_text(limit)
+
+
+@lru_cache(maxsize=16)
+def _period_end_text(period: str, day: int) -> str:
+    """When the `period` holding UTC day number `day` ends (a quota period is made of whole UTC days)."""
+    return rfc3339(period_bounds(period, day * 86400.0)[1])
 
 
 RateState = tuple[int, int, float]
@@ -241,13 +253,16 @@ class Limiter:
         spent, plus the worst cases of the calls in flight, plus its own, fits every budget — so the spend
         stays within the budget as long as no call costs more than its worst case."""
         now = self.clock.monotonic()  # small numbers keep float rounding far below one unit
+        wall = self.clock.now()
         scopes = self.scopes(key, account)
-        worst = worst_cost() if worst_cost is not None and has_budget(scopes) else 0
+        worst = None  # asked of the first scope with a budget
         tightest_budget = None
         for scope in scopes:
-            self._check_periods(scope, family)
+            self._check_periods(scope, wall)
             if scope.budgets:
-                tightest_budget = self._check_budgets(scope, worst, tightest_budget)
+                if worst is None:
+                    worst = worst_cost() if worst_cost is not None else 0
+                tightest_budget = self._check_budgets(scope, worst, tightest_budget, wall)
             limit = scope.limits.get("concurrent_requests")
             if limit is not None and self._active.get((scope.kind, scope.ident), 0) >= limit:
                 raise self._rate_error(
@@ -275,11 +290,11 @@ class Limiter:
             reserved = self._reserved.setdefault(ident, [0, 0, 0])
             reserved[0] += 1
             reserved[1] += estimate
-            reserved[2] += worst
+            reserved[2] += worst or 0
         headers = self.headers(scopes, now, family)
         if worst and tightest_budget is not None:
-            headers.update(budget_headers(*tightest_budget, self.clock.now()))
-        return Admission(scopes, estimate, headers, worst)
+            headers.update(budget_headers(*tightest_budget, wall))
+        return Admission(scopes, estimate, headers, worst or 0)
 
     def charge(self, scopes: list[Scope], estimate: int, worst: int = 0) -> None:
         """Count a call the shared limiter admitted, unchecked: should this daemon have to count
@@ -360,17 +375,19 @@ class Limiter:
 
     # -- checks and answers -----------------------------------------------------------
 
-    def _check_budgets(self, scope: Scope, worst: int, tightest: tuple[int, int, str] | None) -> tuple[int, int, str] | None:
+    def _check_budgets(
+        self, scope: Scope, worst: int, tightest: tuple[int, int, str] | None, wall: float
+    ) -> tuple[int, int, str] | None:
         """Refuse unless spent + held worst cases + this call's worst case fits each budget of the scope.
 
         Returns the tightest budget so far as (left once this call's worst case is held, limit, period): the
         answer's budget headers, found in the same pass (each budget's spend is read once a call)."""
         held = self._reserved.get((scope.kind, scope.ident), (0, 0, 0))[2]
         for name, period, limit in scope.budgets:
-            spent = self.counters.spent(scope.kind, scope.ident, period) + held
+            spent = self.counters.spent(scope.kind, scope.ident, period, wall) + held
             if spent + worst > limit:
                 self.refused_by_budget(scope, name)
-                raise budget_error(scope.kind, name, limit, period, self.clock.now(), spent, worst)
+                raise budget_error(scope.kind, name, limit, period, wall, spent, worst)
             left = limit - spent - worst
             if tightest is None or left < tightest[0]:
                 tightest = (left, limit, period)
@@ -380,17 +397,16 @@ class Limiter:
         for listener in self.budget_refusals:
             listener(scope.kind, scope.ident, name)
 
-    def _check_periods(self, scope: Scope, family: str) -> None:
-        now = self.clock.now()
+    def _check_periods(self, scope: Scope, wall: float) -> None:
         reserved = self._reserved.get((scope.kind, scope.ident), (0, 0, 0))
         for name, period, unit in PERIOD_LIMITS:
             limit = scope.limits.get(name)
             if limit is None:
                 continue
-            requests, tokens = self.counters.used(scope.kind, scope.ident, period)
+            requests, tokens = self.counters.used(scope.kind, scope.ident, period, wall)
             used = requests + reserved[0] if unit == "requests" else tokens + reserved[1]
             if used >= limit:
-                raise quota_error(scope.kind, name, limit, period, now)
+                raise quota_error(scope.kind, name, limit, period, wall)
 
     def _rate_error(
         self, family: str, scopes: list[Scope], now: float, retry_after: float, message: str, *, code: str

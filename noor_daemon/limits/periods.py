@@ -88,18 +88,19 @@ class PeriodCounters:
                 if event.key_id:
                     self._add(("key", event.key_id, kind), start, requests, tokens, cost)
 
-    def used(self, scope: str, ident: str, kind: str) -> tuple[int, int]:
-        """(requests, tokens) used in the current `kind` period."""
+    def used(self, scope: str, ident: str, kind: str, now: float | None = None) -> tuple[int, int]:
+        """(requests, tokens) used in the current `kind` period (`now`: the wall clock, if read already)."""
         entry = self._used.get((scope, ident, kind))
-        start, _ = period_bounds(kind, self.clock.now())
+        start, _ = period_bounds(kind, self.clock.now() if now is None else now)
         if entry is None or entry[0] != start:
             return 0, 0
         return entry[1], entry[2]
 
-    def spent(self, scope: str, ident: str, kind: str) -> int:
-        """Picounits spent in the current `kind` period (committed calls; the limiter adds what is in flight)."""
+    def spent(self, scope: str, ident: str, kind: str, now: float | None = None) -> int:
+        """Picounits spent in the current `kind` period (committed calls; the limiter adds what is in flight).
+        `now`: the wall clock, if the caller has read it already."""
         entry = self._used.get((scope, ident, kind))
-        start, _ = period_bounds(kind, self.clock.now())
+        start, _ = period_bounds(kind, self.clock.now() if now is None else now)
         if entry is None or entry[0] != start:
             return 0
         return entry[3]
