@@ -114,6 +114,8 @@ def main() -> None:
     parser.add_argument("--stream", action="store_true", help="streamed chat completions instead of JSON")
     parser.add_argument("--telemetry", action="store_true", help="with [telemetry] on, exporting to a local OTLP sink")
     parser.add_argument("--budgets", action="store_true", help="the plan has day and month budgets (never reached) and the model a price")
+    parser.add_argument("--prices", action="store_true",
+                        help="the model has a price (each call's cost computed), no budgets: what --budgets adds to, as benchmarks.ab --budgets compares")
     args = parser.parse_args()
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(py_spy).exists():
@@ -124,7 +126,7 @@ def main() -> None:
     try:
         upstream.wait_until_listening(30)
         config = (daemon_config(upstream, GENEROUS_PLAN + "\n" + GENEROUS_BUDGETS, extra=BENCH_PRICES) if args.budgets
-                  else daemon_config(upstream, GENEROUS_PLAN))
+                  else daemon_config(upstream, GENEROUS_PLAN, extra=BENCH_PRICES if args.prices else ""))
         if args.telemetry:
             sink_port = free_port()
             sink = Process("otlp sink", [sys.executable, "-m", "benchmarks.otlp_sink", "--port", str(sink_port)], sink_port)

@@ -9,7 +9,7 @@ limit cannot slip more through than the limit.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -23,7 +23,7 @@ from noor_daemon.domain.money import amount, units
 from noor_daemon.domain.money import text as money_text
 from noor_daemon.limits import gcra
 from noor_daemon.limits.gcra import Rate
-from noor_daemon.limits.periods import PeriodCounters, period_bounds
+from noor_daemon.limits.periods import PERIODS, PeriodCounters, PeriodCounts, period_bounds
 
 if TYPE_CHECKING:
     from noor_daemon.limits.shared import SharedLimiter
@@ -49,16 +49,32 @@ BUDGETS = (("budget_per_day", "day"), ("budget_per_month", "month"))
 """Spend limits, in picounits within a `Scope` (the config and the API take them in the currency)."""
 
 
+PERIOD_INDEX = {period: index for index, period in enumerate(PERIODS)}
+"""Where a period's counts are in what `PeriodCounters.current` returns."""
+COUNT_INDEX = {"requests": 1, "tokens": 2, "cost": 3}
+"""Where requests, tokens and spend are in a period's counts."""
+
+
 @dataclass(frozen=True, slots=True)
 class Scope:
     kind: str  # "account" | "key"
     ident: str
     limits: dict[str, int]
-    budgets: tuple[tuple[str, str, int], ...] = field(init=False, repr=False, compare=False)
-    """(name, period, picounits) of its budgets: every call under a budget reads them, so they are found once."""
+    quotas: tuple[tuple[str, str, int, int, int], ...] = field(init=False, repr=False, compare=False)
+    """(name, period, period index, count index, limit) of its day and month quotas."""
+    budgets: tuple[tuple[str, str, int, int], ...] = field(init=False, repr=False, compare=False)
+    """(name, period, period index, picounits) of its budgets.
+
+    Every call checks them: a scope finds them once, and a call reads the scope's counts once for all of them."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "budgets", tuple((name, period, self.limits[name]) for name, period in BUDGETS if name in self.limits))
+        limits = self.limits
+        object.__setattr__(self, "quotas", tuple(
+            (name, period, PERIOD_INDEX[period], COUNT_INDEX[unit], limits[name]) for name, period, unit in PERIOD_LIMITS if name in limits
+        ))
+        object.__setattr__(self, "budgets", tuple(
+            (name, period, PERIOD_INDEX[period], limits[name]) for name, period in BUDGETS if name in limits
+        ))
 
 
 class Admission:
@@ -90,6 +106,10 @@ def plan_limits(plan: PlanConfig | None) -> dict[str, int]:
 def scope_limits(limits: dict[str, float | int]) -> dict[str, int]:
     """Limits as a `Scope` holds them: budgets (given in the currency) as picounits, the rest as they are."""
     return {name: units(value) if name.startswith("budget_") else int(value) for name, value in limits.items() if name in LIMIT_NAMES}
+
+
+NOTHING_RESERVED = (0, 0, 0)
+"""A scope with no call in flight: (requests, tokens, worst-case cost) held."""
 
 
 def has_budget(scopes: list[Scope]) -> bool:
@@ -258,11 +278,15 @@ class Limiter:
         worst = None  # asked of the first scope with a budget
         tightest_budget = None
         for scope in scopes:
-            self._check_periods(scope, wall)
-            if scope.budgets:
-                if worst is None:
-                    worst = worst_cost() if worst_cost is not None else 0
-                tightest_budget = self._check_budgets(scope, worst, tightest_budget, wall)
+            if scope.quotas or scope.budgets:
+                counts = self.counters.current(scope.kind, scope.ident, wall)
+                reserved = self._reserved.get((scope.kind, scope.ident), NOTHING_RESERVED)
+                if scope.quotas:
+                    self._check_quotas(scope, counts, reserved, wall)
+                if scope.budgets:
+                    if worst is None:
+                        worst = worst_cost() if worst_cost is not None else 0
+                    tightest_budget = self._check_budgets(scope, counts, reserved, worst, tightest_budget, wall)
             limit = scope.limits.get("concurrent_requests")
             if limit is not None and self._active.get((scope.kind, scope.ident), 0) >= limit:
                 raise self._rate_error(
@@ -376,15 +400,16 @@ class Limiter:
     # -- checks and answers -----------------------------------------------------------
 
     def _check_budgets(
-        self, scope: Scope, worst: int, tightest: tuple[int, int, str] | None, wall: float
+        self, scope: Scope, counts: PeriodCounts, reserved: Sequence[int], worst: int, tightest: tuple[int, int, str] | None,
+        wall: float,
     ) -> tuple[int, int, str] | None:
         """Refuse unless spent + held worst cases + this call's worst case fits each budget of the scope.
 
         Returns the tightest budget so far as (left once this call's worst case is held, limit, period): the
         answer's budget headers, found in the same pass (each budget's spend is read once a call)."""
-        held = self._reserved.get((scope.kind, scope.ident), (0, 0, 0))[2]
-        for name, period, limit in scope.budgets:
-            spent = self.counters.spent(scope.kind, scope.ident, period, wall) + held
+        held = reserved[2]
+        for name, period, index, limit in scope.budgets:
+            spent = counts[index][3] + held
             if spent + worst > limit:
                 self.refused_by_budget(scope, name)
                 raise budget_error(scope.kind, name, limit, period, wall, spent, worst)
@@ -397,15 +422,11 @@ class Limiter:
         for listener in self.budget_refusals:
             listener(scope.kind, scope.ident, name)
 
-    def _check_periods(self, scope: Scope, wall: float) -> None:
-        reserved = self._reserved.get((scope.kind, scope.ident), (0, 0, 0))
-        for name, period, unit in PERIOD_LIMITS:
-            limit = scope.limits.get(name)
-            if limit is None:
-                continue
-            requests, tokens = self.counters.used(scope.kind, scope.ident, period, wall)
-            used = requests + reserved[0] if unit == "requests" else tokens + reserved[1]
-            if used >= limit:
+    @staticmethod
+    def _check_quotas(scope: Scope, counts: PeriodCounts, reserved: Sequence[int], wall: float) -> None:
+        """Refuse once a day or month quota is used up, counting the calls in flight (`reserved`)."""
+        for name, period, index, unit, limit in scope.quotas:
+            if counts[index][unit] + reserved[unit - 1] >= limit:
                 raise quota_error(scope.kind, name, limit, period, wall)
 
     def _rate_error(

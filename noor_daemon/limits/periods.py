@@ -6,12 +6,18 @@ restart neither forgets usage nor counts a call twice.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from noor_daemon.clock import Clock
 from noor_daemon.domain.windows import month_of_day
 from noor_daemon.ledger.database import Ledger
 from noor_daemon.ledger.usage import UsageEvent
 
 PERIODS = ("day", "month")
+NOT_COUNTED = (0.0, 0, 0, 0)
+"""A period with nothing counted yet: (start, requests, tokens, cost)."""
+PeriodCounts = tuple[Sequence, Sequence]
+"""This day's and this month's (start, requests, tokens, cost) of one scope (`PeriodCounters.current`)."""
 
 
 def period_bounds(kind: str, now: float) -> tuple[float, float]:
@@ -50,6 +56,9 @@ class PeriodCounters:
         self.clock = clock
         # (scope, id, period) -> [period_start, requests, tokens, cost]
         self._used: dict[tuple[str, str, str], list] = {}
+        self._day = -1
+        self._starts = (0.0, 0.0)
+        """The UTC day `current` last saw, and the starts of its day and month."""
 
     async def load(self, ledger: Ledger) -> None:
         now = self.clock.now()
@@ -88,19 +97,33 @@ class PeriodCounters:
                 if event.key_id:
                     self._add(("key", event.key_id, kind), start, requests, tokens, cost)
 
-    def used(self, scope: str, ident: str, kind: str, now: float | None = None) -> tuple[int, int]:
-        """(requests, tokens) used in the current `kind` period (`now`: the wall clock, if read already)."""
+    def current(self, scope: str, ident: str, now: float) -> PeriodCounts:
+        """This day's and this month's counts of a scope, at once: every call checks its quotas and budgets
+        against them (one read per scope, the periods' starts worked out once a day)."""
+        day = int(now // 86400)
+        if day != self._day:
+            self._day, self._starts = day, (period_bounds("day", now)[0], period_bounds("month", now)[0])
+        day_start, month_start = self._starts
+        used = self._used
+        today = used.get((scope, ident, "day"))
+        month = used.get((scope, ident, "month"))
+        return (
+            today if today is not None and today[0] == day_start else NOT_COUNTED,
+            month if month is not None and month[0] == month_start else NOT_COUNTED,
+        )
+
+    def used(self, scope: str, ident: str, kind: str) -> tuple[int, int]:
+        """(requests, tokens) used in the current `kind` period."""
         entry = self._used.get((scope, ident, kind))
-        start, _ = period_bounds(kind, self.clock.now() if now is None else now)
+        start, _ = period_bounds(kind, self.clock.now())
         if entry is None or entry[0] != start:
             return 0, 0
         return entry[1], entry[2]
 
-    def spent(self, scope: str, ident: str, kind: str, now: float | None = None) -> int:
-        """Picounits spent in the current `kind` period (committed calls; the limiter adds what is in flight).
-        `now`: the wall clock, if the caller has read it already."""
+    def spent(self, scope: str, ident: str, kind: str) -> int:
+        """Picounits spent in the current `kind` period (committed calls; the limiter adds what is in flight)."""
         entry = self._used.get((scope, ident, kind))
-        start, _ = period_bounds(kind, self.clock.now() if now is None else now)
+        start, _ = period_bounds(kind, self.clock.now())
         if entry is None or entry[0] != start:
             return 0
         return entry[3]
