@@ -403,6 +403,27 @@ class ThreadedServer:
         self.listener.close()
 
 
+async def test_a_connection_the_server_closed_just_after_answering_is_retried_on_a_fresh_one():
+    """Reused within `TRUSTED_IDLE_SECONDS` of its answer, a connection is not looked at first: a server that
+    closed it at once (without saying so) costs the call one retry on a fresh connection, not an error."""
+    server = ThreadedServer()
+    pool = http1.Pool()
+    try:
+        answer = await call(pool, server.url)
+        await answer.read()
+        answer.release()
+        server.close_all()  # the FIN is in the kernel at once; the next call comes right after
+        answer = await call(pool, server.url)
+        assert await answer.read() == b'{"n": 2}'
+        answer.release()
+        origin = pool.origin(server.url, True)[0]
+        assert origin.stats.stale_closed + origin.stats.retries == 1, "seen closed by the loop, or retried: never an error"
+        assert len(server.connections) == 2
+    finally:
+        server.stop()
+        pool.close()
+
+
 async def test_an_idle_connection_the_server_closed_is_seen_before_it_is_reused():
     """The server's FIN is in the socket but the loop has not run since: the pool looks before reusing."""
     server = ThreadedServer()

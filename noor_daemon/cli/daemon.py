@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import ipaddress
 import os
 import sys
@@ -90,6 +91,10 @@ async def _serve(app, host: str, port: int, ssl_context, shutdown_timeout: float
     try:
         # aiohttp's default backlog of 128 overflows under a burst of new connections.
         await web.TCPSite(runner, host, port, ssl_context=ssl_context, backlog=1024).start()
+        # What start-up made (modules, config, the keyring, prices, compiled routes) lives as long as the daemon:
+        # out of later collections, which would otherwise walk it all again on every full pass.
+        gc.collect()
+        gc.freeze()
         listening()
         while True:
             await asyncio.sleep(3600)

@@ -36,6 +36,10 @@ from noor_daemon import __version__
 KEEPALIVE_SECONDS = 4.0
 """An idle connection older than this is closed instead of reused (a provider's `keepalive_expiry`)."""
 MAX_CONNECTIONS = 100
+TRUSTED_IDLE_SECONDS = 0.02
+"""A connection idle for less is reused without looking for a close first (a `select` a call, 2-3 % of the
+daemon's CPU under load): servers close idle connections after seconds, and one that closed it at once
+is caught by the retry of a reused connection that fails before any answer byte."""
 HIGH_WATER = 256 * 1024
 """Unread answer bytes above which the connection stops reading: a slow client slows the upstream."""
 _TUNNEL_HEAD_LIMIT = 16 * 1024
@@ -155,7 +159,8 @@ class Origin:
             self._drop(idle.popleft())
         while idle:
             conn = idle.pop()  # the most recently used: the likeliest to be open, the others may expire
-            if not conn.closed and now - conn.idle_since < conn.keepalive and not conn.readable():
+            idle_for = now - conn.idle_since
+            if not conn.closed and idle_for < conn.keepalive and (idle_for < TRUSTED_IDLE_SECONDS or not conn.readable()):
                 return conn
             self._drop(conn)
         return None
