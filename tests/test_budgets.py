@@ -12,6 +12,7 @@ guarantee. Tested through the real OpenAI SDK: 200 concurrent calls against a $0
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import openai
@@ -108,6 +109,9 @@ async def test_a_monthly_budget_holds_under_200_concurrent_calls(start_daemon) -
     assert statuses.count(200) > 0 and statuses.count(429) > 0
     remaining = [float(h["x-noor-budget-remaining"]) for s, h in results if s == 200]
     assert all(0 <= r < float(BUDGET) for r in remaining)
+    now = datetime.now(UTC)
+    month_end = datetime(now.year + now.month // 12, now.month % 12 + 1, 1, tzinfo=UTC)
+    assert {h["x-noor-budget-reset"] for s, h in results if s == 200} == {month_end.strftime("%Y-%m-%dT%H:%M:%SZ")}
     # Then one call at a time until one is refused: it is refused only when its worst case no longer fits.
     for _ in range(500):
         try:

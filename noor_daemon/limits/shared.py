@@ -54,8 +54,8 @@ from noor_daemon.limits.enforcer import (
     Limiter,
     RateState,
     Scope,
+    add_budget_headers,
     budget_error,
-    budget_headers,
     concurrency_message,
     has_budget,
     quota_error,
@@ -205,7 +205,7 @@ class SharedLimiter:
         if verdict == "ok":
             if budget is not None and int(budget[2]):
                 period = "day" if int(budget[2]) == 7 else "month"
-                headers.update(budget_headers(int(float(budget[0])), int(float(budget[1])), period, wall))
+                add_budget_headers(headers, int(float(budget[0])), period, wall)
             admission = SharedAdmission(scopes, estimate, headers, call_id, worst)
             self._live[call_id] = admission
             self.local.charge(scopes, estimate, worst)
