@@ -39,6 +39,7 @@ LIMIT_NAMES = (
     "budget_per_month",
 )
 
+RATE_LIMITS = (("requests_per_minute", "requests"), ("tokens_per_minute", "tokens"))
 # (limit name, period, counts requests or tokens)
 PERIOD_LIMITS = (
     ("requests_per_day", "day", "requests"),
@@ -60,6 +61,8 @@ class Scope:
     kind: str  # "account" | "key"
     ident: str
     limits: dict[str, int]
+    rates: tuple[tuple[str, tuple[str, str, str], str, int, Rate], ...] = field(init=False, repr=False, compare=False)
+    """(name, bucket slot, unit, limit, rate) of its per-minute limits: requests first, then tokens."""
     quotas: tuple[tuple[str, str, int, int, int], ...] = field(init=False, repr=False, compare=False)
     """(name, period, period index, count index, limit) of its day and month quotas."""
     budgets: tuple[tuple[str, str, int, int], ...] = field(init=False, repr=False, compare=False)
@@ -69,6 +72,9 @@ class Scope:
 
     def __post_init__(self) -> None:
         limits = self.limits
+        object.__setattr__(self, "rates", tuple(
+            (name, (self.kind, self.ident, name), unit, limits[name], rate(limits[name])) for name, unit in RATE_LIMITS if name in limits
+        ))
         object.__setattr__(self, "quotas", tuple(
             (name, period, PERIOD_INDEX[period], COUNT_INDEX[unit], limits[name]) for name, period, unit in PERIOD_LIMITS if name in limits
         ))
@@ -285,30 +291,35 @@ class Limiter:
                 raise self._rate_error(
                     family, scopes, now, 1.0, concurrency_message(limit, scope.kind), code="concurrency_limit_exceeded"
                 )
-        charges: list[tuple[tuple[str, str, str], float]] = []
+        charges: list[tuple[tuple[str, str, str], float, str, Rate]] = []
         for scope in scopes:
-            for name, cost in (("requests_per_minute", 1), ("tokens_per_minute", estimate)):
-                limit = scope.limits.get(name)
-                if limit is None:
-                    continue
-                slot = (scope.kind, scope.ident, name)
-                allowed, new_tat, retry_after = gcra.take(self._bucket(slot, now, limit), now, cost, rate(limit))
+            for name, slot, unit, limit, per_minute in scope.rates:
+                cost = 1 if unit == "requests" else estimate
+                allowed, new_tat, retry_after = gcra.take(self._bucket(slot, now, limit), now, cost, per_minute)
                 if not allowed:
                     raise self._rate_error(
                         family, scopes, now, retry_after, rate_message(name, limit, scope.kind, retry_after),
                         code="rate_limit_exceeded",
                     )
-                charges.append((slot, new_tat))
-        for slot, new_tat in charges:
+                charges.append((slot, new_tat, unit, per_minute))
+        # The answer's rate headers from the buckets as charged (what `headers` would read back from them).
+        states: dict[str, RateState] = {}
+        for slot, new_tat, unit, per_minute in charges:
             self._tat[slot] = new_tat
+            left = gcra.remaining(new_tat, now, per_minute)
+            tightest = states.get(unit)
+            if tightest is None or left < tightest[1]:
+                states[unit] = (per_minute.limit, left, gcra.reset_after(new_tat, now))
         for scope in scopes:
             ident = (scope.kind, scope.ident)
             self._active[ident] = self._active.get(ident, 0) + 1
-            reserved = self._reserved.setdefault(ident, [0, 0, 0])
+            reserved = self._reserved.get(ident)
+            if reserved is None:
+                reserved = self._reserved[ident] = [0, 0, 0]
             reserved[0] += 1
             reserved[1] += estimate
             reserved[2] += worst or 0
-        headers = self.headers(scopes, now, family)
+        headers = rate_headers(states, family, wall)
         if worst and tightest_budget is not None:
             add_budget_headers(headers, tightest_budget[0], tightest_budget[2], wall)
         return Admission(scopes, estimate, headers, worst or 0)
@@ -442,22 +453,10 @@ class Limiter:
         return best
 
     def headers(self, scopes: list[Scope], now: float, family: str) -> dict[str, str]:
-        """Rate-limit headers in the caller's dialect, as `rate_headers` writes them (inline: every call pays this)."""
-        headers: dict[str, str] = {}
-        for unit, name in (("requests", "requests_per_minute"), ("tokens", "tokens_per_minute")):
-            state = self._tightest(scopes, name, now)
-            if state is None:
-                continue
-            limit, left, reset = state
-            if family == "anthropic":
-                headers[f"anthropic-ratelimit-{unit}-limit"] = str(limit)
-                headers[f"anthropic-ratelimit-{unit}-remaining"] = str(left)
-                headers[f"anthropic-ratelimit-{unit}-reset"] = rfc3339(self.clock.now() + reset)
-            else:
-                headers[f"x-ratelimit-limit-{unit}"] = str(limit)
-                headers[f"x-ratelimit-remaining-{unit}"] = str(left)
-                headers[f"x-ratelimit-reset-{unit}"] = format_duration(reset)
-        return headers
+        """Rate-limit headers in the caller's dialect from the buckets as they are (a refused call's answer;
+        an admitted one's come from its charges, in `admit`)."""
+        states = {unit: state for name, unit in RATE_LIMITS if (state := self._tightest(scopes, name, now)) is not None}
+        return rate_headers(states, family, self.clock.now())
 
     # -- status for people ------------------------------------------------------------
 

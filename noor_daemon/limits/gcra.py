@@ -8,17 +8,18 @@ lets 2N through across a boundary.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
 class Rate:
     limit: int
     period: float = 60.0
+    interval: float = field(init=False, repr=False, compare=False)
+    """Seconds between two units: read several times a call, so worked out once."""
 
-    @property
-    def interval(self) -> float:
-        return self.period / self.limit
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "interval", self.period / self.limit)
 
 
 def take(tat: float, now: float, cost: float, rate: Rate) -> tuple[bool, float, float]:
