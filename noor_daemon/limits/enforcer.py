@@ -428,7 +428,8 @@ class Limiter:
 
     @staticmethod
     def _check_quotas(scope: Scope, counts: PeriodCounts, reserved: Sequence[int], wall: float) -> None:
-        """Refuse once a day or month quota is used up, counting the calls in flight (`reserved`)."""
+        """Refuse once a day or month quota is used up, counting the calls in flight (`reserved`: requests,
+        tokens, cost held, one place before the same figures in a period's counts)."""
         for name, period, index, unit, limit in scope.quotas:
             if counts[index][unit] + reserved[unit - 1] >= limit:
                 raise quota_error(scope.kind, name, limit, period, wall)
