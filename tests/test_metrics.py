@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -50,3 +52,31 @@ def test_committed_batches_are_counted_exactly_across_batches():
     assert found[("noor_request_latency_seconds_count", labels(model="a", provider="p"))] == 3
     assert found[("noor_time_to_first_token_seconds_count", labels(model="a", provider="p"))] == 1
     assert ("noor_time_to_first_token_seconds_count", labels(model="b", provider="p")) not in found
+
+
+@given(st.lists(st.sampled_from([0.005, 0.01, 1.0, 120.0]) | st.floats(0, 500, allow_nan=False), max_size=40))
+def test_latency_buckets_are_those_prometheus_client_would_count(latencies: list[float]):
+    """The tallies are plain dicts read at scrape time; their histograms must read as prometheus_client's own
+    (a value equal to a bucket's bound counts in it, `le`)."""
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from noor_daemon.metrics import _LATENCY_BUCKETS
+
+    metrics = Metrics(lambda: [], _Ledger())
+    reference_registry = CollectorRegistry()
+    reference = Histogram("noor_request_latency_seconds", "Whole-call latency", ["model", "provider"],
+                          buckets=_LATENCY_BUCKETS, registry=reference_registry)
+    for latency in latencies:
+        metrics.on_commit([UsageEvent(ts=0, model="m", endpoint="chat/completions", status=200, latency_ms=latency * 1000,
+                                      provider="p")])
+        reference.labels("m", "p").observe(latency * 1000 / 1000)
+    ours = {k: v for k, v in samples(metrics).items() if k[0].startswith("noor_request_latency_seconds")}
+    theirs = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(generate_latest(reference_registry).decode())
+        for sample in family.samples
+        if sample.name.startswith("noor_request_latency_seconds") and not sample.name.endswith("_created")
+    }
+    assert ours.keys() == theirs.keys()
+    for key, value in theirs.items():
+        assert ours[key] == pytest.approx(value), key
