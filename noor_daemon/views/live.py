@@ -216,6 +216,8 @@ class MetricsWindow:
         self.seconds = seconds
         self.step = step
         self.buckets: dict[int, Bucket] = {}
+        self._pruned_at: int | None = None
+        """The horizon of the last prune: nothing older is added after it, so the next is due when it moves."""
 
     def _slot(self, ts_ms: int) -> int:
         second = ts_ms // 1000
@@ -234,12 +236,16 @@ class MetricsWindow:
             if bucket is None:
                 bucket = self.buckets[slot] = Bucket()
             bucket.add(e)
-        self.prune()
+        if horizon != self._pruned_at:  # once a step, not once a commit (a lone call's commit is a batch)
+            self._prune_to(horizon)
 
     def prune(self) -> None:
-        horizon = self._horizon(self.clock.now())
+        self._prune_to(self._horizon(self.clock.now()))
+
+    def _prune_to(self, horizon: int) -> None:
         for slot in [s for s in self.buckets if s <= horizon]:
             del self.buckets[slot]
+        self._pruned_at = horizon
 
     def report(self, window: int = WINDOW_SECONDS, step: int = 60) -> dict:
         """Series over the last `window` seconds in `step`-second points (rates per minute), and totals."""

@@ -24,6 +24,8 @@ class MinuteUsage:
         self.minutes = minutes
         self.max_combos = max_combos
         self.data: dict[int, dict[tuple[str, str, str], list[int]]] = {}
+        self._pruned_at: int | None = None
+        """The horizon of the last prune: nothing older is added after it, so the next is due when it moves."""
 
     def _horizon(self) -> int:
         now_ms = int(self.clock.now() * 1000)
@@ -55,12 +57,16 @@ class MinuteUsage:
                 row[4] += e.cost
             elif e.prompt_tokens or e.completion_tokens:
                 row[5] += 1
-        self.prune()
+        if horizon != self._pruned_at:  # once a minute, not once a commit
+            self._prune_to(horizon)
 
     def prune(self) -> None:
-        horizon = self._horizon()
+        self._prune_to(self._horizon())
+
+    def _prune_to(self, horizon: int) -> None:
         for minute in [m for m in self.data if m <= horizon]:
             del self.data[minute]
+        self._pruned_at = horizon
 
     def rows(self, since_ms: int, account_id: str | None = None) -> Iterator[tuple]:
         """(minute, account_id, key_id, model, requests, errors, prompt_tokens, completion_tokens, cost, unpriced)."""
