@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from bisect import bisect_left
+from collections import defaultdict
 from collections.abc import Callable, Iterable
 
 from aiohttp import web
@@ -105,39 +106,29 @@ class _CallTallies(Collector):
     event loop only (the ledger's listeners and the /metrics handler), so no lock is needed."""
 
     def __init__(self) -> None:
-        self.requests: dict[tuple[str, str, str, str], int] = {}
-        self.tokens: dict[tuple[str, str, str], int] = {}
-        self.cost: dict[tuple[str, str], int] = {}
+        self.requests: defaultdict[tuple[str, str, str, str], int] = defaultdict(int)
+        self.tokens: defaultdict[tuple[str, str, str], int] = defaultdict(int)
+        self.cost: defaultdict[tuple[str, str], int] = defaultdict(int)
         """Picounits: exact however many calls are added; shown in the currency."""
-        self.unpriced: dict[tuple[str, str], int] = {}
-        self.latency: dict[tuple[str, str], _Histogram] = {}
-        self.ttft: dict[tuple[str, str], _Histogram] = {}
+        self.unpriced: defaultdict[tuple[str, str], int] = defaultdict(int)
+        self.latency: defaultdict[tuple[str, str], _Histogram] = defaultdict(_Histogram)
+        self.ttft: defaultdict[tuple[str, str], _Histogram] = defaultdict(_Histogram)
 
     def add(self, events: list[UsageEvent]) -> None:
-        requests, tokens = self.requests, self.tokens
         for event in events:
             pair = (event.model or "-", event.provider or "-")
-            call = (*pair, event.endpoint, str(event.status))
-            requests[call] = requests.get(call, 0) + 1
+            self.requests[(*pair, event.endpoint, str(event.status))] += 1
             if event.prompt_tokens:
-                kind = (*pair, "prompt")
-                tokens[kind] = tokens.get(kind, 0) + event.prompt_tokens
+                self.tokens[(*pair, "prompt")] += event.prompt_tokens
             if event.completion_tokens:
-                kind = (*pair, "completion")
-                tokens[kind] = tokens.get(kind, 0) + event.completion_tokens
+                self.tokens[(*pair, "completion")] += event.completion_tokens
             if event.cost:
-                self.cost[pair] = self.cost.get(pair, 0) + event.cost
+                self.cost[pair] += event.cost
             elif event.cost is None and event.total_tokens:
-                self.unpriced[pair] = self.unpriced.get(pair, 0) + 1
-            latency = self.latency.get(pair)
-            if latency is None:
-                latency = self.latency[pair] = _Histogram()
-            latency.observe(event.latency_ms / 1000)
+                self.unpriced[pair] += 1
+            self.latency[pair].observe(event.latency_ms / 1000)
             if event.ttft_ms is not None:
-                ttft = self.ttft.get(pair)
-                if ttft is None:
-                    ttft = self.ttft[pair] = _Histogram()
-                ttft.observe(event.ttft_ms / 1000)
+                self.ttft[pair].observe(event.ttft_ms / 1000)
 
     def collect(self) -> Iterable[Metric]:
         labels = ["model", "provider"]
