@@ -96,7 +96,7 @@ def create_app(settings: DaemonSettings) -> web.Application:
     # -- how they hear of each other ---------------------------------------------------------
     ledger.pending_key_touches = keyring.drain_touches  # keys' last use, written with each batch
     ledger.calls_in_flight = lambda: proxy.in_flight  # the writer batches more when many calls wait
-    ledger.add_listener(counters.on_commit)  # day/month quotas follow committed usage
+    ledger.add_listener(counters.on_commit, immediate=True)  # day/month quotas and budgets count each call at once
     accounts.on_account_deleted.append(limiter.forget_account)
     privacy.hook_into(accounts)  # creation, correction and erasure do the whole data-rights job
 

@@ -167,6 +167,7 @@ class Metrics:
     ) -> None:
         self.server = server
         """The `[server]` section in effect: a reload changes who may scrape."""
+        self.ledger = ledger
         self.token_digest = hashlib.sha256(token.encode()).digest() if token else None
         """SHA-256 of `[server] metrics_token`, resolved at start."""
         self.registry = CollectorRegistry()
@@ -184,6 +185,7 @@ class Metrics:
         refusal = self.refusal(request)
         if refusal is not None:
             return web.json_response({"error": {"status": 403, "code": "forbidden", "message": refusal}}, status=403)
+        self.ledger.publish()  # calls committed alone are counted in batches: every one of them, before a scrape
         body = generate_latest(self.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

@@ -44,9 +44,9 @@ async def test_small_and_big_batches_commit_the_same_rows(ledger):
     threads_used = []
 
     def spying(original):
-        def spy(db, events, samples, touches):
+        def spy(db, events, samples, touches, *known):
             threads_used.append((original.__name__, threading.current_thread() is threading.main_thread()))
-            return original(db, events, samples, touches)
+            return original(db, events, samples, touches, *known)
         return spy
 
     ledger.write_batch, ledger.write_facts = spying(ledger.write_batch), spying(ledger.write_facts)
@@ -278,3 +278,68 @@ async def test_a_write_cancelled_as_its_transaction_begins_leaves_no_lock_behind
     await asyncio.wait_for(ledger.settle(), 2)  # the fold takes the write lock in the thread
     (requests,) = await ledger.fetchone("SELECT sum(requests) FROM usage_hourly")
     assert requests == 1
+
+
+async def test_the_fold_uses_the_facts_it_kept_unless_someone_else_wrote_facts_meanwhile(ledger):
+    """The fold of lone commits takes the events from memory (no read-back) while the database holds just
+    those unfolded; a fact written by another connection in between makes it read them all back instead."""
+    from noor_daemon.ledger.verify import verify
+
+    ledger.FOLD_DELAY = 60.0
+    ledger.calls_in_flight = lambda: 1
+    statements: list[str] = []
+    await ledger._in_batch_thread(ledger._batch_db.set_trace_callback, statements.append)
+    await ledger.record(event(HOUR, 3))
+    await ledger.record(event(HOUR + 1, 4))
+    await ledger.settle()
+    assert not [s for s in statements if s.startswith("SELECT id, ts")], "the kept facts were read back"
+    assert tuple(await ledger.fetchone("SELECT sum(requests), sum(prompt_tokens) FROM usage_hourly")) == (2, 7)
+
+    await ledger.record(event(HOUR + 2, 5))
+    other = sqlite3.connect(ledger.path, isolation_level=None)
+    try:  # another writer's fact, not folded: the counts no longer match what the daemon kept
+        other.execute("INSERT INTO usage_events (ts, account_id, key_id, model, provider, endpoint, status, prompt_tokens,"
+                      " completion_tokens, latency_ms) VALUES (?, 'acct_a', 'key_a', 'gpt-x', 'p', 'chat/completions', 200, 6, 1, 1.0)",
+                      (HOUR + 3,))
+    finally:
+        other.close()
+    statements.clear()
+    await ledger.settle()
+    assert [s for s in statements if s.startswith("SELECT id, ts")], "the facts were not read back"
+    assert tuple(await ledger.fetchone("SELECT sum(requests), sum(prompt_tokens) FROM usage_hourly")) == (4, 18)
+    assert (await verify(ledger)).ok
+
+
+async def test_quotas_hear_of_a_lone_call_at_once_and_the_views_in_batches(ledger):
+    """Immediate listeners (the quota counters) are told at the commit; the others within `PUBLISH_DELAY`, or
+    sooner when anything reads (`publish`, `settle`), and lone calls before a batch in order, with it."""
+    ledger.calls_in_flight = lambda: 1
+    ledger.PUBLISH_DELAY = 60.0
+    at_once: list[list[int]] = []
+    batched: list[list[int]] = []
+    ledger.add_listener(lambda events: at_once.append([e.ts for e in events]), immediate=True)
+    ledger.add_listener(lambda events: batched.append([e.ts for e in events]))
+    await ledger.record(event(HOUR))
+    await ledger.record(event(HOUR + 1))
+    assert (at_once, batched) == ([[HOUR], [HOUR + 1]], [])
+    ledger.publish()
+    assert batched == [[HOUR, HOUR + 1]]
+
+    await ledger.record(event(HOUR + 2))
+    ledger.calls_in_flight = lambda: 2  # not alone: this one joins a batch, told to every listener at its commit
+    await ledger.record(event(HOUR + 3))
+    assert batched[-1] == [HOUR + 2, HOUR + 3]
+    assert at_once[-2:] == [[HOUR + 2], [HOUR + 3]]
+
+    ledger.calls_in_flight = lambda: 1
+    await ledger.record(event(HOUR + 4))
+    await ledger.settle()  # what every reader of the ledger does first
+    assert batched[-1] == [HOUR + 4]
+
+    ledger.PUBLISH_DELAY = 0.02
+    await ledger.record(event(HOUR + 5))
+    for _ in range(100):
+        if batched[-1] == [HOUR + 5]:
+            break
+        await asyncio.sleep(0.01)
+    assert batched[-1] == [HOUR + 5], "the timer never told the views"

@@ -14,7 +14,7 @@ import asyncio
 from aiohttp import web
 
 from noor_daemon.admin.errors import bad_request
-from noor_daemon.state import LIVE
+from noor_daemon.state import LEDGER, LIVE
 
 routes = web.RouteTableDef()
 
@@ -35,6 +35,7 @@ def _int_or_none(value: str | None, name: str, low: int, high: int) -> int | Non
 
 @routes.get("/events")
 async def events(request: web.Request) -> web.StreamResponse:
+    request.config_dict[LEDGER].publish()  # the backlog holds every committed call
     live = request.config_dict[LIVE]
     backlog = _int_or_none(request.query.get("backlog"), "backlog", 0, 200)
     after = _int_or_none(request.headers.get("Last-Event-ID"), "Last-Event-ID", 0, 2**62)

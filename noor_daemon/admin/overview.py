@@ -38,6 +38,7 @@ async def overview(request: web.Request) -> web.Response:
         raise bad_request(f"`step` must be one of: {', '.join(map(str, STEPS))}.")
     if not step <= window <= WINDOW_SECONDS:
         raise bad_request(f"`window` must be between `step` and {WINDOW_SECONDS} seconds.")
+    request.config_dict[LEDGER].publish()  # calls committed alone, told to the views in batches
     live = request.config_dict[LIVE]
     report = live.window.report(window, step)
     report["loading"] = not live.seeded.is_set()

@@ -70,6 +70,10 @@ class Ledger:
     ~1.5x the events per second of 2,048 (`benchmarks.micro`)."""
     COMMIT_DELAY = 0.0005
     COMMIT_SIBLINGS = 4
+    PUBLISH_DELAY = 0.1
+    """Seconds at most before the listeners that are not `immediate` hear of a call committed alone. Told
+    in batches, they cost a lone call a list append instead of an update of every view; whoever reads
+    what they keep calls `publish` first, so no reader sees the delay."""
     MAX_UNWRITTEN = 1_000_000
     RETRY_SECONDS = 1.0
 
@@ -84,6 +88,10 @@ class Ledger:
         """Events whose commit failed; retried until the disk has room or the lock is gone."""
         self._task: asyncio.Task[None] | None = None
         self._listeners: list[CommitListener] = []
+        self._immediate_listeners: list[CommitListener] = []
+        self._unpublished: list[UsageEvent] = []
+        """Calls committed alone that the listeners which are not immediate have not heard of yet."""
+        self._publish_timer: asyncio.TimerHandle | None = None
         self._change_listeners: list[ChangeListener] = []
         self.pending_key_touches: Callable[[], list[tuple[int, str]]] = lambda: []
         self.calls_in_flight: Callable[[], int] = lambda: 0
@@ -108,6 +116,7 @@ class Ledger:
             except asyncio.CancelledError:
                 pass
             self._task = None
+        self.publish()
         await self._close_storage()
 
     async def _open_storage(self) -> None:
@@ -118,9 +127,21 @@ class Ledger:
 
     # -- usage events ----------------------------------------------------------------
 
-    def add_listener(self, listener: CommitListener) -> None:
-        """Call `listener` with every batch once it is committed (quotas, live feed)."""
-        self._listeners.append(listener)
+    def add_listener(self, listener: CommitListener, *, immediate: bool = False) -> None:
+        """Call `listener` with every committed call: at the commit itself when `immediate` (what must count
+        a call before the next one is admitted: quotas, budgets), else with its batch, or within
+        `PUBLISH_DELAY` of a call committed alone (the live views, /metrics, alerts, telemetry)."""
+        (self._immediate_listeners if immediate else self._listeners).append(listener)
+
+    def publish(self) -> None:
+        """Tell the listeners that are not immediate of every call committed so far. Readers of what they
+        keep (the live views, /metrics) call this first; the ledger's own readers do it in `settle`."""
+        if self._publish_timer is not None:
+            self._publish_timer.cancel()
+            self._publish_timer = None
+        if self._unpublished:
+            events, self._unpublished = self._unpublished, []
+            self._tell(self._listeners, events)
 
     async def record(self, event: UsageEvent) -> None:
         """Return once `event` is committed: alone, right here, when it is the only call under way and
@@ -134,7 +155,7 @@ class Ledger:
                 self._wakeup.set()  # the writer retries it from now on
                 raise LedgerUnavailable(f"the usage ledger cannot be written ({type(exc).__name__})") from None
             if done:
-                self._committed([event], None, [])
+                self._committed([event], None, [], alone=True)
                 return
         await self.enqueue(event)
 
@@ -214,7 +235,9 @@ class Ledger:
         if batch is not None and not batch.done.done():
             batch.done.set_exception(LedgerUnavailable(f"the usage ledger cannot be written ({type(exc).__name__})"))
 
-    def _committed(self, events: list[UsageEvent], batch: _Batch | None, retried: list[UsageEvent]) -> None:
+    def _committed(
+        self, events: list[UsageEvent], batch: _Batch | None, retried: list[UsageEvent], *, alone: bool = False
+    ) -> None:
         if retried:
             log.warning("ledger writable again; committed %d delayed events", len(retried))
         self._unwritten = []
@@ -222,7 +245,20 @@ class Ledger:
         self.events_committed += len(events)
         if batch is not None and not batch.done.done():
             batch.done.set_result(None)
-        for listener in self._listeners:
+        self._tell(self._immediate_listeners, events)
+        if alone:
+            self._unpublished += events
+            if self._publish_timer is None:
+                self._publish_timer = asyncio.get_running_loop().call_later(self.PUBLISH_DELAY, self.publish)
+        elif self._unpublished:  # calls committed alone before this batch are told first, in one list
+            self._unpublished += events
+            self.publish()
+        else:
+            self._tell(self._listeners, events)
+
+    @staticmethod
+    def _tell(listeners: list[CommitListener], events: list[UsageEvent]) -> None:
+        for listener in listeners:
             try:
                 listener(events)
             except Exception:
@@ -258,8 +294,10 @@ class Ledger:
         raise NotImplementedError
 
     async def settle(self) -> None:
-        """Make every committed fact visible in the derived tables before a read. An engine that writes a
-        batch's rollups with it (PostgreSQL) has nothing to do; SQLite may have left a lone call's for later."""
+        """Make every committed fact visible in the derived tables, and to every listener, before a read. An
+        engine that writes a batch's rollups with it (PostgreSQL) has only the listeners to tell; SQLite may
+        have left a lone call's rollups for later."""
+        self.publish()
 
     async def fetchall(self, sql: str, params: tuple | list | dict = ()) -> list[Any]:
         await self.settle()

@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 logging.getLogger("aiosqlite").setLevel(logging.INFO)
 
 T = TypeVar("T")
+Unfolded = tuple[list[UsageEvent], list[RouteSample]]
+"""Facts committed without their rollups, as the process that committed them kept them."""
 
 _PRAGMAS = """
 PRAGMA journal_mode = WAL;
@@ -69,6 +71,7 @@ PRAGMA wal_autocheckpoint = 0;
 _FOLDED = "SELECT facts, folded_through FROM rollup_watermark"
 _UNFOLDED_EVENTS = f"SELECT {EVENT_FIELDS} FROM usage_events WHERE id > ? ORDER BY id"
 _UNFOLDED_ATTEMPTS = "SELECT ts, provider, model, status, latency_ms FROM route_attempts WHERE id > ? ORDER BY id"
+_UNFOLDED_COUNTS = "SELECT (SELECT count(*) FROM usage_events WHERE id > ?), (SELECT count(*) FROM route_attempts WHERE id > ?)"
 _ALL_FOLDED = """UPDATE rollup_watermark SET folded_through = CASE facts
     WHEN 'usage_events' THEN (SELECT coalesce(max(id), 0) FROM usage_events)
     ELSE (SELECT coalesce(max(id), 0) FROM route_attempts) END"""
@@ -105,6 +108,9 @@ class SqliteLedger(Ledger):
         self._checkpointing = False
         self._unfolded = 0
         """Facts this process committed on the loop whose rollups are not written yet."""
+        self._unfolded_events: list[UsageEvent] = []
+        self._unfolded_samples: list[RouteSample] = []
+        """Those facts themselves, so that the fold need not read them back (while no failed fold lost them)."""
         self._fold_timer: asyncio.TimerHandle | None = None
         self._fold_task: asyncio.Task[None] | None = None
 
@@ -122,7 +128,7 @@ class SqliteLedger(Ledger):
         # is 2 MB) keeps their upper levels in memory. The loop's connection appends near the end.
         await self._in_batch_thread(self._batch_db.execute, "PRAGMA cache_size = -16384")
         # Facts a crash left without their rollups (committed alone, killed before the fold) are folded now.
-        await self._in_batch_thread(self._fold_sync)
+        await self._in_batch_thread(self._fold_sync, None)
         self._inline_db = self._open_batch_connection()
         self._inline_db.executescript(_INLINE_PRAGMAS)
         self._reader = await aiosqlite.connect(self.path, isolation_level=None)
@@ -139,7 +145,7 @@ class SqliteLedger(Ledger):
         if self._batch_db is not None:
             try:
                 async with self._lock:
-                    await self._in_batch_thread(self._fold_sync)
+                    await self._in_batch_thread(self._fold_sync, self._take_unfolded())
             except sqlite3.Error as exc:  # the facts are committed: the next open folds them
                 log.error("ledger rollups not folded at close: %s", type(exc).__name__)
         for conn in (self._reader, self._writer):
@@ -154,13 +160,15 @@ class SqliteLedger(Ledger):
 
     async def _append(self, events: list[UsageEvent], samples: list[RouteSample]) -> None:
         async with self._lock:
-            await self._in_batch_thread(self._commit_batch_sync, events, samples, [])
+            await self._in_batch_thread(self._commit_batch_sync, events, samples, [], self._take_unfolded())
 
     async def _commit_batch(self, events: list[UsageEvent], samples: list[RouteSample]) -> None:
         async with self._lock:
             if len(events) + len(samples) <= self.INLINE_MAX and self._commit_inline(events, samples):
                 return
-            await self._in_batch_thread(self._commit_batch_sync, events, samples, self.pending_key_touches())
+            await self._in_batch_thread(
+                self._commit_batch_sync, events, samples, self.pending_key_touches(), self._take_unfolded()
+            )
 
     def _commit_alone(self, event: UsageEvent) -> bool:
         return not self._lock.locked() and self._commit_inline([event], [])
@@ -179,6 +187,8 @@ class SqliteLedger(Ledger):
                 return False
             raise
         self._unfolded += len(events) + len(samples)
+        self._unfolded_events += events
+        self._unfolded_samples += samples
         self._fold_later()
         self._uncheckpointed += 1
         if self._uncheckpointed >= self.CHECKPOINT_EVERY and not self._checkpointing:
@@ -197,22 +207,32 @@ class SqliteLedger(Ledger):
         finally:
             self._checkpointing = False
 
-    def _commit_batch_sync(self, events: list[UsageEvent], samples: list[RouteSample], touches: list[tuple[int, str]]) -> None:
+    def _take_unfolded(self) -> Unfolded | None:
+        """The facts left for the fold, handed to it (under `_lock`): None when some were lost to a failed fold."""
+        known: Unfolded | None = (self._unfolded_events, self._unfolded_samples)
+        if len(self._unfolded_events) + len(self._unfolded_samples) != self._unfolded:
+            known = None
+        self._unfolded_events, self._unfolded_samples = [], []
+        return known
+
+    def _commit_batch_sync(
+        self, events: list[UsageEvent], samples: list[RouteSample], touches: list[tuple[int, str]], known: Unfolded | None
+    ) -> None:
         """The writer thread's commit: it waits up to `busy_timeout` for another process's lock."""
         db = self._batch_db
         assert db is not None
         # IMMEDIATE: the write lock first (waiting busy_timeout for another process), since the fold reads before
         # it writes, and a read transaction that must then write cannot wait for the lock.
         db.execute("BEGIN IMMEDIATE")
-        self.write_batch(db, events, samples, touches)
+        self.write_batch(db, events, samples, touches, known)
         self._unfolded = 0  # the batch folded what the loop's commits had left
 
-    def _fold_sync(self) -> None:
+    def _fold_sync(self, known: Unfolded | None) -> None:
         """Fold every fact not yet in the rollups (writer thread, under `_lock` or before the writer starts)."""
         db = self._batch_db
         assert db is not None
         db.execute("BEGIN IMMEDIATE")
-        self.write_batch(db, [], [], [])
+        self.write_batch(db, [], [], [], known)
         self._unfolded = 0
 
     def _fold_later(self) -> None:
@@ -230,28 +250,40 @@ class SqliteLedger(Ledger):
 
     async def settle(self) -> None:
         """Write the rollups of every fact committed so far: readers and deleters call this first, so the
-        derived tables they see hold every committed call."""
+        derived tables they see hold every committed call (and every listener has heard of it)."""
+        self.publish()
         if not self._unfolded:
             return
         async with self._lock:
             if self._unfolded:
                 try:
-                    await self._in_batch_thread(self._fold_sync)
+                    await self._in_batch_thread(self._fold_sync, self._take_unfolded())
                 except sqlite3.Error as exc:  # a full disk: the facts are safe; folded by a later settle or at open
                     log.error("ledger rollups could not be folded: %s", type(exc).__name__)
                     raise
 
     @staticmethod
     def write_batch(
-        db: sqlite3.Connection, events: list[UsageEvent], samples: list[RouteSample], touches: list[tuple[int, str]]
+        db: sqlite3.Connection,
+        events: list[UsageEvent],
+        samples: list[RouteSample],
+        touches: list[tuple[int, str]],
+        known: Unfolded | None = None,
     ) -> None:
         """In the transaction just begun: the facts; what they, and the facts committed before without their
         rollups (`write_facts`), add to every derived table (`usage.increments`); the marks of what is folded;
-        the keys' last use; then COMMIT. The one writer of the rollups on SQLite."""
+        the keys' last use; then COMMIT. The one writer of the rollups on SQLite.
+
+        `known`: the facts this process committed without rollups, as it kept them. They are used instead of
+        reading the facts back when the database holds as many unfolded ones (nobody else wrote or folded since)."""
         try:
             marks = dict(db.execute(_FOLDED).fetchall())
-            earlier_events = [event_of(r) for r in db.execute(_UNFOLDED_EVENTS, (marks["usage_events"],))]
-            earlier_samples = [RouteSample(*r) for r in db.execute(_UNFOLDED_ATTEMPTS, (marks["route_attempts"],))]
+            since = (marks["usage_events"], marks["route_attempts"])
+            if known is not None and db.execute(_UNFOLDED_COUNTS, since).fetchone() == (len(known[0]), len(known[1])):
+                earlier_events, earlier_samples = known
+            else:
+                earlier_events = [event_of(r) for r in db.execute(_UNFOLDED_EVENTS, since[:1])]
+                earlier_samples = [RouteSample(*r) for r in db.execute(_UNFOLDED_ATTEMPTS, since[1:])]
             added = increments(earlier_events + events, earlier_samples + samples)
             if events:
                 db.executemany(INSERT_EVENT, [e.row() for e in events])
@@ -315,7 +347,7 @@ class SqliteLedger(Ledger):
         committed fact when it starts (it may read or delete usage), and the marks follow its deletions."""
         async with self._lock:
             if self._unfolded:
-                await self._in_batch_thread(self._fold_sync)
+                await self._in_batch_thread(self._fold_sync, self._take_unfolded())
             db = self._writer
             assert db is not None
             try:

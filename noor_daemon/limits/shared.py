@@ -520,7 +520,7 @@ def install_shared_limits(limiter: Limiter, ledger: Ledger, accounts: AccountSto
     link = RedisLink(limits.redis_url, lambda: limiter.config.limits.redis_timeout)
     shared = SharedLimiter(limiter, link, ledger, limiter.clock, limits.redis_prefix)
     limiter.shared = shared
-    ledger.add_listener(shared.on_commit)
+    ledger.add_listener(shared.on_commit, immediate=True)
     accounts.on_account_deleted.append(shared.forget_account)
     registry.register(SharedLimitsCollector(link))
     return shared

@@ -83,6 +83,10 @@ def _reports(usage: object, *fields: str) -> bool:
 class MessagesStreamMeter(StreamMeter):
     """Input tokens come in `message_start`, the running output count in `message_delta`."""
 
+    # No message_start/delta/stop, no error; and every event line written `event: name`, so the
+    # content deltas can be counted by their line (JSON data cannot hold a raw newline).
+    LOUD = (b"message_", b"error", b"event:c")
+
     def on_event(self, event: bytes) -> tuple[bool, bool]:
         name = event_field(event, b"event")
         if name == b"content_block_delta":
@@ -113,11 +117,6 @@ class MessagesStreamMeter(StreamMeter):
             self.error_status = _STATUS_OF_TYPE.get(kind, 500) if isinstance(kind, str) else 500
             return True, True
         return True, False
-
-    def quiet(self, events: bytes) -> bool:
-        # No message_start/delta/stop, no error; and every event line written `event: name`, so the
-        # content deltas can be counted by their line (JSON data cannot hold a raw newline).
-        return not (b"message_" in events or b"error" in events or b"event:c" in events)
 
     def count_quiet(self, events: bytes, count: int) -> None:
         self.content_events += events.count(b"event: content_block_delta\n")

@@ -24,6 +24,9 @@ class StreamMeter:
 
     relayed = True
     """The provider's own events go to the caller (False: a translated stream, whose events the gateway writes)."""
+    LOUD: tuple[bytes, ...] = ()
+    """Bytes found in every event `on_event` must see (usage, an error, the end), and maybe in others: where
+    none is, events are quiet and counted a block at a time. Empty: the wire cannot tell, every event is seen."""
 
     def __init__(self) -> None:
         self.usage: Usage | None = None
@@ -40,23 +43,53 @@ class StreamMeter:
         if not events:
             return b""
         block = events[0] if len(events) == 1 else b"".join(events)
-        if not held and self.quiet(block):  # most of a stream: forwarded as it came
+        loud = -1 if held else self.loud_at(block, 0)
+        if loud < 0 and not held:  # most of a stream: forwarded as it came
             self.count_quiet(block, len(events))
             return block
+        # The events wholly before the next loud byte go on as one quiet run; the others, one at a time.
         ready = []
+        run_start = offset = quiet_run = 0
         for event in events:
-            forward, terminal = self.on_event(event)
-            if terminal or held:
-                held.append(event)
-            elif forward:
-                ready.append(event)
+            end = offset + len(event)
+            if not held and (loud < 0 or end <= loud):
+                quiet_run += 1
+            else:
+                if quiet_run:
+                    run = block[run_start:offset]
+                    self.count_quiet(run, quiet_run)
+                    ready.append(run)
+                    quiet_run = 0
+                forward, terminal = self.on_event(event)
+                if terminal or held:
+                    held.append(event)
+                elif forward:
+                    ready.append(event)
+                run_start = end
+                loud = self.loud_at(block, end)
+            offset = end
+        if quiet_run:
+            run = block[run_start:]
+            self.count_quiet(run, quiet_run)
+            ready.append(run)
         return ready[0] if len(ready) == 1 else b"".join(ready)
+
+    def loud_at(self, block: bytes, start: int) -> int:
+        """Where in `block`, from `start`, the first `LOUD` byte string begins; -1 when none does."""
+        if not self.LOUD:
+            return start if start < len(block) else -1
+        found = -1
+        for marker in self.LOUD:
+            at = block.find(marker, start)
+            if at >= 0 and (found < 0 or at < found):
+                found = at
+        return found
 
     def quiet(self, events: bytes) -> bool:
         """True when no event in `events` (whole events, joined) can matter to this meter: no usage, no
         error, no end. The proxy then forwards them as one block and `count_quiet` counts them, instead
-        of an `on_event` per event. A wire that cannot tell cheaply says False."""
-        return False
+        of an `on_event` per event. A wire that cannot tell cheaply (no `LOUD`) says False."""
+        return bool(self.LOUD) and self.loud_at(events, 0) < 0
 
     def count_quiet(self, events: bytes, count: int) -> None:
         """Count the content events of a quiet block of `count` events."""

@@ -92,6 +92,9 @@ class ChatStreamMeter(StreamMeter):
     is set. We always ask for it; if the client did not, that chunk is not forwarded.
     """
 
+    # A superset of what `on_event` looks for: a false alarm only costs the per-event path.
+    LOUD = (b"[DONE]", b'"error"', b'"usage":{', b'"usage": {')
+
     def __init__(self, strip_usage_chunk: bool) -> None:
         super().__init__()
         self.strip_usage_chunk = strip_usage_chunk
@@ -113,11 +116,6 @@ class ChatStreamMeter(StreamMeter):
                     return False, False
         self.content_events += 1
         return True, False
-
-    def quiet(self, events: bytes) -> bool:
-        # A superset of what `on_event` looks for: a false alarm only costs the per-event path.
-        return not (b"[DONE]" in events or b'"error"' in events or b'"usage":{' in events or b'"usage": {' in events)
-
 
 _RESPONSE_TERMINALS = (b"response.completed", b"response.failed", b"response.incomplete")
 
