@@ -164,7 +164,9 @@ class Bench:
     def micro(self) -> None:
         log("ledger writer and usage extraction (in-process)…")
         try:
-            self.out["ledger"] = asyncio.run(micro.ledger_benchmark(self.plan.ledger_burst, 256, self.plan.ledger_seconds))
+            self.out["ledger"] = asyncio.run(micro.ledger_benchmark(
+                self.plan.ledger_burst, 256, self.plan.ledger_seconds, lone_calls=300 if self.plan.quick else 2000
+            ))
             self.out["ledger"]["filesystem"] = "temp dir on " + _filesystem(Path(tempfile.gettempdir()))
         except Exception as exc:
             self.errors.append(f"ledger micro-benchmark failed: {type(exc).__name__}: {exc}")

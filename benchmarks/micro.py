@@ -7,6 +7,10 @@ of the whole table.
   the daemon). A burst of N events enqueued at once, then W concurrent writers each awaiting
   `record()` in a loop for a fixed time, as W calls in flight would. Reports events committed
   per second, batches, and commit latency (enqueue to the resolution of its batch's future).
+  Then a lone caller (concurrency 1: each call commits alone, the loop idle a moment in between):
+  the CPU a call's commit costs the process, every thread counted, next to the bare SQLite
+  transaction it runs (BEGIN IMMEDIATE, the INSERT, COMMIT on a connection of its own) — the
+  floor of what a lone call pays for a row that survives `kill -9` before its answer ends.
 - Usage extraction: the stand-in upstream's 25-event stream (with its usage chunk) fed
   through `EventSplitter` alone, then through `EventSplitter` and `ChatStreamMeter`: the
   difference is what reading usage out of a stream costs, per stream.
@@ -18,6 +22,7 @@ import argparse
 import asyncio
 import json
 import random
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -53,7 +58,59 @@ def _events(count: int, now_ms: int) -> list:
     return out
 
 
-async def ledger_benchmark(burst: int, writers: int, seconds: float, directory: Path | None = None) -> dict:
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)  # every thread: the writer's folds and checkpoints too
+    return usage.ru_utime + usage.ru_stime
+
+
+async def _lone_commits(ledger, pool: list, calls: int, pause: float = 0.0003) -> dict:
+    """CPU µs per call of `ledger.record` for the only call in flight, and of the SQLite transaction alone,
+    each over a loop that only pauses (what the harness itself costs), medians of 5 alternating rounds."""
+    import sqlite3
+
+    from noor_daemon.ledger.sqlite import SqliteLedger
+    from noor_daemon.ledger.usage import INSERT_EVENT
+
+    # The bare transactions go to a file of their own (same schema): in the ledger's they would be facts
+    # its next fold must read back.
+    scratch = SqliteLedger(ledger.path.with_name("bare.sqlite3"))
+    await scratch.open()
+    await scratch.close()
+    bare = sqlite3.connect(scratch.path, isolation_level=None)
+    bare.executescript("PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL;")
+    ledger.calls_in_flight = lambda: 1
+
+    async def idle(event) -> None:
+        pass
+
+    async def transaction(event) -> None:
+        bare.execute("BEGIN IMMEDIATE")
+        bare.execute(INSERT_EVENT, event.row())
+        bare.execute("COMMIT")
+
+    samples: dict[str, list[float]] = {"idle": [], "record": [], "transaction": []}
+    try:
+        for _ in range(5):
+            for name, step in (("idle", idle), ("record", ledger.record), ("transaction", transaction)):
+                started = _cpu_seconds()
+                for i in range(calls):
+                    await step(pool[i % len(pool)])
+                    await asyncio.sleep(pause)
+                samples[name].append((_cpu_seconds() - started) / calls * 1e6)
+    finally:
+        bare.close()
+        ledger.calls_in_flight = lambda: 0
+    median = {name: sorted(values)[2] for name, values in samples.items()}
+    return {
+        "calls": calls * 5,
+        "record_cpu_us": round(median["record"] - median["idle"], 1),
+        "sqlite_transaction_cpu_us": round(median["transaction"] - median["idle"], 1),
+    }
+
+
+async def ledger_benchmark(
+    burst: int, writers: int, seconds: float, directory: Path | None = None, lone_calls: int = 2000
+) -> dict:
     from noor_daemon.ledger.sqlite import SqliteLedger
 
     with tempfile.TemporaryDirectory(prefix="noor-ledger-bench-", dir=directory) as tmp:
@@ -104,11 +161,13 @@ async def ledger_benchmark(burst: int, writers: int, seconds: float, directory: 
             loop_seconds = time.perf_counter() - started
             loop_events = ledger.events_committed - committed_before
             loop_batches = ledger.batches_committed - batches_before
+            lone = await _lone_commits(ledger, pool, lone_calls)
         finally:
             await ledger.close()
     latencies.sort()
     loop_latencies.sort()
     return {
+        "lone": lone,
         "burst": {
             "events": burst,
             "seconds": round(burst_seconds, 3),
@@ -175,9 +234,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.micro", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
-    burst, seconds = (20_000, 1.0) if args.quick else (200_000, 5.0)
+    burst, seconds, lone = (20_000, 1.0, 300) if args.quick else (200_000, 5.0, 2000)
     report = {
-        "ledger": asyncio.run(ledger_benchmark(burst, 256, seconds)),
+        "ledger": asyncio.run(ledger_benchmark(burst, 256, seconds, lone_calls=lone)),
         "extraction": extraction_benchmark(2_000 if args.quick else 20_000),
     }
     print(json.dumps(report, indent=2))

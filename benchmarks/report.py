@@ -214,6 +214,10 @@ def _print_ledger(result: dict) -> None:
           f"(commit latency p50 {b['commit_p50_ms']} ms, p99 {b['commit_p99_ms']} ms: queued behind the burst)")
     print(f"  {c['writers']} writers awaiting their commit: {c['events_per_second']:,} events/s, "
           f"mean batch {c['mean_batch']}, commit latency p50 {c['commit_p50_ms']} ms, p99 {c['commit_p99_ms']} ms")
+    lone = ledger.get("lone")
+    if lone:
+        print(f"  a lone call's commit (concurrency 1): {lone['record_cpu_us']} µs of CPU per call, of which SQLite's "
+              f"transaction alone {lone['sqlite_transaction_cpu_us']} µs")
 
 
 def _print_scale_out(result: dict) -> None:
