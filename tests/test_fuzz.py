@@ -113,8 +113,9 @@ def _per_event(meter, stream: bytes) -> tuple[bytes, list[bytes]]:
 @given(st.one_of(st.tuples(st.just("chat"), _CHAT_STREAM), st.tuples(st.just("messages"), _MESSAGES_STREAM)),
        st.booleans(), st.lists(st.integers(min_value=1, max_value=400), max_size=12))
 def test_quiet_blocks_relay_and_meter_exactly_like_one_event_at_a_time(stream, strip, cuts):
-    """The fast path (whole blocks without usage, error or end) forwards the same bytes, holds the same
-    events and meters the same usage and content count as `on_event` on every event."""
+    """The fast path (whole blocks, and the runs of events between those that carry usage, an error or the
+    end) forwards the same bytes, holds the same events and meters the same usage and content count as
+    `on_event` on every event."""
     wire, events = stream
     make = (lambda: openai_wire.ChatStreamMeter(strip)) if wire == "chat" else anthropic_wire.MessagesStreamMeter
     render = _chat_event if wire == "chat" else _messages_event
