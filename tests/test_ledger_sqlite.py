@@ -167,6 +167,35 @@ async def test_the_rollups_of_calls_committed_alone_are_there_for_every_reader(l
     assert ledger._unfolded == 0
 
 
+async def test_a_lone_call_leaves_its_keys_last_use_to_the_fold(ledger):
+    """A lone commit writes three pages (the row and its two index entries); the key's row would be a fourth,
+    so its last use is written by the fold that follows, which every reader waits for."""
+    await ledger.write(lambda db: db.execute(
+        "INSERT INTO accounts (id, email, plan, created_at) VALUES ('acct_a', 'a@example.com', 'free', 0)"))
+    await ledger.write(lambda db: db.execute(
+        "INSERT INTO api_keys (id, account_id, key_hash, prefix, created_at) VALUES ('key_a', 'acct_a', 'h', 'nk-', 0)"))
+    touched = [(HOUR + 5, "key_a")]
+    ledger.pending_key_touches = lambda: [touched.pop()] if touched else []
+    ledger.FOLD_DELAY = 60.0
+    ledger.calls_in_flight = lambda: 1
+    statements = []
+    inline = ledger._inline_db
+    inline.set_trace_callback(statements.append)
+    await ledger.record(event(HOUR))
+    inline.set_trace_callback(None)
+    assert not any("api_keys" in sql for sql in statements) and touched  # not drained by the lone commit
+
+    raw = sqlite3.connect(ledger.path)
+    try:
+        assert raw.execute("SELECT last_used_at FROM api_keys").fetchone()[0] is None
+        await ledger.settle()  # the fold: rollups and the key's last use, one transaction
+        assert raw.execute("SELECT last_used_at FROM api_keys").fetchone()[0] == HOUR + 5
+        assert raw.execute("SELECT sum(requests) FROM usage_hourly").fetchone()[0] == 1
+    finally:
+        raw.close()
+    assert not touched
+
+
 async def test_the_fold_comes_by_itself_soon_after(ledger):
     ledger.FOLD_DELAY = 0.05
     ledger.calls_in_flight = lambda: 1

@@ -229,6 +229,32 @@ async def test_a_cancelled_call_closes_its_connection():
     pool.close()
 
 
+async def test_a_head_that_does_not_come_within_head_timeout_is_a_timeout_on_a_fresh_or_a_reused_connection():
+    async def handler(reader, writer, n):
+        if n == 1:
+            writer.write(json_answer(b"{}"))
+        else:
+            await asyncio.sleep(10)  # the second call's answer never starts
+
+    pool = http1.Pool()
+    async with RawServer(handler) as server:
+        origin, target = pool.origin(server.url, True)
+        answer = await http1.post(origin, target, [], b"{}", 2.0, 5.0, 0.5)
+        assert (answer.status, await answer.read()) == (200, b"{}")
+        answer.release()
+        assert len(origin.idle) == 1
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):  # on the reused connection: the timer on the head's future
+            await http1.post(origin, target, [], b"{}", 2.0, 5.0, 0.3)
+        assert 0.25 < time.monotonic() - started < 2
+        await asyncio.sleep(0.05)
+        assert not origin.idle and origin.open == 0  # closed, its slot free
+        with pytest.raises(TimeoutError):  # on a fresh one
+            await http1.post(origin, target, [], b"{}", 2.0, 5.0, 0.2)
+        assert server.connections == 2
+    pool.close()
+
+
 async def test_a_refused_connection_is_unreachable():
     async def handler(reader, writer, n):
         pass

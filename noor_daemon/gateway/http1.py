@@ -127,7 +127,7 @@ class Origin:
         """An idle connection still good for reuse, else a new one; when `max_connections` are open,
         the first one given back (or a free slot), waited for within `connect_timeout`."""
         if not fresh:
-            conn = self._reusable()
+            conn = self.reusable()
             if conn is not None:
                 return conn
         queued = False
@@ -150,7 +150,8 @@ class Origin:
                 ) from None
             raise UpstreamUnreachable("connect timeout") from None
 
-    def _reusable(self) -> Connection | None:
+    def reusable(self) -> Connection | None:
+        """An idle connection good for reuse, taken from the pool; None when there is none (no waiting)."""
         idle = self.idle
         if not idle:
             return None
@@ -403,36 +404,50 @@ def request_head(target: str, origin: Origin, headers: list[tuple[str, str]], le
 
 
 async def post(origin: Origin, target: str, headers: list[tuple[str, str]], body: bytes, connect_timeout: float,
-               idle_timeout: float) -> Answer:
-    """Send the POST and return once the answer's status and headers are in (its body follows).
+               idle_timeout: float, head_timeout: float | None = None) -> Answer:
+    """Send the POST and return once the answer's status and headers are in (its body follows);
+    TimeoutError when they are not in within `head_timeout` seconds, connecting included.
 
     A reused connection that breaks before a byte of the answer arrived was closed by the server as
     the request went out (an idle timeout racing the reuse): the call goes once more on a fresh one.
     """
     data = request_head(target, origin, headers, len(body)) + body
-    conn = await origin.acquire(connect_timeout)
+    conn = origin.reusable()
+    if conn is not None:
+        expires = None if head_timeout is None else conn.loop.time() + head_timeout
+    else:
+        expires = None if head_timeout is None else asyncio.get_running_loop().time() + head_timeout
+        async with asyncio.timeout_at(expires):
+            conn = await origin.acquire(connect_timeout)
     if conn.requests:
         try:
-            return await _exchange(conn, data, idle_timeout)
+            return await _exchange(conn, data, idle_timeout, expires)
         except UpstreamBroke:
             if conn.received:
                 raise
         origin.stats.retries += 1
-        conn = await origin.acquire(connect_timeout, fresh=True)
-    return await _exchange(conn, data, idle_timeout)
+        async with asyncio.timeout_at(expires):
+            conn = await origin.acquire(connect_timeout, fresh=True)
+    return await _exchange(conn, data, idle_timeout, expires)
 
 
-async def _exchange(conn: Connection, data: bytes, idle_timeout: float) -> Answer:
+async def _exchange(conn: Connection, data: bytes, idle_timeout: float, expires: float | None) -> Answer:
     answer = Answer(conn, idle_timeout)
     conn.answer = answer
     conn.requests += 1
     conn.received = False
+    # A timer that fails the head's future, not `asyncio.timeout`: that one looks up the running loop and
+    # task three times, each a getpid() system call in Python 3.11, on every call.
+    timer = None if expires is None else conn.loop.call_at(expires, _silence, answer.head)
     try:
         conn.transport.write(data)  # type: ignore[union-attr]
         await answer.head
     except BaseException:
-        conn.close()  # cancelled (a timeout) or broken mid-request: this connection cannot be reused
+        conn.close()  # timed out, cancelled or broken mid-request: this connection cannot be reused
         raise
+    finally:
+        if timer is not None:
+            timer.cancel()
     return answer
 
 
@@ -454,6 +469,8 @@ class Connection(asyncio.Protocol):
         self._fd = -1
         self._interim = False
         self._slot_held = True
+        self.loop: asyncio.AbstractEventLoop = asyncio.get_running_loop()
+        """Kept, not looked up per call: `asyncio.get_running_loop()` is a getpid() system call in Python 3.11."""
 
     def readable(self) -> bool:
         """Bytes or an end waiting on an idle connection: the server closed it, or it is out of step."""
@@ -573,7 +590,7 @@ class Answer:
     def __init__(self, conn: Connection, idle_timeout: float) -> None:
         self.conn = conn
         self.idle_timeout = idle_timeout
-        self.head: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.head: asyncio.Future[None] = conn.loop.create_future()
         self.status = 0
         self.raw_headers: list[tuple[bytes, bytes]] = []
         self.headers: dict[str, str] = {}
@@ -690,7 +707,7 @@ class Answer:
         if self._paused and self.conn.transport is not None:
             self._paused = False
             self.conn.transport.resume_reading()
-        loop = asyncio.get_running_loop()
+        loop = self.conn.loop
         waiter = self._waiter = loop.create_future()
         # A timer that fails the waiter rather than `asyncio.timeout`, which cancels and uncancels the task:
         # a stream waits here a few times a call, and this costs about half as much.

@@ -199,10 +199,10 @@ class HttpUpstream:
         wait = self.config.first_byte_timeout
         by_deadline = deadline is not None and deadline < wait
         try:
-            async with asyncio.timeout(deadline if by_deadline else wait):  # one timer for both limits
-                answer = await http1.post(
-                    origin, path, headers, body, self.config.connect_timeout, self.config.idle_timeout
-                )
+            answer = await http1.post(  # one timer for both limits
+                origin, path, headers, body, self.config.connect_timeout, self.config.idle_timeout,
+                deadline if by_deadline else wait,
+            )
         except TimeoutError:
             reason = "no answer before the call's deadline" if by_deadline else "no response before the first-byte timeout"
             raise errors.upstream_failed(self.name, 504, reason) from None
