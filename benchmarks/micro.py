@@ -9,8 +9,8 @@ of the whole table.
   per second, batches, and commit latency (enqueue to the resolution of its batch's future).
   Then a lone caller (concurrency 1: each call commits alone, the loop idle a moment in between):
   the CPU a call's commit costs the process, every thread counted, next to the bare SQLite
-  transaction it runs (BEGIN IMMEDIATE, the INSERT, COMMIT on a connection of its own) — the
-  floor of what a lone call pays for a row that survives `kill -9` before its answer ends.
+  transaction it runs (the INSERT in autocommit mode, on a connection of its own) — the floor of
+  what a lone call pays for a row that survives `kill -9` before its answer ends.
 - Usage extraction: the stand-in upstream's 25-event stream (with its usage chunk) fed
   through `EventSplitter` alone, then through `EventSplitter` and `ChatStreamMeter`: the
   difference is what reading usage out of a stream costs, per stream.
@@ -84,9 +84,7 @@ async def _lone_commits(ledger, pool: list, calls: int, pause: float = 0.0003) -
         pass
 
     async def transaction(event) -> None:
-        bare.execute("BEGIN IMMEDIATE")
-        bare.execute(INSERT_EVENT, event.row())
-        bare.execute("COMMIT")
+        bare.execute(INSERT_EVENT, event.row())  # autocommit: its own transaction
 
     samples: dict[str, list[float]] = {"idle": [], "record": [], "transaction": []}
     try:

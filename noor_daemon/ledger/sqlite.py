@@ -173,22 +173,39 @@ class SqliteLedger(Ledger):
             )
 
     def _commit_alone(self, event: UsageEvent) -> bool:
-        # The key's last use waits for the fold: its row's page would be a fourth page in this commit.
-        return not self._lock.locked() and self._commit_inline([event], [], touch_keys=False)
+        """One INSERT in autocommit mode: a transaction of its own without BEGIN and COMMIT as statements. The
+        key's last use waits for the fold: its row's page would be a fourth page in this commit."""
+        if self._lock.locked():
+            return False
+        db = self._inline_db
+        assert db is not None
+        try:
+            db.execute(INSERT_EVENT, event.row())
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                return False  # nothing was written: the writer thread waits for the lock instead
+            raise
+        self._committed_inline([event], [])
+        return True
 
-    def _commit_inline(self, events: list[UsageEvent], samples: list[RouteSample], *, touch_keys: bool = True) -> bool:
+    def _commit_inline(self, events: list[UsageEvent], samples: list[RouteSample]) -> bool:
         """Commit on the loop; False when another connection holds the database (the thread will wait for it)."""
         db = self._inline_db
         assert db is not None
         try:
             db.execute("BEGIN IMMEDIATE")
-            self.write_facts(db, events, samples, self.pending_key_touches() if touch_keys else [])
+            self.write_facts(db, events, samples, self.pending_key_touches())
         except sqlite3.OperationalError as exc:
             # A lock, at BEGIN or later (a WAL restart racing a checkpoint): rolled back, the thread retries.
             # Keys' last-use times drained for it are lost until their next call; the rows are not.
             if exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
                 return False
             raise
+        self._committed_inline(events, samples)
+        return True
+
+    def _committed_inline(self, events: list[UsageEvent], samples: list[RouteSample]) -> None:
+        """Facts committed on the loop without their rollups: kept for the fold, and a checkpoint now and then."""
         self._unfolded += len(events) + len(samples)
         self._unfolded_events += events
         self._unfolded_samples += samples
@@ -198,7 +215,6 @@ class SqliteLedger(Ledger):
             self._uncheckpointed = 0
             self._checkpointing = True
             self._batch_thread.submit(self._checkpoint_passive)
-        return True
 
     def _checkpoint_passive(self) -> None:
         """Copy committed WAL frames into the database file (writer thread; never blocks a writer)."""
