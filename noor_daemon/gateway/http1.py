@@ -413,11 +413,10 @@ async def post(origin: Origin, target: str, headers: list[tuple[str, str]], body
     """
     data = request_head(target, origin, headers, len(body)) + body
     conn = origin.reusable()
-    if conn is not None:
-        expires = None if head_timeout is None else conn.loop.time() + head_timeout
-    else:
-        expires = None if head_timeout is None else asyncio.get_running_loop().time() + head_timeout
-        async with asyncio.timeout_at(expires):
+    loop = conn.loop if conn is not None else asyncio.get_running_loop()
+    expires = None if head_timeout is None else loop.time() + head_timeout
+    if conn is None:
+        async with asyncio.timeout_at(expires):  # connecting, or waiting for a slot: rare, asyncio's timer will do
             conn = await origin.acquire(connect_timeout)
     if conn.requests:
         try:
