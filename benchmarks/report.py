@@ -105,6 +105,19 @@ def targets(result: dict) -> list[dict]:
         at_most("export of 1,000,000 events", "≤ 100 MB, ≥ 100,000/s", None, 0, ".0f")
     cold = (result.get("cold_start") or {}).get("noor_median_s")
     at_most("cold start to first served request (median)", "≤ 1 s", cold, 1.0, ".3f", " s")
+    # Issue #23, the lone call: CPU per call against the bare proxy's in the same run, the tighter throughput
+    # bound at c=32, and translation's cost (its own section prints each pair).
+    for mode in ("json", "stream"):
+        noor, bare = find(result, "noor", mode, 1), find(result, "bare proxy", mode, 1)
+        at_most(f"CPU per call c=1 {mode} vs bare proxy (#23)", "≤ 1.10x",
+                _ratio(noor and noor["cpu_ms_per_request"], bare and bare["cpu_ms_per_request"]), 1.10, ".2f", "x")
+    for mode in ("json", "stream"):
+        noor, bare = find(result, "noor", mode, 32), find(result, "bare proxy", mode, 32)
+        at_least(f"throughput c=32 {mode} vs bare proxy (#23)", "≥ 0.95x",
+                 _ratio(noor and noor["rps"], bare and bare["rps"]), 0.95, ".2f", "x")
+    ratios = [row["ratio"] for row in (result.get("translation") or {}).get("rows", []) if row.get("ratio") is not None]
+    at_most("translated call vs relayed, CPU (slowest pair) (#23)", "≤ 1.25x", max(ratios) if ratios else None, 1.25,
+            ".2f", "x")
     litellm = (result.get("peers") or {}).get("litellm")
     if litellm:
         noor, peer = find(result, "noor", "json", 32), find(result, "litellm", "json", 32)
@@ -289,7 +302,7 @@ def _print_targets(result: dict) -> None:
     rows = result.get("targets") or []
     if not rows:
         return
-    print("\nTargets (issue #8), never failing the run")
+    print("\nTargets (issues #8 and #23), never failing the run")
     head = f"  {'':<1} {'target':<56} {'goal':<28} {'measured':>14}  note"
     print(head)
     for t in rows:
