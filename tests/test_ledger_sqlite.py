@@ -372,3 +372,16 @@ async def test_quotas_hear_of_a_lone_call_at_once_and_the_views_in_batches(ledge
             break
         await asyncio.sleep(0.01)
     assert batched[-1] == [HOUR + 5], "the timer never told the views"
+
+
+async def test_a_read_in_progress_on_the_shared_connection_does_not_hide_a_later_write(ledger):
+    """Two requests read through the one shared connection; one is between its query and its rows when the other
+    writes and reads back. On an aiosqlite cursor the first query's open statement would hold its snapshot, and the
+    row just written would be missing from the second read."""
+    await ledger.append_usage([event(HOUR + i) for i in range(5)])
+    async with ledger.reader.execute("SELECT id FROM usage_events ORDER BY id") as slow:
+        assert (await slow.fetchone())[0] == 1  # rows left to read: an aiosqlite statement would still be open
+        await ledger.write(lambda db: db.execute(
+            "INSERT INTO accounts (id, email, plan, created_at) VALUES ('acct_new', 'new@example.com', 'free', 0)"))
+        assert await ledger.fetchone("SELECT id FROM accounts WHERE id = 'acct_new'") is not None
+        assert len(await slow.fetchall()) == 4

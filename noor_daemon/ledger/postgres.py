@@ -20,6 +20,7 @@ import asyncpg
 
 from noor_daemon.ledger import dialect, schema
 from noor_daemon.ledger.database import Ledger
+from noor_daemon.ledger.fetched import FetchedCursor, Query
 from noor_daemon.ledger.usage import (
     ATTEMPT_COLUMNS,
     EVENT_COLUMNS,
@@ -54,60 +55,18 @@ def _params(params: Sequence[Any] | dict) -> Sequence[Any]:
     return params
 
 
-class PgCursor:
-    """What aiosqlite's cursor offers the code: rows, rowcount, lastrowid."""
-
-    __slots__ = ("_rows", "_at", "rowcount", "lastrowid")
-
-    def __init__(self, rows: list[Any], rowcount: int, lastrowid: int | None) -> None:
-        self._rows, self._at, self.rowcount, self.lastrowid = rows, 0, rowcount, lastrowid
-
-    async def fetchone(self) -> Any | None:
-        if self._at >= len(self._rows):
-            return None
-        self._at += 1
-        return self._rows[self._at - 1]
-
-    async def fetchall(self) -> list[Any]:
-        rows, self._at = self._rows[self._at :], len(self._rows)
-        return rows
-
-    async def fetchmany(self, size: int = 1) -> list[Any]:
-        rows = self._rows[self._at : self._at + size]
-        self._at += len(rows)
-        return rows
-
-
-class _Query:
-    """`await db.execute(…)` and `async with db.execute(…) as cursor`, as with aiosqlite."""
-
-    __slots__ = ("_coro",)
-
-    def __init__(self, coro: Awaitable[PgCursor]) -> None:
-        self._coro = coro
-
-    def __await__(self):
-        return self._coro.__await__()
-
-    async def __aenter__(self) -> PgCursor:
-        return await self._coro
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
-
-
-async def _run(conn: asyncpg.Connection, sql: str, params: Sequence[Any] | dict) -> PgCursor:
+async def _run(conn: asyncpg.Connection, sql: str, params: Sequence[Any] | dict) -> FetchedCursor:
     text, returns_rows, for_lastrowid = dialect.statement(sql)
     args = _params(params)
     if for_lastrowid:
         rows = await conn.fetch(text, *args)
-        return PgCursor([], len(rows), rows[0][0] if rows else None)
+        return FetchedCursor([], len(rows), rows[0][0] if rows else None)
     if returns_rows:
         rows = await conn.fetch(text, *args)
-        return PgCursor(rows, len(rows), None)
+        return FetchedCursor(rows, len(rows), None)
     status = await conn.execute(text, *args)
     count = status.rsplit(" ", 1)[-1]
-    return PgCursor([], int(count) if count.isdigit() else -1, None)
+    return FetchedCursor([], int(count) if count.isdigit() else -1, None)
 
 
 class PgConnection:
@@ -116,8 +75,8 @@ class PgConnection:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.raw = conn
 
-    def execute(self, sql: str, params: Sequence[Any] | dict = ()) -> _Query:
-        return _Query(_run(self.raw, sql, params))
+    def execute(self, sql: str, params: Sequence[Any] | dict = ()) -> Query:
+        return Query(_run(self.raw, sql, params))
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         await self.raw.executemany(dialect.statement(sql)[0], list(rows))
@@ -129,10 +88,10 @@ class PgPoolReader:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
-    def execute(self, sql: str, params: Sequence[Any] | dict = ()) -> _Query:
-        return _Query(self._run(sql, params))
+    def execute(self, sql: str, params: Sequence[Any] | dict = ()) -> Query:
+        return Query(self._run(sql, params))
 
-    async def _run(self, sql: str, params: Sequence[Any] | dict) -> PgCursor:
+    async def _run(self, sql: str, params: Sequence[Any] | dict) -> FetchedCursor:
         async with self.pool.acquire() as conn:
             return await _run(conn, sql, params)
 

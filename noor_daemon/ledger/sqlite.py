@@ -26,6 +26,7 @@ import aiosqlite
 
 from noor_daemon.ledger import schema
 from noor_daemon.ledger.database import Ledger
+from noor_daemon.ledger.fetched import WholeQueries
 from noor_daemon.ledger.usage import (
     EVENT_FIELDS,
     INSERT_ATTEMPT,
@@ -395,9 +396,10 @@ class SqliteLedger(Ledger):
             return busy == 0
 
     @property
-    def reader(self) -> aiosqlite.Connection:
+    def reader(self) -> WholeQueries:
+        """The shared read connection; each query runs whole (`ledger/fetched.py`), so none sees another's snapshot."""
         assert self._reader is not None, "ledger is not open"
-        return self._reader
+        return WholeQueries(self._reader)
 
     async def open_reader(self) -> aiosqlite.Connection:
         await self.settle()
