@@ -19,6 +19,10 @@ from aiohttp.web_protocol import RequestHandler
 
 log = logging.getLogger(__name__)
 
+LISTEN_BACKLOG = 1024
+"""Connections the kernel holds for the daemon before it accepts them. aiohttp's default of 128 overflows
+when a team's agents open connections in a burst (each dropped SYN costs its caller a second or more)."""
+
 _MESSAGES = {
     400: "The HTTP request could not be parsed (its request line, a header or its body is malformed).",
     413: "The request is larger than the gateway accepts.",
@@ -79,3 +83,9 @@ class GatewayRunner(web.AppRunner):
         server = await super()._make_server()
         server.__class__ = _GatewayServer
         return server
+
+    async def listen(self, host: str, port: int, ssl_context=None) -> tuple[str, int]:
+        """Start serving on `host:port` (0: any free port) with the gateway's backlog; the address bound."""
+        site = web.TCPSite(self, host, port, ssl_context=ssl_context, backlog=LISTEN_BACKLOG)
+        await site.start()
+        return self.addresses[-1][:2]

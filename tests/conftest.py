@@ -108,10 +108,8 @@ async def start_daemon(tmp_path: Path) -> AsyncIterator[StartDaemon]:
         app = create_app(DaemonSettings(loaded, data, ADMIN_TOKEN, "test", the_clock))
         runner = GatewayRunner(app, access_log=None, **server_options(loaded.config))
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
+        _, port = await runner.listen("127.0.0.1", 0)  # as `noor daemon` listens: its backlog, not aiohttp's
         runners.append(runner)
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         return Daemon(app, f"http://127.0.0.1:{port}", data, the_clock, runner=runner)
 
     async with AsyncExitStack() as stack:

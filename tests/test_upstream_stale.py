@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
+from pathlib import Path
 
 import aiohttp
 import pytest
 from gateway_helpers import openai_client, wait_for_rows
 
 from benchmarks.closing_upstream import ClosingUpstream
+from noor_daemon.server import LISTEN_BACKLOG
 from noor_daemon.state import PROXY, UPSTREAM_POOL
 
 pytestmark = pytest.mark.engine_independent
@@ -87,7 +90,7 @@ async def test_500_concurrent_calls_open_no_more_than_max_connections_and_the_wa
     client = openai_client(daemon, await daemon.create_key("burst@example.com"), timeout=60)
 
     async def started_in_waves(i: int) -> tuple[int, int]:
-        await asyncio.sleep(i // 50 * 0.05)  # 50 new connections at a time: well within the daemon's listen backlog (128)
+        await asyncio.sleep(i // 50 * 0.05)  # 50 new connections at a time, all within the daemon's listen backlog
         return await _call(client, stream=i % 3 == 0)
 
     results = await asyncio.gather(*(started_in_waves(i) for i in range(500)), return_exceptions=True)
@@ -103,3 +106,29 @@ async def test_500_concurrent_calls_open_no_more_than_max_connections_and_the_wa
     assert metrics['noor_upstream_connection_wait_seconds_total{provider="closing"}'] > 0
     assert metrics['noor_upstream_connection_waiting{provider="closing"}'] == 0
     assert len(await wait_for_rows(daemon, 500)) == 500
+
+
+
+@pytest.mark.skipif(int(Path("/proc/sys/net/core/somaxconn").read_text()) < LISTEN_BACKLOG, reason="the kernel caps the backlog lower")
+async def test_a_burst_of_300_connections_while_the_daemon_is_not_accepting_is_queued_not_dropped(start_daemon):
+    """The kernel completes connections the daemon has yet to accept, up to its listen backlog; past it a
+    SYN is dropped and the caller waits a second or more to try again. With the daemon made busy (its
+    listening socket unwatched: nothing accepted), 300 connections are opened: each completes at once."""
+    daemon = await start_daemon()
+    (listening,) = [sock for site in daemon.runner.sites for sock in site._server.sockets]  # noqa: SLF001
+    asyncio.get_running_loop().remove_reader(listening.fileno())
+    address = listening.getsockname()[:2]
+
+    def open_300() -> str:
+        opened: list[socket.socket] = []
+        try:
+            for _ in range(300):
+                opened.append(socket.create_connection(address, timeout=0.5))
+        except OSError as exc:
+            return f"connection {len(opened) + 1}: {exc!r}"
+        finally:
+            for sock in opened:
+                sock.close()
+        return "all open"
+
+    assert await asyncio.to_thread(open_300) == "all open"

@@ -85,15 +85,12 @@ GC_YOUNG = 20_000
 async def _serve(app, host: str, port: int, ssl_context, shutdown_timeout: float, options: dict, listening) -> None:
     """Serve `app` until a signal ends it, through `GatewayRunner` (malformed requests answered as JSON, never
     echoed or logged). The runner stops accepting, lets running calls finish, then runs the app's cleanup."""
-    from aiohttp import web
-
     from noor_daemon.server import GatewayRunner
 
     runner = GatewayRunner(app, handle_signals=True, access_log=None, shutdown_timeout=shutdown_timeout, **options)
     await runner.setup()
     try:
-        # aiohttp's default backlog of 128 overflows under a burst of new connections.
-        await web.TCPSite(runner, host, port, ssl_context=ssl_context, backlog=1024).start()
+        await runner.listen(host, port, ssl_context)
         # What start-up made (modules, config, the keyring, prices, compiled routes) lives as long as the daemon:
         # out of later collections, which would otherwise walk it all again on every full pass.
         gc.collect()

@@ -51,8 +51,6 @@ def demo_config():
 @asynccontextmanager
 async def running_daemon(data_dir: Path, admin_token: str) -> AsyncIterator[str]:
     """The real daemon app, in this process, on a free loopback port; yields its URL."""
-    from aiohttp import web
-
     from noor_daemon.app import create_app
     from noor_daemon.server import GatewayRunner
     from noor_daemon.settings import DaemonSettings
@@ -61,9 +59,7 @@ async def running_daemon(data_dir: Path, admin_token: str) -> AsyncIterator[str]
     runner = GatewayRunner(app, access_log=None)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
+        host, port = await runner.listen("127.0.0.1", 0)
         yield f"http://{host}:{port}"
     finally:
         await runner.cleanup()

@@ -183,8 +183,6 @@ async def traffic(url: str, admin: AdminClient, secrets: dict[str, list[str]], s
 @asynccontextmanager
 async def running_daemon(data_dir: Path, admin_token: str) -> AsyncIterator[str]:
     """The demo's daemon (`noor demo`'s config, plus prices) in this thread's loop; yields its URL."""
-    from aiohttp import web
-
     from noor_daemon.app import create_app
     from noor_daemon.config import LoadedConfig
     from noor_daemon.server import GatewayRunner
@@ -194,9 +192,7 @@ async def running_daemon(data_dir: Path, admin_token: str) -> AsyncIterator[str]
     runner = GatewayRunner(app, access_log=None)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
+        host, port = await runner.listen("127.0.0.1", 0)
         yield f"http://{host}:{port}"
     finally:
         await runner.cleanup()
