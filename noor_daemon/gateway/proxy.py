@@ -24,6 +24,7 @@ from noor_daemon.domain.errors import GatewayError
 from noor_daemon.domain.money import DEFAULT_MAX_OUTPUT, PriceBook
 from noor_daemon.domain.names import UNKNOWN_MODEL
 from noor_daemon.gateway import translate
+from noor_daemon.gateway.answers import EventStreamResponse, whole_answer
 from noor_daemon.gateway.provider_errors import relay_answer, sanitize_stream_error
 from noor_daemon.gateway.routing import Route, Router
 from noor_daemon.gateway.translate.ir import Target, Untranslatable
@@ -44,16 +45,6 @@ _BIG_WRITE = 16 * 1024
 that was keeping up (one with bytes still unsent always does)."""
 
 CLIENT_CLOSED = 499  # nginx's convention: the client went away before the answer was whole
-
-
-class EventStreamResponse(web.StreamResponse):
-    """A stream whose status and headers leave with its first events, in one write instead of two.
-
-    aiohttp sends a `StreamResponse`'s headers at `prepare()` unless the class says otherwise (its own
-    `Response` does); the proxy prepares only when it has events to write, so nothing waits for them.
-    """
-
-    _send_headers_immediately = False
 
 
 class Call:
@@ -527,7 +518,7 @@ class Proxy:
         except LedgerUnavailable as exc:
             if not self.config.ledger.fail_open:
                 return wire.error_response(GatewayError(503, "unavailable", str(exc), code="ledger_unavailable"))
-        return web.Response(status=status, body=data, content_type=content_type, headers={**reply.headers, **limit_headers})
+        return whole_answer(status, data, content_type, {**reply.headers, **limit_headers})
 
     @staticmethod
     def _translated_body(wire: Wire, raw: bytes, data: bytes, outgoing: Outgoing) -> tuple[Usage, bool, int, bytes]:
