@@ -306,6 +306,46 @@ async def test_body_over_the_limit_without_content_length_is_413(standin, start_
     await last_row(daemon, 413, count=1)
 
 
+async def _raw_call(daemon, head: bytes, pieces: list[bytes]) -> bytes:
+    """One HTTP/1.1 exchange on a raw socket: `head`, then each piece after a pause (none before the first)."""
+    host, port = daemon.base_url.removeprefix("http://").split("/")[0].split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(head + pieces[0])
+        for piece in pieces[1:]:
+            await writer.drain()
+            await asyncio.sleep(0.05)
+            writer.write(piece)
+        return await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+
+
+async def test_a_body_that_came_with_its_head_or_after_it_is_the_same_call(standin, start_daemon):
+    """The proxy takes a body that arrived with the request's head as it lies in the buffer, and reads one that
+    is still coming; both give the same answer, the size limit holds for both, and each call is metered."""
+    daemon = await start_daemon(standin_config(standin, max_body_bytes=2048))
+    key = await daemon.create_key("pieces@example.com")
+    body = b'{"model": "gpt-test", "messages": [{"role": "user", "content": "hello"}]}'
+    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
+            f"Content-Type: application/json\r\nConnection: close\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    whole = await _raw_call(daemon, head, [body])
+    split = await _raw_call(daemon, head, [b"", body[:20], body[20:]])
+    for answer in (whole, split):
+        assert answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer[:200]
+        assert b'"chat.completion"' in answer
+    chunk = b'{"model": "gpt-test", "messages": [{"role": "user", "content": "' + b"z" * 3000 + b'"}]}'
+    chunked_head = head.replace(f"Content-Length: {len(body)}".encode(), b"Transfer-Encoding: chunked")
+    framed = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n0\r\n\r\n"
+    for pieces in ([framed], [b"", framed[:1500], framed[1500:]]):  # over the limit, buffered whole or still coming
+        answer = await _raw_call(daemon, chunked_head, pieces)
+        assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+        assert b"request_too_large" in answer
+    rows = await daemon.usage_rows()
+    assert [r["status"] for r in rows] == [200, 200, 413, 413]
+    assert len(standin.requests) == 2
+
+
 # -- upstream failures -------------------------------------------------------------------
 
 

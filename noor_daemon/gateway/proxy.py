@@ -208,10 +208,16 @@ class Proxy:
         limit = self.config.server.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
             raise errors.too_large(limit)
-        try:
-            raw = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            raise errors.too_large(limit) from None
+        content = request.content
+        if content.is_eof():  # the whole body came in with the head, as a small request's does: no read loop
+            raw = content.read_nowait()
+            if len(raw) > limit:
+                raise errors.too_large(limit)
+        else:
+            try:
+                raw = await request.read()
+            except web.HTTPRequestEntityTooLarge:
+                raise errors.too_large(limit) from None
         try:
             payload = orjson.loads(raw)
         except orjson.JSONDecodeError:
