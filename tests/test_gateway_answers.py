@@ -1,8 +1,9 @@
-"""`WholeAnswer` puts on the wire what aiohttp's `Response` would, byte for byte but the Date.
+"""`WholeAnswer` and `EventStream` put on the wire what aiohttp's `Response` and `StreamResponse` would, byte for
+byte but the Date.
 
-The proxy answers whole bodies with its own serializer (noor_daemon/gateway/answers.py); these tests serve
-the same answer both ways from one real aiohttp server and compare the raw bytes a client reads, for
-keep-alive, `Connection: close` and HTTP/1.0 callers, then check the cases aiohttp's serializer guards.
+The proxy answers with its own serializer (noor_daemon/gateway/answers.py); these tests serve the same answer
+both ways from one real aiohttp server and compare the raw bytes a client reads, for keep-alive,
+`Connection: close` and HTTP/1.0 callers, then check the cases aiohttp's serializer guards.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import asyncio
 import pytest
 from aiohttp import web
 
-from noor_daemon.gateway.answers import WholeAnswer, whole_answer
+from noor_daemon.gateway.answers import EventStream, WholeAnswer, whole_answer
 from noor_daemon.server import GatewayRunner
 
 pytestmark = pytest.mark.engine_independent
@@ -20,6 +21,9 @@ pytestmark = pytest.mark.engine_independent
 BODY = b'{"id":"chatcmpl-1","choices":[{"message":{"role":"assistant","content":"ok"}}]}'
 HEADERS = {"x-request-id": "req_1", "x-ratelimit-remaining-requests": "99", "x-noor-budget-remaining": "12.50"}
 INJECTED = {"x-upstream": "a\r\nx-injected: yes"}
+EVENTS = [b'data: {"choices":[{"delta":{"content":"o"}}]}\n\n', b'data: {"choices":[{"delta":{"content":"k"}}]}\n\n']
+TAIL = b"data: [DONE]\n\n"
+STREAM_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", **HEADERS}
 
 
 @pytest.fixture
@@ -40,8 +44,24 @@ async def server():
             return web.Response(body=BODY, content_type="application/json", headers=INJECTED)
         return WholeAnswer(200, BODY, "application/json", INJECTED)
 
+    async def stream(request: web.Request) -> web.StreamResponse:
+        """The proxy's sequence: prepare when the first events are in, write each run of events, end with a tail."""
+        await request.read()
+        if request.query.get("by") == "aiohttp":
+            response = web.StreamResponse(status=200, headers=STREAM_HEADERS)
+            response._send_headers_immediately = False  # as the proxy's stream before EventStream: head with data
+        else:
+            response = EventStream(STREAM_HEADERS)
+        await response.prepare(request)
+        for event in EVENTS:
+            await response.write(event)
+            await response.write(b"")  # nothing to send: no empty chunk (it would end the body)
+        await response.write_eof(TAIL if request.query.get("tail", "1") == "1" else b"")
+        return response
+
     app = web.Application()
-    app.add_routes([web.post("/whole", whole), web.post("/aiohttp", aiohttps), web.post("/injected", injected)])
+    app.add_routes([web.post("/whole", whole), web.post("/aiohttp", aiohttps), web.post("/injected", injected),
+                    web.post("/stream", stream)])
     runner = GatewayRunner(app, access_log=None)
     await runner.setup()
     host, port = await runner.listen("127.0.0.1", 0)
@@ -56,7 +76,7 @@ async def exchange(address: tuple[str, int], request: bytes, *, answers: int = 1
     try:
         writer.write(request * answers)
         data = b""
-        while data.count(b"HTTP/1.") < answers or not data.endswith((BODY, b"\r\n\r\n")):
+        while data.count(b"HTTP/1.") < answers or not data.endswith((BODY, b"\r\n\r\n", TAIL)):
             chunk = await asyncio.wait_for(reader.read(65536), 5)
             if not chunk:
                 break
@@ -103,3 +123,25 @@ async def test_a_header_value_with_a_line_break_never_starts_a_header(server):
     raw = await exchange(server, post("/injected"))
     assert b"x-injected" not in raw
     assert raw == await exchange(server, post("/injected?by=aiohttp"))  # aiohttp refuses it the same way
+
+
+@pytest.mark.parametrize(
+    ("version", "extra"),
+    [("1.1", ""), ("1.1", "Connection: close\r\n"), ("1.0", "")],
+    ids=["keep-alive", "close", "http/1.0"],
+)
+@pytest.mark.parametrize("tail", ["1", "0"], ids=["with a tail", "without"])
+async def test_an_event_stream_is_what_aiohttp_would_send(server, version, extra, tail):
+    ours = await exchange(server, post(f"/stream?tail={tail}", version, extra))
+    theirs = await exchange(server, post(f"/stream?by=aiohttp&tail={tail}", version, extra))
+    assert without_date(ours) == without_date(theirs)
+    if version == "1.1":
+        assert b"Transfer-Encoding: chunked" in ours and ours.endswith(b"0\r\n\r\n")
+        assert ours.count(b"\r\n0\r\n\r\n") == 1  # one end of the body, after every event
+    else:
+        assert ours.endswith(TAIL if tail == "1" else EVENTS[-1]) and b"chunked" not in ours
+
+
+async def test_streams_follow_each_other_on_one_kept_alive_connection(server):
+    raw = await exchange(server, post("/stream"), answers=2)
+    assert raw.count(b"HTTP/1.1 200 OK\r\n") == 2 and raw.count(TAIL) == 2

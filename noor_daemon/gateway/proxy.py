@@ -24,7 +24,7 @@ from noor_daemon.domain.errors import GatewayError
 from noor_daemon.domain.money import DEFAULT_MAX_OUTPUT, PriceBook
 from noor_daemon.domain.names import UNKNOWN_MODEL
 from noor_daemon.gateway import translate
-from noor_daemon.gateway.answers import EventStreamResponse, whole_answer
+from noor_daemon.gateway.answers import EventStream, whole_answer
 from noor_daemon.gateway.provider_errors import relay_answer, sanitize_stream_error
 from noor_daemon.gateway.routing import Route, Router
 from noor_daemon.gateway.translate.ir import Target, Untranslatable
@@ -566,10 +566,7 @@ class Proxy:
     ) -> web.StreamResponse:
         """Relay events as they come. Headers go out with the first event, so an upstream that
         fails before it can still be replaced by another route."""
-        response = EventStreamResponse(
-            status=200,
-            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", **reply.headers, **limit_headers},
-        )
+        response = EventStream({"Content-Type": "text/event-stream", "Cache-Control": "no-cache", **reply.headers, **limit_headers})
         splitter = EventSplitter()
         held: list[bytes] = []
         failure: GatewayError | None = None
