@@ -71,6 +71,18 @@ def cpu_seconds(pid: int) -> float | None:
     return total if seen else None
 
 
+def cpu_split(pid: int) -> dict[str, float] | None:
+    """CPU seconds of the process itself (no descendants): user, system, and its main thread's user + system (the
+    event loop's, for the daemon and the proxies)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        thread = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return {"user": int(fields[11]) / _CLK_TCK, "system": int(fields[12]) / _CLK_TCK,
+            "main_thread": (int(thread[11]) + int(thread[12])) / _CLK_TCK}
+
+
 def rss_mb(pid: int, field_name: str = "VmRSS") -> float | None:
     """Resident memory of a process and its descendants, in MB (VmHWM: the peak)."""
     total, seen = 0.0, False
@@ -243,6 +255,7 @@ async def run_job(job: Job) -> dict:
     statuses: dict[int, int] = {}
     counters = {"completed": 0, "errors": 0, "total": 0, "started": 0, "connect_errors": 0}
     cpu_marks: dict[str, dict[int, float | None]] = {}
+    split_marks: dict[str, dict[int, dict[str, float] | None]] = {}
     own_cpu: dict[str, float] = {}
 
     connections: set[_Connection] = set()
@@ -275,6 +288,7 @@ async def run_job(job: Job) -> dict:
     def mark(name: str) -> None:
         own_cpu[name] = time.process_time()
         cpu_marks[name] = {pid: cpu_seconds(pid) for pid in job.cpu_pids}
+        split_marks[name] = {pid: cpu_split(pid) for pid in job.cpu_pids}
 
     loop.call_later(job.warmup, mark, "start")
     end_handle = loop.call_later(job.warmup + job.duration, mark, "end")
@@ -350,6 +364,10 @@ async def run_job(job: Job) -> dict:
     for pid in job.cpu_pids:
         a, b = cpu_marks["start"].get(pid), cpu_marks["end"].get(pid)
         cpu[str(pid)] = (b - a) if a is not None and b is not None else None
+    split = {}
+    for pid in job.cpu_pids:
+        a, b = split_marks["start"].get(pid), split_marks["end"].get(pid)
+        split[str(pid)] = {k: b[k] - a[k] for k in a} if a is not None and b is not None else None
     return {
         "requests": counters["completed"],
         "errors": counters["errors"] + counters.get("aborted", 0),  # a request cut off unanswered failed
@@ -363,6 +381,7 @@ async def run_job(job: Job) -> dict:
         "ttft_ms": {str(q): percentile(ttfts, q, presorted=True) for q in QUANTILES} if ttfts else None,
         "mean_ms": sum(latencies) / len(latencies) if latencies else None,
         "cpu_s": cpu,
+        "cpu_split_s": split,
         "loadgen_cpu_s": own_cpu["end"] - own_cpu["start"],
     }
 
