@@ -1,8 +1,9 @@
 """`python -m benchmarks.lone_call [--rounds N] [--stream]`: what a call at concurrency 1 costs, layer by layer.
 
 Issue #23's hardest target is the lone call's CPU against the bare proxy's. This starts the stand-in upstream,
-the bare proxy and three daemons — as shipped (every limit on, the ledger on disk), with metering stubbed
-(`benchmarks.nometer`: no row, no commit, no listeners) and with a plan without limits — and loads each in turn
+the bare proxy and four daemons — as shipped (every limit on, the ledger on disk), with metering stubbed
+(`benchmarks.nometer`: no row, no commit, no listeners), with only the lone call's SQLite INSERT left out
+(`NOOR_BENCH_STUB=insert`) and with a plan without limits — and loads each in turn
 at c=1, in alternating order for N rounds. It prints each system's CPU per call (user and system time from /proc,
 and the daemon's loop thread apart from its other threads) and its ratio to the bare proxy's: the difference
 between the daemon and a variant is what that layer costs a lone call.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import tempfile
 from pathlib import Path
@@ -47,6 +49,9 @@ def main() -> None:
         systems["bare proxy"] = start_bare_proxy(upstream)
         systems["noor"] = start_daemon("noor", config, parent=parent)
         systems["noor, metering stubbed"] = start_daemon("nometer", config, parent=parent, module="benchmarks.nometer")
+        os.environ["NOOR_BENCH_STUB"] = "insert"  # the child's environment is copied at its start
+        systems["noor, INSERT stubbed"] = start_daemon("noinsert", config, parent=parent, module="benchmarks.nometer")
+        del os.environ["NOOR_BENCH_STUB"]
         systems["noor, no limits"] = start_daemon("unlimited", daemon_config(upstream, UNLIMITED_PLAN), parent=parent)
         headers: dict[str, dict[str, str]] = {}
         for name, process in systems.items():
