@@ -15,23 +15,26 @@ from aiohttp.helpers import rfc822_formatted_time
 from aiohttp.http import SERVER_SOFTWARE
 
 
-def _head(response: web.StreamResponse, request: web.BaseRequest, own: Mapping[str, str], added: str) -> bytes:
+def _head(
+    response: web.StreamResponse, request: web.BaseRequest, own: Mapping[str, str], added: dict[str, str]
+) -> bytes:
     """The status line and headers aiohttp would send, in its order: the answer's own headers, then the ones it adds
     (`added`, then Date, Server and what keep-alive needs)."""
     version = request.version
     lines = [f"HTTP/{version[0]}.{version[1]} {response.status} {response.reason}\r\n"]
-    for headers in (own, response.headers):
+    for headers in (own, response.headers, added):
         for name, value in headers.items():
             lines.append(f"{name}: {value}\r\n")
-    lines.append(f"{added}Date: {rfc822_formatted_time()}\r\nServer: {SERVER_SOFTWARE}\r\n")
+    lines.append(f"Date: {rfc822_formatted_time()}\r\nServer: {SERVER_SOFTWARE}\r\n")
     if not response.keep_alive and version == (1, 1):
         lines.append("Connection: close\r\n")
     elif response.keep_alive and version == (1, 0):
         lines.append("Connection: keep-alive\r\n")
     lines.append("\r\n")
     head = "".join(lines)
-    # One CR and one LF a line, as aiohttp's serializer insists: a value cannot start another header.
-    breaks = len(lines) - 1 + added.count("\n") + 2
+    # One CR and one LF a line (two in the Date and Server piece), as aiohttp's serializer insists: a value cannot
+    # start another header.
+    breaks = len(lines) + 1
     if head.count("\n") != breaks or head.count("\r") != breaks:
         raise ValueError("a newline or carriage return in a header of the answer")
     return head.encode("utf-8")
@@ -45,8 +48,8 @@ class _OwnHead(web.StreamResponse):
         self._extra = headers
         self._head = b""
 
-    def _added_headers(self, request: web.BaseRequest) -> str:
-        """The headers aiohttp would add before its Date (each line with its CRLF); settles keep-alive."""
+    def _added_headers(self, request: web.BaseRequest) -> dict[str, str]:
+        """The headers aiohttp would add before its Date; settles keep-alive."""
         raise NotImplementedError
 
     async def prepare(self, request: web.BaseRequest):
@@ -86,8 +89,8 @@ class WholeAnswer(_OwnHead):
         self._whole = body
         self._content_type = content_type
 
-    def _added_headers(self, request: web.BaseRequest) -> str:
-        return f"Content-Type: {self._content_type}\r\nContent-Length: {len(self._whole)}\r\n"
+    def _added_headers(self, request: web.BaseRequest) -> dict[str, str]:
+        return {"Content-Type": self._content_type, "Content-Length": str(len(self._whole))}
 
     async def write_eof(self, data: bytes = b"") -> None:
         if not self._eof_sent:
@@ -104,12 +107,12 @@ class EventStream(_OwnHead):
         super().__init__(200, headers)
         self._framed = True
 
-    def _added_headers(self, request: web.BaseRequest) -> str:
+    def _added_headers(self, request: web.BaseRequest) -> dict[str, str]:
         self._framed = request.version >= (1, 1)
         if not self._framed:
             self._keep_alive = False  # unframed, only the close can end the body
-            return ""
-        return "Transfer-Encoding: chunked\r\n"
+            return {}
+        return {"Transfer-Encoding": "chunked"}
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:
         if self._eof_sent:
