@@ -3,12 +3,45 @@
 from __future__ import annotations
 
 import asyncio
+import sys
+from array import array
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from noor_daemon.domain.windows import DAY_MS, HOUR_MS, Window, floor, retention_cutoff
 
-Rows = list[tuple]
-"""A cached day's rows: (bucket start, group, model, requests, errors, prompt, completion)."""
+Row = tuple
+"""(bucket start, group, model, requests, errors, prompt, completion, cost, unpriced): a rollup row summed
+per bucket, group and model, as `views.series` reads it."""
+SUMS = 6
+"""The counts after a row's (bucket start, group, model)."""
+
+
+class Day:
+    """One kept day's rows, stored by column: ~70 bytes a row, where the same rows as tuples of Python ints
+    and strings take ~420 (a 90-day range by key over 40 keys and 5 models: 18,000 rows, 1.3 MB instead of
+    7.6). Each group and model name is one shared string, however many rows hold it."""
+
+    __slots__ = ("columns",)
+
+    def __init__(self, rows: Sequence[Row]) -> None:
+        """Raises OverflowError or TypeError for counts that are not 64-bit integers (such a day is not kept)."""
+        if any(len(row) != 3 + SUMS for row in rows):
+            raise TypeError("a rollup row is (bucket start, group, model) and six counts")
+        bucket, group, model, *sums = zip(*rows) if rows else [()] * (3 + SUMS)
+        self.columns = (
+            array("q", bucket), [_shared(g) for g in group], [_shared(m) for m in model], *(array("q", s) for s in sums)
+        )
+
+    def __len__(self) -> int:
+        return len(self.columns[0])
+
+    def __iter__(self) -> Iterator[Row]:
+        return zip(*self.columns)
+
+
+def _shared(name: str | None) -> str | None:
+    return sys.intern(name) if name is not None else None
 
 
 class DayCache:
@@ -24,9 +57,10 @@ class DayCache:
     """
 
     MAX_ROWS = 500_000
+    """Rows kept at most (~35 MB as `Day`s): past it, further days are read from the ledger each time."""
 
     def __init__(self) -> None:
-        self.days: dict[str, dict[int, Rows]] = {}
+        self.days: dict[str, dict[int, Day]] = {}
         self.rows = 0
         self.generation = 0
         """Bumped whenever kept days are dropped: a fill read before that may be stale and is not kept."""
@@ -46,16 +80,20 @@ class DayCache:
         """Whether any day is kept (an empty day counts: it would hide a call that lands in it)."""
         return any(self.days.values())
 
-    def get(self, column: str) -> dict[int, Rows]:
+    def get(self, column: str) -> dict[int, Day]:
         return self.days.setdefault(column, {})
 
-    def put(self, column: str, day: int, rows: Rows) -> bool:
+    def put(self, column: str, day: int, rows: Sequence[Row]) -> bool:
         """Keep `rows` for `day`; False (and nothing kept) once the cache is full."""
         if self.rows + len(rows) > self.MAX_ROWS:
             return False
+        try:
+            kept = Day(rows)
+        except (OverflowError, TypeError):  # counts SQLite summed past 64 bits or as floats: read from the ledger
+            return False
         days = self.get(column)
-        self.rows += len(rows) - len(days.get(day, ()))
-        days[day] = rows
+        self.rows += len(kept) - len(days.get(day, ()))
+        days[day] = kept
         return True
 
     def forget_days(self, days: set[int]) -> None:

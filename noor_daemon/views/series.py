@@ -11,8 +11,9 @@ rather than counted as free.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from itertools import chain
 
 from noor_daemon.clock import iso
 from noor_daemon.config import Config
@@ -20,7 +21,7 @@ from noor_daemon.domain.accounts import KeyRing
 from noor_daemon.domain.money import amount
 from noor_daemon.domain.windows import DAY_MS, HOUR_MS, MINUTE_MS, Window, floor, last_buckets, retention_cutoff
 from noor_daemon.ledger.database import Ledger
-from noor_daemon.views.day_cache import DayCache
+from noor_daemon.views.day_cache import DayCache, Row
 from noor_daemon.views.minutes import MinuteUsage
 
 
@@ -47,6 +48,8 @@ RANGES = {
 }
 GROUPS = ("model", "key", "account")
 OTHER = "(other)"
+FILL_DAYS = 10
+"""Days the day cache reads in one query when it fills."""
 
 
 class _Group:
@@ -88,7 +91,7 @@ def _rows_sql(column: str, t: str, table: str, bucket: str) -> str:
 
 async def _bucket_rows(
     reader, column: str, window: Window, low: int, high: int, account_id: str | None = None
-) -> list[tuple[int, str, str, int, int, int, int]]:
+) -> list[Row]:
     """Rows of [low, high) (inside `window`) in the window's buckets, as (bucket start, g, model, sums…):
     whole days from `usage_daily` when the buckets are days, hours from `usage_hourly` otherwise."""
     part = Window(low, high, window.bucket_ms)
@@ -107,25 +110,13 @@ async def _bucket_rows(
     return rows
 
 
-def _by_time(rows) -> list[tuple[int, list]]:
-    """Flat (t, g, model, sums…) rows as (t, [(g, model, sums…), …]) chunks, the form the series is
-    folded from (a cached day is one chunk as it is kept: no per-row copy)."""
-    chunks: dict[int, list] = {}
-    for t, *rest in rows:
-        chunk = chunks.get(t)
-        if chunk is None:
-            chunk = chunks[t] = []
-        chunk.append(rest)
-    return list(chunks.items())
-
-
 async def cached_rows(
     ledger: Ledger, cache: DayCache, config: Config, column: str, window: Window, now_ms: int
-) -> list[tuple[int, list]]:
-    """The window's rows, as (bucket start, [(g, model, sums…), …]) chunks, for the whole ledger: the buckets
-    of past days the cache may keep (`DayCache.keepable`) from the cache (each day read once), the rest
-    (the window's partial first day, the last days, a day retention is cutting into) from the ledger.
-    Answers exactly what `_bucket_rows` over the whole window would."""
+) -> Iterable[Row]:
+    """The window's rows for the whole ledger: the buckets of past days the cache may keep
+    (`DayCache.keepable`) from the cache (each day read once), the rest (the window's partial first day, the
+    last days, a day retention is cutting into) from the ledger. Answers exactly what `_bucket_rows` over the
+    whole window would; the kept days' rows are made one at a time as they are folded."""
     await ledger.settle()  # the rollups hold every committed call before they are read
     key = f"{column}/{window.bucket_ms}"
     first, last = cache.keepable(window, now_ms, config.retention.usage_days)
@@ -135,23 +126,25 @@ async def cached_rows(
     days = cache.get(key)
     async with cache.filling:
         missing = [day for day in range(first, last, DAY_MS) if day not in days]
-        if missing:
+        # A few days a query: the rows read stay few while they are made into the cache's compact days.
+        for part in (missing[i:i + FILL_DAYS] for i in range(0, len(missing), FILL_DAYS)):
             generation = cache.generation
-            fetched = await _bucket_rows(cache.reader or ledger.reader, column, window, missing[0], missing[-1] + DAY_MS)
-            by_day: dict[int, list] = {day: [] for day in missing}
-            for b, *rest in fetched:
-                rows_of_day = by_day.get(b - b % DAY_MS)
+            fetched = await _bucket_rows(cache.reader or ledger.reader, column, window, part[0], part[-1] + DAY_MS)
+            by_day: dict[int, list] = {day: [] for day in part}
+            for row in fetched:
+                rows_of_day = by_day.get(row[0] - row[0] % DAY_MS)
                 if rows_of_day is not None:
-                    rows_of_day.append((b, *rest))
-            if cache.generation == generation:  # no call landed in a past day while they were read
-                for day, rows_of_day in by_day.items():
-                    if not cache.put(key, day, rows_of_day):
-                        break
-    flat: list = []
+                    rows_of_day.append(row)
+            del fetched
+            if cache.generation != generation:  # a call landed in a past day while they were read: keep none
+                break
+            if not all(cache.put(key, day, rows_of_day) for day, rows_of_day in by_day.items()):
+                break  # the cache is full (or a day held counts it cannot keep: read from the ledger)
+    parts: list[Iterable[Row]] = []
     uncached: list[tuple[int, int]] = []
     for day in range(first, last, DAY_MS):
         if day in days:
-            flat.extend(days[day])
+            parts.append(days[day])
         elif uncached and uncached[-1][1] == day:
             uncached[-1] = (uncached[-1][0], day + DAY_MS)
         else:
@@ -161,19 +154,19 @@ async def cached_rows(
     if last < window.end:
         uncached.append((max(last, window.start), window.end))
     for low, high in uncached:
-        flat.extend(await _bucket_rows(ledger.reader, column, window, low, high))
-    return _by_time(flat)
+        parts.append(await _bucket_rows(ledger.reader, column, window, low, high))
+    return chain.from_iterable(parts)
 
 
-def _minute_rows(minutes: MinuteUsage, group: str, start: int, account_id: str | None) -> list[tuple[int, list]]:
-    """The hour range from memory, as (minute, [(g, model, sums…), …]) chunks."""
+def _minute_rows(minutes: MinuteUsage, group: str, start: int, account_id: str | None) -> list[Row]:
+    """The hour range from memory, a row per minute, group and model."""
     folded: dict[tuple[int, str, str], list[int]] = {}
     for minute, account, key, model, *sums in minutes.rows(start, account_id):
         g = {"model": model, "key": key, "account": account}[group]
         row = folded.setdefault((minute, g, model), [0, 0, 0, 0, 0, 0])
         for i, value in enumerate(sums):
             row[i] += value
-    return _by_time([(minute, g, model, *values) for (minute, g, model), values in folded.items()])
+    return [(minute, g, model, *values) for (minute, g, model), values in folded.items()]
 
 
 async def _labels(ledger: Ledger, keyring: KeyRing, group: str, keys: list[str]) -> dict[str, dict]:
@@ -234,28 +227,28 @@ async def usage_series(
     elif account_id is None and days is not None:
         rows = await cached_rows(ledger, days, config, column, window, now_ms)
     else:
-        rows = _by_time(await _bucket_rows(ledger.reader, column, window, window.start, window.end, account_id))
-    chunks = [((b - window.start) // window.bucket_ms, chunk) for b, chunk in rows]
+        rows = await _bucket_rows(ledger.reader, column, window, window.start, window.end, account_id)
     groups: dict[str, _Group] = {}
     unpriced: set[str] = set()
     total_cost = 0
     points = span.buckets
-    for b, rows in chunks:
+    start, bucket_ms = window.start, window.bucket_ms
+    for t, g, model, requests, errors, prompt, completion, cost, unpriced_calls in rows:
+        b = (t - start) // bucket_ms
         if not 0 <= b < points:
             continue
-        for g, model, requests, errors, prompt, completion, cost, unpriced_calls in rows:
-            entry = groups.get(g)
-            if entry is None:
-                entry = groups[g] = _Group(g, points)
-            entry.requests[b] += requests
-            entry.errors[b] += errors
-            entry.prompt[b] += prompt
-            entry.completion[b] += completion
-            entry.costs[b] += int(cost)  # the cost of each call as metered, at the prices of its day
-            total_cost += int(cost)
-            if unpriced_calls:
-                entry.unpriced.add(model)
-                unpriced.add(model)
+        entry = groups.get(g)
+        if entry is None:
+            entry = groups[g] = _Group(g, points)
+        entry.requests[b] += requests
+        entry.errors[b] += errors
+        entry.prompt[b] += prompt
+        entry.completion[b] += completion
+        entry.costs[b] += int(cost)  # the cost of each call as metered, at the prices of its day
+        total_cost += int(cost)
+        if unpriced_calls:
+            entry.unpriced.add(model)
+            unpriced.add(model)
     ranked = sorted(groups.values(), key=lambda e: (-e.tokens, -sum(e.requests), e.key))
     shown = ranked[:limit]
     if len(ranked) > limit:
