@@ -207,9 +207,12 @@ async def test_usage_series_by_model_key_and_account(start_daemon) -> None:
     async with aiohttp.ClientSession() as http:
         for key, model in ((key_a, "sim-gpt"), (key_a, "sim-claude"), (key_b, "sim-gpt"), (key_b, "sim-embed")):
             await chat(http, daemon, key, model=model) if model != "sim-embed" else await embed(http, daemon, key)
-        for range_name, points in (("hour", 60), ("day", 24), ("7d", 56), ("30d", 30), ("90d", 90)):
+        for range_name, points, source in (
+            ("hour", 60, "memory"), ("day", 24, "usage_hourly"), ("7d", 56, "usage_hourly"), ("30d", 30, "usage_daily"),
+            ("90d", 90, "usage_daily"),
+        ):
             doc = await admin_get(http, daemon, "/usage/series", range=range_name, group="model")
-            assert len(doc["buckets"]) == points, range_name
+            assert (len(doc["buckets"]), doc["source"]) == (points, source), range_name
             assert doc["totals"]["requests"] == 4, range_name
             assert sum(sum(s["requests"]) for s in doc["series"]) == 4
         by_model = await admin_get(http, daemon, "/usage/series", range="day", group="model")

@@ -85,7 +85,11 @@ USAGE_SERIES = {
         "now": {"type": "string", "format": "date-time"},
         "currency": {"type": "string", "description": "Of every cost in the document ([budgets] currency)"},
         "buckets": {"type": "array", "items": {"type": "string", "format": "date-time"}},
-        "source": {"type": "string", "enum": ["usage_hourly", "memory"]},
+        "source": {
+            "type": "string", "enum": ["memory", "usage_hourly", "usage_daily"],
+            "description": "Where the buckets come from: the last hour per minute from memory, hours from the hourly "
+            "rollups, days from the daily ones (the first and the current day's hours from the hourly ones)",
+        },
         "series": {
             "type": "array",
             "items": {

@@ -220,7 +220,7 @@ async def usage_series(
     span = RANGES[range_name]
     window = span.window(now_ms)
     column = {"model": "model", "key": "key_id", "account": "account_id"}[group]
-    source = "usage_hourly"
+    source = "usage_daily" if window.bucket_ms == DAY_MS else "usage_hourly"  # whole days, or hours
     if span.name == "hour":
         rows = _minute_rows(minutes, group, window.start, account_id)
         source = "memory"

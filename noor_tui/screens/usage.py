@@ -30,6 +30,11 @@ RANGES = [("hour", "Hour"), ("day", "Day"), ("7d", "7 days"), ("30d", "30 days")
 RANGE_WORDS = {"hour": "last hour", "day": "last 24 hours", "7d": "last 7 days", "30d": "last 30 days", "90d": "last 90 days"}
 TICK_FORMATS = {"hour": "%H:%M", "day": "%H:%M", "7d": "%a %Hh", "30d": "%b %d", "90d": "%b %d"}
 METRICS = [("tokens", "Tokens"), ("requests", "Requests"), ("cost", "Cost")]
+_SOURCES = {
+    "memory": "from the daemon's memory (per minute)",
+    "usage_hourly": "from the hourly rollups",
+    "usage_daily": "from the daily rollups (the first and the current day's hours from the hourly ones)",
+}
 
 
 def bucket_labels(series: UsageSeries, tz, count: int = 6) -> list[str]:
@@ -49,7 +54,7 @@ class UsageScreen(NoorScreen):
     GROUPS: ClassVar[list[tuple[str, str]]] = [("model", "Model"), ("key", "Key"), ("account", "Account")]
     HELP = (
         "Tokens, requests or cost per bucket, stacked by model, key or account, for the last hour (per minute, "
-        "from the daemon's memory) up to the last 90 days (from the hourly rollups), with totals and the "
+        "from the daemon's memory) up to the last 90 days (from the hourly and daily rollups), with totals and the "
         "estimated cost of each line (each call priced when it was metered: `noor prices`). A model with no "
         "price shows \"unpriced\", never $0; a * marks a cost that leaves out some unpriced calls."
     )
@@ -131,7 +136,7 @@ class UsageScreen(NoorScreen):
         self._chart(data)
         self._table(data)
         unpriced = ", ".join(totals.unpriced_models)
-        source = "from the daemon's memory (per minute)" if data.source == "memory" else "from the hourly rollups"
+        source = _SOURCES.get(data.source, "from the rollups")
         self.query_one("#usage-note", Static).update(
             f"{len(data.buckets)} × {_bucket_words(data.bucket_seconds)}, {source}"
             + (f" · no price for: {unpriced} (* leaves them out)" if unpriced else "")
