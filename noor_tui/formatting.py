@@ -84,10 +84,11 @@ def currency_digits(currency: str) -> int:
     return 0 if code in ZERO_DECIMAL else 3 if code in THREE_DECIMAL else 2
 
 
-def money(value: float | None, currency: str = "USD", *, compact: bool = False) -> str:
+def money(value: float | None, currency: str = "USD", *, compact: bool = False, max_decimals: int = MAX_DECIMALS) -> str:
     """An amount in the daemon's currency: the currency's own decimals from 1 up ("$3.41", "¥120"), two
     significant digits below ("$0.0043": one call often costs a fraction of a cent, and "$0.00" would hide
-    it). `compact` writes 10,000 and more as "$12.3k", for narrow cells."""
+    it), down to `max_decimals` ("<$0.00001" below). `compact` writes 10,000 and more as "$12.3k", for narrow
+    cells."""
     if value is None:
         return DASH
     code = currency.upper()
@@ -97,9 +98,9 @@ def money(value: float | None, currency: str = "USD", *, compact: bool = False) 
     if compact and value >= 10_000:
         return prefix + si(value)
     if 0 < value < 1:
-        places = max(digits, min(MAX_DECIMALS, 1 - math.floor(math.log10(value))))
+        places = max(digits, min(max_decimals, 1 - math.floor(math.log10(value))))
         if round(value, places) == 0:
-            return f"<{prefix}{10 ** -MAX_DECIMALS:.{MAX_DECIMALS}f}"
+            return f"<{prefix}{10 ** -max_decimals:.{max_decimals}f}"
         text = f"{value:.{places}f}"
         whole, _, decimals = text.partition(".")
         decimals = decimals.rstrip("0").ljust(digits, "0")  # 0.0999 rounds to 0.100: 0.10

@@ -25,6 +25,7 @@ from noor_daemon.clock import ManualClock
 from noor_daemon.domain.money import UNIT
 from noor_tui.app import AdminApp, MeApp
 from noor_tui.formatting import money
+from noor_tui.widgets.feed import COST_DECIMALS
 from noor_tui.widgets.detail import DetailScreen
 from noor_tui.widgets.feed import LiveFeed
 from noor_tui.widgets.quota import QuotaTable
@@ -150,8 +151,8 @@ async def test_every_amount_the_admin_dashboard_shows_is_the_ledgers(start_daemo
         feed = overview.query_one("#feed", LiveFeed)
         await wait_until(pilot, lambda: len(feed.records) == len(rows), what="every call in the feed")
         shown = sorted(plain(r.cells["cost"]) for r in feed.records)
-        expected = sorted(money(r["cost"] / UNIT) if r["cost"] is not None else "unpriced" if r["prompt_tokens"] else "–"
-                          for r in rows)
+        expected = sorted(money(r["cost"] / UNIT, max_decimals=COST_DECIMALS) if r["cost"] is not None
+                          else "unpriced" if r["prompt_tokens"] else "–" for r in rows)
         assert shown == expected
         claude_call = next(r for r in feed.records if r.item.model == "sim-claude")
         claude_row = next(r for r in rows if r["model"] == "sim-claude")
@@ -258,3 +259,6 @@ def test_amounts_are_written_with_the_currency_and_enough_digits() -> None:
     assert money(3.41, "EUR") == "€3.41" and money(1234, "JPY") == "¥1,234" and money(3.5, "CHF") == "CHF 3.50"
     assert money(0.004, "KWD") == "KWD 0.004" and money(12_345.6, compact=True) == "$12.3k"
     assert money(1e-12) == "<$0.00000001"
+    # The live feed's narrow cell: an embedding's cost says how small it is instead of being cut off.
+    assert money(8e-8, max_decimals=COST_DECIMALS) == "<$0.00001" and money(6.1e-6, max_decimals=COST_DECIMALS) == "$0.00001"
+    assert money(0.0034, max_decimals=COST_DECIMALS) == "$0.0034"

@@ -69,12 +69,14 @@ COLUMNS = [
     Column("cost", "Cost", 9, right=True),
 ]
 """A narrow feed leaves out the key, then the time to first token (an email and the cost matter more)."""
+COST_DECIMALS = 5
+"""A call's cost in the feed's 9 columns: "<$0.00001" for less (an embedding's few tokens); its details say it all."""
 
 
 def cost_cell(event: CallEvent, currency: str) -> Text | str:
     """The call's cost; "unpriced" (dim) for tokens of a model nobody priced, never a made-up $0."""
     if event.cost is not None:
-        return money(event.cost, currency)
+        return money(event.cost, currency, max_decimals=COST_DECIMALS)
     return Text("unpriced" if event.total_tokens else "–", style="dim")
 
 
